@@ -1,0 +1,27 @@
+"""Per-study asset factories: raw batch -> covariates -> models -> effect -> posterior -> report."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets.covariates import build_covariate_table
+from assets.effects import build_batch_effect
+from assets.models import build_outcome_model, build_propensity_model
+from assets.posterior import build_effect_posterior
+from assets.raw import build_raw_batch
+from assets.report import build_posterior_report
+from orchestration.partitions import study_partitions
+from orchestration.study_config import StudyConfig
+
+
+def build_study_assets(study: StudyConfig) -> list[dg.AssetsDefinition]:
+    """The asset group of one study, keys prefixed by the study name."""
+    partitions = study_partitions(study)
+    raw = build_raw_batch(study, partitions)
+    covariates = build_covariate_table(study, partitions, raw.key)
+    propensity = build_propensity_model(study, partitions, covariates.key)
+    outcome = build_outcome_model(study, partitions, covariates.key)
+    effect = build_batch_effect(study, partitions, [propensity.key, outcome.key])
+    posterior = build_effect_posterior(study, effect.key)
+    report = build_posterior_report(study, posterior.key)
+    return [raw, covariates, propensity, outcome, effect, posterior, report]

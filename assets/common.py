@@ -1,0 +1,49 @@
+"""Names, keys and small helpers shared by the per-study asset factories."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+import assimilate
+from orchestration.study_config import StudyConfig
+
+VERDICT_TABLES = ("raw_batch", "covariate_table", "propensity_model", "batch_effect")
+WRITE_POOL = "duckdb_write"
+RETRY = dg.RetryPolicy(max_retries=2, delay=2.0, backoff=dg.Backoff.EXPONENTIAL)
+
+
+def key(study: StudyConfig, name: str) -> dg.AssetKey:
+    """Asset keys are prefixed by the study name: ``<study>/<asset>``."""
+    return dg.AssetKey([study.name, name])
+
+
+def verdict_table(asset: str) -> str:
+    """Each batch asset stores its verdicts in its own table, replaced per partition."""
+    return f"verdicts_{asset}"
+
+
+def code_version(study: StudyConfig) -> str:
+    """Library version plus the study config hash: a config change marks assets stale."""
+    return f"{assimilate.__version__}+{study.config_hash[:12]}"
+
+
+def batch_rng(study: StudyConfig, partition_key: str) -> np.random.Generator:
+    """Seeded per study and partition, so a re-run draws the same numbers."""
+    digest = hashlib.sha256(f"{study.seed}:{partition_key}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def frame_to_records_md(frame: pd.DataFrame, *, float_digits: int = 4) -> dg.MetadataValue:
+    """A small data frame as a markdown table for the UI."""
+    return dg.MetadataValue.md(frame.round(float_digits).to_markdown(index=False))
+
+
+def as_json(value: Any) -> str:
+    """Canonical JSON text (sorted keys) for diagnostics columns."""
+    return json.dumps(value, sort_keys=True, default=str)

@@ -1,0 +1,94 @@
+"""raw_batch: the landed file, exactly as delivered, with its content hash and the quality suite."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+
+import dagster as dg
+import pandas as pd
+
+from assets.batch_validation import BatchFileError, raw_rows_table, read_batch_file, typed_view
+from assimilate.diagnostics import Verdict
+from assets.common import RETRY, WRITE_POOL, code_version, key, verdict_table
+from checks.quality import run_quality_suite
+from checks.results import ERROR, check_result, check_spec, verdict_rows
+from orchestration.study_config import StudyConfig
+from resources.landing import LandingResource
+from resources.warehouse import WarehouseResource
+
+
+def build_raw_batch(study: StudyConfig, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    asset_key = key(study, "raw_batch")
+
+    @dg.asset(
+        key=asset_key,
+        partitions_def=partitions,
+        group_name=study.name,
+        pool=WRITE_POOL,
+        retry_policy=RETRY,
+        code_version=code_version(study),
+        kinds={"duckdb"},
+        description=f"{study.name}: the landed batch file, row by row as text, with its SHA-256.",
+        check_specs=[check_spec(asset_key, "data_quality", "Great Expectations suite on the landed rows", partitions)],
+    )
+    def raw_batch(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing: LandingResource
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        batch = context.partition_key
+        path = landing.file_for(study, batch)
+        content = path.read_bytes()
+        sha256 = hashlib.sha256(content).hexdigest()
+        try:
+            raw = read_batch_file(path, batch=batch)
+            verdict, expectations = _quality(raw, study, batch)
+        except BatchFileError as error:
+            # An unreadable file is a failed quality check, not a crash: it is recorded, alerted on,
+            # and the posterior takes a predict-only step for this batch.
+            raw = pd.DataFrame()
+            verdict, expectations = _unreadable(str(error)), pd.DataFrame()
+ = hashlib.sha256(content).hexdigest()
+        file_row = pd.DataFrame(
+            [{"file_name": path.name, "sha256": sha256, "size_bytes": len(content), "n_rows": len(raw),
+              "columns_json": json.dumps(list(raw.columns), ensure_ascii=False)}]
+        )
+        warehouse.get().replace_partition_tables(
+            study.name,
+            batch,
+            {
+                "raw_files": file_row,
+                "raw_rows": raw_rows_table(raw),
+                verdict_table("raw_batch"): verdict_rows("raw_batch", {"data_quality": (verdict, ERROR)}),
+            },
+        )
+        yield dg.MaterializeResult(
+            metadata={
+                "file": path.name,
+                "sha256": sha256,
+                "rows": len(raw),
+                "columns": len(raw.columns),
+                "dagster/row_count": len(raw),
+            },
+            data_version=dg.DataVersion(sha256),
+        )
+        yield check_result(
+            asset_key, "data_quality", verdict, severity=ERROR,
+            metadata={"expectations": dg.MetadataValue.md(expectations.to_markdown(index=False) or "none")},
+        )
+
+    return raw_batch
+
+
+def _quality(raw: pd.DataFrame, study: StudyConfig, batch: str) -> tuple[Verdict, pd.DataFrame]:
+    if raw.empty:
+        return _unreadable(f"batch {batch}: the file has no data rows"), pd.DataFrame()
+    result = run_quality_suite(typed_view(raw), study, batch=batch)
+    return result.verdict, result.expectations
+
+
+def _unreadable(reason: str) -> Verdict:
+    return Verdict.evaluate(
+        "data_quality", value=1.0, threshold=0.0, rule="the file is a readable, non-empty table",
+        passed=False, reason=reason,
+    )

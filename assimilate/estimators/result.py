@@ -1,0 +1,121 @@
+"""The result of a per-batch effect estimator.
+
+``EffectEstimate`` is frozen: a different variance estimator means a new fit, never a mutation.
+Its interval is the normal (Wald) interval ``estimate ± z_{1-alpha/2} · std_error``.
+
+Example
+-------
+>>> est = EffectEstimate(estimate=0.5, std_error=0.1, n_treated=50, n_control=50,
+...                      method="difference_in_means", se_method="welch")
+>>> est.conf_int(alpha=0.05)
+(0.304..., 0.695...)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import pandas as pd
+from scipy import stats
+
+from assimilate._validation import check_alpha
+
+
+@dataclass(frozen=True)
+class EffectEstimate:
+    """One batch's treatment-effect estimate with its standard error.
+
+    Parameters
+    ----------
+    estimate : float
+        Point estimate of the effect (ATE unless ``estimand`` says otherwise).
+    std_error : float
+        Standard error of ``estimate``.
+    n_treated, n_control : int
+        Units in each arm that entered the estimate (after any trimming).
+    method : str
+        Estimator name, e.g. ``"aipw"``.
+    se_method : str
+        How ``std_error`` was computed, e.g. ``"influence_function"``, ``"hc3"``.
+    estimand : str
+        ``"ATE"`` (default) or ``"ATT"``.
+    diagnostics : Mapping[str, Any]
+        JSON-serialisable facts about the fit (trimming counts and bounds, folds, ...).
+    """
+
+    estimate: float
+    std_error: float
+    n_treated: int
+    n_control: int
+    method: str
+    se_method: str
+    estimand: str = "ATE"
+    diagnostics: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "diagnostics", MappingProxyType(dict(self.diagnostics)))
+
+    @property
+    def n(self) -> int:
+        """Units that entered the estimate."""
+        return self.n_treated + self.n_control
+
+    @property
+    def z_statistic(self) -> float:
+        """``estimate / std_error``."""
+        return self.estimate / self.std_error
+
+    @property
+    def p_value(self) -> float:
+        """Two-sided normal p-value of "no effect"."""
+        return float(2.0 * stats.norm.sf(abs(self.z_statistic)))
+
+    def conf_int(self, alpha: float = 0.05) -> tuple[float, float]:
+        """Two-sided normal interval at level ``1 - alpha``."""
+        z = float(stats.norm.ppf(1.0 - check_alpha(alpha) / 2.0))
+        return (self.estimate - z * self.std_error, self.estimate + z * self.std_error)
+
+    def to_frame(self, alpha: float = 0.05) -> pd.DataFrame:
+        """One tidy row: method, estimate, std_error, ci_lower, ci_upper, alpha, counts."""
+        lower, upper = self.conf_int(alpha)
+        row = {
+            "method": self.method,
+            "estimand": self.estimand,
+            "estimate": self.estimate,
+            "std_error": self.std_error,
+            "ci_lower": lower,
+            "ci_upper": upper,
+            "alpha": alpha,
+            "p_value": self.p_value,
+            "n_treated": self.n_treated,
+            "n_control": self.n_control,
+            "se_method": self.se_method,
+        }
+        return pd.DataFrame([row])
+
+    def summary(self, alpha: float = 0.05) -> str:
+        """A short human-readable report."""
+        lower, upper = self.conf_int(alpha)
+        level = f"{100 * (1 - alpha):g}%"
+        lines = [
+            f"{self.method} estimate of the {self.estimand}",
+            f"  estimate   {self.estimate: .6g}",
+            f"  std_error  {self.std_error: .6g}  ({self.se_method})",
+            f"  {level} CI    [{lower:.6g}, {upper:.6g}]",
+            f"  p-value    {self.p_value:.4g}",
+            f"  n          {self.n} ({self.n_treated} treated, {self.n_control} control)",
+        ]
+        lines += [f"  {key}: {value}" for key, value in self.diagnostics.items()]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    @property
+    def is_finite(self) -> bool:
+        """Whether estimate and standard error are finite numbers (std_error > 0)."""
+        return math.isfinite(self.estimate) and math.isfinite(self.std_error) and self.std_error > 0

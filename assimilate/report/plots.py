@@ -1,0 +1,89 @@
+"""Plots of an assimilated effect: the fan chart of the posterior over batches.
+
+Returns matplotlib figures (the caller decides where they go); ``figure_to_png`` gives the bytes.
+
+Example
+-------
+>>> from assimilate import causal_kalman
+>>> result = causal_kalman([0.5, 0.6, 0.55], [0.1, 0.1, 0.1], prior_mean=0.0, prior_var=1.0, process_var=0.01)
+>>> png = figure_to_png(fan_chart(result))
+>>> png[:4] == b"\\x89PNG"
+True
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from assimilate.result import AssimilationResult  # noqa: E402
+
+
+def fan_chart(
+    result: AssimilationResult,
+    *,
+    true_effects: Sequence[float] | None = None,
+    title: str = "Assimilated treatment effect",
+) -> Figure:
+    """Per-batch estimates with intervals, the filtered band, the smoothed band, excluded batches.
+
+    Parameters
+    ----------
+    result : AssimilationResult
+        The filtered (and optionally smoothed) posterior.
+    true_effects : sequence of float, optional
+        The true effect per batch, when known (simulations).
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Interval levels are ``1 - result.alpha``.
+    """
+    x = np.arange(result.n_batches)
+    z = float(stats.norm.ppf(1 - result.alpha / 2))
+    level = f"{100 * result.level:g}%"
+    fig, ax = plt.subplots(figsize=(10, 5), dpi=100)
+    ax.fill_between(x, result.posterior_lower, result.posterior_upper, color="tab:blue", alpha=0.25,
+                    label=f"filtered {level} band")
+    ax.plot(x, result.posterior_mean, color="tab:blue", lw=2, label="filtered mean")
+    if result.smoothed_mean is not None and result.smoothed_sd is not None:
+        ax.plot(x, result.smoothed_mean, color="tab:green", lw=1.5, ls="--", label="smoothed mean")
+        ax.fill_between(x, result.smoothed_mean - z * result.smoothed_sd, result.smoothed_mean + z * result.smoothed_sd,
+                        color="tab:green", alpha=0.12, label=f"smoothed {level} band")
+    has = np.isfinite(result.estimates) & np.isfinite(result.standard_errors)
+    used = has & ~result.excluded
+    dropped = has & result.excluded
+    ax.errorbar(x[used], result.estimates[used], yerr=z * result.standard_errors[used], fmt="o", color="black",
+                ms=4, capsize=2, label=f"batch estimate ({level} CI)")
+    if dropped.any():
+        ax.errorbar(x[dropped], result.estimates[dropped], yerr=z * result.standard_errors[dropped], fmt="x",
+                    color="tab:red", ms=7, capsize=2, label="excluded batch (not assimilated)")
+    for index in np.flatnonzero(result.excluded & ~has):
+        ax.axvline(index, color="tab:red", alpha=0.3, ls=":")
+    if true_effects is not None:
+        ax.plot(x, np.asarray(true_effects, dtype=float), color="tab:orange", lw=1.5, label="true effect")
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set_xticks(x, list(result.labels), rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("effect")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def figure_to_png(figure: Figure) -> bytes:
+    """PNG bytes of a figure; the figure is closed."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    return buffer.getvalue()

@@ -1,0 +1,281 @@
+"""Seeded example streams with a known true effect, for tests, the demo and benchmarks.
+
+Two streams:
+
+* a randomized A/B stream: ``y = tau_t d + 0.2 x + N(0, 0.3^2)``, ``d ~ Bernoulli(0.5)``, with
+  ``tau_t`` drifting linearly from 0.5 to 0.6 over the batches;
+* an observational retention-outreach stream: accounts at risk of churning are more likely to get
+  outreach, so the naive difference in churn has the wrong sign; the true ATE is about -0.046.
+
+Example
+-------
+>>> import numpy as np
+>>> stream = simulate_ab_stream(rng=np.random.default_rng(1))
+>>> len(stream.batches), stream.labels[0], round(float(stream.true_effects[0]), 2)
+(12, '2025-01', 0.5)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from assimilate._validation import check_choice
+
+Assignment = Literal["propensity", "health_rule"]
+
+REGIONS: tuple[str, ...] = ("North America", "Europe", "APAC", "Latin America")
+REGION_PROBABILITIES: tuple[float, ...] = (0.45, 0.25, 0.22, 0.08)
+REGION_RISK: tuple[float, ...] = (0.0, -0.08, 0.05, 0.12)
+OUTREACH_COVARIATES: tuple[str, ...] = (
+    "company_size",
+    "tenure_months",
+    "usage_score",
+    "prior_tickets",
+    "health_score",
+    "region",
+)
+OUTREACH_POST_TREATMENT: tuple[str, ...] = ("post_outreach_engagement",)
+AB_COVARIATES: tuple[str, ...] = ("x",)
+
+
+@dataclass(frozen=True)
+class SimulatedStream:
+    """A stream of batches with the true effect of each batch.
+
+    Parameters
+    ----------
+    batches : tuple of DataFrame
+        One data frame per batch, in time order.
+    labels : tuple of str
+        Batch labels (``YYYY-MM`` months).
+    true_effects : ndarray
+        The population ATE in force for each batch.
+    treatment, outcome : str
+        Column names of the treatment and the outcome.
+    covariates : tuple of str
+        Pre-treatment covariates.
+    """
+
+    batches: tuple[pd.DataFrame, ...]
+    labels: tuple[str, ...]
+    true_effects: NDArray[np.float64]
+    treatment: str
+    outcome: str
+    covariates: tuple[str, ...]
+
+
+def month_labels(n: int, *, start: str = "2025-01") -> tuple[str, ...]:
+    """``n`` consecutive ``YYYY-MM`` labels from ``start``."""
+    periods = pd.period_range(start=start, periods=n, freq="M")
+    return tuple(str(p) for p in periods)
+
+
+def simulate_ab_stream(
+    *,
+    rng: np.random.Generator,
+    n_batches: int = 12,
+    n_per_batch: int = 300,
+    tau_start: float = 0.5,
+    tau_end: float = 0.6,
+    start: str = "2025-01",
+) -> SimulatedStream:
+    """Randomized A/B stream with a linearly drifting effect.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of randomness.
+    n_batches, n_per_batch : int
+        Number of batches and units per batch.
+    tau_start, tau_end : float
+        True effect in the first and the last batch; linear in between.
+    start : str
+        Month label of the first batch.
+
+    Returns
+    -------
+    SimulatedStream
+        Columns ``unit_id``, ``x``, ``treatment``, ``outcome``.
+
+    Notes
+    -----
+    ``d ~ Bernoulli(0.5)``, ``x ~ N(0, 1)``, ``y = tau_t d + 0.2 x + e``, ``e ~ N(0, 0.3^2)``.
+    """
+    if n_batches < 1 or n_per_batch < 1:
+        raise ValueError("n_batches and n_per_batch must be at least 1")
+    taus = np.linspace(tau_start, tau_end, n_batches)
+    batches = []
+    for t, tau in enumerate(taus):
+        d = rng.binomial(1, 0.5, size=n_per_batch)
+        x = rng.standard_normal(n_per_batch)
+        y = tau * d + 0.2 * x + rng.normal(0.0, 0.3, size=n_per_batch)
+        ids = np.arange(n_per_batch) + t * n_per_batch
+        batches.append(
+            pd.DataFrame({"unit_id": [f"u{i:07d}" for i in ids], "x": x, "treatment": d, "outcome": y})
+        )
+    return SimulatedStream(
+        batches=tuple(batches),
+        labels=month_labels(n_batches, start=start),
+        true_effects=taus.astype(np.float64),
+        treatment="treatment",
+        outcome="outcome",
+        covariates=AB_COVARIATES,
+    )
+
+
+def _sigmoid(z: NDArray[np.float64]) -> NDArray[np.float64]:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _outreach_population(n: int, rng: np.random.Generator, drift: float) -> dict[str, NDArray[np.float64]]:
+    """Covariates, propensity, baseline churn and individual effects of ``n`` accounts."""
+    size = np.exp(rng.normal(4.2, 0.75, size=n))
+    tenure = np.clip(rng.gamma(2.8, 8.0, size=n), 1.0, 96.0)
+    usage = np.clip(rng.standard_normal(n), -3.0, 3.0)
+    large = (size > 120).astype(np.float64)
+    tickets = rng.poisson(np.exp(0.35 - 0.35 * usage + 0.25 * large)).astype(np.float64)
+    health = np.clip(67 + 9 * usage - 3.8 * tickets + 0.06 * tenure + rng.normal(0.0, 8.0, size=n), 1, 99)
+    region = rng.choice(len(REGIONS), size=n, p=REGION_PROBABILITIES)
+    risk = np.asarray(REGION_RISK)[region]
+    propensity = _sigmoid(
+        -1.15 + 0.045 * (70 - health) + 0.19 * tickets + 0.45 * large - 0.015 * tenure + risk
+    )
+    p0 = _sigmoid(-1.65 + 0.055 * (70 - health) + 0.15 * tickets - 0.018 * tenure + risk)
+    effect = -0.025 - 0.055 * (health < 55) - 0.025 * (tickets >= 4) - 0.015 * large + drift
+    p1 = np.clip(p0 + effect, 0.01, 0.95)
+    return {
+        "company_size": size,
+        "tenure_months": tenure,
+        "usage_score": usage,
+        "prior_tickets": tickets,
+        "health_score": health,
+        "region": region.astype(np.float64),
+        "propensity": propensity,
+        "p0": p0,
+        "p1": p1,
+    }
+
+
+def simulate_outreach_batch(
+    n: int, *, rng: np.random.Generator, drift: float = 0.0, assignment: Assignment = "propensity"
+) -> pd.DataFrame:
+    """One batch of the observational retention-outreach stream.
+
+    Parameters
+    ----------
+    n : int
+        Number of accounts.
+    rng : numpy.random.Generator
+        Source of randomness.
+    drift : float
+        Added to every account's individual effect (a drifting programme).
+    assignment : {"propensity", "health_rule"}
+        ``"propensity"`` draws outreach from the propensity model; ``"health_rule"`` reaches out to
+        exactly the accounts with health below 62: no overlap, the batch a check must keep out.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``account_id``, ``company_size``, ``tenure_months``, ``usage_score``,
+        ``prior_tickets``, ``health_score``, ``region``, ``outreach`` (0/1), ``churn`` (0/1) and
+        ``post_outreach_engagement`` (caused by outreach and by churn: never adjust for it).
+
+    Notes
+    -----
+    ``company_size ~ lognormal(4.2, 0.75)``; ``tenure = clip(Gamma(2.8, 8), 1, 96)``;
+    ``usage = clip(N(0, 1), -3, 3)``; ``tickets ~ Poisson(exp(0.35 - 0.35 usage + 0.25 large))``;
+    ``health = clip(67 + 9 usage - 3.8 tickets + 0.06 tenure + N(0, 8^2), 1, 99)``; region with
+    probabilities (.45, .25, .22, .08) and risk offsets (0, -0.08, 0.05, 0.12);
+    ``P(outreach) = sigmoid(-1.15 + 0.045 (70 - health) + 0.19 tickets + 0.45 large - 0.015 tenure
+    + risk)``; ``p0 = sigmoid(-1.65 + 0.055 (70 - health) + 0.15 tickets - 0.018 tenure + risk)``;
+    individual effect ``-0.025 - 0.055 [health < 55] - 0.025 [tickets >= 4] - 0.015 large + drift``;
+    treated churn probability ``clip(p0 + effect, 0.01, 0.95)``. Engagement after outreach is
+    ``1.5 outreach + 0.04 (health - 67) - 1.2 churn + N(0, 1)``.
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    check_choice("assignment", assignment, ("propensity", "health_rule"))
+    pop = _outreach_population(n, rng, drift)
+    if assignment == "health_rule":
+        outreach = (pop["health_score"] < 62).astype(np.int64)
+    else:
+        outreach = rng.binomial(1, pop["propensity"])
+    churn_probability = np.where(outreach == 1, pop["p1"], pop["p0"])
+    churn = rng.binomial(1, churn_probability)
+    engagement = 1.5 * outreach + 0.04 * (pop["health_score"] - 67) - 1.2 * churn + rng.standard_normal(n)
+    regions = np.asarray(REGIONS, dtype=object)[pop["region"].astype(np.int64)]
+    account = rng.integers(0, 10**12, size=1)[0]
+    return pd.DataFrame(
+        {
+            "account_id": [f"acct-{account + i:013d}" for i in range(n)],
+            "company_size": pop["company_size"],
+            "tenure_months": pop["tenure_months"],
+            "usage_score": pop["usage_score"],
+            "prior_tickets": pop["prior_tickets"].astype(np.int64),
+            "health_score": pop["health_score"],
+            "region": regions,
+            "outreach": outreach.astype(np.int64),
+            "churn": churn.astype(np.int64),
+            "post_outreach_engagement": engagement,
+        }
+    )
+
+
+@lru_cache(maxsize=64)
+def outreach_true_ate(drift: float = 0.0) -> float:
+    """Population ATE of the outreach stream (Monte Carlo over 4 million accounts, fixed seed).
+
+    The Monte Carlo error is below 1e-4; the value without drift is about -0.046.
+    """
+    total = 0.0
+    rng = np.random.default_rng(20240917)
+    chunks = 4
+    for _ in range(chunks):
+        pop = _outreach_population(1_000_000, rng, drift)
+        total += float(np.mean(pop["p1"] - pop["p0"]))
+    return total / chunks
+
+
+def simulate_outreach_stream(
+    *,
+    rng: np.random.Generator,
+    n_batches: int = 12,
+    n_per_batch: int = 2000,
+    drift_per_batch: float = 0.0,
+    start: str = "2025-01",
+) -> SimulatedStream:
+    """Observational retention-outreach stream; batch t has drift ``t * drift_per_batch``.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of randomness.
+    n_batches, n_per_batch : int
+        Number of batches and accounts per batch.
+    drift_per_batch : float
+        Change of every individual effect from one batch to the next.
+    start : str
+        Month label of the first batch.
+
+    Returns
+    -------
+    SimulatedStream
+        Batches from :func:`simulate_outreach_batch`, true effects from :func:`outreach_true_ate`.
+    """
+    drifts = [t * drift_per_batch for t in range(n_batches)]
+    batches = tuple(simulate_outreach_batch(n_per_batch, rng=rng, drift=d) for d in drifts)
+    truths = np.array([outreach_true_ate(round(d, 12)) for d in drifts], dtype=np.float64)
+    return SimulatedStream(
+        batches=batches,
+        labels=month_labels(n_batches, start=start),
+        true_effects=truths,
+        treatment="outreach",
+        outcome="churn",
+        covariates=OUTREACH_COVARIATES,
+    )

@@ -1,0 +1,61 @@
+"""Post-treatment exclusion: no column caused by the treatment may reach a model.
+
+A column fails when the study marks it post-treatment, when its name embeds a post-treatment
+column's name (a derived column such as ``engagement_z``), or when its values track a
+post-treatment column present in the landed file (|correlation| >= the threshold).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from assimilate.diagnostics import Verdict
+from orchestration.study_config import StudyConfig
+
+DERIVED_CORRELATION = 0.95
+
+
+def model_columns(study: StudyConfig) -> list[str]:
+    """Every column that enters a propensity or outcome model."""
+    return [*study.covariates, *study.categorical]
+
+
+def post_treatment_offenders(study: StudyConfig, typed: pd.DataFrame) -> dict[str, str]:
+    """Model columns that are, or derive from, a post-treatment column, with the reason."""
+    offenders: dict[str, str] = {}
+    for column in model_columns(study):
+        for post in study.post_treatment:
+            if column == post:
+                offenders[column] = f"{column} is marked post-treatment"
+            elif post.lower() in column.lower():
+                offenders[column] = f"{column} is derived from post-treatment column {post} (name)"
+            elif column in typed and post in typed and _tracks(typed[column], typed[post]):
+                offenders[column] = (
+                    f"{column} is derived from post-treatment column {post} "
+                    f"(|correlation| >= {DERIVED_CORRELATION})"
+                )
+    return offenders
+
+
+def _tracks(column: pd.Series, post: pd.Series) -> bool:
+    if not (pd.api.types.is_numeric_dtype(column) and pd.api.types.is_numeric_dtype(post)):
+        return False
+    both = pd.concat([column, post], axis=1).replace([np.inf, -np.inf], np.nan).dropna()
+    if len(both) < 3 or both.iloc[:, 0].std() == 0 or both.iloc[:, 1].std() == 0:
+        return False
+    return bool(abs(np.corrcoef(both.iloc[:, 0], both.iloc[:, 1])[0, 1]) >= DERIVED_CORRELATION)
+
+
+def post_treatment_verdict(study: StudyConfig, typed: pd.DataFrame, *, batch: str) -> Verdict:
+    """Fail when any model column is, or derives from, a post-treatment column."""
+    offenders = post_treatment_offenders(study, typed)
+    reason = "; ".join(offenders.values())
+    return Verdict.evaluate(
+        "post_treatment_exclusion",
+        value=float(len(offenders)),
+        threshold=0.0,
+        rule="no model column is or derives from a post-treatment column",
+        passed=not offenders,
+        reason=f"batch {batch}: {reason}" if offenders else "no post-treatment column reaches a model",
+    )

@@ -1,0 +1,84 @@
+"""Data quality of a raw batch, with a Great Expectations (1.x) suite run on the delivered rows.
+
+The suite: required columns present, treatment in {0, 1} with both arms present, outcome non-null
+(and within the study's range), unit ids unique. GX is imported inside the function: it costs
+several seconds, and a definitions load must not pay it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from assimilate.diagnostics import Verdict
+from orchestration.study_config import StudyConfig
+
+
+@dataclass(frozen=True)
+class QualityResult:
+    """One verdict over the whole suite plus a row per expectation."""
+
+    verdict: Verdict
+    expectations: pd.DataFrame
+
+
+def _suite(study: StudyConfig, columns: set[str]) -> list[Any]:
+    import great_expectations as gx
+
+    required = [study.unit_id, study.treatment, study.outcome, *study.covariates, *study.categorical]
+    expectations: list[Any] = [gx.expectations.ExpectColumnToExist(column=c) for c in required]
+    if study.treatment in columns:
+        expectations.append(gx.expectations.ExpectColumnValuesToBeInSet(column=study.treatment, value_set=[0, 1]))
+        expectations.append(gx.expectations.ExpectColumnDistinctValuesToContainSet(column=study.treatment, value_set=[0, 1]))
+    if study.outcome in columns:
+        expectations.append(gx.expectations.ExpectColumnValuesToNotBeNull(column=study.outcome))
+        low, high = study.outcome_range
+        if low is not None or high is not None:
+            expectations.append(
+                gx.expectations.ExpectColumnValuesToBeBetween(column=study.outcome, min_value=low, max_value=high)
+            )
+    if study.unit_id in columns:
+        expectations.append(gx.expectations.ExpectColumnValuesToBeUnique(column=study.unit_id))
+    return expectations
+
+
+def run_quality_suite(typed: pd.DataFrame, study: StudyConfig, *, batch: str) -> QualityResult:
+    """Validate a batch (numbers parsed, see ``typed_view``) against the study's quality suite."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    source = context.data_sources.add_pandas("landed")
+    definition = source.add_dataframe_asset(f"batch_{len(typed)}").add_batch_definition_whole_dataframe("all")
+    suite = gx.ExpectationSuite(name=f"{study.name}_quality")
+    for expectation in _suite(study, set(typed.columns)):
+        suite.add_expectation(expectation)
+    result = definition.get_batch(batch_parameters={"dataframe": typed}).validate(suite)
+    rows = []
+    for item in result.results:
+        kwargs = item.expectation_config.kwargs
+        rows.append(
+            {
+                "expectation": item.expectation_config.type,
+                "column": str(kwargs.get("column", "")),
+                "success": bool(item.success),
+                "unexpected_count": item.result.get("unexpected_count"),
+                "element_count": item.result.get("element_count"),
+            }
+        )
+    table = pd.DataFrame(rows)
+    failed = table[~table["success"]]
+    n_failed = len(failed)
+    reason = "; ".join(f"{r.column}: {r.expectation}" for r in failed.itertuples()) if n_failed else ""
+    verdict = Verdict.evaluate(
+        "data_quality",
+        value=float(n_failed),
+        threshold=0.0,
+        rule="every expectation of the quality suite holds",
+        passed=n_failed == 0,
+        reason=f"batch {batch}: {reason}" if reason else f"{len(table)} expectations hold",
+    )
+    return QualityResult(verdict, table)

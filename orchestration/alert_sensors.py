@@ -1,0 +1,50 @@
+"""Alert sensors: read each finished run's check evaluations and alert on onset and recovery.
+
+Two run-status sensors (success and failure) because a failed non-blocking check does not fail the
+run, and a run that crashed still recorded the checks it got to (see DAGSTER_NOTES.md).
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from orchestration.alerting import alerts_for, check_outcomes
+from resources.alerts import Alert, AlertsResource
+
+
+def send_alerts_for_run(instance: dg.DagsterInstance, run: dg.DagsterRun, alerts: AlertsResource) -> list[Alert]:
+    """Send the onset/recovery alerts of one finished run; a failed run also alerts as such."""
+    router = alerts.router()
+    pending = alerts_for(check_outcomes(instance, run), router.log.last_kinds())
+    if run.status == dg.DagsterRunStatus.FAILURE:
+        study = run.tags.get("assimilate/study", run.job_name)
+        pending.append(Alert.create(
+            study=study, kind="run_failure", check_name="", partition_key=run.tags.get("dagster/partition", ""),
+            severity="ERROR", value=None, threshold=None,
+            message=f"{study}: run {run.run_id[:8]} of {run.job_name} failed",
+        ))
+    for alert in pending:
+        router.send(alert)
+    return pending
+
+
+def build_alert_sensors() -> list[dg.SensorDefinition]:
+    @dg.run_status_sensor(
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        name="assumption_alerts_on_success",
+        monitor_all_code_locations=False,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Alerts on failed (and recovered) assumption checks of successful runs.",
+    )
+    def on_success(context: dg.RunStatusSensorContext, alerts: AlertsResource) -> None:
+        send_alerts_for_run(context.instance, context.dagster_run, alerts)
+
+    @dg.run_failure_sensor(
+        name="assumption_alerts_on_failure",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Alerts on failed runs and on the checks they recorded before failing.",
+    )
+    def on_failure(context: dg.RunFailureSensorContext, alerts: AlertsResource) -> None:
+        send_alerts_for_run(context.instance, context.dagster_run, alerts)
+
+    return [on_success, on_failure]

@@ -1,0 +1,24 @@
+"""One job per study: every batch asset for a partition, then the posterior and its report.
+
+The posterior is unpartitioned and folds all batches, so running it in the same run as the batch
+means a landed file reaches the posterior without a daemon tick or a human (see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from orchestration.study_config import StudyConfig
+
+
+def study_job_name(study: StudyConfig) -> str:
+    return f"{study.name}_batch_job"
+
+
+def build_study_job(study: StudyConfig) -> dg.UnresolvedAssetJobDefinition:
+    return dg.define_asset_job(
+        study_job_name(study),
+        selection=dg.AssetSelection.groups(study.name),
+        description=f"{study.name}: ingest, validate, model and estimate one batch, then update the posterior.",
+        tags={"assimilate/study": study.name},
+    )
