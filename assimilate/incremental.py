@@ -218,8 +218,10 @@ def refilter_from_first_change(
                 "ci_upper": record.posterior_mean + z * sd, "state_json": json.dumps(state.to_dict()),
             }
         )
-    kept = previous.iloc[:start][STEP_COLUMNS] if start else pd.DataFrame(columns=STEP_COLUMNS)
-    steps = pd.concat([kept, pd.DataFrame(rows, columns=STEP_COLUMNS)], ignore_index=True)
+    recomputed = pd.DataFrame(rows, columns=STEP_COLUMNS)
+    if start:
+        recomputed = pd.concat([previous.iloc[:start][STEP_COLUMNS], recomputed], ignore_index=True)  # type: ignore[union-attr]
+    steps = recomputed
     label = str(observed.iloc[start]["batch"]) if start < len(observed) else ""
     return IncrementalUpdate(steps, result_from_steps(steps, settings, q), len(rows), label)
 

@@ -10,7 +10,7 @@ Example
 >>> res = causal_kalman([0.5, 0.52, 0.49], [0.1, 0.1, 0.1], prior_mean=0.0, prior_var=1.0,
 ...                     process_var=0.0)
 >>> round(res.final_mean, 3)
-0.495
+0.502
 >>> res.trajectory().columns[:3].tolist()
 ['batch', 'estimate', 'std_error']
 """

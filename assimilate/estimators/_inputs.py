@@ -1,0 +1,67 @@
+"""Validation of a batch handed to an estimator: columns, a 0/1 treatment, a finite outcome."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from assimilate.estimators.design_matrix import DesignMatrix, encode_covariates
+from assimilate.estimators.models import as_binary
+
+MIN_PER_ARM = 2
+
+
+class BatchArrays(NamedTuple):
+    treatment: NDArray[np.int64]
+    outcome: NDArray[np.float64]
+    design: DesignMatrix
+
+
+def arm_counts(treatment: NDArray[np.int64]) -> tuple[int, int]:
+    n_treated = int(treatment.sum())
+    return n_treated, len(treatment) - n_treated
+
+
+def check_arms(treatment: NDArray[np.int64], *, column: str = "treatment") -> tuple[int, int]:
+    n_treated, n_control = arm_counts(treatment)
+    if min(n_treated, n_control) < MIN_PER_ARM:
+        raise ValueError(
+            f"{column}: needs at least {MIN_PER_ARM} treated and {MIN_PER_ARM} control units, "
+            f"got {n_treated} treated and {n_control} control"
+        )
+    return n_treated, n_control
+
+
+def batch_arrays(
+    data: pd.DataFrame,
+    *,
+    treatment: str,
+    outcome: str,
+    covariates: Sequence[str] = (),
+    categories: Mapping[str, Sequence[str]] | None = None,
+) -> BatchArrays:
+    """Treatment, outcome and design matrix of a batch, each rule broken named with its column."""
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    if data.empty:
+        raise ValueError("data is empty: the batch has no rows")
+    for role, column in (("treatment", treatment), ("outcome", outcome)):
+        if column not in data.columns:
+            raise ValueError(f"{role} column {column!r} not in the data (columns: {list(data.columns)})")
+    if data[treatment].isna().any():
+        raise ValueError(f"treatment column {treatment!r}: {int(data[treatment].isna().sum())} missing value(s)")
+    d = as_binary(f"treatment column {treatment!r}", data[treatment].to_numpy())
+    try:
+        y = data[outcome].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"outcome column {outcome!r} must be numeric: {error}") from error
+    bad = ~np.isfinite(y)
+    if bad.any():
+        raise ValueError(f"outcome column {outcome!r}: {int(bad.sum())} missing or non-finite value(s)")
+    check_arms(d, column=f"treatment column {treatment!r}")
+    design = encode_covariates(data, list(covariates), categories=categories)
+    return BatchArrays(d, y, design)

@@ -1,0 +1,117 @@
+"""Design matrices from a batch: numeric covariates as they are, categoricals one-hot encoded.
+
+``X = [1, x_1 .. x_k, 1{c = level_2} .. 1{c = level_m}]`` with the first level of each
+categorical dropped. Missing or non-finite values are an error that names the column.
+
+Example
+-------
+>>> import pandas as pd
+>>> frame = pd.DataFrame({"x": [1.0, 2.0, 3.0], "region": ["a", "b", "a"]})
+>>> design = encode_covariates(frame, ["x", "region"])
+>>> design.columns
+('intercept', 'x', 'region[b]')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+
+@dataclass(frozen=True)
+class DesignMatrix:
+    """A float64 design matrix with named columns (``"intercept"`` first when present)."""
+
+    values: NDArray[np.float64]
+    columns: tuple[str, ...]
+    categories: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "categories", MappingProxyType(dict(self.categories)))
+
+    @property
+    def n_rows(self) -> int:
+        """Number of units."""
+        return int(self.values.shape[0])
+
+    def without_intercept(self) -> NDArray[np.float64]:
+        """The covariate columns only."""
+        if self.columns and self.columns[0] == "intercept":
+            return self.values[:, 1:]
+        return self.values
+
+
+def _is_categorical(series: pd.Series) -> bool:
+    return bool(
+        isinstance(series.dtype, pd.CategoricalDtype)
+        or pd.api.types.is_object_dtype(series)
+        or pd.api.types.is_string_dtype(series)
+        or pd.api.types.is_bool_dtype(series)
+    )
+
+
+def encode_covariates(
+    data: pd.DataFrame,
+    covariates: Sequence[str],
+    *,
+    categories: Mapping[str, Sequence[str]] | None = None,
+    intercept: bool = True,
+) -> DesignMatrix:
+    """Build the design matrix of ``covariates`` from ``data``.
+
+    Parameters
+    ----------
+    data : DataFrame
+        One row per unit.
+    covariates : sequence of str
+        Columns to include. Numeric columns enter as they are; text, categorical and boolean
+        columns are one-hot encoded with the first level dropped.
+    categories : mapping, optional
+        Allowed levels per categorical column, in order (the first is the reference). A value
+        outside them is an error naming the column and the level. Default: the sorted levels seen.
+    intercept : bool
+        Prepend a column of ones named ``"intercept"``.
+
+    Returns
+    -------
+    DesignMatrix
+    """
+    given = dict(categories or {})
+    missing = [c for c in covariates if c not in data.columns]
+    if missing:
+        raise ValueError(f"covariate column(s) {missing} not in the data (columns: {list(data.columns)})")
+    n = len(data)
+    blocks: list[NDArray[np.float64]] = [np.ones((n, 1))] if intercept else []
+    names: list[str] = ["intercept"] if intercept else []
+    levels_used: dict[str, tuple[str, ...]] = {}
+    for column in covariates:
+        series = data[column]
+        if column in given or _is_categorical(series):
+            if series.isna().any():
+                raise ValueError(f"covariate {column!r}: {int(series.isna().sum())} missing value(s)")
+            text = series.astype(str)
+            levels = tuple(str(v) for v in given[column]) if column in given else tuple(sorted(text.unique()))
+            unknown = sorted(set(text.unique()) - set(levels))
+            if unknown:
+                raise ValueError(f"covariate {column!r}: unknown level(s) {unknown}; allowed {list(levels)}")
+            levels_used[column] = levels
+            for level in levels[1:]:
+                blocks.append((text.to_numpy() == level).astype(np.float64)[:, None])
+                names.append(f"{column}[{level}]")
+        else:
+            try:
+                values = series.to_numpy(dtype=np.float64)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"covariate {column!r} must be numeric: {error}") from error
+            bad = ~np.isfinite(values)
+            if bad.any():
+                raise ValueError(f"covariate {column!r}: {int(bad.sum())} missing or non-finite value(s)")
+            blocks.append(values[:, None])
+            names.append(column)
+    matrix = np.hstack(blocks) if blocks else np.empty((n, 0))
+    return DesignMatrix(np.ascontiguousarray(matrix, dtype=np.float64), tuple(names), levels_used)
