@@ -20,7 +20,9 @@ def check_alpha(alpha: float) -> float:
     """Return ``alpha`` as a float if it lies strictly inside (0, 1)."""
     value = float(alpha)
     if not (0.0 < value < 1.0):
-        raise ValueError(f"alpha must lie strictly between 0 and 1 (e.g. 0.05 for a 95% interval), got {alpha!r}")
+        raise ValueError(
+            f"alpha must lie strictly between 0 and 1 (e.g. 0.05 for a 95% interval), got {alpha!r}"
+        )
     return value
 
 

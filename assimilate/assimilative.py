@@ -27,7 +27,10 @@ from assimilate.filters import causal_kalman, particle_filter
 from assimilate.result import AssimilationResult
 
 Estimator = Callable[[pd.DataFrame], EffectEstimate | tuple[float, float]]
-BACKENDS: dict[str, Callable[..., AssimilationResult]] = {"kalman": causal_kalman, "particle": particle_filter}
+BACKENDS: dict[str, Callable[..., AssimilationResult]] = {
+    "kalman": causal_kalman,
+    "particle": particle_filter,
+}
 
 
 def _observation(label: str, value: EffectEstimate | tuple[float, float]) -> tuple[float, float]:
@@ -35,7 +38,9 @@ def _observation(label: str, value: EffectEstimate | tuple[float, float]) -> tup
         return value.estimate, value.std_error
     if isinstance(value, tuple) and len(value) == 2:
         return float(value[0]), float(value[1])
-    raise TypeError(f"batch {label}: the estimator must return an EffectEstimate or an (estimate, se) pair, got {type(value).__name__}")
+    raise TypeError(
+        f"batch {label}: the estimator must return an EffectEstimate or an (estimate, se) pair, got {type(value).__name__}"
+    )
 
 
 def assimilative_causal(
@@ -69,7 +74,11 @@ def assimilative_causal(
     unknown = sorted(set(backend_options) - accepted)
     if unknown:
         raise TypeError(f"{backend} backend does not take option(s) {unknown}; it takes {sorted(accepted)}")
-    items = list(batches.items()) if isinstance(batches, Mapping) else [(f"batch_{i + 1}", b) for i, b in enumerate(batches)]
+    items = (
+        list(batches.items())
+        if isinstance(batches, Mapping)
+        else [(f"batch_{i + 1}", b) for i, b in enumerate(batches)]
+    )
     if not items:
         raise ValueError("batches is empty: at least one batch is needed")
     observations = [_observation(str(label), estimator(frame)) for label, frame in items]

@@ -29,7 +29,14 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from assimilate.filters import KalmanState, causal_kalman, fit_process_variance, initial_state, particle_filter, step
+from assimilate.filters import (
+    KalmanState,
+    causal_kalman,
+    fit_process_variance,
+    initial_state,
+    particle_filter,
+    step,
+)
 from assimilate.result import AssimilationResult
 
 OBSERVATION_COLUMNS = ["batch", "estimate", "std_error", "excluded", "exclusion_reason"]
@@ -90,7 +97,9 @@ class IncrementalUpdate:
     first_recomputed_label: str
 
 
-def observation_fingerprint(batch: str, estimate: float, std_error: float, excluded: bool, reason: str) -> str:
+def observation_fingerprint(
+    batch: str, estimate: float, std_error: float, excluded: bool, reason: str
+) -> str:
     """Hash of one batch's observation (exact float representations)."""
     text = json.dumps([batch, repr(float(estimate)), repr(float(std_error)), bool(excluded), reason])
     return hashlib.sha256(text.encode()).hexdigest()[:32]
@@ -132,7 +141,9 @@ def _prior_kwargs(settings: FilterSettings) -> dict[str, object]:
     return {"prior_mean": settings.prior_mean, "prior_var": settings.prior_var}
 
 
-def full_filter(observed: pd.DataFrame, settings: FilterSettings, *, smooth: bool = True) -> AssimilationResult:
+def full_filter(
+    observed: pd.DataFrame, settings: FilterSettings, *, smooth: bool = True
+) -> AssimilationResult:
     """Filter every batch from the start with the configured backend."""
     q = resolved_process_var(observed, settings)
     excluded = observed["excluded"].astype(bool).to_numpy()
@@ -149,11 +160,20 @@ def full_filter(observed: pd.DataFrame, settings: FilterSettings, *, smooth: boo
         mean = 0.0 if prior.prior_mean is None else prior.prior_mean
         var = _diffuse_particle_var(observed) if prior.prior_var is None else prior.prior_var
         return particle_filter(
-            estimates, standard_errors, process_var=q, prior_mean=mean, prior_var=var,
-            observation=settings.observation, df=settings.df, n_particles=settings.n_particles or 2000,
-            rng=np.random.default_rng(settings.seed), **common,
+            estimates,
+            standard_errors,
+            process_var=q,
+            prior_mean=mean,
+            prior_var=var,
+            observation=settings.observation,
+            df=settings.df,
+            n_particles=settings.n_particles or 2000,
+            rng=np.random.default_rng(settings.seed),
+            **common,
         )
-    return causal_kalman(estimates, standard_errors, process_var=q, smooth=smooth, **_prior_kwargs(settings), **common)
+    return causal_kalman(
+        estimates, standard_errors, process_var=q, smooth=smooth, **_prior_kwargs(settings), **common
+    )
 
 
 def _diffuse_particle_var(observed: pd.DataFrame) -> float:
@@ -194,13 +214,19 @@ def refilter_from_first_change(
         same_settings = bool((previous["settings_fingerprint"] == settings_print).all())
         start = first_change(previous["fingerprint"].tolist(), fingerprints) if same_settings else 0
     if settings.backend == "particle":
-        return _from_result(full_filter(observed, settings, smooth=False), observed, fingerprints, settings_print)
+        return _from_result(
+            full_filter(observed, settings, smooth=False), observed, fingerprints, settings_print
+        )
     state = (
-        _initial(settings) if start == 0 else KalmanState.from_dict(json.loads(previous.iloc[start - 1]["state_json"]))  # type: ignore[union-attr]
+        _initial(settings)
+        if start == 0
+        else KalmanState.from_dict(json.loads(previous.iloc[start - 1]["state_json"]))  # type: ignore[union-attr]
     )
     rows = []
     z = _z(settings.alpha)
-    for row, fingerprint in zip(observed.iloc[start:].itertuples(index=False), fingerprints[start:], strict=True):
+    for row, fingerprint in zip(
+        observed.iloc[start:].itertuples(index=False), fingerprints[start:], strict=True
+    ):
         use = not bool(row.excluded) and np.isfinite(row.estimate)
         state, record = step(
             state, float(row.estimate) if use else None, float(row.std_error) if use else None, process_var=q
@@ -208,20 +234,29 @@ def refilter_from_first_change(
         sd = float(np.sqrt(record.posterior_var))
         rows.append(
             {
-                "batch": row.batch, "estimate": row.estimate, "std_error": row.std_error,
-                "excluded": not use, "exclusion_reason": row.exclusion_reason or ("" if use else "no estimate"),
-                "fingerprint": fingerprint, "settings_fingerprint": settings_print,
-                "forecast_mean": record.forecast_mean, "forecast_var": record.forecast_var,
-                "innovation": record.innovation, "innovation_var": record.innovation_var,
-                "posterior_mean": record.posterior_mean, "posterior_var": record.posterior_var,
-                "posterior_sd": sd, "ci_lower": record.posterior_mean - z * sd,
-                "ci_upper": record.posterior_mean + z * sd, "state_json": json.dumps(state.to_dict()),
+                "batch": row.batch,
+                "estimate": row.estimate,
+                "std_error": row.std_error,
+                "excluded": not use,
+                "exclusion_reason": row.exclusion_reason or ("" if use else "no estimate"),
+                "fingerprint": fingerprint,
+                "settings_fingerprint": settings_print,
+                "forecast_mean": record.forecast_mean,
+                "forecast_var": record.forecast_var,
+                "innovation": record.innovation,
+                "innovation_var": record.innovation_var,
+                "posterior_mean": record.posterior_mean,
+                "posterior_var": record.posterior_var,
+                "posterior_sd": sd,
+                "ci_lower": record.posterior_mean - z * sd,
+                "ci_upper": record.posterior_mean + z * sd,
+                "state_json": json.dumps(state.to_dict()),
             }
         )
-    recomputed = pd.DataFrame(rows, columns=STEP_COLUMNS)
+    steps = pd.DataFrame(rows, columns=STEP_COLUMNS)
     if start:
-        recomputed = pd.concat([previous.iloc[:start][STEP_COLUMNS], recomputed], ignore_index=True)  # type: ignore[union-attr]
-    steps = recomputed
+        kept = previous.iloc[:start][STEP_COLUMNS].reset_index(drop=True)  # type: ignore[union-attr]
+        steps = pd.concat([kept, steps], ignore_index=True) if rows else kept
     label = str(observed.iloc[start]["batch"]) if start < len(observed) else ""
     return IncrementalUpdate(steps, result_from_steps(steps, settings, q), len(rows), label)
 
@@ -238,7 +273,9 @@ def _z(alpha: float) -> float:
     return float(stats.norm.ppf(1 - alpha / 2))
 
 
-def result_from_steps(steps: pd.DataFrame, settings: FilterSettings, process_var: float) -> AssimilationResult:
+def result_from_steps(
+    steps: pd.DataFrame, settings: FilterSettings, process_var: float
+) -> AssimilationResult:
     """The ``AssimilationResult`` described by stored Kalman steps (no smoothing)."""
     last_state = KalmanState.from_dict(json.loads(steps.iloc[-1]["state_json"]))
     prior_var = float("inf") if settings.uses_diffuse_start else float(settings.prior_var)  # type: ignore[arg-type]
@@ -271,14 +308,23 @@ def _from_result(
     table = result.trajectory()
     steps = pd.DataFrame(
         {
-            "batch": table["batch"], "estimate": observed["estimate"], "std_error": observed["std_error"],
-            "excluded": table["excluded"], "exclusion_reason": table["exclusion_reason"],
-            "fingerprint": fingerprints, "settings_fingerprint": settings_print,
-            "forecast_mean": result.forecast_mean, "forecast_var": result.forecast_var,
-            "innovation": result.innovations, "innovation_var": result.innovation_var,
-            "posterior_mean": result.posterior_mean, "posterior_var": result.posterior_var,
-            "posterior_sd": result.posterior_sd, "ci_lower": result.posterior_lower,
-            "ci_upper": result.posterior_upper, "state_json": "",
+            "batch": table["batch"],
+            "estimate": observed["estimate"],
+            "std_error": observed["std_error"],
+            "excluded": table["excluded"],
+            "exclusion_reason": table["exclusion_reason"],
+            "fingerprint": fingerprints,
+            "settings_fingerprint": settings_print,
+            "forecast_mean": result.forecast_mean,
+            "forecast_var": result.forecast_var,
+            "innovation": result.innovations,
+            "innovation_var": result.innovation_var,
+            "posterior_mean": result.posterior_mean,
+            "posterior_var": result.posterior_var,
+            "posterior_sd": result.posterior_sd,
+            "ci_lower": result.posterior_lower,
+            "ci_upper": result.posterior_upper,
+            "state_json": "",
         },
         columns=STEP_COLUMNS,
     )

@@ -36,7 +36,9 @@ def _binary(name: str, values: ArrayLike) -> NDArray[np.bool_]:
     return array == 1.0
 
 
-def covariate_matrix(covariates: pd.DataFrame | ArrayLike, names: Sequence[str] | None) -> tuple[FloatArray, list[str]]:
+def covariate_matrix(
+    covariates: pd.DataFrame | ArrayLike, names: Sequence[str] | None
+) -> tuple[FloatArray, list[str]]:
     """Numeric matrix of the covariates; categorical columns become one 0/1 column per level."""
     if isinstance(covariates, pd.DataFrame):
         blocks, labels = [], []
@@ -84,8 +86,13 @@ class BalanceReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (NaN as None)."""
         rows = self.table.astype(object).where(self.table.notna(), None).to_dict(orient="records")
-        return {"denominator": self.denominator, "weighted": self.weighted, "threshold": self.threshold,
-                "rows": rows, "verdict": self.verdict.to_dict()}
+        return {
+            "denominator": self.denominator,
+            "weighted": self.weighted,
+            "threshold": self.threshold,
+            "rows": rows,
+            "verdict": self.verdict.to_dict(),
+        }
 
 
 def _weighted_moments(x: FloatArray, w: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -137,26 +144,52 @@ def balance_table(
     rule = f"max |SMD| <= {threshold}"
     name = "balance"
     if min(int(d.sum()), int((~d).sum())) < 2 or w[d].sum() == 0 or w[~d].sum() == 0:
-        table = pd.DataFrame({"covariate": labels, "mean_treated": np.nan, "mean_control": np.nan,
-                              "smd": np.nan, "variance_ratio": np.nan})
-        verdict = Verdict.undefined(name, threshold=threshold, rule=rule, reason="needs at least 2 units in each arm")
+        table = pd.DataFrame(
+            {
+                "covariate": labels,
+                "mean_treated": np.nan,
+                "mean_control": np.nan,
+                "smd": np.nan,
+                "variance_ratio": np.nan,
+            }
+        )
+        verdict = Verdict.undefined(
+            name, threshold=threshold, rule=rule, reason="needs at least 2 units in each arm"
+        )
         return BalanceReport(table, denominator, weights is not None, threshold, verdict)
     var1_raw = np.var(x[d], axis=0, ddof=1)
     var0_raw = np.var(x[~d], axis=0, ddof=1)
-    scale = {"pooled": np.sqrt((var1_raw + var0_raw) / 2), "treated": np.sqrt(var1_raw), "control": np.sqrt(var0_raw)}[
-        denominator
-    ]
+    scale = {
+        "pooled": np.sqrt((var1_raw + var0_raw) / 2),
+        "treated": np.sqrt(var1_raw),
+        "control": np.sqrt(var0_raw),
+    }[denominator]
     mean1, var1 = _weighted_moments(x[d], w[d])
     mean0, var0 = _weighted_moments(x[~d], w[~d])
     difference = mean1 - mean0
     constant = scale == 0
-    smd = np.where(constant, np.where(np.abs(difference) > 0, np.inf, 0.0), difference / np.where(constant, 1, scale))
+    smd = np.where(
+        constant, np.where(np.abs(difference) > 0, np.inf, 0.0), difference / np.where(constant, 1, scale)
+    )
     ratio = np.where(var0 > 0, var1 / np.where(var0 > 0, var0, 1), np.nan)
-    table = pd.DataFrame({"covariate": labels, "mean_treated": mean1, "mean_control": mean0, "smd": smd,
-                          "variance_ratio": ratio})
+    table = pd.DataFrame(
+        {
+            "covariate": labels,
+            "mean_treated": mean1,
+            "mean_control": mean0,
+            "smd": smd,
+            "variance_ratio": ratio,
+        }
+    )
     worst = float(np.max(np.abs(smd))) if len(smd) else 0.0
-    verdict = Verdict.evaluate(name, value=worst, threshold=threshold, rule=rule, passed=worst <= threshold,
-                               reason=f"SD denominator: {denominator}, unweighted")
+    verdict = Verdict.evaluate(
+        name,
+        value=worst,
+        threshold=threshold,
+        rule=rule,
+        passed=worst <= threshold,
+        reason=f"SD denominator: {denominator}, unweighted",
+    )
     return BalanceReport(table, denominator, weights is not None, threshold, verdict)
 
 
@@ -175,13 +208,15 @@ class BalanceComparison:
     def to_frame(self) -> pd.DataFrame:
         """covariate, smd_before, smd_after, variance_ratio_before, variance_ratio_after (love plot)."""
         before, after = self.before.table, self.after.table
-        return pd.DataFrame({
-            "covariate": before["covariate"],
-            "smd_before": before["smd"],
-            "smd_after": after["smd"],
-            "variance_ratio_before": before["variance_ratio"],
-            "variance_ratio_after": after["variance_ratio"],
-        })
+        return pd.DataFrame(
+            {
+                "covariate": before["covariate"],
+                "smd_before": before["smd"],
+                "smd_after": after["smd"],
+                "variance_ratio_before": before["variance_ratio"],
+                "variance_ratio_after": after["variance_ratio"],
+            }
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""

@@ -1,4 +1,4 @@
-"""Innovation diagnostics of a filtered stream: is the model of the drifting effect adequate?
+"""Innovation diagnostics of a filtered stream: whether the model of the drifting effect is adequate.
 
 Under a well-specified model the standardized innovations ``z_t = (y_t - forecast_t) / sd_t`` are
 independent N(0, 1). Three tests: the latest |z| against a threshold (a surprising batch); a test of
@@ -108,35 +108,68 @@ def innovation_diagnostics(
         z = raw[np.isfinite(raw)]
     n = int(z.size)
     if n == 0:
-        latest = Verdict.undefined("innovation", threshold=z_threshold, rule=latest_rule, reason="no innovation yet")
+        latest = Verdict.undefined(
+            "innovation", threshold=z_threshold, rule=latest_rule, reason="no innovation yet"
+        )
     else:
         value = abs(float(z[-1]))
-        latest = Verdict.evaluate("innovation", value=value, threshold=z_threshold, rule=latest_rule,
-                                  passed=value <= z_threshold, reason=f"latest z = {float(z[-1]):+.3f}")
+        latest = Verdict.evaluate(
+            "innovation",
+            value=value,
+            threshold=z_threshold,
+            rule=latest_rule,
+            passed=value <= z_threshold,
+            reason=f"latest z = {float(z[-1]):+.3f}",
+        )
     mean_z = float(z.mean()) if n else float("nan")
-    lag1 = float(np.corrcoef(z[:-1], z[1:])[0, 1]) if n > 2 and z[:-1].std() > 0 and z[1:].std() > 0 else float("nan")
+    lag1 = (
+        float(np.corrcoef(z[:-1], z[1:])[0, 1])
+        if n > 2 and z[:-1].std() > 0 and z[1:].std() > 0
+        else float("nan")
+    )
     if n < MIN_INNOVATIONS:
         reason = f"{n} innovations, fewer than {MIN_INNOVATIONS}"
-        one_sided = Verdict.undefined("one_sided_innovations", threshold=alpha, rule=one_sided_rule, reason=reason)
+        one_sided = Verdict.undefined(
+            "one_sided_innovations", threshold=alpha, rule=one_sided_rule, reason=reason
+        )
         nis = Verdict.undefined("nis_calibration", threshold=alpha, rule=nis_rule, reason=reason)
     else:
         p_mean = float(2 * stats.norm.sf(abs(z.sum()) / math.sqrt(n)))
         p_runs = runs_test_p_value(z > 0)
         p_value = min(1.0, 2 * min(p_mean, p_runs))
         one_sided = Verdict.evaluate(
-            "one_sided_innovations", value=p_value, threshold=alpha, rule=one_sided_rule, passed=p_value >= alpha,
+            "one_sided_innovations",
+            value=p_value,
+            threshold=alpha,
+            rule=one_sided_rule,
+            passed=p_value >= alpha,
             reason=f"mean z {mean_z:+.3f} (p {p_mean:.3g}), runs test p {p_runs:.3g}, lag-1 autocorrelation {lag1:.3f}",
         )
         nis_stat = float(z @ z)
         p_nis = float(2 * min(stats.chi2.sf(nis_stat, n), stats.chi2.cdf(nis_stat, n)))
-        nis = Verdict.evaluate("nis_calibration", value=p_nis, threshold=alpha, rule=nis_rule, passed=p_nis >= alpha,
-                               reason=f"mean NIS {nis_stat / n:.3f} (expected 1)")
+        nis = Verdict.evaluate(
+            "nis_calibration",
+            value=p_nis,
+            threshold=alpha,
+            rule=nis_rule,
+            passed=p_nis >= alpha,
+            reason=f"mean NIS {nis_stat / n:.3f} (expected 1)",
+        )
     if result is None or result.ess is None or not result.n_batches:
-        ess = Verdict.undefined("particle_ess", threshold=min_ess_fraction, rule=ess_rule,
-                                reason="Kalman backend: exact, no particles")
+        ess = Verdict.undefined(
+            "particle_ess",
+            threshold=min_ess_fraction,
+            rule=ess_rule,
+            reason="Kalman backend: exact, no particles",
+        )
     else:
         n_particles = float(result.details.get("n_particles", 1))
         fraction = float(result.ess[-1]) / n_particles
-        ess = Verdict.evaluate("particle_ess", value=fraction, threshold=min_ess_fraction, rule=ess_rule,
-                               passed=fraction >= min_ess_fraction)
+        ess = Verdict.evaluate(
+            "particle_ess",
+            value=fraction,
+            threshold=min_ess_fraction,
+            rule=ess_rule,
+            passed=fraction >= min_ess_fraction,
+        )
     return InnovationReport(z, latest, one_sided, nis, ess, mean_z, lag1)

@@ -119,8 +119,12 @@ def overlap_report(
     rule = f"share of units with propensity outside [{eps}, {1 - eps}] <= {max_share_outside}"
     weights = np.where(treated, 1 / e, 1 / (1 - e))
     quantiles = pd.DataFrame(
-        {f"q{int(round(100 * q))}": [float(np.quantile(e[arm], q)) if arm.any() else np.nan for arm in (treated, ~treated)]
-         for q in QUANTILES},
+        {
+            f"q{int(round(100 * q))}": [
+                float(np.quantile(e[arm], q)) if arm.any() else np.nan for arm in (treated, ~treated)
+            ]
+            for q in QUANTILES
+        },
         index=pd.Index(["treated", "control"], name="arm"),
     )
 
@@ -128,12 +132,19 @@ def overlap_report(
         return float(outside[mask].mean()) if mask.any() else float("nan")
 
     if not treated.any() or treated.all():
-        verdict = Verdict.undefined("overlap", threshold=max_share_outside, rule=rule, reason="one arm only: overlap is undefined")
+        verdict = Verdict.undefined(
+            "overlap", threshold=max_share_outside, rule=rule, reason="one arm only: overlap is undefined"
+        )
     else:
         value = float(outside.mean())
-        verdict = Verdict.evaluate("overlap", value=value, threshold=max_share_outside, rule=rule,
-                                   passed=value <= max_share_outside,
-                                   reason=f"{int(outside.sum())} of {len(e)} units outside; {trimmed} trimmed")
+        verdict = Verdict.evaluate(
+            "overlap",
+            value=value,
+            threshold=max_share_outside,
+            rule=rule,
+            passed=value <= max_share_outside,
+            reason=f"{int(outside.sum())} of {len(e)} units outside; {trimmed} trimmed",
+        )
     return OverlapReport(
         eps=eps,
         share_outside=float(outside.mean()),
@@ -144,6 +155,6 @@ def overlap_report(
         ess_treated=kish_ess(weights[treated]) if treated.any() else 0.0,
         ess_control=kish_ess(weights[~treated]) if (~treated).any() else 0.0,
         n=len(e),
-        trimmed=int(trimmed),
+        trimmed=trimmed,
         verdict=verdict,
     )

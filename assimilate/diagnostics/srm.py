@@ -1,4 +1,4 @@
-"""Sample-ratio mismatch: does the observed treated share match the designed split?
+"""Sample-ratio mismatch: whether the observed treated share matches the designed split.
 
 Chi-square goodness of fit with one degree of freedom:
 ``chi2 = (n_1 - n p)^2 / (n p) + (n_0 - n (1 - p))^2 / (n (1 - p))``. A tiny p-value means the
@@ -82,21 +82,31 @@ def sample_ratio_mismatch(
     """
     check_alpha(alpha)
     if not 0.0 < expected_treated_share < 1.0:
-        raise ValueError(f"expected_treated_share must lie strictly between 0 and 1, got {expected_treated_share}")
+        raise ValueError(
+            f"expected_treated_share must lie strictly between 0 and 1, got {expected_treated_share}"
+        )
     if n_treated < 0 or n_control < 0:
         raise ValueError(f"counts must be non-negative, got {n_treated} treated and {n_control} control")
     total = n_treated + n_control
     rule = f"p-value >= {alpha}"
     if total < min_units:
-        verdict = Verdict.undefined("sample_ratio_mismatch", threshold=alpha, rule=rule,
-                                    reason=f"{total} units, fewer than the {min_units} the test needs")
+        verdict = Verdict.undefined(
+            "sample_ratio_mismatch",
+            threshold=alpha,
+            rule=rule,
+            reason=f"{total} units, fewer than the {min_units} the test needs",
+        )
         return SRMReport(n_treated, n_control, expected_treated_share, None, None, alpha, verdict)
     expected1 = total * expected_treated_share
     expected0 = total - expected1
     chi2 = (n_treated - expected1) ** 2 / expected1 + (n_control - expected0) ** 2 / expected0
     p_value = float(stats.chi2.sf(chi2, 1))
     verdict = Verdict.evaluate(
-        "sample_ratio_mismatch", value=p_value, threshold=alpha, rule=rule, passed=p_value >= alpha,
+        "sample_ratio_mismatch",
+        value=p_value,
+        threshold=alpha,
+        rule=rule,
+        passed=p_value >= alpha,
         reason=f"observed treated share {n_treated / total:.4f} vs designed {expected_treated_share}",
     )
     return SRMReport(n_treated, n_control, expected_treated_share, float(chi2), p_value, alpha, verdict)

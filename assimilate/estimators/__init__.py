@@ -32,7 +32,13 @@ from assimilate.estimators.result import EffectEstimate
 from assimilate.estimators.weighting import ipw, ipw_from_arrays
 
 EstimatorName = Literal["difference_in_means", "regression_adjustment", "lin_interacted", "ipw", "aipw"]
-ESTIMATORS: tuple[EstimatorName, ...] = ("difference_in_means", "regression_adjustment", "lin_interacted", "ipw", "aipw")
+ESTIMATORS: tuple[EstimatorName, ...] = (
+    "difference_in_means",
+    "regression_adjustment",
+    "lin_interacted",
+    "ipw",
+    "aipw",
+)
 
 
 def estimate_effect(
@@ -68,8 +74,12 @@ def estimate_effect(
         return difference_in_means(data, treatment=treatment, outcome=outcome)
     if method in ("regression_adjustment", "lin_interacted"):
         return regression_adjustment(
-            data, treatment=treatment, outcome=outcome, covariates=covariates,
-            interacted=method == "lin_interacted", **options,
+            data,
+            treatment=treatment,
+            outcome=outcome,
+            covariates=covariates,
+            interacted=method == "lin_interacted",
+            **options,
         )
     if method == "ipw":
         return ipw(data, treatment=treatment, outcome=outcome, covariates=covariates, **options)

@@ -53,7 +53,9 @@ def batch_arrays(
         if column not in data.columns:
             raise ValueError(f"{role} column {column!r} not in the data (columns: {list(data.columns)})")
     if data[treatment].isna().any():
-        raise ValueError(f"treatment column {treatment!r}: {int(data[treatment].isna().sum())} missing value(s)")
+        raise ValueError(
+            f"treatment column {treatment!r}: {int(data[treatment].isna().sum())} missing value(s)"
+        )
     d = as_binary(f"treatment column {treatment!r}", data[treatment].to_numpy())
     try:
         y = data[outcome].to_numpy(dtype=np.float64)

@@ -38,7 +38,9 @@ from assimilate.estimators.result import EffectEstimate
 FloatArray = NDArray[np.float64]
 
 
-def _bounded(scores: FloatArray, policy: PropensityPolicy, bounds: tuple[float, float]) -> tuple[FloatArray, NDArray[np.bool_]]:
+def _bounded(
+    scores: FloatArray, policy: PropensityPolicy, bounds: tuple[float, float]
+) -> tuple[FloatArray, NDArray[np.bool_]]:
     low, high = bounds
     outside = (scores < low) | (scores > high)
     if policy == "clip":
@@ -104,7 +106,14 @@ def aipw_from_arrays(
 ) -> EffectEstimate:
     """AIPW on arrays (the core of :func:`aipw`)."""
     e, mu0, mu1, keep, n_outside = _nuisances(
-        design, treatment, outcome, n_folds=n_folds, rng=rng, outcome_kind=outcome_kind, policy=policy, bounds=bounds
+        design,
+        treatment,
+        outcome,
+        n_folds=n_folds,
+        rng=rng,
+        outcome_kind=outcome_kind,
+        policy=policy,
+        bounds=bounds,
     )
     d = treatment.astype(np.float64)
     phi = mu1 - mu0 + d * (outcome - mu1) / e - (1.0 - d) * (outcome - mu0) / (1.0 - e)
@@ -172,8 +181,16 @@ def aipw(
     EffectEstimate
         ``se_method="influence_function"``.
     """
-    arrays = batch_arrays(data, treatment=treatment, outcome=outcome, covariates=covariates, categories=categories)
+    arrays = batch_arrays(
+        data, treatment=treatment, outcome=outcome, covariates=covariates, categories=categories
+    )
     return aipw_from_arrays(
-        arrays.design, arrays.treatment, arrays.outcome, n_folds=n_folds, rng=rng, outcome_kind=outcome_kind,
-        policy=policy, bounds=bounds,
+        arrays.design,
+        arrays.treatment,
+        arrays.outcome,
+        n_folds=n_folds,
+        rng=rng,
+        outcome_kind=outcome_kind,
+        policy=policy,
+        bounds=bounds,
     )

@@ -47,12 +47,14 @@ class LogisticFit:
     n_iter: int
 
 
-def fit_logistic(X: FloatArray, y: FloatArray, *, ridge: float = 0.0, names: tuple[str, ...] = ()) -> LogisticFit:
+def fit_logistic(
+    X: FloatArray, y: FloatArray, *, ridge: float = 0.0, names: tuple[str, ...] = ()
+) -> LogisticFit:
     """Newton-Raphson for the logistic log-likelihood (with an optional ridge on non-intercept terms).
 
     Raises ``ValueError`` naming the covariate when the data are perfectly separated.
     """
-    n, p = X.shape
+    p = X.shape[1]
     beta = np.zeros(p)
     penalty = np.full(p, ridge)
     if names and names[0] == "intercept":
@@ -67,19 +69,29 @@ def fit_logistic(X: FloatArray, y: FloatArray, *, ridge: float = 0.0, names: tup
         try:
             delta = linalg.solve(hessian, gradient, assume_a="pos")
         except (linalg.LinAlgError, ValueError) as error:
-            raise ValueError(f"propensity model is singular (collinear or constant covariates): {error}") from error
+            if np.max(np.abs(eta)) > 10.0:  # the weights vanished because the fit runs off to infinity
+                _raise_separation(beta, names)
+            raise ValueError(
+                f"logistic model is singular (collinear or constant covariates): {error}"
+            ) from error
         beta = beta + delta
         if np.max(np.abs(delta)) < 1e-10 * (1.0 + np.max(np.abs(beta))):
             converged = True
             break
     eta = X @ beta
     if np.max(np.abs(eta)) > SEPARATION_BOUND:
-        worst = int(np.argmax(np.abs(beta[1:]))) + 1 if p > 1 else 0
-        name = names[worst] if names else f"column {worst}"
-        raise ValueError(f"perfect separation: treatment is (almost) determined by the covariates (largest coefficient: {name!r})")
+        _raise_separation(beta, names)
     mu = special.expit(eta)
     w = mu * (1.0 - mu)
     return LogisticFit(beta, mu, X.T @ (w[:, None] * X) + np.diag(penalty), converged, iteration)
+
+
+def _raise_separation(beta: FloatArray, names: tuple[str, ...]) -> None:
+    worst = int(np.argmax(np.abs(beta[1:]))) + 1 if len(beta) > 1 else 0
+    name = names[worst] if names else f"column {worst}"
+    raise ValueError(
+        f"perfect separation: the 0/1 variable is (almost) determined by the covariates (largest coefficient: {name!r})"
+    )
 
 
 @dataclass(frozen=True)

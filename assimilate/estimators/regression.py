@@ -76,7 +76,9 @@ def regression_adjustment(
     -------
     EffectEstimate
     """
-    arrays = batch_arrays(data, treatment=treatment, outcome=outcome, covariates=covariates, categories=categories)
+    arrays = batch_arrays(
+        data, treatment=treatment, outcome=outcome, covariates=covariates, categories=categories
+    )
     d = arrays.treatment.astype(np.float64)[:, None]
     x = arrays.design.without_intercept()
     blocks = [np.ones_like(d), d]

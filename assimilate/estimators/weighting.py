@@ -131,7 +131,9 @@ def ipw(
     EffectEstimate
         ``se_method="sandwich_estimated_propensity"``.
     """
-    arrays = batch_arrays(data, treatment=treatment, outcome=outcome, covariates=covariates, categories=categories)
+    arrays = batch_arrays(
+        data, treatment=treatment, outcome=outcome, covariates=covariates, categories=categories
+    )
     return ipw_from_arrays(
         arrays.design, arrays.treatment, arrays.outcome, policy=policy, bounds=bounds, propensity=propensity
     )

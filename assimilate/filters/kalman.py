@@ -25,7 +25,13 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
-from assimilate._validation import as_float_vector, check_alpha, check_finite, check_non_negative, check_positive
+from assimilate._validation import (
+    as_float_vector,
+    check_alpha,
+    check_finite,
+    check_non_negative,
+    check_positive,
+)
 from assimilate.filters.model import LOG_2PI
 from assimilate.result import AssimilationResult
 
@@ -52,7 +58,9 @@ class KalmanState(NamedTuple):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> KalmanState:
         """Inverse of :meth:`to_dict`."""
-        return cls(float(data["mean"]), float(data["var"]), int(data["n_steps"]), float(data["log_likelihood"]))
+        return cls(
+            float(data["mean"]), float(data["var"]), int(data["n_steps"]), float(data["log_likelihood"])
+        )
 
 
 class KalmanStep(NamedTuple):
@@ -80,7 +88,9 @@ def predict(state: KalmanState, *, process_var: float) -> KalmanState:
     return KalmanState(state.mean, state.var + process_var, state.n_steps, state.log_likelihood)
 
 
-def update(state: KalmanState, estimate: float | None, std_error: float | None) -> tuple[KalmanState, KalmanStep]:
+def update(
+    state: KalmanState, estimate: float | None, std_error: float | None
+) -> tuple[KalmanState, KalmanStep]:
     """Condition the (predicted) belief on one batch estimate; None or NaN means no observation.
 
     With a diffuse forecast (infinite variance) the estimate initializes the belief exactly
@@ -93,7 +103,9 @@ def update(state: KalmanState, estimate: float | None, std_error: float | None) 
     y = float(estimate)
     r = float(std_error) ** 2 if std_error is not None else math.nan
     if not (math.isfinite(y) and math.isfinite(r) and r > 0.0):
-        raise ValueError(f"a used batch needs a finite estimate and a finite std_error > 0, got {estimate!r}, {std_error!r}")
+        raise ValueError(
+            f"a used batch needs a finite estimate and a finite std_error > 0, got {estimate!r}, {std_error!r}"
+        )
     if math.isinf(p):
         done = KalmanState(y, r, state.n_steps + 1, state.log_likelihood)
         return done, KalmanStep(m, p, math.nan, math.nan, y, r, False, 0.0)
@@ -151,12 +163,16 @@ def prepare_inputs(
     if flags.shape != (n,):
         raise ValueError(f"excluded must have one flag per batch ({n}), got {flags.shape}")
     if np.isinf(y).any():
-        raise ValueError(f"estimates must be finite or NaN (missing); batch {int(np.flatnonzero(np.isinf(y))[0])} is inf")
+        raise ValueError(
+            f"estimates must be finite or NaN (missing); batch {int(np.flatnonzero(np.isinf(y))[0])} is inf"
+        )
     used = np.isfinite(y) & ~flags
     bad_se = used & ~(np.isfinite(se) & (se > 0))
     if bad_se.any():
         first = int(np.flatnonzero(bad_se)[0])
-        raise ValueError(f"standard_errors must be finite and > 0 for every used batch; batch {first} has {se[first]!r}")
+        raise ValueError(
+            f"standard_errors must be finite and > 0 for every used batch; batch {first} has {se[first]!r}"
+        )
     names = tuple(f"batch_{i + 1}" for i in range(n)) if labels is None else tuple(str(x) for x in labels)
     if len(names) != n:
         raise ValueError(f"labels must have one entry per batch ({n}), got {len(names)}")
@@ -176,7 +192,9 @@ def _resolve_prior(
         if prior_var is not None:
             raise ValueError("give either diffuse=True or prior_var, not both")
         return (0.0 if prior_mean is None else check_finite("prior_mean", prior_mean)), math.inf
-    default_mean, default_var = default_prior(np.where(inputs.excluded, np.nan, inputs.estimates), inputs.standard_errors)
+    default_mean, default_var = default_prior(
+        np.where(inputs.excluded, np.nan, inputs.estimates), inputs.standard_errors
+    )
     mean = default_mean if prior_mean is None else check_finite("prior_mean", prior_mean)
     var = default_var if prior_var is None else check_positive("prior_var", prior_var)
     return mean, var
@@ -188,7 +206,9 @@ def run_kalman(
     """Filter a validated stream; returns every step and the final state."""
     state = initial_state(prior_mean=prior_mean, prior_var=prior_var)
     records = []
-    for y, se, skip in zip(inputs.estimates.tolist(), inputs.standard_errors.tolist(), inputs.excluded.tolist(), strict=True):
+    for y, se, skip in zip(
+        inputs.estimates.tolist(), inputs.standard_errors.tolist(), inputs.excluded.tolist(), strict=True
+    ):
         state, record = step(state, None if skip else y, se, process_var=process_var)
         records.append(record)
     return records, state
@@ -263,7 +283,16 @@ def causal_kalman(
     else:
         q = check_non_negative("process_var", process_var)
     records, final = run_kalman(inputs, prior_mean=mean0, prior_var=var0, process_var=q)
-    return _result(inputs, records, final, alpha=alpha, prior=(mean0, var0), process_var=q, smooth=smooth, details=details)
+    return _result(
+        inputs,
+        records,
+        final,
+        alpha=alpha,
+        prior=(mean0, var0),
+        process_var=q,
+        smooth=smooth,
+        details=details,
+    )
 
 
 def _result(

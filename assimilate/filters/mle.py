@@ -72,7 +72,9 @@ def _log_likelihood(inputs: _Inputs, prior_mean: float, prior_var: float, q: flo
     return run_kalman(inputs, prior_mean=prior_mean, prior_var=prior_var, process_var=q)[1].log_likelihood
 
 
-def fit_process_variance_inputs(inputs: _Inputs, *, prior_mean: float, prior_var: float) -> ProcessVarianceFit:
+def fit_process_variance_inputs(
+    inputs: _Inputs, *, prior_mean: float, prior_var: float
+) -> ProcessVarianceFit:
     """MLE over a validated stream (see :func:`fit_process_variance`)."""
     used = ~inputs.excluded
     if int(used.sum()) < 3:
@@ -91,10 +93,13 @@ def fit_process_variance_inputs(inputs: _Inputs, *, prior_mean: float, prior_var
     found = optimize.minimize_scalar(negative, bounds=bracket, method="bounded", options={"xatol": 1e-6})
     ll_static = _log_likelihood(inputs, prior_mean, prior_var, 0.0)
     q_hat, ll_hat = math.exp(float(found.x)), -float(found.fun)
-    if ll_static >= ll_hat or best == 0 and ll_hat - ll_static < 1e-9:
+    if ll_static >= ll_hat or (best == 0 and ll_hat - ll_static < 1e-9):
         q_hat, ll_hat = 0.0, ll_static
     profile = pd.DataFrame(
-        {"process_var": np.concatenate([[0.0], np.exp(grid)]), "log_likelihood": np.concatenate([[ll_static], values])}
+        {
+            "process_var": np.concatenate([[0.0], np.exp(grid)]),
+            "log_likelihood": np.concatenate([[ll_static], values]),
+        }
     )
     statistic = max(0.0, 2.0 * (ll_hat - ll_static))
     p_value = 0.5 * float(stats.chi2.sf(statistic, 1)) if statistic > 0 else 1.0
@@ -119,7 +124,9 @@ def _observed_information_se(inputs: _Inputs, prior_mean: float, prior_var: floa
     h = q * 1e-3
     center = _log_likelihood(inputs, prior_mean, prior_var, q)
     second = (
-        _log_likelihood(inputs, prior_mean, prior_var, q + h) - 2 * center + _log_likelihood(inputs, prior_mean, prior_var, q - h)
+        _log_likelihood(inputs, prior_mean, prior_var, q + h)
+        - 2 * center
+        + _log_likelihood(inputs, prior_mean, prior_var, q - h)
     ) / (h * h)
     return math.sqrt(-1.0 / second) if second < 0 else math.nan
 
@@ -158,9 +165,14 @@ def fit_process_variance(
 
 
 def profile_log_likelihood(
-    estimates: ArrayLike, standard_errors: ArrayLike, process_vars: Sequence[float] | NDArray[np.float64], **prior: float
+    estimates: ArrayLike,
+    standard_errors: ArrayLike,
+    process_vars: Sequence[float] | NDArray[np.float64],
+    **prior: float,
 ) -> NDArray[np.float64]:
     """``log L(q)`` at each given process variance (diffuse start unless a prior is given)."""
     inputs = prepare_inputs(estimates, standard_errors)
-    mean, var = _resolve_prior(inputs, prior.get("prior_mean"), prior.get("prior_var"), "prior_var" not in prior)
+    mean, var = _resolve_prior(
+        inputs, prior.get("prior_mean"), prior.get("prior_var"), "prior_var" not in prior
+    )
     return np.array([_log_likelihood(inputs, mean, var, float(q)) for q in process_vars])

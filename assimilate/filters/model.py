@@ -66,7 +66,10 @@ class RandomWalkEffectModel:
             return np.asarray(-0.5 * (LOG_2PI + z * z) - math.log(std_error), dtype=np.float64)
         df = float(self.df)  # type: ignore[arg-type]
         log_norm = (
-            special.gammaln((df + 1) / 2) - special.gammaln(df / 2) - 0.5 * math.log(df * math.pi) - math.log(std_error)
+            special.gammaln((df + 1) / 2)
+            - special.gammaln(df / 2)
+            - 0.5 * math.log(df * math.pi)
+            - math.log(std_error)
         )
         return np.asarray(log_norm - (df + 1) / 2 * np.log1p(z * z / df), dtype=np.float64)
 

@@ -126,14 +126,20 @@ def particle_filter(
     A ``RuntimeWarning`` is issued when ESS / N stays below 0.2 for 10 batches in a row.
     """
     check_alpha(alpha)
-    model = RandomWalkEffectModel(process_var=check_non_negative("process_var", process_var), observation=observation, df=df)
+    model = RandomWalkEffectModel(
+        process_var=check_non_negative("process_var", process_var), observation=observation, df=df
+    )
     if int(n_particles) < 2:
         raise ValueError(f"n_particles must be at least 2, got {n_particles}")
     if not 0.0 < ess_threshold <= 1.0:
         raise ValueError(f"ess_threshold must lie in (0, 1], got {ess_threshold}")
-    inputs = prepare_inputs(estimates, standard_errors, labels=labels, excluded=excluded, exclusion_reasons=exclusion_reasons)
+    inputs = prepare_inputs(
+        estimates, standard_errors, labels=labels, excluded=excluded, exclusion_reasons=exclusion_reasons
+    )
     n = int(n_particles)
-    default_mean, default_var = default_prior(np.where(inputs.excluded, np.nan, inputs.estimates), inputs.standard_errors)
+    default_mean, default_var = default_prior(
+        np.where(inputs.excluded, np.nan, inputs.estimates), inputs.standard_errors
+    )
     mean0 = default_mean if prior_mean is None else check_finite("prior_mean", prior_mean)
     var0 = default_var if prior_var is None else check_positive("prior_var", prior_var)
     if prior_sampler is not None:
@@ -146,9 +152,13 @@ def particle_filter(
     step_sd = math.sqrt(model.process_var)
     factor = model.observation_variance_factor()
     lower_p, upper_p = alpha / 2, 1 - alpha / 2
-    columns: dict[str, list[float]] = {k: [] for k in ("fm", "fv", "innov", "ivar", "pm", "pv", "lo", "hi", "ess")}
+    columns: dict[str, list[float]] = {
+        k: [] for k in ("fm", "fv", "innov", "ivar", "pm", "pv", "lo", "hi", "ess")
+    }
     log_likelihood, low_run, warned = 0.0, 0, False
-    for y, se, skip in zip(inputs.estimates.tolist(), inputs.standard_errors.tolist(), inputs.excluded.tolist(), strict=True):
+    for y, se, skip in zip(
+        inputs.estimates.tolist(), inputs.standard_errors.tolist(), inputs.excluded.tolist(), strict=True
+    ):
         if step_sd > 0:
             particles = particles + step_sd * rng.standard_normal(n)
         weights = np.exp(log_weights - special.logsumexp(log_weights))
@@ -167,7 +177,11 @@ def particle_filter(
         post_mean = float(weights @ particles)
         post_var = float(weights @ (particles - post_mean) ** 2)
         lo, hi = weighted_quantiles(particles, weights, (lower_p, upper_p))
-        for key, value in zip(columns, (forecast_mean, forecast_var, innovation, innovation_var, post_mean, post_var, lo, hi, ess), strict=True):
+        for key, value in zip(
+            columns,
+            (forecast_mean, forecast_var, innovation, innovation_var, post_mean, post_var, lo, hi, ess),
+            strict=True,
+        ):
             columns[key].append(float(value))
         low_run = low_run + 1 if ess < LOW_ESS_FRACTION * n else 0
         if low_run >= LOW_ESS_RUN and not warned:

@@ -1,4 +1,4 @@
-"""Plots of an assimilated effect: the fan chart of the posterior over batches.
+r"""Plots of an assimilated effect: the fan chart of the posterior over batches.
 
 Returns matplotlib figures (the caller decides where they go); ``figure_to_png`` gives the bytes.
 
@@ -19,12 +19,12 @@ from collections.abc import Sequence
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from scipy import stats  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+from scipy import stats
 
-from assimilate.result import AssimilationResult  # noqa: E402
+from assimilate.result import AssimilationResult
 
 
 def fan_chart(
@@ -53,21 +53,49 @@ def fan_chart(
     z = float(stats.norm.ppf(1 - result.alpha / 2))
     level = f"{100 * result.level:g}%"
     fig, ax = plt.subplots(figsize=(10, 5), dpi=100)
-    ax.fill_between(x, result.posterior_lower, result.posterior_upper, color="tab:blue", alpha=0.25,
-                    label=f"filtered {level} band")
+    ax.fill_between(
+        x,
+        result.posterior_lower,
+        result.posterior_upper,
+        color="tab:blue",
+        alpha=0.25,
+        label=f"filtered {level} band",
+    )
     ax.plot(x, result.posterior_mean, color="tab:blue", lw=2, label="filtered mean")
     if result.smoothed_mean is not None and result.smoothed_sd is not None:
         ax.plot(x, result.smoothed_mean, color="tab:green", lw=1.5, ls="--", label="smoothed mean")
-        ax.fill_between(x, result.smoothed_mean - z * result.smoothed_sd, result.smoothed_mean + z * result.smoothed_sd,
-                        color="tab:green", alpha=0.12, label=f"smoothed {level} band")
+        ax.fill_between(
+            x,
+            result.smoothed_mean - z * result.smoothed_sd,
+            result.smoothed_mean + z * result.smoothed_sd,
+            color="tab:green",
+            alpha=0.12,
+            label=f"smoothed {level} band",
+        )
     has = np.isfinite(result.estimates) & np.isfinite(result.standard_errors)
     used = has & ~result.excluded
     dropped = has & result.excluded
-    ax.errorbar(x[used], result.estimates[used], yerr=z * result.standard_errors[used], fmt="o", color="black",
-                ms=4, capsize=2, label=f"batch estimate ({level} CI)")
+    ax.errorbar(
+        x[used],
+        result.estimates[used],
+        yerr=z * result.standard_errors[used],
+        fmt="o",
+        color="black",
+        ms=4,
+        capsize=2,
+        label=f"batch estimate ({level} CI)",
+    )
     if dropped.any():
-        ax.errorbar(x[dropped], result.estimates[dropped], yerr=z * result.standard_errors[dropped], fmt="x",
-                    color="tab:red", ms=7, capsize=2, label="excluded batch (not assimilated)")
+        ax.errorbar(
+            x[dropped],
+            result.estimates[dropped],
+            yerr=z * result.standard_errors[dropped],
+            fmt="x",
+            color="tab:red",
+            ms=7,
+            capsize=2,
+            label="excluded batch (not assimilated)",
+        )
     for index in np.flatnonzero(result.excluded & ~has):
         ax.axvline(index, color="tab:red", alpha=0.3, ls=":")
     if true_effects is not None:

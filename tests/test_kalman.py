@@ -1,0 +1,195 @@
+"""Kalman filter: closed forms, exact step API, predict-only steps, smoother, likelihood, MLE."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from assimilate import causal_kalman, fit_process_variance
+from assimilate.filters import KalmanState, initial_state, predict, step, update
+
+EXACT = 1e-12
+
+
+def test_zero_process_variance_equals_the_precision_weighted_posterior_at_every_step() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.normal(0.4, 0.2, 25)
+    se = rng.uniform(0.05, 0.3, 25)
+    res = causal_kalman(y, se, prior_mean=0.1, prior_var=0.5, process_var=0.0)
+    precision = 1 / 0.5 + np.cumsum(1 / se**2)
+    mean = (0.1 / 0.5 + np.cumsum(y / se**2)) / precision
+    np.testing.assert_allclose(res.posterior_var, 1 / precision, rtol=1e-12)
+    np.testing.assert_allclose(res.posterior_mean, mean, rtol=1e-12)
+    lower, upper = res.final_ci
+    assert upper - res.final_mean == pytest.approx(
+        stats.norm.ppf(0.975) / math.sqrt(precision[-1]), rel=1e-12
+    )
+    assert lower < res.final_mean < upper
+
+
+def test_the_step_api_looped_over_a_stream_equals_the_batch_call_exactly() -> None:
+    rng = np.random.default_rng(2)
+    y = rng.normal(0.5, 0.1, 40)
+    y[[5, 17]] = np.nan
+    se = np.full(40, 0.08)
+    res = causal_kalman(y, se, prior_mean=0.0, prior_var=1.0, process_var=0.003)
+    state = initial_state(prior_mean=0.0, prior_var=1.0)
+    for t in range(40):
+        state, record = step(state, None if np.isnan(y[t]) else float(y[t]), float(se[t]), process_var=0.003)
+        assert record.posterior_mean == res.posterior_mean[t]
+        assert record.posterior_var == res.posterior_var[t]
+    assert state.log_likelihood == res.log_likelihood
+    assert state.n_steps == 40
+
+
+def test_missing_and_excluded_batches_are_predict_only_steps() -> None:
+    y = np.array([0.5, np.nan, 0.9, 0.55])
+    res = causal_kalman(
+        y,
+        [0.1] * 4,
+        prior_mean=0.0,
+        prior_var=1.0,
+        process_var=0.01,
+        excluded=[False, False, True, False],
+        exclusion_reasons=["", "", "failed overlap", ""],
+    )
+    assert res.excluded.tolist() == [False, True, True, False]
+    for t in (1, 2):
+        assert res.posterior_mean[t] == res.posterior_mean[t - 1]
+        assert res.posterior_var[t] == pytest.approx(res.posterior_var[t - 1] + 0.01, abs=EXACT)
+        assert math.isnan(res.innovations[t])
+    assert res.exclusion_reasons == ("", "no estimate", "failed overlap", "")
+    assert np.isfinite(res.posterior_mean).all()
+
+
+def test_update_without_observation_keeps_the_state() -> None:
+    state = predict(initial_state(prior_mean=0.2, prior_var=0.5), process_var=0.1)
+    after, record = update(state, None, None)
+    assert (after.mean, after.var) == (0.2, 0.6)
+    assert record.excluded
+
+
+def _joint_gaussian(y: np.ndarray, se: np.ndarray, observed: np.ndarray, m0: float, p0: float, q: float):
+    """Exact joint covariance of theta_1..T and the observed estimates."""
+    t = np.arange(1, len(y) + 1)
+    cov_theta = p0 + q * np.minimum.outer(t, t)
+    obs = np.flatnonzero(observed)
+    cov_yy = cov_theta[np.ix_(obs, obs)] + np.diag(se[obs] ** 2)
+    cov_ty = cov_theta[:, obs]
+    return cov_theta, cov_yy, cov_ty, obs
+
+
+def test_smoother_and_likelihood_equal_brute_force_gaussian_conditioning() -> None:
+    rng = np.random.default_rng(3)
+    y = rng.normal(0.3, 0.2, 8)
+    y[4] = np.nan
+    se = rng.uniform(0.05, 0.2, 8)
+    m0, p0, q = 0.1, 0.4, 0.02
+    res = causal_kalman(y, se, prior_mean=m0, prior_var=p0, process_var=q)
+    cov_theta, cov_yy, cov_ty, obs = _joint_gaussian(y, se, ~np.isnan(y), m0, p0, q)
+    gain = cov_ty @ np.linalg.inv(cov_yy)
+    smoothed_mean = m0 + gain @ (y[obs] - m0)
+    smoothed_var = np.diag(cov_theta - gain @ cov_ty.T)
+    np.testing.assert_allclose(res.smoothed_mean, smoothed_mean, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(res.smoothed_var, smoothed_var, rtol=0, atol=1e-10)
+    log_density = stats.multivariate_normal(mean=np.full(len(obs), m0), cov=cov_yy).logpdf(y[obs])
+    assert res.log_likelihood == pytest.approx(log_density, abs=1e-9)
+    # filtered belief at t conditions on batches up to t only
+    for t in range(8):
+        seen = obs[obs <= t]
+        k = cov_theta[t, seen] @ np.linalg.inv(
+            cov_yy[np.ix_(np.searchsorted(obs, seen), np.searchsorted(obs, seen))]
+        )
+        assert res.posterior_mean[t] == pytest.approx(m0 + k @ (y[seen] - m0), abs=1e-10)
+
+
+def test_diffuse_start_takes_the_first_estimate_exactly() -> None:
+    res = causal_kalman([np.nan, 0.7, 0.5], [0.1, 0.2, 0.2], process_var=0.0, diffuse=True)
+    assert math.isinf(res.posterior_var[0])
+    assert res.posterior_mean[1] == 0.7 and res.posterior_var[1] == pytest.approx(0.04)
+    assert res.posterior_mean[2] == pytest.approx(0.6)
+    assert math.isnan(res.innovations[1])
+    assert res.smoothed_mean is not None and res.smoothed_mean[0] == pytest.approx(0.6)
+
+
+def test_default_prior_is_scale_aware() -> None:
+    res = causal_kalman([1000.0, 1010.0], [5.0, 5.0], process_var=0.0)
+    assert res.prior_mean == 0.0
+    assert res.prior_var == pytest.approx((10 * 1005.0) ** 2)
+    assert res.final_mean == pytest.approx(1005.0, rel=1e-3)
+
+
+def test_kalman_state_round_trips_through_json() -> None:
+    state, _ = step(initial_state(prior_mean=0.0, prior_var=math.inf), 0.3, 0.1, process_var=0.01)
+    for value in (state, initial_state(prior_mean=0.0, prior_var=math.inf)):
+        assert KalmanState.from_dict(json.loads(json.dumps(value.to_dict()))) == value
+
+
+def _random_walk_stream(
+    rng: np.random.Generator, t: int, q: float, se: float
+) -> tuple[np.ndarray, np.ndarray]:
+    theta = 0.5 + np.cumsum(rng.normal(0, math.sqrt(q), t))
+    return theta, theta + rng.normal(0, se, t)
+
+
+def test_mle_recovers_a_known_process_variance() -> None:
+    rng = np.random.default_rng(4)
+    q_true = 0.0025
+    estimates = []
+    for _ in range(30):
+        _, y = _random_walk_stream(rng, 200, q_true, 0.1)
+        estimates.append(fit_process_variance(y, np.full(200, 0.1)).process_var)
+    # Across streams the MLE is close to the truth (its sampling SD at T=200 is about 0.001).
+    assert np.mean(estimates) == pytest.approx(q_true, rel=0.25)
+    _, y = _random_walk_stream(rng, 400, q_true, 0.1)
+    fit = fit_process_variance(y, np.full(400, 0.1))
+    assert abs(fit.process_var - q_true) < 3 * fit.std_error
+    assert fit.conf_int[0] <= q_true <= fit.conf_int[1]
+    assert fit.p_value_static < 1e-6
+
+
+def test_mle_of_a_static_stream_rarely_rejects_a_static_effect() -> None:
+    rng = np.random.default_rng(5)
+    p_values = [
+        fit_process_variance(rng.normal(0.5, 0.1, 60), np.full(60, 0.1)).p_value_static for _ in range(60)
+    ]
+    rejection = np.mean(np.array(p_values) < 0.05)
+    assert rejection <= 0.15  # nominal 5%, chi-bar-square null
+
+
+def test_causal_kalman_with_mle_reports_the_fit() -> None:
+    rng = np.random.default_rng(6)
+    _, y = _random_walk_stream(rng, 100, 0.004, 0.05)
+    res = causal_kalman(y, np.full(100, 0.05), process_var="mle")
+    fit = res.details["process_var_fit"]
+    assert res.process_var == fit.process_var > 0
+    assert set(fit.profile.columns) == {"process_var", "log_likelihood"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"estimates": [], "standard_errors": []}, "empty"),
+        ({"estimates": [0.1, 0.2], "standard_errors": [0.1]}, "differ in length"),
+        ({"estimates": [0.1], "standard_errors": [0.0]}, "standard_errors must be finite and > 0"),
+        ({"estimates": [0.1], "standard_errors": [np.inf]}, "standard_errors must be finite and > 0"),
+        ({"estimates": [0.1], "standard_errors": [0.1], "alpha": 1.5}, "alpha"),
+        ({"estimates": [0.1], "standard_errors": [0.1], "prior_var": 0.0}, "prior_var"),
+        ({"estimates": [0.1], "standard_errors": [0.1], "process_var": -1.0}, "process_var"),
+        ({"estimates": [np.inf], "standard_errors": [0.1]}, "finite or NaN"),
+    ],
+)
+def test_invalid_input_gives_a_clear_error(kwargs: dict, message: str) -> None:
+    estimates = kwargs.pop("estimates")
+    standard_errors = kwargs.pop("standard_errors")
+    with pytest.raises(ValueError, match=message):
+        causal_kalman(estimates, standard_errors, **kwargs)
+
+
+def test_a_missing_estimate_may_have_any_standard_error() -> None:
+    res = causal_kalman([0.1, np.nan], [0.1, np.nan], prior_mean=0.0, prior_var=1.0)
+    assert res.excluded.tolist() == [False, True]
