@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -106,10 +107,15 @@ def observation_fingerprint(
 
 
 def _fingerprints(observed: pd.DataFrame) -> list[str]:
-    return [
-        observation_fingerprint(r.batch, r.estimate, r.std_error, r.excluded, r.exclusion_reason)
-        for r in observed.itertuples(index=False)
-    ]
+    columns = zip(
+        observed["batch"].astype(str),
+        observed["estimate"].to_numpy(dtype=float).tolist(),
+        observed["std_error"].to_numpy(dtype=float).tolist(),
+        observed["excluded"].astype(bool).tolist(),
+        observed["exclusion_reason"].astype(str),
+        strict=True,
+    )
+    return [observation_fingerprint(*values) for values in columns]
 
 
 def first_change(previous: list[str], current: list[str]) -> int:
@@ -135,7 +141,7 @@ def resolved_process_var(observed: pd.DataFrame, settings: FilterSettings) -> fl
     return float(fit.process_var)
 
 
-def _prior_kwargs(settings: FilterSettings) -> dict[str, object]:
+def _prior_kwargs(settings: FilterSettings) -> dict[str, Any]:
     if settings.uses_diffuse_start:
         return {"diffuse": True}
     return {"prior_mean": settings.prior_mean, "prior_var": settings.prior_var}
@@ -149,7 +155,7 @@ def full_filter(
     excluded = observed["excluded"].astype(bool).to_numpy()
     estimates = observed["estimate"].to_numpy(dtype=float)
     standard_errors = observed["std_error"].to_numpy(dtype=float)
-    common = {
+    common: dict[str, Any] = {
         "labels": [str(b) for b in observed["batch"]],
         "excluded": excluded.tolist(),
         "exclusion_reasons": [str(r) for r in observed["exclusion_reason"]],
@@ -224,21 +230,26 @@ def refilter_from_first_change(
     )
     rows = []
     z = _z(settings.alpha)
-    for row, fingerprint in zip(
-        observed.iloc[start:].itertuples(index=False), fingerprints[start:], strict=True
+    pending = observed.iloc[start:]
+    for batch, estimate, std_error, excluded, reason, fingerprint in zip(
+        pending["batch"].astype(str),
+        pending["estimate"].to_numpy(dtype=float).tolist(),
+        pending["std_error"].to_numpy(dtype=float).tolist(),
+        pending["excluded"].astype(bool).tolist(),
+        pending["exclusion_reason"].astype(str),
+        fingerprints[start:],
+        strict=True,
     ):
-        use = not bool(row.excluded) and np.isfinite(row.estimate)
-        state, record = step(
-            state, float(row.estimate) if use else None, float(row.std_error) if use else None, process_var=q
-        )
+        use = not excluded and math.isfinite(estimate)
+        state, record = step(state, estimate if use else None, std_error if use else None, process_var=q)
         sd = float(np.sqrt(record.posterior_var))
         rows.append(
             {
-                "batch": row.batch,
-                "estimate": row.estimate,
-                "std_error": row.std_error,
+                "batch": batch,
+                "estimate": estimate,
+                "std_error": std_error,
                 "excluded": not use,
-                "exclusion_reason": row.exclusion_reason or ("" if use else "no estimate"),
+                "exclusion_reason": reason or ("" if use else "no estimate"),
                 "fingerprint": fingerprint,
                 "settings_fingerprint": settings_print,
                 "forecast_mean": record.forecast_mean,

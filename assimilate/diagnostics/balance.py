@@ -33,7 +33,7 @@ def _binary(name: str, values: ArrayLike) -> NDArray[np.bool_]:
     array = np.asarray(values, dtype=np.float64)
     if not np.isin(array, (0.0, 1.0)).all():
         raise ValueError(f"{name} must be 0 or 1 (binary)")
-    return array == 1.0
+    return np.asarray(array == 1.0, dtype=np.bool_)
 
 
 def covariate_matrix(
@@ -85,7 +85,13 @@ class BalanceReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (NaN as None)."""
-        rows = self.table.astype(object).where(self.table.notna(), None).to_dict(orient="records")
+        rows = [
+            {
+                key: (None if isinstance(value, float) and not np.isfinite(value) else value)
+                for key, value in row.items()
+            }
+            for row in self.table.to_dict(orient="records")
+        ]
         return {
             "denominator": self.denominator,
             "weighted": self.weighted,

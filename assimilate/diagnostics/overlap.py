@@ -120,7 +120,7 @@ def overlap_report(
     weights = np.where(treated, 1 / e, 1 / (1 - e))
     quantiles = pd.DataFrame(
         {
-            f"q{int(round(100 * q))}": [
+            f"q{round(100 * q)}": [
                 float(np.quantile(e[arm], q)) if arm.any() else np.nan for arm in (treated, ~treated)
             ]
             for q in QUANTILES

@@ -32,6 +32,7 @@ from assimilate.estimators.models import (
     PropensityPolicy,
     fit_outcome_model,
     fit_propensity,
+    predict_outcome,
 )
 from assimilate.estimators.result import EffectEstimate
 
@@ -84,9 +85,8 @@ def _nuisances(
         raw[fold] = special.expit(design.values[fold] @ propensity.coefficients.to_numpy())
         outcome = fit_outcome_model(sub, d[train], y[train], kind=outcome_kind)
         beta0, beta1 = outcome.coefficients_control.to_numpy(), outcome.coefficients_treated.to_numpy()
-        link = special.expit if outcome.kind == "logistic" else (lambda eta: eta)
-        mu0[fold] = link(design.values[fold] @ beta0)
-        mu1[fold] = link(design.values[fold] @ beta1)
+        mu0[fold] = predict_outcome(outcome.kind, design.values[fold] @ beta0)
+        mu1[fold] = predict_outcome(outcome.kind, design.values[fold] @ beta1)
     scores, keep = _bounded(raw, policy, bounds)
     low, high = bounds
     n_outside = int(((raw < low) | (raw > high)).sum()) if policy != "none" else 0

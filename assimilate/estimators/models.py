@@ -224,6 +224,13 @@ def least_squares(X: FloatArray, y: FloatArray) -> FloatArray:
         return np.asarray(linalg.lstsq(X, y)[0], dtype=np.float64)
 
 
+def predict_outcome(kind: Literal["linear", "logistic"], linear_predictor: FloatArray) -> FloatArray:
+    """Predicted outcome from the linear predictor: identity or inverse logit."""
+    if kind == "logistic":
+        return np.asarray(special.expit(linear_predictor), dtype=np.float64)
+    return np.asarray(linear_predictor, dtype=np.float64)
+
+
 def fit_outcome_model(
     design: DesignMatrix, treatment: ArrayLike, outcome: ArrayLike, *, kind: OutcomeKind = "auto"
 ) -> OutcomeModel:
@@ -263,9 +270,8 @@ def fit_outcome_model(
         else:
             beta = least_squares(X[arm], y[arm])
         coefficients.append(beta)
-    predict = special.expit if chosen == "logistic" else (lambda eta: eta)
-    mu0 = np.asarray(predict(X @ coefficients[0]), dtype=np.float64)
-    mu1 = np.asarray(predict(X @ coefficients[1]), dtype=np.float64)
+    mu0 = predict_outcome(chosen, X @ coefficients[0])
+    mu1 = predict_outcome(chosen, X @ coefficients[1])
     index = list(design.columns)
     return OutcomeModel(
         kind=chosen,

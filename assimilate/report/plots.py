@@ -97,7 +97,7 @@ def fan_chart(
             label="excluded batch (not assimilated)",
         )
     for index in np.flatnonzero(result.excluded & ~has):
-        ax.axvline(index, color="tab:red", alpha=0.3, ls=":")
+        ax.axvline(float(index), color="tab:red", alpha=0.3, ls=":")
     if true_effects is not None:
         ax.plot(x, np.asarray(true_effects, dtype=float), color="tab:orange", lw=1.5, label="true effect")
     ax.axhline(0.0, color="grey", lw=0.8)

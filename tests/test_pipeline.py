@@ -1,0 +1,111 @@
+"""The pipeline end to end: real Dagster instance, real DuckDB file, real webhook on 127.0.0.1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from assimilate import causal_kalman
+from assimilate.simulate import simulate_outreach_batch
+from tests.pipeline_support import Project, ab_batch, example_study, webhook_receiver, write_batch
+
+MONTHS = ["2025-01", "2025-02", "2025-03", "2025-04"]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    instance = dg.DagsterInstance.ephemeral()
+    return Project(data=tmp_path / "data", studies=[example_study("ab_checkout")], instance=instance)
+
+
+@pytest.fixture
+def outreach_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    study = example_study("retention_outreach", process_var=1e-5)
+    return Project(data=tmp_path / "data", studies=[study], instance=dg.DagsterInstance.ephemeral())
+
+
+def primary_estimates(project: Project, study: str) -> pd.DataFrame:
+    effects = project.warehouse.read_table(study, "batch_effects")
+    return effects[effects["is_primary"]].sort_values("partition_key").reset_index(drop=True)
+
+
+def test_three_landed_files_reach_the_posterior_and_equal_the_library_filter(project: Project) -> None:
+    folder = project.landing("ab_checkout")
+    for seed, month in enumerate(MONTHS[:3]):
+        write_batch(folder, month, ab_batch(seed))
+    runs = project.tick()
+    assert [r.success for r in runs] == [True, True, True]
+    steps = project.steps("ab_checkout")
+    assert steps["batch"].tolist() == ["2025-01-01", "2025-02-01", "2025-03-01"]
+    assert not steps["excluded"].any()
+    primary = primary_estimates(project, "ab_checkout")
+    study = project.studies[0]
+    expected = causal_kalman(
+        primary["estimate"].to_numpy(),
+        primary["std_error"].to_numpy(),
+        process_var=float(study.process_var),
+        prior_mean=study.prior.mean,
+        prior_var=study.prior.variance,
+    )
+    np.testing.assert_allclose(steps["posterior_mean"], expected.posterior_mean, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(steps["posterior_var"], expected.posterior_var, rtol=0, atol=1e-12)
+
+
+def test_identical_file_requests_no_run_and_a_corrected_file_recomputes_from_its_batch(
+    project: Project,
+) -> None:
+    folder = project.landing("ab_checkout")
+    for seed, month in enumerate(MONTHS[:3]):
+        write_batch(folder, month, ab_batch(seed))
+    project.tick()
+    before = project.steps("ab_checkout")
+    write_batch(folder, MONTHS[1], ab_batch(1))  # same bytes again
+    assert project.tick() == []
+    write_batch(folder, MONTHS[1], ab_batch(101, tau=0.9))  # a correction of February
+    runs = project.tick()
+    assert len(runs) == 1 and runs[0].success
+    after = project.steps("ab_checkout")
+    assert after.loc[0, "posterior_mean"] == before.loc[0, "posterior_mean"]
+    assert (after.loc[1:, "posterior_mean"].to_numpy() != before.loc[1:, "posterior_mean"].to_numpy()).all()
+    materialization = project.instance.get_latest_materialization_event(
+        dg.AssetKey(["ab_checkout", "effect_posterior"])
+    )
+    assert materialization is not None
+    metadata = materialization.asset_materialization.metadata  # type: ignore[union-attr]
+    assert metadata["recomputed_from"].value == "2025-02-01"
+    assert metadata["steps_recomputed"].value == 2
+
+
+def test_a_batch_failing_an_error_check_never_moves_the_posterior_and_alerts_once(
+    outreach_project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = outreach_project
+    folder = project.landing("retention_outreach")
+    good = {m: simulate_outreach_batch(2000, rng=np.random.default_rng(i)) for i, m in enumerate(MONTHS[:3])}
+    bad = simulate_outreach_batch(2000, rng=np.random.default_rng(50), assignment="health_rule")
+    with webhook_receiver() as (url, received):
+        monkeypatch.setenv("ASSIMILATE_WEBHOOK_URL", url)
+        write_batch(folder, MONTHS[0], good[MONTHS[0]], fmt="parquet")
+        write_batch(folder, MONTHS[1], bad, fmt="parquet")
+        write_batch(folder, MONTHS[2], good[MONTHS[2]], fmt="parquet")
+        assert all(r.success for r in project.tick())
+        steps = project.steps("retention_outreach").set_index("batch")
+        assert bool(steps.at["2025-02-01", "excluded"])
+        assert "check_propensity_model_overlap" in steps.at["2025-02-01", "exclusion_reason"]
+        assert steps.at["2025-02-01", "posterior_mean"] == steps.at["2025-01-01", "posterior_mean"]
+        assert steps.at["2025-02-01", "posterior_var"] > steps.at["2025-01-01", "posterior_var"]
+        onsets = [a for a in received if a["alert"]["kind"] == "onset"]
+        assert len(received) == 1 and len(onsets) == 1
+        assert onsets[0]["alert"]["partition_key"] == "2025-02-01"
+
+        write_batch(folder, MONTHS[1], good[MONTHS[1]], fmt="parquet")  # fixed and re-landed
+        assert all(r.success for r in project.tick())
+        steps = project.steps("retention_outreach").set_index("batch")
+        assert not steps["excluded"].any()
+        assert steps.at["2025-02-01", "posterior_mean"] != steps.at["2025-01-01", "posterior_mean"]
+        assert [a["alert"]["kind"] for a in received] == ["onset", "recovery"]
+    assert [a["kind"] for a in project.alerts()] == ["onset", "recovery"]
