@@ -7,7 +7,7 @@ Example
 >>> from assimilate import causal_kalman
 >>> result = causal_kalman([0.5, 0.6, 0.55], [0.1, 0.1, 0.1], prior_mean=0.0, prior_var=1.0, process_var=0.01)
 >>> png = figure_to_png(fan_chart(result))
->>> png[:4] == b"\\x89PNG"
+>>> png[:4] == b"\x89PNG"
 True
 """
 
