@@ -43,7 +43,9 @@ def read_batch_file(path: Path, *, batch: str) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as error:
         if isinstance(error, BatchFileError):
             raise
-        raise BatchFileError(f"batch {batch}: file {path.name}: cannot be read as a table: {error}") from error
+        raise BatchFileError(
+            f"batch {batch}: file {path.name}: cannot be read as a table: {error}"
+        ) from error
     frame.columns = [str(c) for c in frame.columns]
     duplicated = frame.columns[frame.columns.duplicated()].tolist()
     if duplicated:
@@ -182,12 +184,16 @@ def _quarantine_table(raw: pd.DataFrame, problems: list[dict[str, object]]) -> p
     table["row_index"] = table["row_index"].astype(np.int64)
     table["value"] = [str(raw.at[i, c]) for i, c in zip(table["row_index"], table["column"], strict=True)]
     records = raw.to_dict(orient="index")
-    table["record_json"] = [json.dumps(records[i], ensure_ascii=False, sort_keys=True) for i in table["row_index"]]
+    table["record_json"] = [
+        json.dumps(records[i], ensure_ascii=False, sort_keys=True) for i in table["row_index"]
+    ]
     return table.sort_values(["row_index", "column", "rule"]).reset_index(drop=True)[QUARANTINE_COLUMNS]
 
 
 def _empty_quarantine() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype="int64" if c == "row_index" else str) for c in QUARANTINE_COLUMNS})
+    return pd.DataFrame(
+        {c: pd.Series(dtype="int64" if c == "row_index" else str) for c in QUARANTINE_COLUMNS}
+    )
 
 
 def _empty_valid(study: StudyConfig) -> pd.DataFrame:

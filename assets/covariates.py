@@ -1,7 +1,5 @@
 """covariate_table: pandera-validated pre-treatment covariates; failing rows go to quarantine."""
 
-from __future__ import annotations
-
 import json
 from collections.abc import Iterator
 
@@ -26,47 +24,90 @@ def load_raw(store: Warehouse, study: StudyConfig, batch: str) -> pd.DataFrame:
     return pd.DataFrame([json.loads(text) for text in rows["record_json"]], dtype=str)
 
 
-def schema_verdict(study: StudyConfig, valid: pd.DataFrame, missing: tuple[str, ...], n_rows: int,
-                   n_quarantined: int, batch: str) -> Verdict:
+def schema_verdict(
+    study: StudyConfig,
+    valid: pd.DataFrame,
+    missing: tuple[str, ...],
+    n_rows: int,
+    n_quarantined: int,
+    batch: str,
+) -> Verdict:
     """The valid table conforms (pandera) and the quarantined share stays under the threshold."""
     rule = f"required columns present and quarantined share <= {study.thresholds.max_quarantine_share}"
     if missing:
-        return Verdict.evaluate("schema", value=1.0, threshold=study.thresholds.max_quarantine_share,
-                                rule=rule, passed=False,
-                                reason=f"batch {batch}: missing required columns {list(missing)}")
+        return Verdict.evaluate(
+            "schema",
+            value=1.0,
+            threshold=study.thresholds.max_quarantine_share,
+            rule=rule,
+            passed=False,
+            reason=f"batch {batch}: missing required columns {list(missing)}",
+        )
     if not valid.empty:
         covariate_schema(study).validate(valid.drop(columns="row_index"))
     share = n_quarantined / n_rows if n_rows else 1.0
     reason = f"batch {batch}: {n_quarantined} of {n_rows} rows quarantined"
-    return Verdict.evaluate("schema", value=share, threshold=study.thresholds.max_quarantine_share,
-                            rule=rule, passed=share <= study.thresholds.max_quarantine_share, reason=reason)
+    return Verdict.evaluate(
+        "schema",
+        value=share,
+        threshold=study.thresholds.max_quarantine_share,
+        rule=rule,
+        passed=share <= study.thresholds.max_quarantine_share,
+        reason=reason,
+    )
 
 
 def srm_verdict(study: StudyConfig, valid: pd.DataFrame) -> Verdict:
     if study.design.kind != "randomized" or valid.empty:
-        reason = "observational design: no designed split" if study.design.kind != "randomized" else "no valid rows"
-        return Verdict.undefined("sample_ratio_mismatch", threshold=study.thresholds.srm_alpha,
-                                 rule=f"p-value >= {study.thresholds.srm_alpha}", reason=reason)
+        reason = (
+            "observational design: no designed split"
+            if study.design.kind != "randomized"
+            else "no valid rows"
+        )
+        return Verdict.undefined(
+            "sample_ratio_mismatch",
+            threshold=study.thresholds.srm_alpha,
+            rule=f"p-value >= {study.thresholds.srm_alpha}",
+            reason=reason,
+        )
     n_treated = int(valid[study.treatment].sum())
     report = sample_ratio_mismatch(
-        n_treated, len(valid) - n_treated, expected_treated_share=study.design.treated_share,
-        alpha=study.thresholds.srm_alpha, min_units=study.thresholds.srm_min_units,
+        n_treated,
+        len(valid) - n_treated,
+        expected_treated_share=study.design.treated_share,
+        alpha=study.thresholds.srm_alpha,
+        min_units=study.thresholds.srm_min_units,
     )
     return report.verdict
 
 
-def build_covariate_table(study: StudyConfig, partitions: dg.PartitionsDefinition,
-                          upstream: dg.AssetKey) -> dg.AssetsDefinition:
+def build_covariate_table(
+    study: StudyConfig, partitions: dg.PartitionsDefinition, upstream: dg.AssetKey
+) -> dg.AssetsDefinition:
     asset_key = key(study, "covariate_table")
     specs = [
         check_spec(asset_key, "schema", "pandera schema; quarantined share under the threshold", partitions),
-        check_spec(asset_key, "post_treatment_exclusion", "no model column is or derives from a post-treatment column", partitions),
-        check_spec(asset_key, "sample_ratio_mismatch", "chi-square test of the designed treatment split", partitions),
+        check_spec(
+            asset_key,
+            "post_treatment_exclusion",
+            "no model column is or derives from a post-treatment column",
+            partitions,
+        ),
+        check_spec(
+            asset_key, "sample_ratio_mismatch", "chi-square test of the designed treatment split", partitions
+        ),
     ]
 
     @dg.asset(
-        key=asset_key, deps=[upstream], partitions_def=partitions, group_name=study.name, pool=WRITE_POOL,
-        retry_policy=RETRY, code_version=code_version(study), kinds={"duckdb", "pandera"}, check_specs=specs,
+        key=asset_key,
+        deps=[upstream],
+        partitions_def=partitions,
+        group_name=study.name,
+        pool=WRITE_POOL,
+        retry_policy=RETRY,
+        code_version=code_version(study),
+        kinds={"duckdb", "pandera"},
+        check_specs=specs,
         description=f"{study.name}: typed, validated pre-treatment covariates; bad rows quarantined with the reason.",
     )
     def covariate_table(
@@ -77,22 +118,32 @@ def build_covariate_table(study: StudyConfig, partitions: dg.PartitionsDefinitio
         raw = load_raw(store, study, batch)
         split = split_valid_rows(raw, study)
         verdicts = {
-            "schema": (schema_verdict(study, split.valid, split.missing_columns, len(raw),
-                                      split.quarantined_rows, batch), ERROR),
+            "schema": (
+                schema_verdict(
+                    study, split.valid, split.missing_columns, len(raw), split.quarantined_rows, batch
+                ),
+                ERROR,
+            ),
             "post_treatment_exclusion": (post_treatment_verdict(study, typed_view(raw), batch=batch), ERROR),
             "sample_ratio_mismatch": (srm_verdict(study, split.valid), ERROR),
         }
         store.replace_partition_tables(
-            study.name, batch,
-            {"covariates": split.valid, "quarantine": split.quarantine,
-             verdict_table("covariate_table"): verdict_rows("covariate_table", verdicts)},
+            study.name,
+            batch,
+            {
+                "covariates": split.valid,
+                "quarantine": split.quarantine,
+                verdict_table("covariate_table"): verdict_rows("covariate_table", verdicts),
+            },
         )
-        yield dg.MaterializeResult(metadata={
-            "valid_rows": len(split.valid),
-            "quarantined_rows": split.quarantined_rows,
-            "missing_columns": ", ".join(split.missing_columns) or "none",
-            "dagster/row_count": len(split.valid),
-        })
+        yield dg.MaterializeResult(
+            metadata={
+                "valid_rows": len(split.valid),
+                "quarantined_rows": split.quarantined_rows,
+                "missing_columns": ", ".join(split.missing_columns) or "none",
+                "dagster/row_count": len(split.valid),
+            }
+        )
         for prop, (verdict, severity) in verdicts.items():
             yield check_result(asset_key, prop, verdict, severity=severity)
 

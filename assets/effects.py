@@ -1,14 +1,21 @@
 """batch_effect: every configured estimator on one batch; the primary one is the filter's observation."""
 
-from __future__ import annotations
-
 from collections.abc import Iterator
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets.common import RETRY, WRITE_POOL, as_json, batch_rng, code_version, frame_to_records_md, key, verdict_table
+from assets.common import (
+    RETRY,
+    WRITE_POOL,
+    as_json,
+    batch_rng,
+    code_version,
+    frame_to_records_md,
+    key,
+    verdict_table,
+)
 from assets.models import usable_rows
 from assimilate.diagnostics import Verdict, weighted_balance
 from assimilate.estimators import EffectEstimate, estimate_effect
@@ -16,8 +23,19 @@ from checks.results import ERROR, check_result, check_spec, verdict_rows
 from orchestration.study_config import StudyConfig
 from resources.warehouse import WarehouseResource
 
-EFFECT_COLUMNS = ["method", "is_primary", "estimate", "std_error", "ci_lower", "ci_upper", "n_treated",
-                  "n_control", "se_method", "error", "diagnostics_json"]
+EFFECT_COLUMNS = [
+    "method",
+    "is_primary",
+    "estimate",
+    "std_error",
+    "ci_lower",
+    "ci_upper",
+    "n_treated",
+    "n_control",
+    "se_method",
+    "error",
+    "diagnostics_json",
+]
 
 
 def estimate_batch(study: StudyConfig, valid: pd.DataFrame, batch: str) -> tuple[pd.DataFrame, Verdict]:
@@ -32,9 +50,17 @@ def estimate_batch(study: StudyConfig, valid: pd.DataFrame, batch: str) -> tuple
             try:
                 est = run_estimator(study, valid, method, rng)
                 lower, upper = est.conf_int(0.05)
-                row |= {"estimate": est.estimate, "std_error": est.std_error, "ci_lower": lower, "ci_upper": upper,
-                        "n_treated": est.n_treated, "n_control": est.n_control, "se_method": est.se_method,
-                        "error": "", "diagnostics_json": as_json(dict(est.diagnostics))}
+                row |= {
+                    "estimate": est.estimate,
+                    "std_error": est.std_error,
+                    "ci_lower": lower,
+                    "ci_upper": upper,
+                    "n_treated": est.n_treated,
+                    "n_control": est.n_control,
+                    "se_method": est.se_method,
+                    "error": "",
+                    "diagnostics_json": as_json(dict(est.diagnostics)),
+                }
             except ValueError as error:
                 row |= {"error": str(error)}
         else:
@@ -45,48 +71,79 @@ def estimate_batch(study: StudyConfig, valid: pd.DataFrame, batch: str) -> tuple
     primary = table[table["is_primary"]].iloc[0]
     usable = primary["error"] == "" and np.isfinite(primary["estimate"]) and primary["std_error"] > 0
     verdict = Verdict.evaluate(
-        "estimation", value=float(primary["std_error"]) if usable else float("nan"), threshold=0.0, rule=rule,
-        passed=bool(usable), reason="" if usable else f"batch {batch}: {study.primary_estimator}: {primary['error']}",
+        "estimation",
+        value=float(primary["std_error"]) if usable else float("nan"),
+        threshold=0.0,
+        rule=rule,
+        passed=bool(usable),
+        reason="" if usable else f"batch {batch}: {study.primary_estimator}: {primary['error']}",
     )
     return table, verdict
 
 
-def run_estimator(study: StudyConfig, valid: pd.DataFrame, method: str, rng: np.random.Generator) -> EffectEstimate:
+def run_estimator(
+    study: StudyConfig, valid: pd.DataFrame, method: str, rng: np.random.Generator
+) -> EffectEstimate:
     covariates = [*study.covariates, *study.categorical]
     options: dict[str, object] = {}
     if method in ("ipw", "aipw"):
         options |= {"policy": study.propensity.policy, "bounds": tuple(study.propensity.bounds)}
     if method == "aipw" and study.cross_fitting_folds:
         options |= {"n_folds": study.cross_fitting_folds, "rng": rng}
-    return estimate_effect(valid, method=method, treatment=study.treatment, outcome=study.outcome,
-                           covariates=covariates if method != "difference_in_means" else (), **options)
+    return estimate_effect(
+        valid,
+        method=method,
+        treatment=study.treatment,
+        outcome=study.outcome,
+        covariates=covariates if method != "difference_in_means" else (),
+        **options,
+    )
 
 
-def balance_verdict(study: StudyConfig, valid: pd.DataFrame, scores: pd.DataFrame,
-                    batch: str) -> tuple[Verdict, pd.DataFrame]:
+def balance_verdict(
+    study: StudyConfig, valid: pd.DataFrame, scores: pd.DataFrame, batch: str
+) -> tuple[Verdict, pd.DataFrame]:
     """max |SMD| after inverse-propensity weighting, with the stored propensity scores."""
     threshold = study.thresholds.max_abs_smd
     if usable_rows(study, valid) is not None or scores.empty:
-        return Verdict.undefined("balance", threshold=threshold, rule=f"max |SMD| after weighting <= {threshold}",
-                                 reason=f"batch {batch}: no propensity scores"), pd.DataFrame()
+        return Verdict.undefined(
+            "balance",
+            threshold=threshold,
+            rule=f"max |SMD| after weighting <= {threshold}",
+            reason=f"batch {batch}: no propensity scores",
+        ), pd.DataFrame()
     merged = valid.merge(scores[["row_index", "used_propensity"]], on="row_index")
     merged = merged[merged["used_propensity"].notna()]
-    comparison = weighted_balance(merged[[*study.covariates, *study.categorical]], merged[study.treatment],
-                                  propensity=merged["used_propensity"], threshold=threshold)
+    comparison = weighted_balance(
+        merged[[*study.covariates, *study.categorical]],
+        merged[study.treatment],
+        propensity=merged["used_propensity"],
+        threshold=threshold,
+    )
     return comparison.verdict, comparison.to_frame()
 
 
-def build_batch_effect(study: StudyConfig, partitions: dg.PartitionsDefinition,
-                       upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
+def build_batch_effect(
+    study: StudyConfig, partitions: dg.PartitionsDefinition, upstream: list[dg.AssetKey]
+) -> dg.AssetsDefinition:
     asset_key = key(study, "batch_effect")
     specs = [
-        check_spec(asset_key, "balance", "max |SMD| of the covariates after inverse-propensity weighting", partitions),
+        check_spec(
+            asset_key, "balance", "max |SMD| of the covariates after inverse-propensity weighting", partitions
+        ),
         check_spec(asset_key, "estimation", "the primary estimator gave a usable estimate", partitions),
     ]
 
     @dg.asset(
-        key=asset_key, deps=upstream, partitions_def=partitions, group_name=study.name, pool=WRITE_POOL,
-        retry_policy=RETRY, code_version=code_version(study), kinds={"duckdb"}, check_specs=specs,
+        key=asset_key,
+        deps=upstream,
+        partitions_def=partitions,
+        group_name=study.name,
+        pool=WRITE_POOL,
+        retry_policy=RETRY,
+        code_version=code_version(study),
+        kinds={"duckdb"},
+        check_specs=specs,
         description=f"{study.name}: naive, regression, IPW and AIPW estimates; {study.primary_estimator} feeds the filter.",
     )
     def batch_effect(
@@ -99,20 +156,31 @@ def build_batch_effect(study: StudyConfig, partitions: dg.PartitionsDefinition,
         effects, estimation = estimate_batch(study, valid, batch)
         balance, balance_table = balance_verdict(study, valid, scores, batch)
         verdicts = {"balance": (balance, ERROR), "estimation": (estimation, ERROR)}
-        store.replace_partition_tables(study.name, batch, {
-            "batch_effects": effects, "balance": balance_table,
-            verdict_table("batch_effect"): verdict_rows("batch_effect", verdicts),
-        })
+        store.replace_partition_tables(
+            study.name,
+            batch,
+            {
+                "batch_effects": effects,
+                "balance": balance_table,
+                verdict_table("batch_effect"): verdict_rows("batch_effect", verdicts),
+            },
+        )
         primary = effects[effects["is_primary"]].iloc[0]
-        yield dg.MaterializeResult(metadata={
-            "primary_estimator": study.primary_estimator,
-            "estimate": float(primary["estimate"]) if estimation.passed else "n/a",
-            "std_error": float(primary["std_error"]) if estimation.passed else "n/a",
-            "ci_95": f"[{primary['ci_lower']:.4g}, {primary['ci_upper']:.4g}]" if estimation.passed else "n/a",
-            "max_abs_smd_after": balance.value if balance.value is not None else "n/a",
-            "seed": study.seed,
-            "estimates": frame_to_records_md(effects[["method", "estimate", "std_error", "ci_lower", "ci_upper"]]),
-        })
+        yield dg.MaterializeResult(
+            metadata={
+                "primary_estimator": study.primary_estimator,
+                "estimate": float(primary["estimate"]) if estimation.passed else "n/a",
+                "std_error": float(primary["std_error"]) if estimation.passed else "n/a",
+                "ci_95": f"[{primary['ci_lower']:.4g}, {primary['ci_upper']:.4g}]"
+                if estimation.passed
+                else "n/a",
+                "max_abs_smd_after": balance.value if balance.value is not None else "n/a",
+                "seed": study.seed,
+                "estimates": frame_to_records_md(
+                    effects[["method", "estimate", "std_error", "ci_lower", "ci_upper"]]
+                ),
+            }
+        )
         for prop, (verdict, severity) in verdicts.items():
             yield check_result(asset_key, prop, verdict, severity=severity)
 

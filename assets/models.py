@@ -1,7 +1,5 @@
 """propensity_model and outcome_model: coefficients and per-row predictions as tables, never pickles."""
 
-from __future__ import annotations
-
 from collections.abc import Iterator
 
 import dagster as dg
@@ -23,7 +21,9 @@ def usable_rows(study: StudyConfig, valid: pd.DataFrame) -> str | None:
     n_treated = int(valid[study.treatment].sum())
     n_control = len(valid) - n_treated
     if min(n_treated, n_control) < 2:
-        return f"needs at least 2 treated and 2 control units, got {n_treated} treated and {n_control} control"
+        return (
+            f"needs at least 2 treated and 2 control units, got {n_treated} treated and {n_control} control"
+        )
     return None
 
 
@@ -36,46 +36,87 @@ def fit_and_check_overlap(
 ) -> tuple[Verdict, pd.DataFrame, pd.DataFrame, dict[str, object]]:
     """Fit the propensity model of one batch and judge overlap; a batch that cannot be fitted fails."""
     thresholds = study.thresholds
-    rule = (f"share outside [{thresholds.overlap_eps}, {1 - thresholds.overlap_eps}] "
-            f"<= {thresholds.overlap_max_share_outside}")
+    rule = (
+        f"share outside [{thresholds.overlap_eps}, {1 - thresholds.overlap_eps}] "
+        f"<= {thresholds.overlap_max_share_outside}"
+    )
     coefficients = pd.DataFrame(columns=["term", "coefficient"])
-    scores = pd.DataFrame(columns=["row_index", "unit_id", "treatment", "propensity", "used_propensity", "kept"])
+    scores = pd.DataFrame(
+        columns=["row_index", "unit_id", "treatment", "propensity", "used_propensity", "kept"]
+    )
     problem = usable_rows(study, valid)
     if problem is not None:
-        verdict = Verdict.undefined("overlap", threshold=thresholds.overlap_max_share_outside, rule=rule,
-                                    reason=f"batch {batch}: {problem}")
+        verdict = Verdict.undefined(
+            "overlap",
+            threshold=thresholds.overlap_max_share_outside,
+            rule=rule,
+            reason=f"batch {batch}: {problem}",
+        )
         return verdict, coefficients, scores, {}
     treatment = valid[study.treatment].to_numpy(dtype=np.int64)
     try:
-        fit = fit_propensity(design_for(study, valid), treatment, policy=study.propensity.policy,
-                             bounds=tuple(study.propensity.bounds))
+        fit = fit_propensity(
+            design_for(study, valid),
+            treatment,
+            policy=study.propensity.policy,
+            bounds=tuple(study.propensity.bounds),
+        )
     except ValueError as error:
         # The library's ValueError says why this batch cannot be modelled (e.g. separation).
-        verdict = Verdict.evaluate("overlap", value=float("inf"), threshold=thresholds.overlap_max_share_outside,
-                                   rule=rule, passed=False, reason=f"batch {batch}: {error}")
+        verdict = Verdict.evaluate(
+            "overlap",
+            value=float("inf"),
+            threshold=thresholds.overlap_max_share_outside,
+            rule=rule,
+            passed=False,
+            reason=f"batch {batch}: {error}",
+        )
         return verdict, coefficients, scores, {}
     coefficients = fit.coefficients.rename_axis("term").reset_index(name="coefficient")
-    scores = pd.DataFrame({
-        "row_index": valid["row_index"].to_numpy(), "unit_id": valid[study.unit_id].to_numpy(),
-        "treatment": treatment, "propensity": fit.scores, "used_propensity": fit.used_scores, "kept": fit.keep,
-    })
-    report = overlap_report(fit.scores, treatment, eps=thresholds.overlap_eps,
-                            max_share_outside=thresholds.overlap_max_share_outside, trimmed=fit.n_trimmed)
+    scores = pd.DataFrame(
+        {
+            "row_index": valid["row_index"].to_numpy(),
+            "unit_id": valid[study.unit_id].to_numpy(),
+            "treatment": treatment,
+            "propensity": fit.scores,
+            "used_propensity": fit.used_scores,
+            "kept": fit.keep,
+        }
+    )
+    report = overlap_report(
+        fit.scores,
+        treatment,
+        eps=thresholds.overlap_eps,
+        max_share_outside=thresholds.overlap_max_share_outside,
+        trimmed=fit.n_trimmed,
+    )
     metadata: dict[str, object] = {
-        "converged": fit.converged, "clipped": fit.n_clipped, "trimmed": fit.n_trimmed,
-        "propensity_min": float(np.min(fit.scores)), "propensity_max": float(np.max(fit.scores)),
+        "converged": fit.converged,
+        "clipped": fit.n_clipped,
+        "trimmed": fit.n_trimmed,
+        "propensity_min": float(np.min(fit.scores)),
+        "propensity_max": float(np.max(fit.scores)),
     }
     return report.verdict, coefficients, scores, metadata
 
 
-def build_propensity_model(study: StudyConfig, partitions: dg.PartitionsDefinition,
-                           upstream: dg.AssetKey) -> dg.AssetsDefinition:
+def build_propensity_model(
+    study: StudyConfig, partitions: dg.PartitionsDefinition, upstream: dg.AssetKey
+) -> dg.AssetsDefinition:
     asset_key = key(study, "propensity_model")
 
     @dg.asset(
-        key=asset_key, deps=[upstream], partitions_def=partitions, group_name=study.name, pool=WRITE_POOL,
-        retry_policy=RETRY, code_version=code_version(study), kinds={"duckdb"},
-        check_specs=[check_spec(asset_key, "overlap", "share of propensity mass outside [eps, 1 - eps]", partitions)],
+        key=asset_key,
+        deps=[upstream],
+        partitions_def=partitions,
+        group_name=study.name,
+        pool=WRITE_POOL,
+        retry_policy=RETRY,
+        code_version=code_version(study),
+        kinds={"duckdb"},
+        check_specs=[
+            check_spec(asset_key, "overlap", "share of propensity mass outside [eps, 1 - eps]", partitions)
+        ],
         description=f"{study.name}: logistic propensity model (coefficients) and per-row propensity scores.",
     )
     def propensity_model(
@@ -85,24 +126,40 @@ def build_propensity_model(study: StudyConfig, partitions: dg.PartitionsDefiniti
         store = warehouse.get()
         valid = store.read_table(study.name, "covariates", partition_key=batch)
         verdict, coefficients, scores, metadata = fit_and_check_overlap(study, valid, batch)
-        store.replace_partition_tables(study.name, batch, {
-            "propensity_coefficients": coefficients, "propensity_scores": scores,
-            verdict_table("propensity_model"): verdict_rows("propensity_model", {"overlap": (verdict, ERROR)}),
-        })
+        store.replace_partition_tables(
+            study.name,
+            batch,
+            {
+                "propensity_coefficients": coefficients,
+                "propensity_scores": scores,
+                verdict_table("propensity_model"): verdict_rows(
+                    "propensity_model", {"overlap": (verdict, ERROR)}
+                ),
+            },
+        )
         yield dg.MaterializeResult(metadata={"rows": len(scores), "terms": len(coefficients), **metadata})
         yield check_result(asset_key, "overlap", verdict, severity=ERROR)
 
     return propensity_model
 
 
-def build_outcome_model(study: StudyConfig, partitions: dg.PartitionsDefinition,
-                        upstream: dg.AssetKey) -> dg.AssetsDefinition:
+def build_outcome_model(
+    study: StudyConfig, partitions: dg.PartitionsDefinition, upstream: dg.AssetKey
+) -> dg.AssetsDefinition:
     @dg.asset(
-        key=key(study, "outcome_model"), deps=[upstream], partitions_def=partitions, group_name=study.name,
-        pool=WRITE_POOL, retry_policy=RETRY, code_version=code_version(study), kinds={"duckdb"},
+        key=key(study, "outcome_model"),
+        deps=[upstream],
+        partitions_def=partitions,
+        group_name=study.name,
+        pool=WRITE_POOL,
+        retry_policy=RETRY,
+        code_version=code_version(study),
+        kinds={"duckdb"},
         description=f"{study.name}: arm-wise outcome regressions (coefficients) and mu0/mu1 per row.",
     )
-    def outcome_model(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    def outcome_model(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
         batch = context.partition_key
         store = warehouse.get()
         valid = store.read_table(study.name, "covariates", partition_key=batch)
@@ -112,20 +169,36 @@ def build_outcome_model(study: StudyConfig, partitions: dg.PartitionsDefinition,
         fit = None
         if usable_rows(study, valid) is None:
             try:
-                fit = fit_outcome_model(design_for(study, valid), valid[study.treatment].to_numpy(dtype=np.int64),
-                                        valid[study.outcome].to_numpy(dtype=float))
+                fit = fit_outcome_model(
+                    design_for(study, valid),
+                    valid[study.treatment].to_numpy(dtype=np.int64),
+                    valid[study.outcome].to_numpy(dtype=float),
+                )
             except ValueError as error:
                 kind = f"not fitted: {error}"
         if fit is not None:
             kind = fit.kind
-            coefficients = pd.concat([
-                fit.coefficients_control.rename_axis("term").reset_index(name="coefficient").assign(arm="control"),
-                fit.coefficients_treated.rename_axis("term").reset_index(name="coefficient").assign(arm="treated"),
-            ])[["arm", "term", "coefficient"]]
-            predictions = pd.DataFrame({"row_index": valid["row_index"].to_numpy(), "mu0": fit.mu0, "mu1": fit.mu1})
-        store.replace_partition_tables(study.name, batch, {
-            "outcome_coefficients": coefficients, "outcome_predictions": predictions,
-        })
+            coefficients = pd.concat(
+                [
+                    fit.coefficients_control.rename_axis("term")
+                    .reset_index(name="coefficient")
+                    .assign(arm="control"),
+                    fit.coefficients_treated.rename_axis("term")
+                    .reset_index(name="coefficient")
+                    .assign(arm="treated"),
+                ]
+            )[["arm", "term", "coefficient"]]
+            predictions = pd.DataFrame(
+                {"row_index": valid["row_index"].to_numpy(), "mu0": fit.mu0, "mu1": fit.mu1}
+            )
+        store.replace_partition_tables(
+            study.name,
+            batch,
+            {
+                "outcome_coefficients": coefficients,
+                "outcome_predictions": predictions,
+            },
+        )
         return dg.MaterializeResult(metadata={"rows": len(predictions), "model": kind})
 
     return outcome_model

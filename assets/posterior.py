@@ -1,7 +1,5 @@
 """effect_posterior: the filter folded over every period's observation, resumed where inputs changed."""
 
-from __future__ import annotations
-
 from collections.abc import Iterator
 
 import dagster as dg
@@ -50,14 +48,21 @@ def filter_settings(study: StudyConfig) -> FilterSettings:
 def build_effect_posterior(study: StudyConfig, upstream: dg.AssetKey) -> dg.AssetsDefinition:
     asset_key = key(study, "effect_posterior")
     specs = [
-        check_spec(asset_key, "innovation", f"latest |standardized innovation| <= {study.thresholds.innovation_z}"),
+        check_spec(
+            asset_key, "innovation", f"latest |standardized innovation| <= {study.thresholds.innovation_z}"
+        ),
         check_spec(asset_key, "one_sided_innovations", "innovations are not persistently one-sided (drift)"),
         check_spec(asset_key, "particle_ess", f"particle ESS/N >= {study.thresholds.min_ess_fraction}"),
     ]
 
     @dg.asset(
-        key=asset_key, deps=[upstream], group_name=study.name, pool=WRITE_POOL, code_version=code_version(study),
-        kinds={"duckdb"}, check_specs=specs,
+        key=asset_key,
+        deps=[upstream],
+        group_name=study.name,
+        pool=WRITE_POOL,
+        code_version=code_version(study),
+        kinds={"duckdb"},
+        check_specs=specs,
         description=f"{study.name}: posterior of the effect after every period ({study.backend.kind} filter).",
     )
     def effect_posterior(
@@ -69,16 +74,26 @@ def build_effect_posterior(study: StudyConfig, upstream: dg.AssetKey) -> dg.Asse
         update = refilter_from_first_change(observed, previous, filter_settings(study))
         store.replace_table(study.name, "posterior_steps", update.steps)
         result = update.result
-        metadata: dict[str, object] = {"batches": len(observed), "recomputed_from": update.first_recomputed_label,
-                                       "steps_recomputed": update.n_recomputed}
+        metadata: dict[str, object] = {
+            "batches": len(observed),
+            "recomputed_from": update.first_recomputed_label,
+            "steps_recomputed": update.n_recomputed,
+        }
         if result is not None and result.n_batches:
             lower, upper = result.final_ci
-            metadata |= {"posterior_mean": result.final_mean, "posterior_sd": result.final_sd,
-                         "credible_interval": f"[{lower:.4g}, {upper:.4g}] ({100 * result.level:g}%)",
-                         "excluded_batches": int(np.sum(result.excluded)), "process_var": result.process_var}
+            metadata |= {
+                "posterior_mean": result.final_mean,
+                "posterior_sd": result.final_sd,
+                "credible_interval": f"[{lower:.4g}, {upper:.4g}] ({100 * result.level:g}%)",
+                "excluded_batches": int(np.sum(result.excluded)),
+                "process_var": result.process_var,
+            }
         yield dg.MaterializeResult(metadata=metadata)
-        report = innovation_diagnostics(result, z_threshold=study.thresholds.innovation_z,
-                                        min_ess_fraction=study.thresholds.min_ess_fraction)
+        report = innovation_diagnostics(
+            result,
+            z_threshold=study.thresholds.innovation_z,
+            min_ess_fraction=study.thresholds.min_ess_fraction,
+        )
         yield check_result(asset_key, "innovation", report.latest_innovation, severity=WARN)
         yield check_result(asset_key, "one_sided_innovations", report.one_sided, severity=WARN)
         yield check_result(asset_key, "particle_ess", report.ess, severity=WARN)

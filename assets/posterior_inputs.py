@@ -40,7 +40,9 @@ def observations(
     ordered = list(partition_keys)
     last = max(ordered.index(k) for k in landed if k in ordered)
     first = min(ordered.index(k) for k in landed if k in ordered)
-    primary = effects[effects["is_primary"].astype(bool)].set_index("partition_key") if not effects.empty else None
+    primary = (
+        effects[effects["is_primary"].astype(bool)].set_index("partition_key") if not effects.empty else None
+    )
     failures = _failed_error_checks(verdicts)
     rows = []
     for batch in ordered[first : last + 1]:
@@ -60,8 +62,15 @@ def observations(
         else:
             reason = ""
         # An excluded batch keeps its estimate for display; the filter does not use it.
-        rows.append({"batch": batch, "estimate": estimate, "std_error": std_error,
-                     "excluded": bool(reason), "exclusion_reason": reason})
+        rows.append(
+            {
+                "batch": batch,
+                "estimate": estimate,
+                "std_error": std_error,
+                "excluded": bool(reason),
+                "exclusion_reason": reason,
+            }
+        )
     return pd.DataFrame(rows, columns=OBSERVATION_COLUMNS)
 
 
@@ -71,5 +80,7 @@ def _failed_error_checks(verdicts: pd.DataFrame) -> dict[str, list[str]]:
     failed = verdicts[(verdicts["status"] == "fail") & (verdicts["severity"] == "ERROR")]
     result: dict[str, list[str]] = {}
     for row in failed.sort_values(["partition_key", "check_name"]).itertuples(index=False):
-        result.setdefault(row.partition_key, []).append(f"{row.check_name} ({row.reason})" if row.reason else row.check_name)
+        result.setdefault(row.partition_key, []).append(
+            f"{row.check_name} ({row.reason})" if row.reason else row.check_name
+        )
     return result

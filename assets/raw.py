@@ -1,7 +1,5 @@
 """raw_batch: the landed file, exactly as delivered, with its content hash and the quality suite."""
 
-from __future__ import annotations
-
 import hashlib
 import json
 from collections.abc import Iterator
@@ -10,8 +8,8 @@ import dagster as dg
 import pandas as pd
 
 from assets.batch_validation import BatchFileError, raw_rows_table, read_batch_file, typed_view
-from assimilate.diagnostics import Verdict
 from assets.common import RETRY, WRITE_POOL, code_version, key, verdict_table
+from assimilate.diagnostics import Verdict
 from checks.quality import run_quality_suite
 from checks.results import ERROR, check_result, check_spec, verdict_rows
 from orchestration.study_config import StudyConfig
@@ -31,7 +29,9 @@ def build_raw_batch(study: StudyConfig, partitions: dg.PartitionsDefinition) -> 
         code_version=code_version(study),
         kinds={"duckdb"},
         description=f"{study.name}: the landed batch file, row by row as text, with its SHA-256.",
-        check_specs=[check_spec(asset_key, "data_quality", "Great Expectations suite on the landed rows", partitions)],
+        check_specs=[
+            check_spec(asset_key, "data_quality", "Great Expectations suite on the landed rows", partitions)
+        ],
     )
     def raw_batch(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing: LandingResource
@@ -48,10 +48,16 @@ def build_raw_batch(study: StudyConfig, partitions: dg.PartitionsDefinition) -> 
             # and the posterior takes a predict-only step for this batch.
             raw = pd.DataFrame()
             verdict, expectations = _unreadable(str(error)), pd.DataFrame()
- = hashlib.sha256(content).hexdigest()
         file_row = pd.DataFrame(
-            [{"file_name": path.name, "sha256": sha256, "size_bytes": len(content), "n_rows": len(raw),
-              "columns_json": json.dumps(list(raw.columns), ensure_ascii=False)}]
+            [
+                {
+                    "file_name": path.name,
+                    "sha256": sha256,
+                    "size_bytes": len(content),
+                    "n_rows": len(raw),
+                    "columns_json": json.dumps(list(raw.columns), ensure_ascii=False),
+                }
+            ]
         )
         warehouse.get().replace_partition_tables(
             study.name,
@@ -73,7 +79,10 @@ def build_raw_batch(study: StudyConfig, partitions: dg.PartitionsDefinition) -> 
             data_version=dg.DataVersion(sha256),
         )
         yield check_result(
-            asset_key, "data_quality", verdict, severity=ERROR,
+            asset_key,
+            "data_quality",
+            verdict,
+            severity=ERROR,
             metadata={"expectations": dg.MetadataValue.md(expectations.to_markdown(index=False) or "none")},
         )
 
@@ -89,6 +98,10 @@ def _quality(raw: pd.DataFrame, study: StudyConfig, batch: str) -> tuple[Verdict
 
 def _unreadable(reason: str) -> Verdict:
     return Verdict.evaluate(
-        "data_quality", value=1.0, threshold=0.0, rule="the file is a readable, non-empty table",
-        passed=False, reason=reason,
+        "data_quality",
+        value=1.0,
+        threshold=0.0,
+        rule="the file is a readable, non-empty table",
+        passed=False,
+        reason=reason,
     )

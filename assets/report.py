@@ -1,7 +1,5 @@
 """posterior_report: trajectory (filtered and smoothed), latest numbers and a fan chart, as files."""
 
-from __future__ import annotations
-
 import base64
 
 import dagster as dg
@@ -17,8 +15,11 @@ from resources.warehouse import WarehouseResource
 
 def build_posterior_report(study: StudyConfig, upstream: dg.AssetKey) -> dg.AssetsDefinition:
     @dg.asset(
-        key=key(study, "posterior_report"), deps=[upstream], group_name=study.name,
-        code_version=code_version(study), kinds={"python"},
+        key=key(study, "posterior_report"),
+        deps=[upstream],
+        group_name=study.name,
+        code_version=code_version(study),
+        kinds={"python"},
         description=f"{study.name}: trajectory table, fan chart and latest numbers (files under data/reports).",
     )
     def posterior_report(warehouse: WarehouseResource, reports: ReportsResource) -> dg.MaterializeResult:
@@ -34,11 +35,15 @@ def build_posterior_report(study: StudyConfig, upstream: dg.AssetKey) -> dg.Asse
             "summary": reports.write_text(study.name, "summary.txt", result.summary() + "\n"),
         }
         shown = trajectory[["batch", "estimate", "std_error", "excluded", "posterior_mean", "posterior_sd"]]
-        return dg.MaterializeResult(metadata={
-            "summary": dg.MetadataValue.md(f"```\n{result.summary()}\n```"),
-            "trajectory": frame_to_records_md(shown),
-            "fan_chart": dg.MetadataValue.md(f"![fan chart](data:image/png;base64,{base64.b64encode(png).decode()})"),
-            **{f"{name}_path": dg.MetadataValue.path(str(path)) for name, path in paths.items()},
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "summary": dg.MetadataValue.md(f"```\n{result.summary()}\n```"),
+                "trajectory": frame_to_records_md(shown),
+                "fan_chart": dg.MetadataValue.md(
+                    f"![fan chart](data:image/png;base64,{base64.b64encode(png).decode()})"
+                ),
+                **{f"{name}_path": dg.MetadataValue.path(str(path)) for name, path in paths.items()},
+            }
+        )
 
     return posterior_report

@@ -30,14 +30,20 @@ def _suite(study: StudyConfig, columns: set[str]) -> list[Any]:
     required = [study.unit_id, study.treatment, study.outcome, *study.covariates, *study.categorical]
     expectations: list[Any] = [gx.expectations.ExpectColumnToExist(column=c) for c in required]
     if study.treatment in columns:
-        expectations.append(gx.expectations.ExpectColumnValuesToBeInSet(column=study.treatment, value_set=[0, 1]))
-        expectations.append(gx.expectations.ExpectColumnDistinctValuesToContainSet(column=study.treatment, value_set=[0, 1]))
+        expectations.append(
+            gx.expectations.ExpectColumnValuesToBeInSet(column=study.treatment, value_set=[0, 1])
+        )
+        expectations.append(
+            gx.expectations.ExpectColumnDistinctValuesToContainSet(column=study.treatment, value_set=[0, 1])
+        )
     if study.outcome in columns:
         expectations.append(gx.expectations.ExpectColumnValuesToNotBeNull(column=study.outcome))
         low, high = study.outcome_range
         if low is not None or high is not None:
             expectations.append(
-                gx.expectations.ExpectColumnValuesToBeBetween(column=study.outcome, min_value=low, max_value=high)
+                gx.expectations.ExpectColumnValuesToBeBetween(
+                    column=study.outcome, min_value=low, max_value=high
+                )
             )
     if study.unit_id in columns:
         expectations.append(gx.expectations.ExpectColumnValuesToBeUnique(column=study.unit_id))

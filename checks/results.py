@@ -24,7 +24,10 @@ def check_spec(
 ) -> dg.AssetCheckSpec:
     """Spec of a check computed inside its asset's step (so the verdict exists before the posterior)."""
     return dg.AssetCheckSpec(
-        check_name(asset_key.path[-1], prop), asset=asset_key, description=description, partitions_def=partitions
+        check_name(asset_key.path[-1], prop),
+        asset=asset_key,
+        description=description,
+        partitions_def=partitions,
     )
 
 

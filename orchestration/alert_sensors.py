@@ -4,25 +4,32 @@ Two run-status sensors (success and failure) because a failed non-blocking check
 run, and a run that crashed still recorded the checks it got to (see DAGSTER_NOTES.md).
 """
 
-from __future__ import annotations
-
 import dagster as dg
 
 from orchestration.alerting import alerts_for, check_outcomes
 from resources.alerts import Alert, AlertsResource
 
 
-def send_alerts_for_run(instance: dg.DagsterInstance, run: dg.DagsterRun, alerts: AlertsResource) -> list[Alert]:
+def send_alerts_for_run(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, alerts: AlertsResource
+) -> list[Alert]:
     """Send the onset/recovery alerts of one finished run; a failed run also alerts as such."""
     router = alerts.router()
     pending = alerts_for(check_outcomes(instance, run), router.log.last_kinds())
     if run.status == dg.DagsterRunStatus.FAILURE:
         study = run.tags.get("assimilate/study", run.job_name)
-        pending.append(Alert.create(
-            study=study, kind="run_failure", check_name="", partition_key=run.tags.get("dagster/partition", ""),
-            severity="ERROR", value=None, threshold=None,
-            message=f"{study}: run {run.run_id[:8]} of {run.job_name} failed",
-        ))
+        pending.append(
+            Alert.create(
+                study=study,
+                kind="run_failure",
+                check_name="",
+                partition_key=run.tags.get("dagster/partition", ""),
+                severity="ERROR",
+                value=None,
+                threshold=None,
+                message=f"{study}: run {run.run_id[:8]} of {run.job_name} failed",
+            )
+        )
     for alert in pending:
         router.send(alert)
     return pending

@@ -16,12 +16,13 @@ from orchestration.alert_sensors import send_alerts_for_run
 from orchestration.jobs import study_job_name
 from orchestration.study_config import StudyConfig
 
+
 def tick_landing_sensor(
     defs: dg.Definitions, instance: dg.DagsterInstance, study: StudyConfig, cursor: str | None
 ) -> dg.SensorResult | dg.SkipReason:
     """Evaluate a study's landing sensor once, as the daemon would."""
     sensor = defs.resolve_sensor_def(f"{study.name}_landing_sensor")
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources)
     result = sensor(context)
     if isinstance(result, dg.SkipReason | dg.SensorResult):
         return result

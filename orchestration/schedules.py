@@ -1,7 +1,5 @@
 """A schedule per study: at each cadence tick, the period that just ended, if its file is there."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from assets.common import key
@@ -14,7 +12,9 @@ from resources.landing import LandingFileError, LandingResource
 CRON = {"daily": "0 2 * * *", "weekly": "0 2 * * 0", "monthly": "0 2 1 * *"}
 
 
-def latest_materialized_sha256(instance: dg.DagsterInstance, study: StudyConfig, partition_key: str) -> str | None:
+def latest_materialized_sha256(
+    instance: dg.DagsterInstance, study: StudyConfig, partition_key: str
+) -> str | None:
     """The content hash recorded by the newest raw_batch materialization of a partition."""
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=key(study, "raw_batch"), asset_partitions=[partition_key]), limit=1
@@ -35,7 +35,9 @@ def build_schedule(study: StudyConfig) -> dg.ScheduleDefinition:
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description=f"Materializes the {study.name} period that just ended when its file has landed.",
     )
-    def study_schedule(context: dg.ScheduleEvaluationContext, landing: LandingResource) -> dg.RunRequest | dg.SkipReason:
+    def study_schedule(
+        context: dg.ScheduleEvaluationContext, landing: LandingResource
+    ) -> dg.RunRequest | dg.SkipReason:
         keys = partitions.get_partition_keys(current_time=context.scheduled_execution_time)
         if len(keys) < 2:
             return dg.SkipReason("no period has ended yet")
@@ -47,7 +49,10 @@ def build_schedule(study: StudyConfig) -> dg.ScheduleDefinition:
         sha256 = file_sha256(path)
         if latest_materialized_sha256(context.instance, study, newest) == sha256:
             return dg.SkipReason(f"batch {newest} is already materialized from this file")
-        return dg.RunRequest(run_key=run_key(study.name, newest, sha256), partition_key=newest,
-                             tags={"assimilate/file": path.name, "assimilate/sha256": sha256})
+        return dg.RunRequest(
+            run_key=run_key(study.name, newest, sha256),
+            partition_key=newest,
+            tags={"assimilate/file": path.name, "assimilate/sha256": sha256},
+        )
 
     return study_schedule

@@ -1,7 +1,5 @@
 """Landing sensors: a new or changed batch file requests a run for its partition."""
 
-from __future__ import annotations
-
 import json
 
 import dagster as dg
@@ -23,7 +21,9 @@ def build_landing_sensor(study: StudyConfig) -> dg.SensorDefinition:
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Watches the {study.name} landing folder; a new or changed file requests its partition.",
     )
-    def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingResource) -> dg.SensorResult | dg.SkipReason:
+    def landing_sensor(
+        context: dg.SensorEvaluationContext, landing: LandingResource
+    ) -> dg.SensorResult | dg.SkipReason:
         folder = landing.study_folder(study)
         if not folder.is_dir():
             return dg.SkipReason(f"landing folder {study.landing_folder}/ does not exist yet")

@@ -38,8 +38,12 @@ class LandingResource(dg.ConfigurableResource):  # type: ignore[misc]
             and path.resolve().is_relative_to(folder)
         )
         if not matches:
-            raise LandingFileError(f"study {study.name}, batch {partition_key}: no file landed in {study.landing_folder}/")
+            raise LandingFileError(
+                f"study {study.name}, batch {partition_key}: no file landed in {study.landing_folder}/"
+            )
         if len(matches) > 1:
             names = ", ".join(p.name for p in matches)
-            raise LandingFileError(f"study {study.name}, batch {partition_key}: several files map to it: {names}")
+            raise LandingFileError(
+                f"study {study.name}, batch {partition_key}: several files map to it: {names}"
+            )
         return matches[0]

@@ -45,7 +45,9 @@ def land_example_batches(landing: Path) -> dict[str, list[Path]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--keep", action="store_true", help="keep data/ from an earlier run instead of starting fresh")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep data/ from an earlier run instead of starting fresh"
+    )
     args = parser.parse_args()
     if not args.keep and DATA.exists():
         shutil.rmtree(DATA)
@@ -61,7 +63,9 @@ def main() -> None:
     print(f"Landed {sum(len(v) for v in landed.values())} batch files in data/landing/")
     defs = build_definitions(data_dir=DATA)
     instance = dg.DagsterInstance.get()
-    runs = run_landed_batches(defs, instance, progress=lambda total: tqdm(total=total, desc="materializing", unit="run"))
+    runs = run_landed_batches(
+        defs, instance, progress=lambda total: tqdm(total=total, desc="materializing", unit="run")
+    )
     print(f"{len(runs)} runs finished ({sum(r.success for r in runs)} succeeded)\n")
     print_summary(DATA)
 
@@ -75,7 +79,16 @@ def print_summary(data: Path) -> None:
     for study in ("ab_checkout", "retention_outreach"):
         steps = store.read_table(study, "posterior_steps")
         print(f"=== {study}: posterior trajectory")
-        columns = ["batch", "estimate", "std_error", "excluded", "posterior_mean", "posterior_sd", "ci_lower", "ci_upper"]
+        columns = [
+            "batch",
+            "estimate",
+            "std_error",
+            "excluded",
+            "posterior_mean",
+            "posterior_sd",
+            "ci_lower",
+            "ci_upper",
+        ]
         print(steps[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         excluded = steps[steps["excluded"]]
         print(f"\nexcluded batches: {len(excluded)}")

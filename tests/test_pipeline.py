@@ -108,4 +108,4 @@ def test_a_batch_failing_an_error_check_never_moves_the_posterior_and_alerts_onc
         assert not steps["excluded"].any()
         assert steps.at["2025-02-01", "posterior_mean"] != steps.at["2025-01-01", "posterior_mean"]
         assert [a["alert"]["kind"] for a in received] == ["onset", "recovery"]
-    assert [a["kind"] for a in project.alerts()] == ["onset", "recovery"]
+    assert [a.kind for a in project.alerts()] == ["onset", "recovery"]

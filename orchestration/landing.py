@@ -1,0 +1,218 @@
+"""The landing-folder diff: which batch files are new or changed since the sensor's cursor.
+
+Pure functions, no Dagster: the landing sensor calls ``scan_landing`` with its JSON cursor (file
+name -> sha256) and turns ``new_or_changed`` into run requests keyed by ``run_key``.
+
+File names map to Dagster time-window partition keys (``%Y-%m-%d`` of the window's start):
+
+==========  ==========================  =============================================
+cadence     file name                   partition key
+==========  ==========================  =============================================
+daily       ``2025-03-14.csv``          ``2025-03-14``
+weekly      ``2025-03-09.parquet``      ``2025-03-09`` -- the Sunday the week starts, as
+                                        ``WeeklyPartitionsDefinition`` keys are (weeks
+                                        start on Sunday by default); other days: no match
+monthly     ``2025-03.csv``             ``2025-03-01``
+==========  ==========================  =============================================
+
+Suffixes ``.csv`` and ``.parquet`` (any case). Hidden files (``.name``) are ignored, so a writer
+can land a file atomically by writing ``.2025-03.csv.tmp`` and renaming it.
+
+Example
+-------
+>>> partition_key_for_file("2025-03.csv", "monthly")
+'2025-03-01'
+>>> scan = scan_landing(folder, cadence="monthly", cursor={}, valid_keys=None)  # doctest: +SKIP
+>>> [f.partition_key for f in scan.new_or_changed]  # doctest: +SKIP
+['2025-01-01', '2025-02-01']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+Cadence = Literal["daily", "weekly", "monthly"]
+SUFFIXES = (".csv", ".parquet")
+_STEM = {
+    "daily": r"(\d{4})-(\d{2})-(\d{2})",
+    "weekly": r"(\d{4})-(\d{2})-(\d{2})",
+    "monthly": r"(\d{4})-(\d{2})",
+}
+_FORM = {"daily": "YYYY-MM-DD", "weekly": "YYYY-MM-DD (the Sunday the week starts)", "monthly": "YYYY-MM"}
+_SUNDAY = 6  # date.weekday()
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    """A batch file that maps to one partition."""
+
+    partition_key: str
+    path: Path
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class LandingScan:
+    """Result of one scan of a landing folder.
+
+    Attributes
+    ----------
+    new_or_changed : tuple of LandedFile
+        Files whose content hash differs from the cursor's (or that the cursor does not know).
+    unchanged : tuple of LandedFile
+        Files whose hash equals the cursor's.
+    unmapped : tuple of (name, reason)
+        Entries left untouched, with the reason (name pattern, outside the partitions, a path
+        leaving the folder, two files for one partition, ...).
+    next_cursor : dict
+        File name -> sha256 of every mapped file; store it as the sensor's cursor.
+    """
+
+    new_or_changed: tuple[LandedFile, ...]
+    unchanged: tuple[LandedFile, ...]
+    unmapped: tuple[tuple[str, str], ...]
+    next_cursor: dict[str, str] = field(default_factory=dict)
+
+
+def _check_cadence(cadence: str) -> Cadence:
+    for choice in ("daily", "weekly", "monthly"):
+        if cadence == choice:
+            return choice
+    raise ValueError(f"cadence must be one of 'daily', 'weekly', 'monthly', got {cadence!r}")
+
+
+def _mapping(name: str, cadence: Cadence) -> tuple[str | None, str]:
+    """The partition key of a file name, or None with the reason."""
+    suffix = next((s for s in SUFFIXES if name.lower().endswith(s)), None)
+    if suffix is None:
+        return None, f"not a batch file: the suffix must be one of {', '.join(SUFFIXES)}"
+    stem = name[: -len(suffix)]
+    match = re.fullmatch(_STEM[cadence], stem)
+    if match is None:
+        return None, f"name does not match {_FORM[cadence]}{suffix} for a {cadence} study"
+    numbers = [int(g) for g in match.groups()]
+    try:
+        start = date(numbers[0], numbers[1], numbers[2] if len(numbers) == 3 else 1)
+    except ValueError as error:
+        return None, f"name {stem!r} is not a calendar date ({error})"
+    if cadence == "weekly" and start.weekday() != _SUNDAY:
+        return None, f"{stem} is a {start:%A}: weekly batches are named after the Sunday the week starts"
+    return start.isoformat(), ""
+
+
+def partition_key_for_file(name: str, cadence: Cadence) -> str | None:
+    """The Dagster partition key a batch file name maps to, or None if the name does not match.
+
+    Parameters
+    ----------
+    name : str
+        A file name (no folder), e.g. ``"2025-03.csv"``.
+    cadence : {"daily", "weekly", "monthly"}
+        The study's cadence (see the module docstring for the name forms).
+    """
+    return _mapping(name, _check_cadence(cadence))[0]
+
+
+def file_sha256(path: str | Path, *, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file's content, read in chunks (constant memory)."""
+    return _hash_and_size(Path(path), chunk_size)[0]
+
+
+def _hash_and_size(path: Path, chunk_size: int = 1 << 20) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def run_key(study: str, partition_key: str, sha256: str) -> str:
+    """Deterministic Dagster run key: one run per study, partition and file content."""
+    return f"{study}:{partition_key}:{sha256}"
+
+
+def scan_landing(
+    folder: str | Path,
+    *,
+    cadence: Cadence,
+    cursor: Mapping[str, str],
+    valid_keys: Collection[str] | None = None,
+) -> LandingScan:
+    """Compare a landing folder with the cursor: new or changed, unchanged and unmapped files.
+
+    Parameters
+    ----------
+    folder : str or Path
+        The study's landing folder.
+    cadence : {"daily", "weekly", "monthly"}
+        How file names map to partition keys.
+    cursor : mapping of str to str
+        File name -> sha256 from the previous scan (``{}`` on the first).
+    valid_keys : collection of str, optional
+        The study's partition keys; a file mapping elsewhere is unmapped. None accepts any key.
+
+    Notes
+    -----
+    A path must resolve inside the folder: a symlink pointing outside, or a name containing
+    ``..``, is unmapped with the reason. Two files mapping to one partition (``2025-03.csv`` and
+    ``2025-03.parquet``) are both unmapped, naming each other, until one is removed.
+    """
+    checked = _check_cadence(cadence)
+    for name, sha256 in cursor.items():
+        if not isinstance(name, str) or not isinstance(sha256, str):
+            raise ValueError("cursor must map file names (str) to sha256 hex digests (str)")
+    root = Path(folder).resolve()
+    if not root.is_dir():
+        raise ValueError(f"landing folder {folder} does not exist or is not a folder")
+    valid = None if valid_keys is None else set(valid_keys)
+    unmapped: list[tuple[str, str]] = []
+    candidates: dict[str, list[Path]] = {}
+    for entry in sorted(root.iterdir(), key=lambda p: p.name):
+        name = entry.name
+        if name.startswith("."):
+            continue
+        reason = _unsafe(entry, root)
+        key, mismatch = (None, "") if reason else _mapping(name, checked)
+        reason = reason or mismatch
+        if key is not None and valid is not None and key not in valid:
+            key, reason = None, f"partition {key} is not one of the study's partitions (before its start?)"
+        if key is None:
+            unmapped.append((name, reason))
+        else:
+            candidates.setdefault(key, []).append(entry)
+    new: list[LandedFile] = []
+    unchanged: list[LandedFile] = []
+    next_cursor: dict[str, str] = {}
+    for key in sorted(candidates):
+        paths = candidates[key]
+        if len(paths) > 1:
+            names = " and ".join(p.name for p in paths)
+            unmapped += [(p.name, f"{names} both map to partition {key}: remove one") for p in paths]
+            continue
+        path = paths[0]
+        sha256, size = _hash_and_size(path)
+        landed = LandedFile(partition_key=key, path=path, sha256=sha256, size=size)
+        (unchanged if cursor.get(path.name) == sha256 else new).append(landed)
+        next_cursor[path.name] = sha256
+    return LandingScan(tuple(new), tuple(unchanged), tuple(sorted(unmapped)), next_cursor)
+
+
+def _unsafe(entry: Path, root: Path) -> str:
+    """Why an entry may not be read as a batch file ('' when it may)."""
+    if ".." in entry.name:
+        return "name contains '..'"
+    resolved = entry.resolve()
+    if not resolved.is_relative_to(root):
+        return "resolves outside the landing folder (symlink)"
+    if not resolved.is_file():
+        return "not a regular file"
+    return ""

@@ -1,0 +1,433 @@
+"""Study configuration: one YAML file per study, validated into a frozen ``StudyConfig``.
+
+A study is one treatment/outcome question with its data stream. Its YAML names the landing folder,
+the cadence of the batches, the columns, the design, the estimators, the filter (prior, process
+variance, backend), the assumption-check thresholds and the alert targets. Every column name
+becomes a SQL identifier, so it must match ``^[A-Za-z_][A-Za-z0-9_]{0,62}$``.
+
+Example
+-------
+>>> study = load_study("studies/ab_checkout.yaml")  # doctest: +SKIP
+>>> study.cadence, study.primary_estimator
+('monthly', 'regression_adjustment')
+
+Errors name the file, the key path and the rule, one line per problem::
+
+    studies/x.yaml: thresholds.max_abs_smd: must be > 0 (got -1)
+
+Later sections (an ``estimand:`` card and a ``dag:`` of variable roles) are added as new optional
+fields of ``StudyConfig``; until then they are unknown keys and rejected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterable
+from datetime import date
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    model_validator,
+)
+
+Cadence = Literal["daily", "weekly", "monthly"]
+OutcomeType = Literal["continuous", "binary"]
+EstimatorName = Literal["difference_in_means", "regression_adjustment", "lin_interacted", "ipw", "aipw"]
+PropensityPolicy = Literal["clip", "trim", "none"]
+
+STUDY_NAME_PATTERN = r"[a-z][a-z0-9_]{0,39}"
+COLUMN_PATTERN = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
+ENV_VAR_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*"
+EMAIL_PATTERN = r"[^@\s]+@[^@\s]+"
+_FOLDER_PART = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
+
+
+class StudyConfigError(ValueError):
+    """A study file that cannot be used; the message has one ``file: key: rule`` line per problem."""
+
+
+def _no_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true/false")
+    return value
+
+
+def _matching(pattern: str, what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if re.fullmatch(pattern, value) is None:
+            raise ValueError(f"must be {what} matching ^{pattern}$")
+        return value
+
+    return AfterValidator(check)
+
+
+def _process_var(value: Any) -> float | str:
+    rule = 'must be a number >= 0 or "mle"'
+    if value == "mle":
+        return "mle"
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(rule)
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(rule) from None
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(rule)
+    return number
+
+
+def _relative_folder(value: str) -> str:
+    parts = PurePosixPath(value).parts
+    if value.startswith(("/", "~")) or "\\" in value or not parts:
+        raise ValueError("must be a relative folder under the landing root (no absolute path)")
+    if ".." in parts or any(re.fullmatch(_FOLDER_PART, p) is None for p in parts):
+        raise ValueError(f"must be a relative folder of parts matching ^{_FOLDER_PART}$ (no '..')")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_no_bool)]
+Integer = Annotated[int, BeforeValidator(_no_bool)]
+Probability = Annotated[Number, Field(gt=0, lt=1)]
+ColumnName = Annotated[str, _matching(COLUMN_PATTERN, "a safe column name")]
+EnvVarName = Annotated[
+    str, _matching(ENV_VAR_PATTERN, "the NAME of an environment variable holding the secret")
+]
+EmailAddress = Annotated[str, _matching(EMAIL_PATTERN, "an e-mail address")]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class RandomizedDesign(_Section):
+    """Units randomized to treatment with a designed treated share."""
+
+    kind: Literal["randomized"]
+    treated_share: Probability = 0.5
+
+
+class ObservationalDesign(_Section):
+    """Treatment not assigned by the study: adjustment relies on the covariates."""
+
+    kind: Literal["observational"]
+
+
+class PropensitySettings(_Section):
+    """How extreme propensity scores are handled by IPW/AIPW."""
+
+    policy: PropensityPolicy = "clip"
+    bounds: tuple[Probability, Probability] = (0.01, 0.99)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PropensitySettings:
+        if self.bounds[0] >= self.bounds[1]:
+            raise ValueError(f"bounds: lower bound must be < upper bound (got {list(self.bounds)})")
+        return self
+
+
+class PriorSettings(_Section):
+    """Belief about the effect before the first batch: a normal prior, or diffuse."""
+
+    mean: Number | None = None
+    variance: Annotated[Number, Field(gt=0)] | None = None
+    diffuse: bool = False
+
+    @model_validator(mode="after")
+    def _complete(self) -> PriorSettings:
+        given = self.mean is not None or self.variance is not None
+        if self.diffuse and given:
+            raise ValueError("a diffuse prior takes no mean or variance")
+        if not self.diffuse and (self.mean is None or self.variance is None):
+            raise ValueError("needs both mean and variance, or diffuse: true")
+        return self
+
+
+class KalmanBackend(_Section):
+    """Exact Kalman filter (Gaussian observations)."""
+
+    kind: Literal["kalman"]
+
+
+class ParticleBackend(_Section):
+    """Bootstrap particle filter, optionally with Student-t observation errors."""
+
+    kind: Literal["particle"]
+    n_particles: Annotated[Integer, Field(ge=100)] = 2000
+    observation: Literal["gaussian", "student_t"] = "gaussian"
+    df: Annotated[Number, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _df_for_student_t(self) -> ParticleBackend:
+        if self.observation == "student_t" and self.df is None:
+            raise ValueError("df: is required when observation is student_t")
+        if self.observation == "gaussian" and self.df is not None:
+            raise ValueError("df: applies only to observation: student_t")
+        return self
+
+
+class Thresholds(_Section):
+    """Thresholds of the assumption checks (all optional, with these defaults)."""
+
+    max_abs_smd: Annotated[Number, Field(gt=0)] = 0.1
+    overlap_eps: Annotated[Number, Field(gt=0, lt=0.5)] = 0.05
+    overlap_max_share_outside: Annotated[Number, Field(ge=0, le=1)] = 0.1
+    srm_alpha: Probability = 0.001
+    srm_min_units: Annotated[Integer, Field(ge=1)] = 100
+    innovation_z: Annotated[Number, Field(gt=0)] = 3.0
+    min_ess_fraction: Annotated[Number, Field(gt=0, le=1)] = 0.2
+    max_quarantine_share: Annotated[Number, Field(ge=0, le=1)] = 0.05
+
+
+class AlertSettings(_Section):
+    """Alert targets. Secrets stay in the environment: only variable names are configured."""
+
+    webhook_url_env: EnvVarName | None = "ASSIMILATE_WEBHOOK_URL"
+    email_to: tuple[EmailAddress, ...] = ()
+    email_from: EmailAddress = "assimilate@localhost"
+
+
+class StudyConfig(_Section):
+    """One study, as validated from its YAML file (see the module docstring for the layout)."""
+
+    name: Annotated[str, _matching(STUDY_NAME_PATTERN, "a study name (DuckDB schema, Dagster key prefix)")]
+    description: str = ""
+    landing_folder: Annotated[str, AfterValidator(_relative_folder)]
+    cadence: Cadence
+    start_date: date
+    unit_id: ColumnName
+    treatment: ColumnName
+    outcome: ColumnName
+    outcome_type: OutcomeType
+    outcome_range: tuple[Number | None, Number | None] = (None, None)
+    design: Annotated[RandomizedDesign | ObservationalDesign, Field(discriminator="kind")]
+    covariates: tuple[ColumnName, ...] = ()
+    categorical: dict[ColumnName, tuple[str, ...]] = Field(default_factory=dict)
+    post_treatment: tuple[ColumnName, ...] = ()
+    primary_estimator: EstimatorName
+    estimators: tuple[EstimatorName, ...]
+    propensity: PropensitySettings = PropensitySettings()
+    cross_fitting_folds: Annotated[Integer, Field(ge=2)] | None = None
+    prior: PriorSettings | None = None
+    process_var: Annotated[float | Literal["mle"], PlainValidator(_process_var)]
+    backend: Annotated[KalmanBackend | ParticleBackend, Field(discriminator="kind")] = KalmanBackend(
+        kind="kalman"
+    )
+    thresholds: Thresholds = Thresholds()
+    alerts: AlertSettings = AlertSettings()
+    seed: Annotated[Integer, Field(ge=0)] = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_defaults(cls, data: Any) -> Any:
+        """``landing_folder`` defaults to the name, ``estimators`` to the primary one."""
+        if isinstance(data, dict):
+            data = dict(data)
+            if "landing_folder" not in data and isinstance(data.get("name"), str):
+                data["landing_folder"] = data["name"]
+            if "estimators" not in data and isinstance(data.get("primary_estimator"), str):
+                data["estimators"] = [data["primary_estimator"]]
+        return data
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> StudyConfig:
+        problems = [*self._column_problems(), *self._option_problems()]
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def _column_problems(self) -> list[str]:
+        problems = []
+        roles = {"unit_id": self.unit_id, "treatment": self.treatment, "outcome": self.outcome}
+        seen: dict[str, str] = {}
+        for role, column in roles.items():
+            if column in seen:
+                problems.append(f"{role}: column {column!r} is already the {seen[column]}")
+            seen.setdefault(column, role)
+        for key, columns in (("covariates", self.covariates), ("post_treatment", self.post_treatment)):
+            for column in _duplicates(columns):
+                problems.append(f"{key}: column {column!r} is listed twice")
+        model_columns = [("covariates", c) for c in self.covariates] + [
+            ("categorical", c) for c in self.categorical
+        ]
+        for key, column in model_columns:
+            if column in roles.values():
+                problems.append(f"{key}: column {column!r} is the {seen[column]}, not a covariate")
+            if column in self.post_treatment:
+                problems.append(
+                    f"{key}: column {column!r} is listed in post_treatment: a column caused by the treatment "
+                    "is never allowed as a covariate"
+                )
+        for column in set(self.covariates) & set(self.categorical):
+            problems.append(f"categorical: column {column!r} is also a numeric covariate")
+        for column in self.post_treatment:
+            if column in roles.values():
+                problems.append(f"post_treatment: column {column!r} is the {seen[column]}")
+        for column, levels in self.categorical.items():
+            if not levels:
+                problems.append(f"categorical.{column}: needs at least one level")
+            for level in _duplicates(levels):
+                problems.append(f"categorical.{column}: level {level!r} is listed twice")
+        return problems
+
+    def _option_problems(self) -> list[str]:
+        problems = []
+        if self.primary_estimator not in self.estimators:
+            problems.append(
+                f"primary_estimator: {self.primary_estimator!r} must be among "
+                f"estimators {list(self.estimators)}"
+            )
+        for name in _duplicates(self.estimators):
+            problems.append(f"estimators: {name!r} is listed twice")
+        if self.cross_fitting_folds is not None and "aipw" not in self.estimators:
+            problems.append(
+                "cross_fitting_folds: applies only to the aipw estimator, which is not in estimators"
+            )
+        srm_keys = sorted({"srm_alpha", "srm_min_units"} & self.thresholds.model_fields_set)
+        if srm_keys and self.design.kind != "randomized":
+            problems.append(
+                f"thresholds.{srm_keys[0]}: the sample-ratio-mismatch check needs a randomized design "
+                f"(design.kind is {self.design.kind!r})"
+            )
+        low, high = self.outcome_range
+        if self.outcome_type == "binary" and (low is not None or high is not None):
+            problems.append("outcome_range: a binary outcome is 0 or 1; leave the range as [null, null]")
+        if low is not None and high is not None and low >= high:
+            problems.append(f"outcome_range: lower bound must be < upper bound (got [{low}, {high}])")
+        return problems
+
+    @property
+    def config_hash(self) -> str:
+        """sha256 of the canonical JSON of the whole config (sorted keys), for the audit trail."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _duplicates(values: Iterable[str]) -> list[str]:
+    seen: set[str] = set()
+    repeated = []
+    for value in values:
+        if value in seen and value not in repeated:
+            repeated.append(value)
+        seen.add(value)
+    return repeated
+
+
+def load_study(path: str | Path) -> StudyConfig:
+    """Read and validate one study YAML file (``yaml.safe_load``).
+
+    Raises
+    ------
+    StudyConfigError
+        Naming the file, the key path and the rule for every problem found.
+    """
+    where = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise StudyConfigError(f"{where}: cannot be read: {error}") from error
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise StudyConfigError(f"{where}: not valid YAML: {error}") from error
+    if not isinstance(data, dict):
+        raise StudyConfigError(f"{where}: must hold a mapping of keys (got {type(data).__name__})")
+    try:
+        return StudyConfig.model_validate(data)
+    except ValidationError as error:
+        raise StudyConfigError("\n".join(f"{where}: {line}" for line in error_lines(error))) from error
+
+
+def load_studies(folder: str | Path) -> list[StudyConfig]:
+    """Every ``*.yaml`` / ``*.yml`` study in ``folder``, sorted by name; duplicate names are an error.
+
+    Problems in several files are reported together.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise StudyConfigError(f"{root}: the studies folder does not exist")
+    studies: list[tuple[StudyConfig, Path]] = []
+    errors: list[str] = []
+    for path in sorted([*root.glob("*.yaml"), *root.glob("*.yml")]):
+        try:
+            studies.append((load_study(path), path))
+        except StudyConfigError as error:
+            errors.append(str(error))
+    first_file: dict[str, Path] = {}
+    for study, path in studies:
+        if study.name in first_file:
+            errors.append(
+                f"{path}: name: study {study.name!r} is already defined in {first_file[study.name]}"
+            )
+        first_file.setdefault(study.name, path)
+    if errors:
+        raise StudyConfigError("\n".join(errors))
+    return sorted((s for s, _ in studies), key=lambda s: s.name)
+
+
+_SECRET_KEYS = {("alerts", "webhook_url_env")}  # a misplaced secret is never echoed back
+_TAGS = {"randomized", "observational", "kalman", "particle"}
+_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+_BOUND_KEYS = {"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt", "less_than_equal": "le"}
+
+
+def error_lines(error: ValidationError) -> list[str]:
+    """One ``key.path: rule (got value)`` line per pydantic error, cross-field rules split per line."""
+    lines: list[str] = []
+    for item in error.errors():
+        location = _location(item["loc"])
+        kind = item["type"]
+        message = str(item["msg"]).removeprefix("Value error, ").replace("Input should be", "must be")
+        context = item.get("ctx") or {}
+        if kind in _BOUNDS:
+            message = f"must be {_BOUNDS[kind]} {context[_BOUND_KEYS[kind]]}"
+        elif kind == "missing":
+            message = "is required"
+        elif kind == "extra_forbidden":
+            message = "unknown key"
+        elif kind in ("literal_error", "union_tag_invalid"):
+            expected = context.get("expected", context.get("expected_tags", ""))
+            message = f"must be one of {expected}"
+        elif kind == "string_type":
+            message = "must be text (quote it in YAML)"
+        elif kind == "union_tag_not_found":
+            message = f"needs a '{context.get('discriminator', 'kind').strip(chr(39))}' key"
+        prefix = f"{location}: " if location else ""
+        if "\n" in message or (kind == "value_error" and isinstance(item.get("input"), dict)):
+            # A cross-field rule: its lines already name their keys and values.
+            lines.extend(f"{prefix}{line}" for line in message.splitlines())
+        elif kind == "missing" or tuple(item["loc"]) in _SECRET_KEYS:
+            lines.append(f"{prefix}{message}")
+        else:
+            lines.append(f"{prefix}{message} (got {_short(item.get('input'))})")
+    return lines
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for index, part in enumerate(loc):
+        if index == 1 and part in _TAGS and loc[0] in ("design", "backend"):
+            continue
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        elif part in ("[key]",) or str(part).startswith("function-"):
+            continue
+        else:
+            parts.append(("." if parts else "") + str(part))
+    return "".join(parts)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,1 @@
+"""Dagster resources, one per file: warehouse (DuckDB), landing folder, reports, alerts."""

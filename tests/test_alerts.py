@@ -1,0 +1,348 @@
+"""Alert sinks against real loopback servers: webhook (http.server) and SMTP (stdlib smtpd)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from resources.alerts import (
+    Alert,
+    AlertRouter,
+    AlertsResource,
+    DeliveryOutcome,
+    EmailSink,
+    JsonlAlertLog,
+    WebhookSink,
+)
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import asyncore
+    import smtpd
+
+SECRET = "SECRETTOKEN123"
+
+
+@dataclass
+class HookServer:
+    """A real HTTP server on 127.0.0.1 answering POSTs with the next queued status (then 200)."""
+
+    statuses: list[int] = field(default_factory=list)
+    received: list[dict[str, Any]] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+
+
+@contextmanager
+def hook_server(statuses: list[int] | None = None, port: int = 0) -> Iterator[tuple[HookServer, int]]:
+    state = HookServer(statuses=list(statuses or []))
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            state.paths.append(self.path)
+            status = state.statuses.pop(0) if state.statuses else 200
+            if status == 200:
+                state.received.append(json.loads(body))
+            self.send_response(status)
+            self.end_headers()
+            self.wfile.write(b"ok" if status == 200 else b"error")
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state, int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def closed_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def secret_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/services/T000/B000/{SECRET}?token={SECRET}"
+
+
+def alert(kind: str = "onset", partition_key: str = "2025-02-01", **changes: Any) -> Alert:
+    fields: dict[str, Any] = {
+        "study": "retention_outreach",
+        "kind": kind,
+        "check_name": "check_propensity_model_overlap",
+        "partition_key": partition_key,
+        "severity": "ERROR",
+        "value": 0.31,
+        "threshold": 0.1,
+        "message": "retention_outreach batch 2025-02-01: failed overlap",
+    }
+    return Alert.create(**{**fields, **changes})
+
+
+def log_text(log: JsonlAlertLog) -> str:
+    return "".join(p.read_text() for p in (log.path, log.deliveries_path) if p.exists())
+
+
+def test_webhook_posts_a_slack_payload_with_the_alert(tmp_path: Path) -> None:
+    with hook_server() as (server, port):
+        log = JsonlAlertLog(tmp_path / "alerts.jsonl")
+        router = AlertRouter(log, [WebhookSink(secret_url(port), backoff_s=0.01)])
+        sent = alert()
+        outcomes = router.send(sent)
+    assert outcomes == [DeliveryOutcome("webhook", "127.0.0.1", "delivered", 1)]
+    assert server.paths == [f"/services/T000/B000/{SECRET}?token={SECRET}"]
+    (payload,) = server.received
+    assert payload["alert"] == sent.to_dict()
+    assert payload["alert"]["kind"] == "onset" and payload["alert"]["partition_key"] == "2025-02-01"
+    assert "failed overlap" in payload["text"] and payload["text"].startswith("[ERROR]")
+    assert payload["blocks"][0]["type"] == "section"
+    assert "*value* 0.31 (threshold 0.1)" in payload["blocks"][1]["elements"][0]["text"]
+    assert [a.to_dict() for a in log.alerts()] == [sent.to_dict()]
+    assert [d["status"] for d in log.deliveries()] == ["pending", "delivered"]
+    assert SECRET not in log_text(log)
+    assert all(d["target"] == "127.0.0.1" and d["sink"] == "webhook" for d in log.deliveries())
+
+
+def test_webhook_retries_a_500_and_then_delivers(tmp_path: Path) -> None:
+    with hook_server(statuses=[500, 503]) as (server, port):
+        router = AlertRouter(
+            JsonlAlertLog(tmp_path / "a.jsonl"), [WebhookSink(secret_url(port), backoff_s=0.01)]
+        )
+        (outcome,) = router.send(alert())
+    assert outcome.status == "delivered" and outcome.attempts == 3
+    assert len(server.paths) == 3 and len(server.received) == 1
+
+
+def test_webhook_gives_up_after_its_attempts_and_a_4xx_is_not_retried(tmp_path: Path) -> None:
+    log = JsonlAlertLog(tmp_path / "a.jsonl")
+    with hook_server(statuses=[500, 500, 500]) as (server, port):
+        router = AlertRouter(log, [WebhookSink(secret_url(port), max_attempts=3, backoff_s=0.01)])
+        (outcome,) = router.send(alert())
+    assert (outcome.status, outcome.attempts, len(server.paths)) == ("failed", 3, 3)
+    assert "HTTP Error 500" in outcome.error
+    with hook_server(statuses=[404]) as (server, port):
+        router = AlertRouter(log, [WebhookSink(secret_url(port), max_attempts=3, backoff_s=0.01)])
+        (outcome,) = router.send(alert())
+    assert (outcome.status, outcome.attempts, len(server.paths)) == ("failed", 1, 1)
+    assert SECRET not in log_text(log)
+
+
+def test_refused_webhook_is_logged_undelivered_then_retry_pending_delivers(tmp_path: Path) -> None:
+    port = closed_port()
+    log = JsonlAlertLog(tmp_path / "alerts.jsonl")
+    router = AlertRouter(log, [WebhookSink(secret_url(port), max_attempts=2, backoff_s=0.01, timeout_s=2)])
+    first, second = alert(partition_key="2025-01-01"), alert(partition_key="2025-02-01")
+    outcomes = [router.send(first), router.send(second)]  # never raises
+    assert [o.status for (o,) in outcomes] == ["failed", "failed"]
+    assert "Connection refused" in outcomes[0][0].error or "refused" in outcomes[0][0].error.lower()
+    assert [(a.alert_id, sink) for a, sink in log.undelivered()] == [
+        (first.alert_id, "webhook"),
+        (second.alert_id, "webhook"),
+    ]
+    assert SECRET not in log_text(log)
+
+    with hook_server(port=port) as (server, _):
+        retried = router.retry_pending()
+    assert [(a.alert_id, o.status) for a, o in retried] == [
+        (first.alert_id, "delivered"),
+        (second.alert_id, "delivered"),
+    ]
+    assert [p["alert"]["alert_id"] for p in server.received] == [first.alert_id, second.alert_id]
+    assert log.undelivered() == []
+    assert router.retry_pending() == []  # nothing left: no duplicate delivery
+    assert len(log.alerts()) == 2  # the alerts themselves are logged once
+
+
+class Mailbox(smtpd.SMTPServer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.messages: list[tuple[str, list[str], bytes | str]] = []
+
+    def process_message(
+        self, peer: Any, mailfrom: str, rcpttos: list[str], data: bytes | str, **kwargs: Any
+    ) -> None:
+        self.messages.append((mailfrom, rcpttos, data))
+
+
+@contextmanager
+def smtp_server() -> Iterator[tuple[Mailbox, int]]:
+    """A real SMTP server on 127.0.0.1 (stdlib smtpd + asyncore, deprecated but present on 3.11)."""
+    socket_map: dict[int, Any] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        server = Mailbox(("127.0.0.1", 0), None, decode_data=False, map=socket_map)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            asyncore.loop(timeout=0.05, count=1, map=socket_map)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        assert server.socket is not None
+        yield server, int(server.socket.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(5)
+        server.close()
+        asyncore.close_all(map=socket_map)
+
+
+def test_email_is_delivered_to_a_real_smtp_server(tmp_path: Path) -> None:
+    with smtp_server() as (mailbox, port):
+        sink = EmailSink("127.0.0.1", port, "assimilate@localhost", ["ops@example.org", "lead@example.org"],
+                         use_starttls=False, backoff_s=0.01)  # fmt: skip
+        router = AlertRouter(JsonlAlertLog(tmp_path / "a.jsonl"), [sink])
+        (outcome,) = router.send(alert())
+        for _ in range(100):
+            if mailbox.messages:
+                break
+            threading.Event().wait(0.02)
+    assert outcome == DeliveryOutcome("email", "127.0.0.1", "delivered", 1)
+    ((sender, recipients, data),) = mailbox.messages
+    assert sender == "assimilate@localhost"
+    assert recipients == ["ops@example.org", "lead@example.org"]
+    text = data.decode() if isinstance(data, bytes) else data
+    assert "Subject: [assimilate] ERROR onset: retention_outreach batch 2025-02-01" in text
+    assert "failed overlap" in text and "check_propensity_model_overlap" in text
+
+
+def test_email_failure_is_logged_without_the_password(tmp_path: Path) -> None:
+    with smtp_server() as (mailbox, port):
+        sink = EmailSink("127.0.0.1", port, "a@localhost", ["ops@example.org"], username="bot",
+                         password=SECRET, use_starttls=False, backoff_s=0.01)  # fmt: skip
+        log = JsonlAlertLog(tmp_path / "a.jsonl")
+        (outcome,) = AlertRouter(log, [sink]).send(alert())
+    assert outcome.status == "failed" and outcome.attempts == 1  # no AUTH on this server: permanent
+    assert "AUTH" in outcome.error
+    assert mailbox.messages == []
+    assert SECRET not in log_text(log) and SECRET not in repr(sink)
+
+
+def test_one_failing_sink_does_not_stop_the_others(tmp_path: Path) -> None:
+    log = JsonlAlertLog(tmp_path / "a.jsonl")
+    with smtp_server() as (_, smtp_port):
+        email = EmailSink("127.0.0.1", smtp_port, "a@localhost", ["ops@example.org"], use_starttls=False)
+        webhook = WebhookSink(secret_url(closed_port()), max_attempts=1, backoff_s=0.01)
+        outcomes = AlertRouter(log, [webhook, email]).send(alert())
+    assert [(o.sink, o.status) for o in outcomes] == [("webhook", "failed"), ("email", "delivered")]
+    assert [sink for _, sink in log.undelivered()] == ["webhook"]
+
+
+def test_alert_create_validates_and_serializes() -> None:
+    with pytest.raises(ValueError, match="kind must be one of 'onset', 'recovery', 'run_failure'"):
+        alert(kind="warning")
+    with pytest.raises(ValueError, match="severity must be one of"):
+        alert(severity="CRITICAL")
+    with pytest.raises(ValueError, match="value must be a number, text or None"):
+        alert(value=[1, 2])
+    infinite = alert(value=float("inf"), threshold=None)
+    assert infinite.value == "inf"  # JSON has no infinity: kept as text, never a silent NaN
+    assert json.loads(json.dumps(infinite.to_dict(), allow_nan=False))["value"] == "inf"
+    assert alert().alert_id != alert().alert_id
+    assert alert().created_at.endswith("+00:00")
+    with pytest.raises(AttributeError):
+        infinite.kind = "recovery"  # type: ignore[misc]
+
+
+def test_last_kinds_follow_onset_and_recovery_and_ignore_run_failures(tmp_path: Path) -> None:
+    log = JsonlAlertLog(tmp_path / "a.jsonl")
+    assert log.last_kinds() == {}
+    router = AlertRouter(log)
+    router.send(alert("onset", "2025-01-01"))
+    router.send(alert("onset", "2025-02-01"))
+    router.send(alert("recovery", "2025-01-01"))
+    router.send(alert("run_failure", "2025-02-01"))
+    assert log.last_kinds() == {
+        ("retention_outreach", "2025-01-01"): "recovery",
+        ("retention_outreach", "2025-02-01"): "onset",
+    }
+    assert [a.kind for a in log.alerts()] == ["onset", "onset", "recovery", "run_failure"]
+    lines = [json.loads(line) for line in log.path.read_text().splitlines()]
+    assert [line["kind"] for line in lines] == [
+        "onset",
+        "onset",
+        "recovery",
+        "run_failure",
+    ]  # one line per alert
+
+
+def test_log_survives_concurrent_appends_and_a_torn_last_line(tmp_path: Path) -> None:
+    log = JsonlAlertLog(tmp_path / "a.jsonl")
+    long_message = "x" * 20_000  # larger than one buffered write
+
+    def write(worker: int) -> None:
+        for index in range(50):
+            log.append(alert(message=f"{worker}-{index} {long_message}"))
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(log.alerts()) == 200
+    with log.path.open("a") as handle:
+        handle.write('{"alert_id": "torn')  # a write still in progress
+    assert len(log.alerts()) == 200
+    log.path.write_text('{"broken\n' + log.path.read_text())
+    with pytest.raises(ValueError, match=r"a\.jsonl: line 1 is not JSON"):
+        log.alerts()
+
+
+def test_sink_arguments_are_checked_without_echoing_the_url() -> None:
+    with pytest.raises(ValueError, match="http") as raised:
+        WebhookSink(f"file:///etc/{SECRET}")
+    assert SECRET not in str(raised.value)
+    with pytest.raises(ValueError, match="recipient"):
+        EmailSink("localhost", 25, "a@localhost", [])
+    with pytest.raises(ValueError, match="unique"):
+        AlertRouter(JsonlAlertLog("a.jsonl"), [WebhookSink("http://a/"), WebhookSink("http://b/")])
+    assert SECRET not in repr(WebhookSink(secret_url(1)))
+
+
+def test_resource_reads_the_environment_only_when_building_the_router(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ASSIMILATE_WEBHOOK_URL", raising=False)
+    for key in ("HOST", "PORT", "USER", "PASSWORD", "FROM"):
+        monkeypatch.delenv(f"ASSIMILATE_SMTP_{key}", raising=False)
+    resource = AlertsResource(
+        log_path=str(tmp_path / "alerts.jsonl"), email_to=["ops@example.org"], backoff_s=0.01
+    )
+    assert resource.router().sinks == []  # only the log
+    with hook_server() as (server, port), smtp_server() as (mailbox, smtp_port):
+        monkeypatch.setenv("ASSIMILATE_WEBHOOK_URL", secret_url(port))
+        monkeypatch.setenv("ASSIMILATE_SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("ASSIMILATE_SMTP_PORT", str(smtp_port))
+        monkeypatch.setenv("ASSIMILATE_SMTP_FROM", "pipeline@localhost")
+        router = resource.model_copy(update={"smtp_use_starttls": False}).router()
+        outcomes = router.send(alert())
+        for _ in range(100):
+            if mailbox.messages:
+                break
+            threading.Event().wait(0.02)
+    assert [(o.sink, o.status) for o in outcomes] == [("webhook", "delivered"), ("email", "delivered")]
+    assert len(server.received) == 1 and mailbox.messages[0][0] == "pipeline@localhost"
+    assert SECRET not in log_text(router.log)
+    assert resource.router(email_to=[]).sinks[0].name == "webhook"  # no recipients: no e-mail
+    monkeypatch.setenv("ASSIMILATE_SMTP_PORT", "smtp")
+    with pytest.raises(ValueError, match="ASSIMILATE_SMTP_PORT must be a port number"):
+        resource.router()
+    assert AlertsResource().log_path == "data/alerts.jsonl"
