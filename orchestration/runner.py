@@ -17,6 +17,10 @@ from orchestration.jobs import study_job_name
 from orchestration.study_config import StudyConfig
 
 
+# Runs driven from here log warnings and errors only; every event is still stored in the instance.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
 def tick_landing_sensor(
     defs: dg.Definitions, instance: dg.DagsterInstance, study: StudyConfig, cursor: str | None
 ) -> dg.SensorResult | dg.SkipReason:
@@ -36,7 +40,11 @@ def execute_request(
     job = defs.resolve_job_def(study_job_name(study))
     tags = {**request.tags, **({"dagster/run_key": request.run_key} if request.run_key else {})}
     result = job.execute_in_process(
-        partition_key=request.partition_key, instance=instance, tags=tags, raise_on_error=False
+        run_config=QUIET,
+        partition_key=request.partition_key,
+        instance=instance,
+        tags=tags,
+        raise_on_error=False,
     )
     run = instance.get_run_by_id(result.run_id)
     if run is not None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import http.client
 import json
 import math
+import numbers
 import os
 import smtplib
 import ssl
@@ -39,10 +40,15 @@ from urllib.parse import urlsplit
 import dagster as dg
 from pydantic import Field
 
+from assimilate._validation import check_choice
+from orchestration.study_config import AlertSettings
+
 AlertKind = Literal["onset", "recovery", "run_failure"]
 Severity = Literal["INFO", "WARN", "ERROR"]
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 Scalar = float | int | str | None
+_KINDS: tuple[AlertKind, ...] = ("onset", "recovery", "run_failure")
+_SEVERITIES: tuple[Severity, ...] = ("INFO", "WARN", "ERROR")
 _SMTP_KEYS = ("HOST", "PORT", "USER", "PASSWORD", "FROM")
 _TITLES = {"onset": "Check failing", "recovery": "Check recovered", "run_failure": "Run failed"}
 
@@ -52,10 +58,13 @@ def _now() -> str:
 
 
 def _scalar(name: str, value: object) -> Scalar:
-    if value is None or isinstance(value, str | int):
+    if value is None or isinstance(value, str | bool):
         return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)  # JSON has no inf/nan: say it in text
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        return number if math.isfinite(number) else str(number)  # JSON has no inf/nan: say it in text
     raise ValueError(f"{name} must be a number, text or None, got {type(value).__name__}")
 
 
@@ -88,21 +97,13 @@ class Alert:
         message: str,
     ) -> Alert:
         """A new alert with a fresh id and the current UTC time (ISO 8601)."""
-        kinds: tuple[AlertKind, ...] = ("onset", "recovery", "run_failure")
-        severities: tuple[Severity, ...] = ("INFO", "WARN", "ERROR")
-        checked_kind = next((k for k in kinds if k == kind), None)
-        checked_severity = next((s for s in severities if s == severity), None)
-        if checked_kind is None:
-            raise ValueError(f"kind must be one of {', '.join(map(repr, kinds))}, got {kind!r}")
-        if checked_severity is None:
-            raise ValueError(f"severity must be one of {', '.join(map(repr, severities))}, got {severity!r}")
         return cls(
             alert_id=uuid.uuid4().hex,
             study=study,
-            kind=checked_kind,
+            kind=check_choice("kind", kind, _KINDS),
             check_name=check_name,
             partition_key=partition_key,
-            severity=checked_severity,
+            severity=check_choice("severity", severity, _SEVERITIES),
             value=_scalar("value", value),
             threshold=_scalar("threshold", threshold),
             message=message,
@@ -227,9 +228,8 @@ class WebhookSink:
             request = urllib.request.Request(
                 self._url, data=body, method="POST", headers={"Content-Type": "application/json"}
             )
-            with urllib.request.urlopen(
-                request, timeout=self.timeout_s
-            ) as response:  # http(s) only: checked on init
+            # The scheme is http(s): checked in __init__ (urlopen would also open file:// URLs).
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 response.read()
 
         def transient(error: Exception) -> bool:
@@ -426,35 +426,40 @@ class AlertsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     max_attempts: int = 3
     backoff_s: float = 1.0
 
-    def router(self, *, email_to: Sequence[str] | None = None) -> AlertRouter:
+    def router(self, study_alerts: AlertSettings | None = None) -> AlertRouter:
         """The router with the sinks whose settings are present in the environment now.
 
-        ``email_to`` overrides the resource's recipients (e.g. a study's ``alerts.email_to``).
+        With a study's ``alerts`` section, its webhook variable (None: no webhook), recipients and
+        sender are used instead of the resource's; ``<prefix>_FROM`` still wins for the sender.
         """
+        webhook_env = self.webhook_url_env if study_alerts is None else study_alerts.webhook_url_env
+        recipients = list(self.email_to if study_alerts is None else study_alerts.email_to)
+        sender = "assimilate@localhost" if study_alerts is None else study_alerts.email_from
+        retry: dict[str, Any] = {
+            "timeout_s": self.timeout_s,
+            "max_attempts": self.max_attempts,
+            "backoff_s": self.backoff_s,
+        }
         sinks: list[AlertSink] = []
-        url = os.environ.get(self.webhook_url_env, "").strip()
+        url = os.environ.get(webhook_env, "").strip() if webhook_env else ""
         if url:
-            sinks.append(
-                WebhookSink(
-                    url, timeout_s=self.timeout_s, max_attempts=self.max_attempts, backoff_s=self.backoff_s
-                )
-            )
+            try:
+                sinks.append(WebhookSink(url, **retry))
+            except ValueError as error:
+                raise ValueError(f"environment variable {webhook_env}: {error}") from None
         env = {key: os.environ.get(f"{self.smtp_env_prefix}_{key}", "").strip() for key in _SMTP_KEYS}
-        recipients = list(self.email_to if email_to is None else email_to)
         if env["HOST"] and recipients:
             if env["PORT"] and not env["PORT"].isdigit():
                 raise ValueError(f"{self.smtp_env_prefix}_PORT must be a port number, got {env['PORT']!r}")
             email = EmailSink(
                 env["HOST"],
                 int(env["PORT"] or 587),
-                env["FROM"] or "assimilate@localhost",
+                env["FROM"] or sender,
                 recipients,
                 username=env["USER"] or None,
                 password=env["PASSWORD"] or None,
                 use_starttls=self.smtp_use_starttls,
-                timeout_s=self.timeout_s,
-                max_attempts=self.max_attempts,
-                backoff_s=self.backoff_s,
+                **retry,
             )
             sinks.append(email)
         return AlertRouter(JsonlAlertLog(self.log_path), sinks)

@@ -109,7 +109,11 @@ class Warehouse:
 
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A short connection; waits (with backoff) while another process holds the file lock."""
+        """A short connection; waits (with backoff) while another process holds the file lock.
+
+        Do not nest: DuckDB refuses a read-only and a read-write connection to one file in one
+        process at the same time, and a held connection blocks every other process.
+        """
         deadline = time.monotonic() + self.lock_timeout_s
         delay, attempts = self.initial_backoff_s, 0
         while True:

@@ -56,15 +56,17 @@ def main() -> None:
     # Imported after DAGSTER_HOME is set: the instance below reads it.
     import dagster as dg
 
-    from orchestration.definitions import build_definitions
+    from orchestration.definitions import STUDIES_DIR, build_definitions
     from orchestration.runner import run_landed_batches
+    from orchestration.study_config import load_studies
 
     landed = land_example_batches(DATA / "landing")
     print(f"Landed {sum(len(v) for v in landed.values())} batch files in data/landing/")
-    defs = build_definitions(data_dir=DATA)
+    studies = load_studies(STUDIES_DIR)
+    defs = build_definitions(studies=studies, data_dir=DATA)
     instance = dg.DagsterInstance.get()
     runs = run_landed_batches(
-        defs, instance, progress=lambda total: tqdm(total=total, desc="materializing", unit="run")
+        defs, instance, studies, progress=lambda total: tqdm(total=total, desc="materializing", unit="run")
     )
     print(f"{len(runs)} runs finished ({sum(r.success for r in runs)} succeeded)\n")
     print_summary(DATA)

@@ -13,8 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from orchestration.study_config import AlertSettings
 from resources.alerts import (
     Alert,
     AlertRouter,
@@ -256,6 +258,9 @@ def test_alert_create_validates_and_serializes() -> None:
     infinite = alert(value=float("inf"), threshold=None)
     assert infinite.value == "inf"  # JSON has no infinity: kept as text, never a silent NaN
     assert json.loads(json.dumps(infinite.to_dict(), allow_nan=False))["value"] == "inf"
+    numpy_values = alert(value=np.float64(0.25), threshold=np.int64(3))
+    assert (numpy_values.value, numpy_values.threshold) == (0.25, 3)
+    assert type(numpy_values.value) is float and type(numpy_values.threshold) is int
     assert alert().alert_id != alert().alert_id
     assert alert().created_at.endswith("+00:00")
     with pytest.raises(AttributeError):
@@ -341,7 +346,19 @@ def test_resource_reads_the_environment_only_when_building_the_router(
     assert [(o.sink, o.status) for o in outcomes] == [("webhook", "delivered"), ("email", "delivered")]
     assert len(server.received) == 1 and mailbox.messages[0][0] == "pipeline@localhost"
     assert SECRET not in log_text(router.log)
-    assert resource.router(email_to=[]).sinks[0].name == "webhook"  # no recipients: no e-mail
+    no_email = AlertSettings(email_to=())
+    assert [sink.name for sink in resource.router(no_email).sinks] == ["webhook"]  # no recipients
+    study_alerts = AlertSettings(webhook_url_env=None, email_to=("study@example.org",))
+    (email,) = resource.router(study_alerts).sinks  # the study turned its webhook off
+    assert isinstance(email, EmailSink) and email.recipients == ["study@example.org"]
+    assert email.sender == "pipeline@localhost"  # the deployment's sender wins
+    monkeypatch.setenv("ASSIMILATE_WEBHOOK_URL", "ftp://host/" + SECRET)
+    with pytest.raises(
+        ValueError, match="environment variable ASSIMILATE_WEBHOOK_URL: webhook url must be"
+    ) as bad:
+        resource.router()
+    assert SECRET not in str(bad.value)
+    monkeypatch.delenv("ASSIMILATE_WEBHOOK_URL")
     monkeypatch.setenv("ASSIMILATE_SMTP_PORT", "smtp")
     with pytest.raises(ValueError, match="ASSIMILATE_SMTP_PORT must be a port number"):
         resource.router()

@@ -188,13 +188,14 @@ def balance_table(
         }
     )
     worst = float(np.max(np.abs(smd))) if len(smd) else 0.0
+    worst_name = labels[int(np.argmax(np.abs(smd)))] if len(smd) else "none"
     verdict = Verdict.evaluate(
         name,
         value=worst,
         threshold=threshold,
         rule=rule,
         passed=worst <= threshold,
-        reason=f"SD denominator: {denominator}, unweighted",
+        reason=f"largest |SMD| {worst:.3f} on {worst_name} (SD denominator: {denominator}, unweighted)",
     )
     return BalanceReport(table, denominator, weights is not None, threshold, verdict)
 
