@@ -15,6 +15,7 @@ def send_alerts_for_run(
 ) -> list[Alert]:
     """Send the onset/recovery alerts of one finished run; a failed run also alerts as such."""
     router = alerts.router()
+    router.retry_pending()  # alerts a sink refused earlier are re-sent before new ones
     pending = alerts_for(check_outcomes(instance, run), router.log.last_kinds())
     if run.status == dg.DagsterRunStatus.FAILURE:
         study = run.tags.get("assimilate/study", run.job_name)

@@ -7,7 +7,7 @@ becomes a SQL identifier, so it must match ``^[A-Za-z_][A-Za-z0-9_]{0,62}$``.
 
 Example
 -------
->>> study = load_study("studies/ab_checkout.yaml")  # doctest: +SKIP
+>>> study = load_study(Path(__file__).parent.parent / "studies" / "ab_checkout.yaml")
 >>> study.cadence, study.primary_estimator
 ('monthly', 'regression_adjustment')
 

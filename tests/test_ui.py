@@ -78,7 +78,7 @@ def _chromium(url: str, profile: Path, *extra: str) -> str:
 def test_webserver_shows_the_study_graph_and_a_check_result(tmp_path: Path) -> None:
     home = prepare_dagster_home(tmp_path / "dagster_home")
     data = tmp_path / "data"
-    instance = dg.DagsterInstance.from_ref(dg.InstanceRef.from_dir(str(home)))
+    instance = dg.DagsterInstance.from_config(str(home))
     project = Project(data=data, studies=[example_study("ab_checkout")], instance=instance)
     for seed, month in enumerate(["2025-01", "2025-02"]):
         write_batch(project.landing("ab_checkout"), month, ab_batch(seed))
@@ -125,7 +125,9 @@ def test_webserver_shows_the_study_graph_and_a_check_result(tmp_path: Path) -> N
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
-    for asset in ("raw_batch", "covariate_table", "propensity_model", "batch_effect"):
+    # The upstream lineage at depth 1 shows the estimate and the two models it is built from.
+    for asset in ("propensity_model", "outcome_model", "batch_effect"):
         assert asset in dom
     assert "check_batch_effect_balance" in checks_dom
+    assert "check_batch_effect_estimation" in checks_dom
     assert (ARTIFACTS / "ui_ab_checkout_lineage.png").stat().st_size > 10_000
