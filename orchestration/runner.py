@@ -16,7 +16,6 @@ from orchestration.alert_sensors import send_alerts_for_run
 from orchestration.jobs import study_job_name
 from orchestration.study_config import StudyConfig
 
-
 # Runs driven from here log warnings and errors only; every event is still stored in the instance.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 

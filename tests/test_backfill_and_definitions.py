@@ -38,8 +38,11 @@ def _land(project: Project) -> None:
 @pytest.mark.slow
 def test_a_concurrent_backfill_of_12_partitions_equals_a_sequential_run(tmp_path: Path) -> None:
     home = prepare_dagster_home(tmp_path / "home")
-    concurrent = Project(data=tmp_path / "concurrent", studies=[example_study("ab_checkout")],
-                         instance=dg.DagsterInstance.from_config(str(home)))
+    concurrent = Project(
+        data=tmp_path / "concurrent",
+        studies=[example_study("ab_checkout")],
+        instance=dg.DagsterInstance.from_config(str(home)),
+    )
     _land(concurrent)
     keys = [f"{m}-01" for m in MONTHS]
     context = multiprocessing.get_context("spawn")
@@ -47,8 +50,11 @@ def test_a_concurrent_backfill_of_12_partitions_equals_a_sequential_run(tmp_path
         results = pool.starmap(_run_partition, [(str(home), str(concurrent.data), k) for k in keys])
     assert all(results), "a run failed (lock error?)"
 
-    sequential = Project(data=tmp_path / "sequential", studies=[example_study("ab_checkout")],
-                         instance=dg.DagsterInstance.ephemeral())
+    sequential = Project(
+        data=tmp_path / "sequential",
+        studies=[example_study("ab_checkout")],
+        instance=dg.DagsterInstance.ephemeral(),
+    )
     _land(sequential)
     assert all(r.success for r in sequential.tick())
     # Concurrent posterior runs each saw some prefix of the batches; one more update settles it,
@@ -58,7 +64,9 @@ def test_a_concurrent_backfill_of_12_partitions_equals_a_sequential_run(tmp_path
     columns = ["batch", "estimate", "std_error", "posterior_mean", "posterior_var"]
     got = concurrent.steps("ab_checkout")[columns]
     expected = sequential.steps("ab_checkout")[columns]
-    pd.testing.assert_frame_equal(got.reset_index(drop=True), expected.reset_index(drop=True), check_exact=True)
+    pd.testing.assert_frame_equal(
+        got.reset_index(drop=True), expected.reset_index(drop=True), check_exact=True
+    )
     effects = concurrent.warehouse.read_table("ab_checkout", "batch_effects")
     assert len(effects) == 12 * len(example_study("ab_checkout").estimators)  # no duplicated rows
     assert np.isfinite(got["posterior_mean"]).all()
@@ -66,8 +74,17 @@ def test_a_concurrent_backfill_of_12_partitions_equals_a_sequential_run(tmp_path
 
 def test_definitions_load_and_validate() -> None:
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-m", "orchestration.definitions"],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "definitions",
+            "validate",
+            "-m",
+            "orchestration.definitions",
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     defs = build_definitions()
