@@ -23,6 +23,17 @@ def key(study: StudyConfig, name: str) -> dg.AssetKey:
     return dg.AssetKey([study.name, name])
 
 
+def batch_asset_options(study: StudyConfig, partitions: dg.PartitionsDefinition) -> dict[str, Any]:
+    """What every partitioned asset of a study shares: group, partitions, write pool, retries, version."""
+    return {
+        "partitions_def": partitions,
+        "group_name": study.name,
+        "pool": WRITE_POOL,
+        "retry_policy": RETRY,
+        "code_version": code_version(study),
+    }
+
+
 def verdict_table(asset: str) -> str:
     """Each batch asset stores its verdicts in its own table, replaced per partition."""
     return f"verdicts_{asset}"

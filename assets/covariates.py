@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.batch_validation import covariate_schema, split_valid_rows, typed_view
-from assets.common import RETRY, WRITE_POOL, code_version, key, verdict_table
+from assets.common import batch_asset_options, key, verdict_table
 from assimilate.diagnostics import Verdict, sample_ratio_mismatch
 from checks.post_treatment import post_treatment_verdict
 from checks.results import ERROR, check_result, check_spec, verdict_rows
@@ -101,11 +101,7 @@ def build_covariate_table(
     @dg.asset(
         key=asset_key,
         deps=[upstream],
-        partitions_def=partitions,
-        group_name=study.name,
-        pool=WRITE_POOL,
-        retry_policy=RETRY,
-        code_version=code_version(study),
+        **batch_asset_options(study, partitions),
         kinds={"duckdb", "pandera"},
         check_specs=specs,
         description=f"{study.name}: typed, validated pre-treatment covariates; bad rows quarantined with the reason.",

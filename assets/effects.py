@@ -7,11 +7,9 @@ import numpy as np
 import pandas as pd
 
 from assets.common import (
-    RETRY,
-    WRITE_POOL,
     as_json,
+    batch_asset_options,
     batch_rng,
-    code_version,
     frame_to_records_md,
     key,
     verdict_table,
@@ -137,11 +135,7 @@ def build_batch_effect(
     @dg.asset(
         key=asset_key,
         deps=upstream,
-        partitions_def=partitions,
-        group_name=study.name,
-        pool=WRITE_POOL,
-        retry_policy=RETRY,
-        code_version=code_version(study),
+        **batch_asset_options(study, partitions),
         kinds={"duckdb"},
         check_specs=specs,
         description=f"{study.name}: naive, regression, IPW and AIPW estimates; {study.primary_estimator} feeds the filter.",

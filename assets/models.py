@@ -6,7 +6,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets.common import RETRY, WRITE_POOL, code_version, key, verdict_table
+from assets.common import batch_asset_options, key, verdict_table
 from assimilate.diagnostics import Verdict, overlap_report
 from assimilate.estimators import DesignMatrix, encode_covariates, fit_outcome_model, fit_propensity
 from checks.results import ERROR, check_result, check_spec, verdict_rows
@@ -108,11 +108,7 @@ def build_propensity_model(
     @dg.asset(
         key=asset_key,
         deps=[upstream],
-        partitions_def=partitions,
-        group_name=study.name,
-        pool=WRITE_POOL,
-        retry_policy=RETRY,
-        code_version=code_version(study),
+        **batch_asset_options(study, partitions),
         kinds={"duckdb"},
         check_specs=[
             check_spec(asset_key, "overlap", "share of propensity mass outside [eps, 1 - eps]", partitions)
@@ -149,11 +145,7 @@ def build_outcome_model(
     @dg.asset(
         key=key(study, "outcome_model"),
         deps=[upstream],
-        partitions_def=partitions,
-        group_name=study.name,
-        pool=WRITE_POOL,
-        retry_policy=RETRY,
-        code_version=code_version(study),
+        **batch_asset_options(study, partitions),
         kinds={"duckdb"},
         description=f"{study.name}: arm-wise outcome regressions (coefficients) and mu0/mu1 per row.",
     )

@@ -8,7 +8,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.batch_validation import BatchFileError, raw_rows_table, read_batch_file, typed_view
-from assets.common import RETRY, WRITE_POOL, code_version, key, verdict_table
+from assets.common import batch_asset_options, key, verdict_table
 from assimilate.diagnostics import Verdict
 from checks.quality import run_quality_suite
 from checks.results import ERROR, check_result, check_spec, verdict_rows
@@ -22,11 +22,7 @@ def build_raw_batch(study: StudyConfig, partitions: dg.PartitionsDefinition) -> 
 
     @dg.asset(
         key=asset_key,
-        partitions_def=partitions,
-        group_name=study.name,
-        pool=WRITE_POOL,
-        retry_policy=RETRY,
-        code_version=code_version(study),
+        **batch_asset_options(study, partitions),
         kinds={"duckdb"},
         description=f"{study.name}: the landed batch file, row by row as text, with its SHA-256.",
         check_specs=[
