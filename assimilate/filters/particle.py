@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import special
 
 from assimilate._validation import check_alpha, check_finite, check_non_negative, check_positive
 from assimilate.filters.kalman import default_prior, prepare_inputs
@@ -57,6 +56,12 @@ def weighted_quantiles(values: FloatArray, weights: FloatArray, probabilities: S
     sorted_values, sorted_weights = values[order], weights[order]
     cdf = np.cumsum(sorted_weights) - 0.5 * sorted_weights
     return np.interp(probabilities, cdf, sorted_values)
+
+
+def _log_sum_exp(values: FloatArray) -> float:
+    """``log(sum(exp(values)))`` without overflow (scipy's version costs more per call than the sum)."""
+    top = float(values.max())
+    return top + math.log(float(np.exp(values - top).sum()))
 
 
 def _liu_west(particles: FloatArray, rng: np.random.Generator) -> FloatArray:
@@ -161,7 +166,8 @@ def particle_filter(
     ):
         if step_sd > 0:
             particles = particles + step_sd * rng.standard_normal(n)
-        weights = np.exp(log_weights - special.logsumexp(log_weights))
+        total = _log_sum_exp(log_weights)
+        weights = np.exp(log_weights - total)
         forecast_mean = float(weights @ particles)
         forecast_var = float(weights @ (particles - forecast_mean) ** 2)
         if skip:
@@ -169,10 +175,10 @@ def particle_filter(
         else:
             innovation = y - forecast_mean
             innovation_var = forecast_var + se * se * factor
-            before = special.logsumexp(log_weights)
             log_weights = log_weights + model.observation_log_density(y, particles, se)
-            log_likelihood += float(special.logsumexp(log_weights) - before)
-            weights = np.exp(log_weights - special.logsumexp(log_weights))
+            updated = _log_sum_exp(log_weights)
+            log_likelihood += updated - total
+            weights = np.exp(log_weights - updated)
         ess = float(1.0 / np.sum(weights * weights))
         post_mean = float(weights @ particles)
         post_var = float(weights @ (particles - post_mean) ** 2)
