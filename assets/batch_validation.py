@@ -7,6 +7,7 @@ the study's pre-treatment columns. Every rejected row goes to quarantine with th
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from dataclasses import dataclass
@@ -32,6 +33,10 @@ def read_batch_file(path: Path, *, batch: str) -> pd.DataFrame:
     try:
         if suffix == ".csv":
             text = path.read_bytes().decode("utf-8-sig")
+            header = next(csv.reader(io.StringIO(text)), [])
+            repeated = sorted({name for name in header if header.count(name) > 1})
+            if repeated:
+                raise BatchFileError(f"batch {batch}: file {path.name}: duplicate column names {repeated}")
             frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
         elif suffix == ".parquet":
             frame = pd.read_parquet(path)

@@ -10,7 +10,7 @@ from assets.batch_validation import covariate_schema, split_valid_rows, typed_vi
 from assets.common import batch_asset_options, key, verdict_table
 from assimilate.diagnostics import Verdict, sample_ratio_mismatch
 from checks.post_treatment import post_treatment_verdict
-from checks.results import ERROR, check_result, check_spec, verdict_rows
+from checks.results import ERROR, check_result, check_spec, naming_batch, verdict_rows
 from orchestration.study_config import StudyConfig
 from resources.warehouse import Warehouse, WarehouseResource
 
@@ -123,6 +123,7 @@ def build_covariate_table(
             "post_treatment_exclusion": (post_treatment_verdict(study, typed_view(raw), batch=batch), ERROR),
             "sample_ratio_mismatch": (srm_verdict(study, split.valid), ERROR),
         }
+        verdicts = {prop: (naming_batch(v, batch), severity) for prop, (v, severity) in verdicts.items()}
         store.replace_partition_tables(
             study.name,
             batch,

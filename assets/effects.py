@@ -17,7 +17,7 @@ from assets.common import (
 from assets.models import usable_rows
 from assimilate.diagnostics import Verdict, weighted_balance
 from assimilate.estimators import EffectEstimate, estimate_effect
-from checks.results import ERROR, check_result, check_spec, verdict_rows
+from checks.results import ERROR, check_result, check_spec, naming_batch, verdict_rows
 from orchestration.study_config import StudyConfig
 from resources.warehouse import WarehouseResource
 
@@ -66,15 +66,17 @@ def estimate_batch(study: StudyConfig, valid: pd.DataFrame, batch: str) -> tuple
         rows.append(row)
     table = pd.DataFrame(rows).reindex(columns=EFFECT_COLUMNS)
     table["error"] = table["error"].fillna("")
+    table = table.astype({"n_treated": "Int64", "n_control": "Int64"})  # one column type for every batch
     primary = table[table["is_primary"]].iloc[0]
     usable = primary["error"] == "" and np.isfinite(primary["estimate"]) and primary["std_error"] > 0
+    problem_text = primary["error"] or "the standard error is not positive"
     verdict = Verdict.evaluate(
         "estimation",
         value=float(primary["std_error"]) if usable else float("nan"),
         threshold=0.0,
         rule=rule,
         passed=bool(usable),
-        reason="" if usable else f"batch {batch}: {study.primary_estimator}: {primary['error']}",
+        reason="" if usable else f"batch {batch}: {study.primary_estimator}: {problem_text}",
     )
     return table, verdict
 
@@ -149,7 +151,10 @@ def build_batch_effect(
         scores = store.read_table(study.name, "propensity_scores", partition_key=batch)
         effects, estimation = estimate_batch(study, valid, batch)
         balance, balance_table = balance_verdict(study, valid, scores, batch)
-        verdicts = {"balance": (balance, ERROR), "estimation": (estimation, ERROR)}
+        verdicts = {
+            "balance": (naming_batch(balance, batch), ERROR),
+            "estimation": (naming_batch(estimation, batch), ERROR),
+        }
         store.replace_partition_tables(
             study.name,
             batch,

@@ -9,7 +9,7 @@ import pandas as pd
 from assets.common import batch_asset_options, key, verdict_table
 from assimilate.diagnostics import Verdict, overlap_report
 from assimilate.estimators import DesignMatrix, encode_covariates, fit_outcome_model, fit_propensity
-from checks.results import ERROR, check_result, check_spec, verdict_rows
+from checks.results import ERROR, check_result, check_spec, naming_batch, verdict_rows
 from orchestration.study_config import StudyConfig
 from resources.warehouse import WarehouseResource
 
@@ -122,6 +122,7 @@ def build_propensity_model(
         store = warehouse.get()
         valid = store.read_table(study.name, "covariates", partition_key=batch)
         verdict, coefficients, scores, metadata = fit_and_check_overlap(study, valid, batch)
+        verdict = naming_batch(verdict, batch)
         store.replace_partition_tables(
             study.name,
             batch,

@@ -11,7 +11,7 @@ from assets.batch_validation import BatchFileError, raw_rows_table, read_batch_f
 from assets.common import batch_asset_options, key, verdict_table
 from assimilate.diagnostics import Verdict
 from checks.quality import run_quality_suite
-from checks.results import ERROR, check_result, check_spec, verdict_rows
+from checks.results import ERROR, check_result, check_spec, naming_batch, verdict_rows
 from orchestration.study_config import StudyConfig
 from resources.landing import LandingResource
 from resources.warehouse import WarehouseResource
@@ -44,6 +44,7 @@ def build_raw_batch(study: StudyConfig, partitions: dg.PartitionsDefinition) -> 
             # and the posterior takes a predict-only step for this batch.
             raw = pd.DataFrame()
             verdict, expectations = _unreadable(str(error)), pd.DataFrame()
+        verdict = naming_batch(verdict, batch)
         file_row = pd.DataFrame(
             [
                 {

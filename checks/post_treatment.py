@@ -27,12 +27,12 @@ def post_treatment_offenders(study: StudyConfig, typed: pd.DataFrame) -> dict[st
     for column in model_columns(study):
         for post in study.post_treatment:
             if column == post:
-                offenders[column] = f"{column} is marked post-treatment"
+                offenders[column] = f"{column!r} is marked post-treatment"
             elif post.lower() in column.lower():
-                offenders[column] = f"{column} is derived from post-treatment column {post} (name)"
+                offenders[column] = f"{column!r} is derived from post-treatment column {post!r} (name)"
             elif column in typed and post in typed and _tracks(typed[column], typed[post]):
                 offenders[column] = (
-                    f"{column} is derived from post-treatment column {post} "
+                    f"{column!r} is derived from post-treatment column {post!r} "
                     f"(|correlation| >= {DERIVED_CORRELATION})"
                 )
     return offenders

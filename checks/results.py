@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,6 +13,14 @@ from assimilate.diagnostics import Verdict
 
 ERROR = dg.AssetCheckSeverity.ERROR
 WARN = dg.AssetCheckSeverity.WARN
+
+
+def naming_batch(verdict: Verdict, batch: str) -> Verdict:
+    """The verdict with a reason that starts by naming the batch (every stored reason does)."""
+    prefix = f"batch {batch}"
+    if verdict.reason.startswith(prefix):
+        return verdict
+    return dataclasses.replace(verdict, reason=f"{prefix}: {verdict.reason}" if verdict.reason else prefix)
 
 
 def check_name(asset: str, prop: str) -> str:

@@ -65,5 +65,13 @@ def batch_arrays(
     if bad.any():
         raise ValueError(f"outcome column {outcome!r}: {int(bad.sum())} missing or non-finite value(s)")
     check_arms(d, column=f"treatment column {treatment!r}")
+    if np.ptp(y) == 0:
+        raise ValueError(f"outcome column {outcome!r} is constant in this batch: no effect can be estimated")
     design = encode_covariates(data, list(covariates), categories=categories)
+    constant = [c for c in covariates if data[c].nunique(dropna=False) < 2]
+    if constant:
+        raise ValueError(
+            f"covariate column(s) {constant} are constant in this batch: they carry no information and make "
+            "the design singular"
+        )
     return BatchArrays(d, y, design)
