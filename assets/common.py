@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
@@ -11,7 +12,10 @@ import numpy as np
 import pandas as pd
 
 import assimilate
+from assimilate.diagnostics import Verdict
+from checks.results import ERROR, check_result
 from orchestration.study_config import StudyConfig
+from resources.warehouse import Warehouse
 
 VERDICT_TABLES = ("raw_batch", "covariate_table", "propensity_model", "batch_effect")
 WRITE_POOL = "duckdb_write"
@@ -32,6 +36,29 @@ def batch_asset_options(study: StudyConfig, partitions: dg.PartitionsDefinition)
         "retry_policy": RETRY,
         "code_version": code_version(study),
     }
+
+
+WITHDRAWN = "batch withdrawn: its file was removed from the landing folder"
+
+
+def is_withdrawn(store: Warehouse, study: StudyConfig, batch: str) -> bool:
+    """A partition whose raw batch holds no file (never landed, or withdrawn)."""
+    return store.read_table(study.name, "raw_files", partition_key=batch).empty
+
+
+def withdraw(store: Warehouse, study: StudyConfig, batch: str, tables: list[str]) -> None:
+    """Remove one partition's rows from ``tables`` in one transaction."""
+    store.replace_partition_tables(study.name, batch, {table: pd.DataFrame() for table in tables})
+
+
+def withdrawn_results(
+    asset_key: dg.AssetKey, properties: list[str]
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """A withdrawn batch's materialization: its checks do not apply (undefined, with the reason)."""
+    yield dg.MaterializeResult(metadata={"withdrawn": True, "reason": WITHDRAWN})
+    for prop in properties:
+        verdict = Verdict.undefined(prop, threshold=None, rule="applies to a landed batch", reason=WITHDRAWN)
+        yield check_result(asset_key, prop, verdict, severity=ERROR)
 
 
 def verdict_table(asset: str) -> str:

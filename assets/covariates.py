@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.batch_validation import covariate_schema, split_valid_rows, typed_view
-from assets.common import batch_asset_options, key, verdict_table
+from assets.common import batch_asset_options, is_withdrawn, key, verdict_table, withdraw, withdrawn_results
 from assimilate.diagnostics import Verdict, sample_ratio_mismatch
 from checks.post_treatment import post_treatment_verdict
 from checks.results import ERROR, check_result, check_spec, naming_batch, verdict_rows
@@ -111,6 +111,12 @@ def build_covariate_table(
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         batch = context.partition_key
         store = warehouse.get()
+        if is_withdrawn(store, study, batch):
+            withdraw(store, study, batch, ["covariates", "quarantine", verdict_table("covariate_table")])
+            yield from withdrawn_results(
+                asset_key, ["schema", "post_treatment_exclusion", "sample_ratio_mismatch"]
+            )
+            return
         raw = load_raw(store, study, batch)
         split = split_valid_rows(raw, study)
         verdicts = {

@@ -11,8 +11,11 @@ from assets.common import (
     batch_asset_options,
     batch_rng,
     frame_to_records_md,
+    is_withdrawn,
     key,
     verdict_table,
+    withdraw,
+    withdrawn_results,
 )
 from assets.models import usable_rows
 from assimilate.diagnostics import Verdict, weighted_balance
@@ -147,6 +150,10 @@ def build_batch_effect(
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         batch = context.partition_key
         store = warehouse.get()
+        if is_withdrawn(store, study, batch):
+            withdraw(store, study, batch, ["batch_effects", "balance", verdict_table("batch_effect")])
+            yield from withdrawn_results(asset_key, ["balance", "estimation"])
+            return
         valid = store.read_table(study.name, "covariates", partition_key=batch)
         scores = store.read_table(study.name, "propensity_scores", partition_key=batch)
         effects, estimation = estimate_batch(study, valid, batch)

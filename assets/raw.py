@@ -8,7 +8,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.batch_validation import BatchFileError, raw_rows_table, read_batch_file, typed_view
-from assets.common import batch_asset_options, key, verdict_table
+from assets.common import batch_asset_options, key, verdict_table, withdraw, withdrawn_results
 from assimilate.diagnostics import Verdict
 from checks.quality import run_quality_suite
 from checks.results import ERROR, check_result, check_spec, naming_batch, verdict_rows
@@ -33,7 +33,11 @@ def build_raw_batch(study: StudyConfig, partitions: dg.PartitionsDefinition) -> 
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing: LandingResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         batch = context.partition_key
-        path = landing.file_for(study, batch)
+        path = landing.find_file(study, batch)
+        if path is None:
+            withdraw(warehouse.get(), study, batch, ["raw_files", "raw_rows", verdict_table("raw_batch")])
+            yield from withdrawn_results(asset_key, ["data_quality"])
+            return
         content = path.read_bytes()
         sha256 = hashlib.sha256(content).hexdigest()
         try:

@@ -216,3 +216,22 @@ def _unsafe(entry: Path, root: Path) -> str:
     if not resolved.is_file():
         return "not a regular file"
     return ""
+
+
+def withdrawn_files(
+    folder: str | Path, *, cadence: Cadence, cursor: Mapping[str, str], scan: LandingScan
+) -> list[tuple[str, str, str]]:
+    """Files of the cursor that are gone and whose partition now has no file: (name, key, sha256).
+
+    Such a batch was withdrawn: its partition must be re-run so that its data leave the warehouse
+    and the posterior takes a predict-only step for it.
+    """
+    present = {landed.partition_key for landed in (*scan.new_or_changed, *scan.unchanged)}
+    root = Path(folder)
+    result = []
+    for name, sha256 in sorted(cursor.items()):
+        key = partition_key_for_file(name, cadence)
+        if key is None or (root / name).exists() or key in present:
+            continue
+        result.append((name, key, sha256))
+    return result

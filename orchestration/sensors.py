@@ -5,7 +5,7 @@ import json
 import dagster as dg
 
 from orchestration.jobs import study_job_name
-from orchestration.landing import run_key, scan_landing
+from orchestration.landing import run_key, scan_landing, withdrawn_files
 from orchestration.partitions import study_partitions
 from orchestration.study_config import StudyConfig
 from resources.landing import LandingResource
@@ -40,6 +40,15 @@ def build_landing_sensor(study: StudyConfig) -> dg.SensorDefinition:
             )
             for landed in scan.new_or_changed
         ]
+        for name, key, sha256 in withdrawn_files(folder, cadence=study.cadence, cursor=cursor, scan=scan):
+            context.log.info(f"{study.name}: file {name!r} was removed: batch {key} is withdrawn")
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"{run_key(study.name, key, sha256)}:withdrawn",
+                    partition_key=key,
+                    tags={"assimilate/withdrawn": name},
+                )
+            )
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(scan.next_cursor, sort_keys=True))
 
     return landing_sensor

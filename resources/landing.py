@@ -27,9 +27,11 @@ class LandingResource(dg.ConfigurableResource):  # type: ignore[misc]
             raise LandingFileError(f"study {study.name}: landing folder escapes the landing root")
         return folder
 
-    def file_for(self, study: StudyConfig, partition_key: str) -> Path:
-        """The one file that maps to ``partition_key`` (an error naming the batch otherwise)."""
+    def find_file(self, study: StudyConfig, partition_key: str) -> Path | None:
+        """The one file that maps to ``partition_key``; None when none has landed (or it was removed)."""
         folder = self.study_folder(study)
+        if not folder.is_dir():
+            return None
         matches = sorted(
             path
             for path in folder.glob("*")
@@ -37,13 +39,18 @@ class LandingResource(dg.ConfigurableResource):  # type: ignore[misc]
             and partition_key_for_file(path.name, study.cadence) == partition_key
             and path.resolve().is_relative_to(folder)
         )
-        if not matches:
-            raise LandingFileError(
-                f"study {study.name}, batch {partition_key}: no file landed in {study.landing_folder}/"
-            )
         if len(matches) > 1:
             names = ", ".join(p.name for p in matches)
             raise LandingFileError(
                 f"study {study.name}, batch {partition_key}: several files map to it: {names}"
             )
-        return matches[0]
+        return matches[0] if matches else None
+
+    def file_for(self, study: StudyConfig, partition_key: str) -> Path:
+        """The one file that maps to ``partition_key`` (an error naming the batch otherwise)."""
+        path = self.find_file(study, partition_key)
+        if path is None:
+            raise LandingFileError(
+                f"study {study.name}, batch {partition_key}: no file landed in {study.landing_folder}/"
+            )
+        return path

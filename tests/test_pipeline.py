@@ -109,3 +109,56 @@ def test_a_batch_failing_an_error_check_never_moves_the_posterior_and_alerts_onc
         assert steps.at["2025-02-01", "posterior_mean"] != steps.at["2025-01-01", "posterior_mean"]
         assert [a["alert"]["kind"] for a in received] == ["onset", "recovery"]
     assert [a.kind for a in project.alerts()] == ["onset", "recovery"]
+
+
+def test_out_of_order_arrival_and_a_withdrawn_batch_equal_a_full_refilter(project: Project) -> None:
+    folder = project.landing("ab_checkout")
+    write_batch(folder, MONTHS[2], ab_batch(2))  # March arrives first
+    write_batch(folder, MONTHS[0], ab_batch(0))
+    project.tick()
+    write_batch(folder, MONTHS[1], ab_batch(1))  # February arrives late
+    project.tick()
+    steps = project.steps("ab_checkout")
+    primary = primary_estimates(project, "ab_checkout")
+    study = project.studies[0]
+    full = causal_kalman(
+        primary["estimate"].to_numpy(),
+        primary["std_error"].to_numpy(),
+        process_var=float(study.process_var),
+        prior_mean=study.prior.mean,
+        prior_var=study.prior.variance,
+    )
+    np.testing.assert_allclose(steps["posterior_mean"], full.posterior_mean, rtol=0, atol=1e-12)
+
+    (folder / f"{MONTHS[1]}.csv").unlink()  # February is withdrawn
+    runs = project.tick()
+    assert len(runs) == 1 and runs[0].success
+    steps = project.steps("ab_checkout").set_index("batch")
+    assert bool(steps.at["2025-02-01", "excluded"])
+    assert steps.at["2025-02-01", "exclusion_reason"] == "no batch landed for this period"
+    assert project.warehouse.read_table("ab_checkout", "batch_effects", partition_key="2025-02-01").empty
+    assert project.warehouse.read_table("ab_checkout", "raw_rows", partition_key="2025-02-01").empty
+    kept = primary_estimates(project, "ab_checkout")
+    expected = causal_kalman(
+        [kept["estimate"][0], np.nan, kept["estimate"][1]],
+        [kept["std_error"][0], 1.0, kept["std_error"][1]],
+        process_var=float(study.process_var),
+        prior_mean=study.prior.mean,
+        prior_var=study.prior.variance,
+    )
+    np.testing.assert_allclose(steps["posterior_mean"], expected.posterior_mean, rtol=0, atol=1e-12)
+
+
+def test_rerunning_a_partition_gives_identical_tables(project: Project) -> None:
+    folder = project.landing("ab_checkout")
+    for seed, month in enumerate(MONTHS[:2]):
+        write_batch(folder, month, ab_batch(seed))
+    project.tick()
+    tables = ["raw_rows", "covariates", "propensity_scores", "batch_effects", "posterior_steps"]
+    before = {t: project.warehouse.read_table("ab_checkout", t) for t in tables}
+    job = project.defs.resolve_job_def("ab_checkout_batch_job")
+    assert job.execute_in_process(partition_key="2025-01-01", instance=project.instance).success
+    for table in tables:
+        pd.testing.assert_frame_equal(
+            project.warehouse.read_table("ab_checkout", table), before[table], check_exact=True, obj=table
+        )

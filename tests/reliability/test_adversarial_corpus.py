@@ -15,9 +15,19 @@ from tests.pipeline_support import Project, write_batch
 from tests.reliability.corpus import CASES, Case, corpus_study, day, good_frame
 
 STUDY = "corpus"
-TABLES = ["raw_files", "raw_rows", "covariates", "quarantine", "propensity_coefficients", "propensity_scores",
-          "outcome_coefficients", "outcome_predictions", "batch_effects", "balance",
-          *[verdict_table(asset) for asset in VERDICT_TABLES]]
+TABLES = [
+    "raw_files",
+    "raw_rows",
+    "covariates",
+    "quarantine",
+    "propensity_coefficients",
+    "propensity_scores",
+    "outcome_coefficients",
+    "outcome_predictions",
+    "batch_effects",
+    "balance",
+    *[verdict_table(asset) for asset in VERDICT_TABLES],
+]
 
 
 @dataclass
@@ -34,7 +44,9 @@ class CorpusRun:
 
 def _partition_tables(project: Project, key: str) -> dict[str, pd.DataFrame]:
     store = project.warehouse
-    return {table: store.read_table(STUDY, table, partition_key=key).reset_index(drop=True) for table in TABLES}
+    return {
+        table: store.read_table(STUDY, table, partition_key=key).reset_index(drop=True) for table in TABLES
+    }
 
 
 def _sha(path: Path) -> str:
