@@ -1,7 +1,7 @@
 """Rauch-Tung-Striebel smoother for the random-walk effect: the belief about batch t given all batches.
 
 ``J_t = P_t / P_{t+1|t}``, ``m^s_t = m_t + J_t (m^s_{t+1} - m_{t+1|t})``,
-``P^s_t = P_t + J_t^2 (P^s_{t+1} - P_{t+1|t})``; for a random walk ``m_{t+1|t} = m_t``.
+``P^s_t = P_t + J_t^2 (P^s_{t+1} - P_{t+1|t}) = P_t q / P_{t+1|t} + J_t^2 P^s_{t+1}``; for a random walk ``m_{t+1|t} = m_t``.
 
 Example
 -------
@@ -50,5 +50,6 @@ def rts_smooth(
         p_next = p + process_var
         gain = p / p_next
         mean[t] = filtered_mean[t] + gain * (mean[t + 1] - filtered_mean[t])
-        var[t] = p + gain * gain * (var[t + 1] - p_next)
+        # P q / (P + q) + J^2 P^s: the textbook P + J^2 (P^s - P_next) cancels when P^s << P.
+        var[t] = p * process_var / p_next + gain * gain * var[t + 1]
     return mean, var
