@@ -1,0 +1,96 @@
+"""A run killed with SIGKILL mid-way leaves a consistent warehouse; re-running completes it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from orchestration.instance import PROJECT_ROOT, prepare_dagster_home
+from tests.pipeline_support import Project, ab_batch, example_study, write_batch
+
+MONTHS = ["2025-01", "2025-02", "2025-03"]
+RUN_ONE = """
+import sys
+from pathlib import Path
+import dagster as dg
+from orchestration.definitions import build_definitions
+from orchestration.runner import QUIET
+from tests.pipeline_support import example_study
+study = example_study("ab_checkout")
+defs = build_definitions(studies=[study], data_dir=Path(sys.argv[2]))
+instance = dg.DagsterInstance.from_config(sys.argv[1])
+job = defs.resolve_job_def("ab_checkout_batch_job")
+sys.exit(0 if job.execute_in_process(partition_key=sys.argv[3], instance=instance, run_config=QUIET).success else 1)
+"""
+
+
+def _start(home: Path, data: Path, key: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", RUN_ONE, str(home), str(data), key],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _fail_orphaned_runs(instance: dg.DagsterInstance) -> None:
+    """What the daemon's run monitoring does for a dead run worker: fail the run, free its pool slots."""
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+        instance.report_run_failed(run)
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    home = prepare_dagster_home(tmp_path / "home")
+    killed = Project(
+        data=tmp_path / "killed",
+        studies=[example_study("ab_checkout")],
+        instance=dg.DagsterInstance.from_config(str(home)),
+    )
+    reference = Project(
+        data=tmp_path / "reference",
+        studies=[example_study("ab_checkout")],
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    for project in (killed, reference):
+        for seed, month in enumerate(MONTHS):
+            write_batch(project.landing("ab_checkout"), month, ab_batch(seed))
+    assert all(r.success for r in reference.tick())
+
+    # Time a whole run in a fresh process, then kill runs at points spread across it.
+    start = time.monotonic()
+    assert _start(home, killed.data, "2025-01-01").wait(timeout=300) == 0
+    duration = time.monotonic() - start
+    kills = 0
+    for fraction in (0.55, 0.7, 0.8, 0.9, 0.97):
+        process = _start(home, killed.data, "2025-02-01")
+        time.sleep(duration * fraction)
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait(timeout=60)
+        _fail_orphaned_runs(killed.instance)
+        steps = killed.steps("ab_checkout")  # the warehouse opens and reads after every kill
+        assert steps["batch"].is_unique
+    assert kills >= 3
+    for key in ("2025-02-01", "2025-03-01"):
+        assert _start(home, killed.data, key).wait(timeout=300) == 0
+
+    columns = ["batch", "estimate", "std_error", "posterior_mean", "posterior_var"]
+    pd.testing.assert_frame_equal(
+        killed.steps("ab_checkout")[columns], reference.steps("ab_checkout")[columns], check_exact=True
+    )
+    effects = killed.warehouse.read_table("ab_checkout", "batch_effects")
+    assert len(effects) == len(MONTHS) * len(example_study("ab_checkout").estimators)
+    raw = killed.warehouse.read_table("ab_checkout", "raw_rows")
+    assert not raw.duplicated(["partition_key", "row_index"]).any()
