@@ -162,3 +162,29 @@ def test_rerunning_a_partition_gives_identical_tables(project: Project) -> None:
         pd.testing.assert_frame_equal(
             project.warehouse.read_table("ab_checkout", table), before[table], check_exact=True, obj=table
         )
+
+
+def test_an_alert_sink_that_is_down_never_fails_the_run_and_the_alert_is_retried(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with webhook_receiver() as (url, received):
+        closed = url.replace(url.split(":")[2].split("/")[0], str(_closed_port()))
+        monkeypatch.setenv("ASSIMILATE_WEBHOOK_URL", closed)
+        broken = ab_batch(5, n=1000).assign(treatment=lambda f: (np.arange(len(f)) % 10 < 3).astype(int))
+        write_batch(project.landing("ab_checkout"), MONTHS[0], broken)  # sample-ratio mismatch
+        assert all(r.success for r in project.tick())
+        assert [a.kind for a in project.alerts()] == ["onset"]
+        assert received == []
+        monkeypatch.setenv("ASSIMILATE_WEBHOOK_URL", url)  # the sink is back
+        write_batch(project.landing("ab_checkout"), MONTHS[1], ab_batch(6))
+        assert all(r.success for r in project.tick())
+        assert [body["alert"]["kind"] for body in received] == ["onset"]
+        assert received[0]["alert"]["partition_key"] == "2025-01-01"
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
