@@ -58,3 +58,28 @@ def test_importing_the_library_does_not_import_dagster() -> None:
     code = "import sys, assimilate; print('dagster' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_project_never_loads_code_executing_formats() -> None:
+    root = LIBRARY.parent
+    files = [
+        p
+        for folder in (
+            "assimilate",
+            "assets",
+            "checks",
+            "resources",
+            "orchestration",
+            "scripts",
+            "benchmarks",
+        )
+        for p in (root / folder).rglob("*.py")
+    ]
+    assert files
+    offenders = []
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        names = _imported_modules(path)
+        if names & {"pickle", "dill", "cloudpickle", "joblib", "shelve", "marshal"} or "yaml.load(" in text:
+            offenders.append(str(path.relative_to(root)))
+    assert offenders == []
