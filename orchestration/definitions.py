@@ -36,7 +36,7 @@ def build_definitions(
     return dg.Definitions(
         assets=assets,
         jobs=[build_study_job(study) for study in studies],
-        sensors=[*(build_landing_sensor(study) for study in studies), *build_alert_sensors()],
+        sensors=[*(build_landing_sensor(study) for study in studies), *build_alert_sensors(studies)],
         schedules=[build_schedule(study) for study in studies],
         resources={
             "warehouse": WarehouseResource(path=str(data_dir / "warehouse.duckdb")),

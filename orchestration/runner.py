@@ -47,7 +47,7 @@ def execute_request(
     )
     run = instance.get_run_by_id(result.run_id)
     if run is not None:
-        send_alerts_for_run(instance, run, defs.resources["alerts"])
+        send_alerts_for_run(instance, run, defs.resources["alerts"], {study.name: study.alerts})
     return result
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from assimilate import causal_kalman
 from assimilate.simulate import simulate_outreach_batch
+from orchestration.runner import QUIET
 from tests.pipeline_support import Project, ab_batch, example_study, webhook_receiver, write_batch
 
 MONTHS = ["2025-01", "2025-02", "2025-03", "2025-04"]
@@ -188,3 +189,27 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def test_the_alert_sensor_itself_alerts_on_a_finished_run(project: Project) -> None:
+    broken = ab_batch(7, n=1000).assign(treatment=lambda f: (np.arange(len(f)) % 10 < 3).astype(int))
+    write_batch(project.landing("ab_checkout"), MONTHS[0], broken)
+    defs = project.defs
+    job = defs.resolve_job_def("ab_checkout_batch_job")
+    result = job.execute_in_process(partition_key="2025-01-01", instance=project.instance, run_config=QUIET)
+    run = project.instance.get_run_by_id(result.run_id)
+    success = project.instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS)[
+        0
+    ].dagster_event
+    sensor = defs.resolve_sensor_def("assumption_alerts_on_success")
+    context = dg.build_run_status_sensor_context(
+        sensor_name=sensor.name,
+        dagster_event=success,
+        dagster_instance=project.instance,
+        dagster_run=run,
+        resources=defs.resources,
+    )
+    sensor(context)
+    alerts = project.alerts()
+    assert [a.kind for a in alerts] == ["onset"]
+    assert "check_covariate_table_sample_ratio_mismatch" in alerts[0].check_name
