@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -15,6 +17,7 @@ import assimilate
 from assimilate.diagnostics import Verdict
 from checks.results import ERROR, check_result
 from orchestration.study_config import StudyConfig
+from resources.reports import ReportsResource
 from resources.warehouse import Warehouse
 
 VERDICT_TABLES = ("raw_batch", "covariate_table", "propensity_model", "batch_effect")
@@ -59,6 +62,16 @@ def withdrawn_results(
     for prop in properties:
         verdict = Verdict.undefined(prop, threshold=None, rule="applies to a landed batch", reason=WITHDRAWN)
         yield check_result(asset_key, prop, verdict, severity=ERROR)
+
+
+def plot_metadata(reports: ReportsResource, study: StudyConfig, name: str, png: bytes) -> dict[str, Any]:
+    """Write a plot under the study's reports and return metadata that shows it in the UI."""
+    path = reports.write_bytes(study.name, name, png)
+    label = Path(name).stem
+    return {
+        label: dg.MetadataValue.md(f"![{label}](data:image/png;base64,{base64.b64encode(png).decode()})"),
+        f"{label}_path": dg.MetadataValue.path(str(path)),
+    }
 
 
 def verdict_table(asset: str) -> str:

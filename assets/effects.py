@@ -13,6 +13,7 @@ from assets.common import (
     frame_to_records_md,
     is_withdrawn,
     key,
+    plot_metadata,
     verdict_table,
     withdraw,
     withdrawn_results,
@@ -20,8 +21,10 @@ from assets.common import (
 from assets.models import usable_rows
 from assimilate.diagnostics import Verdict, weighted_balance
 from assimilate.estimators import EffectEstimate, estimate_effect
+from assimilate.report import figure_to_png, love_plot
 from checks.results import ERROR, check_result, check_spec, naming_batch, verdict_rows
 from orchestration.study_config import StudyConfig
+from resources.reports import ReportsResource
 from resources.warehouse import WarehouseResource
 
 EFFECT_COLUMNS = [
@@ -146,7 +149,7 @@ def build_batch_effect(
         description=f"{study.name}: naive, regression, IPW and AIPW estimates; {study.primary_estimator} feeds the filter.",
     )
     def batch_effect(
-        context: dg.AssetExecutionContext, warehouse: WarehouseResource
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, reports: ReportsResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         batch = context.partition_key
         store = warehouse.get()
@@ -172,8 +175,15 @@ def build_batch_effect(
             },
         )
         primary = effects[effects["is_primary"]].iloc[0]
+        plots: dict[str, object] = {}
+        if not balance_table.empty:
+            figure = love_plot(
+                balance_table, threshold=study.thresholds.max_abs_smd, title=f"{study.name} {batch}"
+            )
+            plots = plot_metadata(reports, study, f"{batch}/love_plot.png", figure_to_png(figure))
         yield dg.MaterializeResult(
             metadata={
+                **plots,
                 "primary_estimator": study.primary_estimator,
                 "estimate": float(primary["estimate"]) if estimation.passed else "n/a",
                 "std_error": float(primary["std_error"]) if estimation.passed else "n/a",

@@ -6,11 +6,13 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets.common import batch_asset_options, key, verdict_table
+from assets.common import batch_asset_options, key, plot_metadata, verdict_table
 from assimilate.diagnostics import Verdict, overlap_report
 from assimilate.estimators import DesignMatrix, encode_covariates, fit_outcome_model, fit_propensity
+from assimilate.report import figure_to_png, overlap_plot
 from checks.results import ERROR, check_result, check_spec, naming_batch, verdict_rows
 from orchestration.study_config import StudyConfig
+from resources.reports import ReportsResource
 from resources.warehouse import WarehouseResource
 
 
@@ -116,7 +118,7 @@ def build_propensity_model(
         description=f"{study.name}: logistic propensity model (coefficients) and per-row propensity scores.",
     )
     def propensity_model(
-        context: dg.AssetExecutionContext, warehouse: WarehouseResource
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, reports: ReportsResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         batch = context.partition_key
         store = warehouse.get()
@@ -134,6 +136,15 @@ def build_propensity_model(
                 ),
             },
         )
+        if not scores.empty:
+            figure = overlap_plot(
+                scores["propensity"],
+                scores["treatment"],
+                bounds=tuple(study.propensity.bounds),
+                eps=study.thresholds.overlap_eps,
+                title=f"{study.name} {batch}: propensity overlap",
+            )
+            metadata |= plot_metadata(reports, study, f"{batch}/overlap.png", figure_to_png(figure))
         yield dg.MaterializeResult(metadata={"rows": len(scores), "terms": len(coefficients), **metadata})
         yield check_result(asset_key, "overlap", verdict, severity=ERROR)
 

@@ -1,10 +1,8 @@
 """posterior_report: trajectory (filtered and smoothed), latest numbers and a fan chart, as files."""
 
-import base64
-
 import dagster as dg
 
-from assets.common import code_version, frame_to_records_md, key
+from assets.common import code_version, frame_to_records_md, key, plot_metadata
 from assets.posterior import filter_settings
 from assimilate.incremental import full_filter
 from assimilate.report import fan_chart, figure_to_png
@@ -31,7 +29,6 @@ def build_posterior_report(study: StudyConfig, upstream: dg.AssetKey) -> dg.Asse
         png = figure_to_png(fan_chart(result, title=f"{study.name}: assimilated effect"))
         paths = {
             "trajectory": reports.write_text(study.name, "trajectory.csv", trajectory.to_csv(index=False)),
-            "fan_chart": reports.write_bytes(study.name, "fan_chart.png", png),
             "summary": reports.write_text(study.name, "summary.txt", result.summary() + "\n"),
         }
         shown = trajectory[["batch", "estimate", "std_error", "excluded", "posterior_mean", "posterior_sd"]]
@@ -39,9 +36,7 @@ def build_posterior_report(study: StudyConfig, upstream: dg.AssetKey) -> dg.Asse
             metadata={
                 "summary": dg.MetadataValue.md(f"```\n{result.summary()}\n```"),
                 "trajectory": frame_to_records_md(shown),
-                "fan_chart": dg.MetadataValue.md(
-                    f"![fan chart](data:image/png;base64,{base64.b64encode(png).decode()})"
-                ),
+                **plot_metadata(reports, study, "fan_chart.png", png),
                 **{f"{name}_path": dg.MetadataValue.path(str(path)) for name, path in paths.items()},
             }
         )

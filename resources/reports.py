@@ -20,6 +20,7 @@ class ReportsResource(dg.ConfigurableResource):  # type: ignore[misc]
     def write_bytes(self, study_name: str, name: str, content: bytes) -> Path:
         """Write atomically (temp file, then rename) so a reader never sees half a file."""
         path = self.folder(study_name) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(path.suffix + ".tmp")
         temporary.write_bytes(content)
         temporary.replace(path)

@@ -127,3 +127,29 @@ def test_changed_settings_recompute_everything_and_report_equals_the_stored_path
     np.testing.assert_allclose(
         report.posterior_mean, start.steps["posterior_mean"].to_numpy(dtype=float), atol=1e-15
     )
+
+
+def test_plots_render_to_png() -> None:
+    from assimilate.diagnostics import weighted_balance
+    from assimilate.report import fan_chart, figure_to_png, love_plot, overlap_plot
+
+    rng = np.random.default_rng(70)
+    x = rng.standard_normal((500, 2))
+    e = 1 / (1 + np.exp(-x[:, 0]))
+    d = rng.binomial(1, e)
+    balance = weighted_balance(x, d, propensity=e, names=["a", "b"]).to_frame()
+    result = causal_kalman(
+        [0.5, np.nan, 0.6],
+        [0.1, 0.1, 0.1],
+        prior_mean=0.0,
+        prior_var=1.0,
+        process_var=0.01,
+        excluded=[False, False, True],
+    )
+    for figure in (
+        love_plot(balance),
+        overlap_plot(e, d, bounds=(0.01, 0.99), eps=0.05),
+        fan_chart(result, true_effects=[0.5, 0.55, 0.6]),
+    ):
+        png = figure_to_png(figure)
+        assert png[:4] == b"\x89PNG" and len(png) > 5_000

@@ -213,3 +213,20 @@ def test_the_alert_sensor_itself_alerts_on_a_finished_run(project: Project) -> N
     alerts = project.alerts()
     assert [a.kind for a in alerts] == ["onset"]
     assert "check_covariate_table_sample_ratio_mismatch" in alerts[0].check_name
+
+
+def test_plots_are_written_and_attached_to_the_materializations(project: Project) -> None:
+    write_batch(project.landing("ab_checkout"), MONTHS[0], ab_batch(0))
+    project.tick()
+    reports = project.data / "reports" / "ab_checkout"
+    for name in ("2025-01-01/love_plot.png", "2025-01-01/overlap.png", "fan_chart.png"):
+        assert (reports / name).read_bytes()[:4] == b"\x89PNG"
+        assert (reports / name).stat().st_size > 5_000
+    for asset, label in (
+        ("batch_effect", "love_plot"),
+        ("propensity_model", "overlap"),
+        ("posterior_report", "fan_chart"),
+    ):
+        event = project.instance.get_latest_materialization_event(dg.AssetKey(["ab_checkout", asset]))
+        assert event is not None and event.asset_materialization is not None
+        assert "data:image/png;base64," in event.asset_materialization.metadata[label].value

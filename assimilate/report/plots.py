@@ -1,4 +1,4 @@
-r"""Plots of an assimilated effect: the fan chart of the posterior over batches.
+r"""Plots: the fan chart of the posterior, the love plot of balance, propensity overlap.
 
 Returns matplotlib figures (the caller decides where they go); ``figure_to_png`` gives the bytes.
 
@@ -21,7 +21,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
+from numpy.typing import ArrayLike
 from scipy import stats
 
 from assimilate.result import AssimilationResult
@@ -105,6 +107,97 @@ def fan_chart(
     ax.set_ylabel("effect")
     ax.set_title(title)
     ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def love_plot(
+    balance: pd.DataFrame, *, threshold: float = 0.1, title: str = "Covariate balance (|SMD|)"
+) -> Figure:
+    """|SMD| per covariate before and after weighting, with the threshold line.
+
+    Parameters
+    ----------
+    balance : DataFrame
+        Columns ``covariate``, ``smd_before``, ``smd_after`` (``BalanceComparison.to_frame()``).
+    threshold : float
+        The balance threshold drawn as a vertical line.
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    table = balance.assign(before=balance["smd_before"].abs(), after=balance["smd_after"].abs())
+    table = table.sort_values("before")
+    y = np.arange(len(table))
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(table) + 1.5), dpi=100)
+    ax.scatter(
+        table["before"], y, marker="o", facecolors="none", edgecolors="tab:red", label="before weighting"
+    )
+    ax.scatter(table["after"], y, marker="o", color="tab:blue", label="after weighting")
+    for row, (low, high) in enumerate(zip(table["after"], table["before"], strict=True)):
+        ax.plot([low, high], [row, row], color="grey", lw=0.6)
+    ax.axvline(threshold, color="black", ls="--", lw=1, label=f"threshold {threshold:g}")
+    ax.set_yticks(y, list(table["covariate"]), fontsize=8)
+    ax.set_xlabel("|standardized mean difference|")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def overlap_plot(
+    propensity: ArrayLike,
+    treatment: ArrayLike,
+    *,
+    bounds: tuple[float, float] | None = None,
+    eps: float | None = None,
+    title: str = "Propensity overlap",
+) -> Figure:
+    """Distributions of the propensity score by arm, with the trimming bounds and the eps band.
+
+    Parameters
+    ----------
+    propensity : array_like
+        Estimated P(d = 1 | x) per unit.
+    treatment : array_like
+        0/1 treatment.
+    bounds : (float, float), optional
+        Clipping or trimming bounds of the estimator (drawn as solid lines).
+    eps : float, optional
+        The overlap check's eps (the band outside ``[eps, 1 - eps]`` is shaded).
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    e = np.asarray(propensity, dtype=np.float64)
+    d = np.asarray(treatment, dtype=np.float64) == 1
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    edges = np.linspace(0.0, 1.0, 41).tolist()
+    ax.hist(e[d], bins=edges, alpha=0.55, color="tab:blue", label=f"treated (n={int(d.sum())})", density=True)
+    ax.hist(
+        e[~d],
+        bins=edges,
+        alpha=0.55,
+        color="tab:orange",
+        label=f"control (n={int((~d).sum())})",
+        density=True,
+    )
+    if eps is not None:
+        ax.axvspan(0.0, eps, color="grey", alpha=0.2, label=f"outside [{eps:g}, {1 - eps:g}]")
+        ax.axvspan(1.0 - eps, 1.0, color="grey", alpha=0.2)
+    if bounds is not None:
+        for bound in bounds:
+            ax.axvline(bound, color="black", lw=1)
+    ax.set_xlabel("propensity score")
+    ax.set_ylabel("density")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
