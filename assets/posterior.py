@@ -1,11 +1,13 @@
 """effect_posterior: the filter folded over every period's observation, resumed where inputs changed."""
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
+from assets.audit import AUDIT_TABLE, audit_record
 from assets.common import VERDICT_TABLES, WRITE_POOL, code_version, key, verdict_table
 from assets.posterior_inputs import observations
 from assimilate.diagnostics import innovation_diagnostics
@@ -16,18 +18,24 @@ from orchestration.study_config import StudyConfig
 from resources.warehouse import Warehouse, WarehouseResource
 
 
-def load_observations(store: Warehouse, study: StudyConfig) -> pd.DataFrame:
+@dataclass(frozen=True)
+class PosteriorInputs:
+    """What the posterior is computed from: stored files, every verdict, and the observations."""
+
+    files: pd.DataFrame
+    verdicts: pd.DataFrame
+    observed: pd.DataFrame
+
+
+def load_inputs(store: Warehouse, study: StudyConfig) -> PosteriorInputs:
     """Every period's observation, from the stored files, primary estimates and verdicts."""
     verdicts = pd.concat(
         [store.read_table(study.name, verdict_table(asset)) for asset in VERDICT_TABLES], ignore_index=True
     )
+    files = store.read_table(study.name, "raw_files")
     keys = study_partitions(study).get_partition_keys()
-    return observations(
-        keys,
-        store.read_table(study.name, "raw_files"),
-        store.read_table(study.name, "batch_effects"),
-        verdicts,
-    )
+    observed = observations(keys, files, store.read_table(study.name, "batch_effects"), verdicts)
+    return PosteriorInputs(files, verdicts, observed)
 
 
 def filter_settings(study: StudyConfig) -> FilterSettings:
@@ -69,11 +77,27 @@ def build_effect_posterior(study: StudyConfig, upstream: dg.AssetKey) -> dg.Asse
         context: dg.AssetExecutionContext, warehouse: WarehouseResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         store = warehouse.get()
-        observed = load_observations(store, study)
+        inputs = load_inputs(store, study)
+        observed = inputs.observed
         previous = store.read_table(study.name, "posterior_steps")
         update = refilter_from_first_change(observed, previous, filter_settings(study))
-        store.replace_table(study.name, "posterior_steps", update.steps)
         result = update.result
+        audit = audit_record(
+            study,
+            run_id=context.run.run_id,
+            files=inputs.files,
+            verdicts=inputs.verdicts,
+            observed=observed,
+            result=result,
+            recomputed_from=update.first_recomputed_label,
+        )
+        # The steps and their audit row are written together: no update without its record.
+        store.write(
+            study.name,
+            whole_tables={"posterior_steps": update.steps},
+            partition_key=context.run.run_id,
+            partition_tables={AUDIT_TABLE: audit},
+        )
         metadata: dict[str, object] = {
             "batches": len(observed),
             "recomputed_from": update.first_recomputed_label,

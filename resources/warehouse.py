@@ -164,37 +164,34 @@ class Warehouse:
         column is added to an existing table; a column whose stored values are all NULL takes the
         new type; integer and float columns widen to DOUBLE; any other type change is an error.
         """
-        if not isinstance(partition_key, str) or not partition_key:
-            raise ValueError(f"partition_key must be a non-empty string, got {partition_key!r}")
-        quote_identifier(schema, what="schema")
-        frames = {table: _checked_frame(schema, table, frame) for table, frame in tables.items()}
-        with self._transaction() as connection:
-            _sql(connection, f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(schema, what='schema')}")
-            for table, frame in frames.items():
-                target = _qualified(connection, schema, table)
-                incoming = _register(connection, frame)
-                stored = _table_columns(connection, schema, table)
-                if stored is None:
-                    _create(connection, target, {PARTITION_COLUMN: "VARCHAR", **incoming})
-                else:
-                    _require_partitioned(schema, table, stored)
-                    _sql(connection, f"DELETE FROM {target} WHERE {PARTITION_COLUMN} = ?", [partition_key])
-                    _evolve(connection, schema, table, target, incoming)
-                if len(frame.columns):
-                    _insert(connection, target, list(frame.columns), partition_key)
-                    connection.unregister(_INCOMING)
+        self.write(schema, partition_key=partition_key, partition_tables=tables)
 
     def replace_table(self, schema: str, table: str, frame: pd.DataFrame) -> None:
         """Replace a whole (unpartitioned) table by ``frame`` in one transaction."""
-        checked = _checked_frame(schema, table, frame)
+        self.write(schema, whole_tables={table: frame})
+
+    def write(
+        self,
+        schema: str,
+        *,
+        whole_tables: Mapping[str, pd.DataFrame] | None = None,
+        partition_key: str | None = None,
+        partition_tables: Mapping[str, pd.DataFrame] | None = None,
+    ) -> None:
+        """Replace whole tables and one partition of other tables together, in one transaction."""
+        if partition_tables and (not isinstance(partition_key, str) or not partition_key):
+            raise ValueError(f"partition_key must be a non-empty string, got {partition_key!r}")
+        quote_identifier(schema, what="schema")
+        whole = {table: _checked_frame(schema, table, frame) for table, frame in (whole_tables or {}).items()}
+        parts = {
+            table: _checked_frame(schema, table, frame) for table, frame in (partition_tables or {}).items()
+        }
         with self._transaction() as connection:
             _sql(connection, f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(schema, what='schema')}")
-            target = _qualified(connection, schema, table)
-            _sql(connection, f"DROP TABLE IF EXISTS {target}")
-            if len(checked.columns):  # a frame without columns leaves no table (reads back the same)
-                _create(connection, target, _register(connection, checked))
-                _insert(connection, target, list(checked.columns), None)
-                connection.unregister(_INCOMING)
+            for table, frame in whole.items():
+                _replace_whole(connection, schema, table, frame)
+            for table, frame in parts.items():
+                _replace_one_partition(connection, schema, table, str(partition_key), frame)
 
     def delete_partition(self, schema: str, table: str, partition_key: str) -> int:
         """Delete one partition's rows; returns how many were deleted (0 if the table is missing)."""
@@ -257,6 +254,34 @@ class Warehouse:
             raise WarehouseError(f"warehouse {self.path} does not exist yet: nothing has been written")
         with self.connect(read_only=True) as connection:
             return connection.execute(sql, params).df()
+
+
+def _replace_whole(
+    connection: duckdb.DuckDBPyConnection, schema: str, table: str, frame: pd.DataFrame
+) -> None:
+    target = _qualified(connection, schema, table)
+    _sql(connection, f"DROP TABLE IF EXISTS {target}")
+    if len(frame.columns):  # a frame without columns leaves no table (reads back the same)
+        _create(connection, target, _register(connection, frame))
+        _insert(connection, target, list(frame.columns), None)
+        connection.unregister(_INCOMING)
+
+
+def _replace_one_partition(
+    connection: duckdb.DuckDBPyConnection, schema: str, table: str, partition_key: str, frame: pd.DataFrame
+) -> None:
+    target = _qualified(connection, schema, table)
+    incoming = _register(connection, frame)
+    stored = _table_columns(connection, schema, table)
+    if stored is None:
+        _create(connection, target, {PARTITION_COLUMN: "VARCHAR", **incoming})
+    else:
+        _require_partitioned(schema, table, stored)
+        _sql(connection, f"DELETE FROM {target} WHERE {PARTITION_COLUMN} = ?", [partition_key])
+        _evolve(connection, schema, table, target, incoming)
+    if len(frame.columns):
+        _insert(connection, target, list(frame.columns), partition_key)
+        connection.unregister(_INCOMING)
 
 
 def _sql(connection: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | None = None) -> list[Any]:
