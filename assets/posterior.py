@@ -76,28 +76,28 @@ def build_effect_posterior(study: StudyConfig, upstream: dg.AssetKey) -> dg.Asse
     def effect_posterior(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        store = warehouse.get()
-        inputs = load_inputs(store, study)
-        observed = inputs.observed
-        previous = store.read_table(study.name, "posterior_steps")
-        update = refilter_from_first_change(observed, previous, filter_settings(study))
-        result = update.result
-        audit = audit_record(
-            study,
-            run_id=context.run.run_id,
-            files=inputs.files,
-            verdicts=inputs.verdicts,
-            observed=observed,
-            result=result,
-            recomputed_from=update.first_recomputed_label,
-        )
-        # The steps and their audit row are written together: no update without its record.
-        store.write(
-            study.name,
-            whole_tables={"posterior_steps": update.steps},
-            partition_key=context.run.run_id,
-            partition_tables={AUDIT_TABLE: audit},
-        )
+        # Read, filter and write under one lock: two concurrent updates of a study cannot leave
+        # the stale one last (each sees every batch written before it).
+        with warehouse.get().exclusive() as store:
+            inputs = load_inputs(store, study)
+            previous = store.read_table(study.name, "posterior_steps")
+            update = refilter_from_first_change(inputs.observed, previous, filter_settings(study))
+            audit = audit_record(
+                study,
+                run_id=context.run.run_id,
+                files=inputs.files,
+                verdicts=inputs.verdicts,
+                observed=inputs.observed,
+                result=update.result,
+                recomputed_from=update.first_recomputed_label,
+            )
+            store.write(
+                study.name,
+                whole_tables={"posterior_steps": update.steps},
+                partition_key=context.run.run_id,
+                partition_tables={AUDIT_TABLE: audit},
+            )
+        observed, result = inputs.observed, update.result
         metadata: dict[str, object] = {
             "batches": len(observed),
             "recomputed_from": update.first_recomputed_label,

@@ -103,6 +103,7 @@ class Warehouse:
         self.initial_backoff_s = float(initial_backoff_s)
         self.max_backoff_s = float(max_backoff_s)
         self._jitter = random.Random()
+        self._held: duckdb.DuckDBPyConnection | None = None
 
     def __repr__(self) -> str:
         return f"Warehouse({str(self.path)!r})"
@@ -112,8 +113,12 @@ class Warehouse:
         """A short connection; waits (with backoff) while another process holds the file lock.
 
         Do not nest: DuckDB refuses a read-only and a read-write connection to one file in one
-        process at the same time, and a held connection blocks every other process.
+        process at the same time, and a held connection blocks every other process. Inside
+        ``exclusive()`` every call uses the one held connection.
         """
+        if self._held is not None:
+            yield self._held
+            return
         deadline = time.monotonic() + self.lock_timeout_s
         delay, attempts = self.initial_backoff_s, 0
         while True:
@@ -139,7 +144,33 @@ class Warehouse:
             connection.close()
 
     @contextmanager
+    def exclusive(self) -> Iterator[Warehouse]:
+        """A read-modify-write under the file's write lock: one transaction, no writer in between.
+
+        Every read and write made through the yielded warehouse happens in that transaction, so
+        two processes that read, compute and write the same table cannot overwrite each other's
+        update with a stale one. Keep the work inside short: it blocks every other connection.
+        """
+        if self._held is not None:
+            raise WarehouseError(f"{self!r}: exclusive() does not nest")
+        with self._transaction() as connection:
+            held = Warehouse(
+                self.path,
+                lock_timeout_s=self.lock_timeout_s,
+                initial_backoff_s=self.initial_backoff_s,
+                max_backoff_s=self.max_backoff_s,
+            )
+            held._held = connection
+            try:
+                yield held
+            finally:
+                held._held = None
+
+    @contextmanager
     def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if self._held is not None:  # already inside exclusive(): its transaction covers this
+            yield self._held
+            return
         with self.connect() as connection:
             connection.begin()
             try:

@@ -57,10 +57,8 @@ def test_a_concurrent_backfill_of_12_partitions_equals_a_sequential_run(tmp_path
     )
     _land(sequential)
     assert all(r.success for r in sequential.tick())
-    # Concurrent posterior runs each saw some prefix of the batches; one more update settles it,
-    # as the next landed batch or the automation would.
-    assert _run_partition(str(home), str(concurrent.data), keys[-1])
-
+    # No settling run: each posterior update reads, filters and writes under one lock, and the
+    # last one to run follows every batch's estimate.
     columns = ["batch", "estimate", "std_error", "posterior_mean", "posterior_var"]
     got = concurrent.steps("ab_checkout")[columns]
     expected = sequential.steps("ab_checkout")[columns]

@@ -335,6 +335,48 @@ def test_concurrent_writers_never_lose_rows(store: Warehouse) -> None:
             pd.testing.assert_frame_equal(part, batch(worker * 100 + index, n=20))
 
 
+def _increment(path: str, times: int) -> None:
+    store = Warehouse(path, lock_timeout_s=60, initial_backoff_s=0.01, max_backoff_s=0.1)
+    for _ in range(times):
+        with store.exclusive() as locked:
+            count = float(locked.read_table("s", "counter")["n"].iloc[0])
+            time.sleep(0.005)  # widen the window in which an unlocked read-modify-write would race
+            locked.replace_table("s", "counter", pd.DataFrame({"n": [count + 1]}))
+
+
+def test_exclusive_read_modify_write_loses_no_update_across_processes(store: Warehouse) -> None:
+    store.replace_table("s", "counter", pd.DataFrame({"n": [0.0]}))
+    workers = [SPAWN.Process(target=_increment, args=(str(store.path), 15)) for _ in range(3)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(120)
+    assert [p.exitcode for p in workers] == [0, 0, 0]
+    assert store.read_table("s", "counter")["n"].tolist() == [45.0]
+
+
+def test_exclusive_rolls_back_every_write_on_error_and_does_not_nest(store: Warehouse) -> None:
+    store.replace_table("s", "counter", pd.DataFrame({"n": [1.0]}))
+
+    def failing_update() -> None:
+        with store.exclusive() as locked:
+            locked.replace_table("s", "counter", pd.DataFrame({"n": [2.0]}))
+            locked.replace_partition("s", "rows", "k", pd.DataFrame({"v": [1.0]}))
+            assert locked.read_table("s", "counter")["n"].tolist() == [2.0]  # its own write is visible
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        failing_update()
+    assert store.read_table("s", "counter")["n"].tolist() == [1.0]
+    assert not store.table_exists("s", "rows")
+    with (
+        store.exclusive() as locked,
+        pytest.raises(WarehouseError, match="does not nest"),
+        locked.exclusive(),
+    ):
+        pass
+
+
 def test_lock_errors_of_other_kinds_are_not_retried(tmp_path: Path) -> None:
     (tmp_path / "not_a_db.duckdb").write_text("this is not a DuckDB file")
     store = Warehouse(tmp_path / "not_a_db.duckdb", lock_timeout_s=30)
