@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SYSTEM_PACKAGES=(graphviz chromium)
+# postgresql: server binaries for tests/test_postgres_instance.py, which starts its own server.
+SYSTEM_PACKAGES=(graphviz chromium postgresql)
 missing=()
 for package in "${SYSTEM_PACKAGES[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
