@@ -1,5 +1,27 @@
 """Plots and reports of an assimilated effect and its assumption checks."""
 
+from assimilate.report.checklist import (
+    ChecklistRow,
+    EstimatorAgreement,
+    diagnostic_checklist,
+    estimator_agreement,
+)
+from assimilate.report.memo import decision_memo_html, decision_memo_markdown
+from assimilate.report.memo_inputs import DesignSummary, MemoInputs, verdicts_from_frame
 from assimilate.report.plots import fan_chart, figure_to_png, love_plot, overlap_plot
 
-__all__ = ["fan_chart", "figure_to_png", "love_plot", "overlap_plot"]
+__all__ = [
+    "ChecklistRow",
+    "DesignSummary",
+    "EstimatorAgreement",
+    "MemoInputs",
+    "decision_memo_html",
+    "decision_memo_markdown",
+    "diagnostic_checklist",
+    "estimator_agreement",
+    "fan_chart",
+    "figure_to_png",
+    "love_plot",
+    "overlap_plot",
+    "verdicts_from_frame",
+]

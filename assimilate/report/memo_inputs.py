@@ -1,0 +1,278 @@
+"""What a decision memo is written from: frozen inputs the pipeline fills from its warehouse.
+
+``MemoInputs`` holds the study's estimand card, its design, the assimilated posterior, the latest
+batch's estimates and every batch's check verdicts (a mapping ``batch label -> verdicts``;
+:func:`verdicts_from_frame` builds it from a tidy verdict table). From them it derives what the
+memo must lead with: which batches were excluded and why, which checks failed, and the status.
+
+Example
+-------
+>>> from assimilate import causal_kalman
+>>> res = causal_kalman([0.5, 0.6], [0.1, 0.1], labels=["m1", "m2"], excluded=[False, True],
+...                     exclusion_reasons=["", "failed balance"], prior_mean=0.0, prior_var=1.0)
+>>> inputs = MemoInputs(study="demo", result=res, design=DesignSummary(kind="randomized"),
+...                     latest_estimates=(), primary_estimator="difference_in_means")
+>>> inputs.status, inputs.excluded_batches()
+('provisional', {'m2': ('failed balance',)})
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from assimilate._validation import check_choice
+from assimilate.design.card import EstimandCard
+from assimilate.diagnostics.innovations import InnovationReport, innovation_diagnostics
+from assimilate.diagnostics.verdict import Status, Verdict
+from assimilate.estimators.result import EffectEstimate
+from assimilate.result import AssimilationResult
+
+Direction = Literal["increase", "decrease"]
+DesignKind = Literal["randomized", "observational"]
+MemoStatus = Literal["pass", "provisional", "no evidence"]
+SHORTLIST_COLUMNS = ("method", "valid", "reason")
+_STATUSES: tuple[Status, ...] = ("pass", "fail", "undefined")
+NAIVE_METHODS = frozenset({"difference_in_means", "naive"})
+"""Estimator names that do not adjust for covariates."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DesignSummary:
+    """How treatment was assigned and what the estimate adjusts for.
+
+    Parameters
+    ----------
+    kind : {"randomized", "observational"}
+        Randomized with a designed split, or observational (treatment not assigned by the study).
+    treated_share : float, optional
+        The designed share of treated units (randomized designs).
+    adjustment_set : sequence of str
+        Covariates the estimators adjust for (pre-treatment by the study's causal graph).
+    method_shortlist : DataFrame, optional
+        Columns ``method``, ``valid``, ``reason``: which estimators suit this design and why.
+    """
+
+    kind: DesignKind
+    treated_share: float | None = None
+    adjustment_set: Sequence[str] = ()
+    method_shortlist: pd.DataFrame | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        check_choice("kind", self.kind, ("randomized", "observational"))
+        if self.treated_share is not None and not 0.0 < float(self.treated_share) < 1.0:
+            raise ValueError(f"treated_share must lie strictly between 0 and 1, got {self.treated_share!r}")
+        object.__setattr__(self, "adjustment_set", tuple(str(name) for name in self.adjustment_set))
+        shortlist = self.method_shortlist
+        if shortlist is not None:
+            missing = [c for c in SHORTLIST_COLUMNS if c not in shortlist.columns]
+            if missing:
+                raise ValueError(
+                    f"method_shortlist lacks column(s) {missing}; it needs {list(SHORTLIST_COLUMNS)}"
+                )
+            object.__setattr__(self, "method_shortlist", shortlist.loc[:, list(SHORTLIST_COLUMNS)].copy())
+
+
+@dataclass(frozen=True, kw_only=True)
+class MemoInputs:
+    """Everything a decision memo states, each piece as the library or the warehouse holds it.
+
+    Parameters
+    ----------
+    study : str
+        The study's name.
+    result : AssimilationResult
+        The posterior after every batch (trajectory, final mean/sd/interval, excluded flags).
+    design : DesignSummary
+        Design kind, adjustment set and method shortlist.
+    latest_estimates : sequence of EffectEstimate
+        The latest batch's estimates, one per estimator (may be empty: no estimate).
+    primary_estimator : str
+        The ``method`` of the estimate the filter uses.
+    verdicts : mapping of str to sequence of Verdict
+        Every check's verdict, per batch label (see :func:`verdicts_from_frame`).
+    card : EstimandCard, optional
+        The study's estimand card; without it the memo says the estimand was not stated.
+    exclusions : mapping of str to sequence of str
+        Failed check names per excluded batch; batches the result excluded that are missing here
+        are named with the result's exclusion reason.
+    innovation : InnovationReport, optional
+        Innovation and drift checks of the posterior (computed with default thresholds if absent).
+    true_effect : float, optional
+        The true effect at the latest batch, when known (simulations).
+    desired_direction : {"increase", "decrease"}, optional
+        Which change of the outcome is wanted; None leaves the judgement to the reader.
+    latest_batch : str, optional
+        Label of the batch ``latest_estimates`` come from (default: the result's last label).
+    """
+
+    study: str
+    result: AssimilationResult
+    design: DesignSummary
+    latest_estimates: Sequence[EffectEstimate]
+    primary_estimator: str
+    verdicts: Mapping[str, Sequence[Verdict]] = field(default_factory=dict)
+    card: EstimandCard | None = None
+    exclusions: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    innovation: InnovationReport | None = None
+    true_effect: float | None = None
+    desired_direction: Direction | None = None
+    latest_batch: str | None = None
+
+    def __post_init__(self) -> None:
+        labels = self.result.labels
+        if not labels:
+            raise ValueError("result has no batch: a memo needs at least one")
+        if self.desired_direction is not None:
+            check_choice("desired_direction", self.desired_direction, ("increase", "decrease"))
+        if self.true_effect is not None and not math.isfinite(self.true_effect):
+            raise ValueError(f"true_effect must be finite, got {self.true_effect!r}")
+        estimates = tuple(self.latest_estimates)
+        methods = [e.method for e in estimates]
+        if estimates and self.primary_estimator not in methods:
+            raise ValueError(f"primary_estimator {self.primary_estimator!r} is not among {methods}")
+        latest = labels[-1] if self.latest_batch is None else self.latest_batch
+        if latest not in labels:
+            raise ValueError(f"latest_batch {latest!r} is not a batch of the result")
+        excluded_labels = {label for label, flag in zip(labels, self.result.excluded, strict=True) if flag}
+        unknown = sorted(set(self.exclusions) - excluded_labels)
+        if unknown:
+            raise ValueError(f"exclusions name batch(es) {unknown} that the result did not exclude")
+        object.__setattr__(self, "latest_estimates", estimates)
+        object.__setattr__(self, "latest_batch", latest)
+        verdicts = {str(k): tuple(v) for k, v in self.verdicts.items()}
+        object.__setattr__(self, "verdicts", MappingProxyType(verdicts))
+        exclusions = {str(k): tuple(str(n) for n in v) for k, v in self.exclusions.items()}
+        object.__setattr__(self, "exclusions", MappingProxyType(exclusions))
+
+    @property
+    def latest(self) -> str:
+        """Label of the latest batch."""
+        return str(self.latest_batch)
+
+    @property
+    def outcome_name(self) -> str:
+        """The outcome as the card names it."""
+        return self.card.outcome if self.card is not None else "the outcome"
+
+    @property
+    def treatment_name(self) -> str:
+        """The treatment as the card names it."""
+        return self.card.treatment if self.card is not None else "the treatment"
+
+    @property
+    def primary(self) -> EffectEstimate | None:
+        """The latest batch's primary estimate, if there is one."""
+        return next((e for e in self.latest_estimates if e.method == self.primary_estimator), None)
+
+    def batch_order(self) -> list[str]:
+        """Batch labels in time order, then labels that only the verdicts know."""
+        labels = list(self.result.labels)
+        return labels + sorted(set(self.verdicts) - set(labels))
+
+    def excluded_batches(self) -> dict[str, tuple[str, ...]]:
+        """Every batch that did not update the posterior, with the failed checks (or the reason)."""
+        result = self.result
+        named: dict[str, tuple[str, ...]] = {}
+        for label, flag, reason in zip(result.labels, result.excluded, result.exclusion_reasons, strict=True):
+            if flag:
+                named[label] = tuple(self.exclusions.get(label, ())) or (reason or "excluded",)
+        return named
+
+    def failed_checks(self) -> dict[str, tuple[Verdict, ...]]:
+        """Failed verdicts per batch, batches in time order (batches without a failure left out)."""
+        failed = {b: tuple(v for v in self.verdicts.get(b, ()) if v.failed) for b in self.batch_order()}
+        return {b: v for b, v in failed.items() if v}
+
+    def innovation_report(self) -> InnovationReport:
+        """The posterior's innovation checks (given, or computed with the default thresholds)."""
+        return self.innovation if self.innovation is not None else innovation_diagnostics(self.result)
+
+    def posterior_verdicts(self) -> tuple[Verdict, ...]:
+        """Checks of the posterior itself: latest innovation, drift, calibration, particle ESS."""
+        report = self.innovation_report()
+        return (report.latest_innovation, report.one_sided, report.nis, report.ess)
+
+    @property
+    def n_used(self) -> int:
+        """Batches whose estimate updated the posterior."""
+        return int(np.sum(~self.result.excluded))
+
+    @property
+    def status(self) -> MemoStatus:
+        """``no evidence`` (no batch used), ``provisional`` (a check failed or a batch was excluded), ``pass``."""
+        if self.n_used == 0:
+            return "no evidence"
+        if self.excluded_batches() or self.failed_checks():
+            return "provisional"
+        if any(v.failed for v in self.posterior_verdicts()):
+            return "provisional"
+        return "pass"
+
+
+def effect_decimals(result: AssimilationResult) -> int:
+    """Decimals for every number on the effect's scale: three significant digits of the final sd."""
+    sd = result.final_sd
+    if not math.isfinite(sd) or sd <= 0:
+        return 3
+    return int(min(8, max(0, 2 - math.floor(math.log10(sd)))))
+
+
+def format_effect(value: float, decimals: int) -> str:
+    """``value`` with ``decimals`` decimals; never a negative zero, ``n/a`` when not finite."""
+    if not math.isfinite(value):
+        return "n/a"
+    text = f"{value:.{decimals}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
+def format_statistic(value: float | None) -> str:
+    """A check's statistic or threshold: three significant digits, ``n/a`` when absent."""
+    if value is None:
+        return "n/a"
+    return f"{value:.3g}"
+
+
+def _cell(row: Mapping[Any, Any], name: str) -> Any:
+    value = row.get(name)
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def verdicts_from_frame(frame: pd.DataFrame) -> dict[str, tuple[Verdict, ...]]:
+    """Verdicts per batch from a tidy table, one row per (batch, check).
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Columns ``batch`` (or ``partition_key``), ``check`` (or ``check_name``) and ``status``
+        (``pass``/``fail``/``undefined``); optional ``value``, ``threshold``, ``rule``, ``reason``.
+
+    Returns
+    -------
+    dict of str to tuple of Verdict
+        Keyed by batch label, verdicts in the table's row order.
+    """
+    table = frame.rename(columns={"partition_key": "batch", "check_name": "check"})
+    missing = [c for c in ("batch", "check", "status") if c not in table.columns]
+    if missing:
+        raise ValueError(f"verdict table lacks column(s) {missing}")
+    grouped: dict[str, list[Verdict]] = {}
+    for row in table.to_dict(orient="records"):
+        status = check_choice("status", str(row["status"]), _STATUSES)
+        value, threshold = _cell(row, "value"), _cell(row, "threshold")
+        verdict = Verdict(
+            name=str(row["check"]),
+            value=None if value is None else float(value),
+            threshold=None if threshold is None else float(threshold),
+            rule=str(_cell(row, "rule") or ""),
+            status=status,
+            reason=str(_cell(row, "reason") or ""),
+        )
+        grouped.setdefault(str(row["batch"]), []).append(verdict)
+    return {batch: tuple(verdicts) for batch, verdicts in grouped.items()}
