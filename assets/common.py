@@ -74,6 +74,19 @@ def plot_metadata(reports: ReportsResource, study: StudyConfig, name: str, png: 
     }
 
 
+def described(study: StudyConfig, what: str) -> str:
+    """An asset's description followed by the study's estimand card, so the UI states the question."""
+    card = study.estimand_card
+    if card is None:
+        return f"{what}\n\nNo estimand card: the study's question and estimand are not stated."
+    return (
+        f"{what}\n\n**Question.** {card.business_question}\n\n"
+        f"**Causal question.** {card.causal_question} ({card.estimand}; unit: {card.unit}; "
+        f"population: {card.target_population}; window: {card.time_window})\n\n"
+        f"**Treatment** {card.treatment} vs **control** {card.control_condition}; **outcome** {card.outcome}."
+    )
+
+
 def verdict_table(asset: str) -> str:
     """Each batch asset stores its verdicts in its own table, replaced per partition."""
     return f"verdicts_{asset}"

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from assets.audit import AUDIT_TABLE, audit_record
-from assets.common import VERDICT_TABLES, WRITE_POOL, code_version, key, verdict_table
+from assets.common import VERDICT_TABLES, WRITE_POOL, code_version, described, key, verdict_table
 from assets.posterior_inputs import observations
 from assimilate.diagnostics import innovation_diagnostics
 from assimilate.incremental import FilterSettings, refilter_from_first_change
@@ -71,7 +71,9 @@ def build_effect_posterior(study: StudyConfig, upstream: dg.AssetKey) -> dg.Asse
         code_version=code_version(study),
         kinds={"duckdb"},
         check_specs=specs,
-        description=f"{study.name}: posterior of the effect after every period ({study.backend.kind} filter).",
+        description=described(
+            study, f"{study.name}: posterior of the effect after every period ({study.backend.kind} filter)."
+        ),
     )
     def effect_posterior(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource

@@ -1,11 +1,12 @@
-"""posterior_report: trajectory (filtered and smoothed), latest numbers and a fan chart, as files."""
+"""posterior_report: trajectory (filtered and smoothed), fan chart, causal graph and decision memo, as files."""
 
 import dagster as dg
 
-from assets.common import code_version, frame_to_records_md, key, plot_metadata
+from assets.common import code_version, described, frame_to_records_md, key, plot_metadata
+from assets.memo import causal_dag_png, memo_inputs
 from assets.posterior import filter_settings
 from assimilate.incremental import full_filter
-from assimilate.report import fan_chart, figure_to_png
+from assimilate.report import decision_memo_html, decision_memo_markdown, fan_chart, figure_to_png
 from orchestration.study_config import StudyConfig
 from resources.reports import ReportsResource
 from resources.warehouse import WarehouseResource
@@ -18,25 +19,39 @@ def build_posterior_report(study: StudyConfig, upstream: dg.AssetKey) -> dg.Asse
         group_name=study.name,
         code_version=code_version(study),
         kinds={"python"},
-        description=f"{study.name}: trajectory table, fan chart and latest numbers (files under data/reports).",
+        description=described(
+            study,
+            f"{study.name}: decision memo, trajectory, fan chart and causal graph (files under data/reports).",
+        ),
     )
     def posterior_report(warehouse: WarehouseResource, reports: ReportsResource) -> dg.MaterializeResult:
-        steps = warehouse.get().read_table(study.name, "posterior_steps")
+        store = warehouse.get()
+        steps = store.read_table(study.name, "posterior_steps")
         if steps.empty:
             return dg.MaterializeResult(metadata={"batches": 0})
         result = full_filter(steps, filter_settings(study), smooth=True)
         trajectory = result.trajectory()
-        png = figure_to_png(fan_chart(result, title=f"{study.name}: assimilated effect"))
+        memo = memo_inputs(store, study, result)
+        memo_md = decision_memo_markdown(memo)
         paths = {
+            "memo": reports.write_text(study.name, "memo.md", memo_md),
+            "memo_html": reports.write_text(study.name, "memo.html", decision_memo_html(memo)),
             "trajectory": reports.write_text(study.name, "trajectory.csv", trajectory.to_csv(index=False)),
             "summary": reports.write_text(study.name, "summary.txt", result.summary() + "\n"),
         }
+        fan = figure_to_png(fan_chart(result, title=f"{study.name}: assimilated effect"))
+        plots = plot_metadata(reports, study, "fan_chart.png", fan)
+        dag_png = causal_dag_png(study)
+        if dag_png is not None:
+            plots |= plot_metadata(reports, study, "causal_dag.png", dag_png)
         shown = trajectory[["batch", "estimate", "std_error", "excluded", "posterior_mean", "posterior_sd"]]
         return dg.MaterializeResult(
             metadata={
+                "memo_status": memo.status,
+                "memo": dg.MetadataValue.md(memo_md),
                 "summary": dg.MetadataValue.md(f"```\n{result.summary()}\n```"),
                 "trajectory": frame_to_records_md(shown),
-                **plot_metadata(reports, study, "fan_chart.png", png),
+                **plots,
                 **{f"{name}_path": dg.MetadataValue.path(str(path)) for name, path in paths.items()},
             }
         )

@@ -15,8 +15,12 @@ Errors name the file, the key path and the rule, one line per problem::
 
     studies/x.yaml: thresholds.max_abs_smd: must be > 0 (got -1)
 
-Later sections (an ``estimand:`` card and a ``dag:`` of variable roles) are added as new optional
-fields of ``StudyConfig``; until then they are unknown keys and rejected.
+Two optional sections write the design down: ``estimand_card:`` (the question, the estimand and
+its assumptions) and ``causal_graph:`` (``edges`` as ``[cause, effect]`` pairs and/or ``roles``).
+With a causal graph, the graph, the role table and the column lists are checked against each other
+at load time; a model column caused by the treatment is an error::
+
+    studies/x.yaml: covariates: 'engagement' is a descendant of the treatment 'outreach' in causal_graph (post-treatment), so it cannot be a control
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from datetime import date
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
+import pandas as pd
 import yaml
 from pydantic import (
     AfterValidator,
@@ -41,6 +46,8 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+
+from assimilate.design import CausalDAG, CausalGraphSpec, DesignError, EstimandCard, method_shortlist
 
 Cadence = Literal["daily", "weekly", "monthly"]
 OutcomeType = Literal["continuous", "binary"]
@@ -211,10 +218,14 @@ class StudyConfig(_Section):
     outcome: ColumnName
     outcome_type: OutcomeType
     outcome_range: tuple[Number | None, Number | None] = (None, None)
+    # Which change of the outcome is wanted: the memo's recommendation reads the sign with it.
+    desired_direction: Literal["increase", "decrease"] | None = None
     design: Annotated[RandomizedDesign | ObservationalDesign, Field(discriminator="kind")]
     covariates: tuple[ColumnName, ...] = ()
     categorical: dict[ColumnName, tuple[str, ...]] = Field(default_factory=dict)
     post_treatment: tuple[ColumnName, ...] = ()
+    estimand_card: EstimandCard | None = None
+    causal_graph: CausalGraphSpec | None = None
     primary_estimator: EstimatorName
     estimators: tuple[EstimatorName, ...]
     propensity: PropensitySettings = PropensitySettings()
@@ -242,7 +253,7 @@ class StudyConfig(_Section):
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> StudyConfig:
-        problems = [*self._column_problems(), *self._option_problems()]
+        problems = [*self._column_problems(), *self._option_problems(), *self._design_problems()]
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -306,6 +317,93 @@ class StudyConfig(_Section):
         if low is not None and high is not None and low >= high:
             problems.append(f"outcome_range: lower bound must be < upper bound (got [{low}, {high}])")
         return problems
+
+    def _design_problems(self) -> list[str]:
+        problems = []
+        if self.estimand_card is not None:
+            known = {self.unit_id, self.treatment, self.outcome, *self.model_columns, *self.post_treatment}
+            if self.causal_graph is not None:
+                known |= {v for edge in self.causal_graph.edges for v in edge} | set(self.causal_graph.roles)
+            problems.extend(
+                f"estimand_card.variables_to_audit: {v!r} is not a column of the study or a variable of causal_graph"
+                for v in self.estimand_card.variables_to_audit
+                if v not in known
+            )
+        try:
+            dag = self.causal_dag()
+        except DesignError as error:
+            return [*problems, *(f"causal_graph.{c.section}: {c.message}" for c in error.conflicts)]
+        return problems if dag is None else [*problems, *self._graph_problems(dag)]
+
+    def _graph_problems(self, dag: CausalDAG) -> list[str]:
+        """Conflicts between the causal graph and the design, the covariates and post_treatment."""
+        problems = []
+        treatment = self.treatment
+        if self.design.kind == "randomized":
+            problems.extend(
+                f"causal_graph.edges: {cause!r} -> {treatment!r} contradicts the randomized design "
+                "(only the randomization causes the treatment)"
+                for cause in dag.parents(treatment)
+            )
+        keyed = [("covariates", c) for c in self.covariates] + [("categorical", c) for c in self.categorical]
+        for key, column in keyed:
+            if column in (self.unit_id, treatment, self.outcome):
+                continue  # already reported as a role clash
+            if column not in dag.graph:
+                problems.append(f"{key}: {column!r} is not in causal_graph; declare its edges or its role")
+            elif column in dag.descendants_of_treatment:
+                problems.append(
+                    f"{key}: {column!r} is a descendant of the treatment {treatment!r} in causal_graph "
+                    "(post-treatment), so it cannot be a control"
+                )
+        problems.extend(
+            f"post_treatment: {column!r} is not a descendant of the treatment {treatment!r} in causal_graph"
+            for column in self.post_treatment
+            if column in dag.graph and column not in dag.descendants_of_treatment
+        )
+        if self.design.kind == "observational" and not problems:
+            path = dag.open_backdoor_path(self.model_columns)
+            if path is not None:
+                suggestion = dag.adjustment_set()
+                problems.append(
+                    f"covariates: the backdoor path {dag.format_path(path)} in causal_graph is open given "
+                    f"the covariates and categorical columns, so they are not a valid adjustment set"
+                    + (f" (causal_graph suggests {list(suggestion)})" if suggestion is not None else "")
+                )
+        return problems
+
+    @property
+    def model_columns(self) -> tuple[str, ...]:
+        """Every column that enters a propensity or outcome model: covariates, then categorical."""
+        return (*self.covariates, *self.categorical)
+
+    def causal_dag(self) -> CausalDAG | None:
+        """The study's causal DAG, or None without a ``causal_graph:`` section.
+
+        Built on each call (graphs are small) so that a ``model_copy`` never sees a stale graph.
+
+        Raises
+        ------
+        DesignError
+            Only for a config built without validation (``model_construct``): a loaded study's
+            graph was checked at load time.
+        """
+        if self.causal_graph is None:
+            return None
+        return CausalDAG(self.causal_graph, treatment=self.treatment, outcome=self.outcome)
+
+    def method_shortlist(self) -> pd.DataFrame:
+        """Which estimators this study's design supports and why others are rejected.
+
+        Columns ``method``, ``valid``, ``reason`` (see :func:`assimilate.design.method_shortlist`);
+        the study's batches are cross-sections without a running variable.
+        """
+        return method_shortlist(
+            self.causal_dag(),
+            design=self.design.kind,
+            covariates=self.model_columns,
+            observed=(*self.model_columns, *self.post_treatment),
+        )
 
     @property
     def config_hash(self) -> str:

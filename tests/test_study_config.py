@@ -8,9 +8,12 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
+from checks.post_treatment import post_treatment_offenders, post_treatment_verdict
 from orchestration.study_config import StudyConfig, StudyConfigError, load_studies, load_study
 
 STUDIES = Path(__file__).resolve().parent.parent / "studies"
@@ -209,7 +212,51 @@ RULES: list[tuple[str, str, Edit, str]] = [
     ("range_order", "ab_checkout", _set("outcome_range", [5, 1]), "outcome_range: lower bound must be < upper bound"),
     ("email", "ab_checkout", _set("alerts.email_to", ["not-an-address"]), "alerts.email_to[0]: must be an e-mail"),
     ("seed", "ab_checkout", _set("seed", -1), "seed: must be >= 0"),
+    # --- estimand card and causal graph ---
+    ("descendant_covariate", "retention_outreach", lambda d: _add_descendant(d, "covariates"),
+     "covariates: 'engagement_score' is a descendant of the treatment 'outreach' in causal_graph (post-treatment), "
+     "so it cannot be a control"),
+    ("descendant_categorical", "retention_outreach", lambda d: _add_descendant(d, "categorical"),
+     "categorical: 'engagement_score' is a descendant of the treatment 'outreach' in causal_graph"),
+    ("covariate_not_in_graph", "retention_outreach", _set("covariates", ["company_size", "tenure_months",
+     "usage_score", "prior_tickets", "health_score", "seats"]), "covariates: 'seats' is not in causal_graph"),
+    ("open_backdoor_path", "retention_outreach", _set("categorical", {}),
+     "covariates: the backdoor path outreach <- region -> churn in causal_graph is open given the covariates"),
+    ("post_treatment_not_descendant", "retention_outreach",
+     _set("post_treatment", ["post_outreach_engagement", "usage_score"]),
+     "post_treatment: 'usage_score' is not a descendant of the treatment 'outreach' in causal_graph"),
+    ("randomized_treatment_has_a_cause", "ab_checkout",
+     _set("causal_graph", {"edges": [["x", "treatment"], ["x", "outcome"]], "roles": {"x": "confounder"}}),
+     "causal_graph.edges: 'x' -> 'treatment' contradicts the randomized design"),
+    ("graph_cycle", "retention_outreach",
+     lambda d: d["causal_graph"]["edges"].append(["post_outreach_engagement", "health_score"]),
+     "causal_graph.edges: 'outreach' is on the cycle outreach -> churn -> post_outreach_engagement -> health_score "
+     "-> outreach; a causal graph must be acyclic"),
+    ("role_contradicts_edges", "retention_outreach", _set("causal_graph.roles.post_outreach_engagement", "confounder"),
+     "causal_graph.roles: 'post_outreach_engagement' has role 'confounder' but is a descendant of the treatment "
+     "'outreach' (outreach -> post_outreach_engagement)"),
+    ("role_treatment_mismatch", "ab_checkout", _set("causal_graph.roles.x", "treatment"),
+     "causal_graph.roles: 'x' has role 'treatment' but the study's treatment is 'treatment'"),
+    ("role_choice", "ab_checkout", _set("causal_graph.roles.x", "mediatr"), "causal_graph.roles.x: must be one of"),
+    ("graph_empty", "ab_checkout", _set("causal_graph", {}), "causal_graph: needs edges, roles or both"),
+    ("graph_self_loop", "ab_checkout", _set("causal_graph.edges", [["x", "x"]]),
+     "causal_graph: edges: 'x' -> 'x' is a self-loop"),
+    ("graph_unknown_key", "ab_checkout", _set("causal_graph.nodes", ["x"]), "causal_graph.nodes: unknown key"),
+    ("card_missing_field", "ab_checkout", lambda d: d["estimand_card"].pop("unit"), "estimand_card.unit: is required"),
+    ("card_estimand", "ab_checkout", _set("estimand_card.estimand", "CATE"), "estimand_card.estimand: must be one of"),
+    ("card_needs_assumptions", "ab_checkout", _set("estimand_card.required_assumptions", []),
+     "estimand_card.required_assumptions: List should have at least 1 item"),
+    ("card_audit_unknown", "ab_checkout", _set("estimand_card.variables_to_audit", ["x", "basket"]),
+     "estimand_card.variables_to_audit: 'basket' is not a column of the study or a variable of causal_graph"),
 ]  # fmt: skip
+
+
+def _add_descendant(data: dict[str, Any], key: str) -> None:
+    data["causal_graph"]["edges"].append(["outreach", "engagement_score"])
+    if key == "covariates":
+        data["covariates"] = [*data["covariates"], "engagement_score"]
+    else:
+        data["categorical"] = {**data["categorical"], "engagement_score": ["low", "high"]}
 
 
 @pytest.mark.parametrize(("case", "source", "edit", "expected"), RULES, ids=[r[0] for r in RULES])
@@ -301,3 +348,111 @@ def test_direct_construction_applies_the_same_rules() -> None:
     data["covariates"] = [*data["covariates"], "post_outreach_engagement"]
     with pytest.raises(ValueError, match="post_outreach_engagement"):
         StudyConfig.model_validate(data)
+
+
+# --- estimand card, causal graph, shortlist and the post-treatment check ------------------------
+
+
+def test_examples_declare_their_design() -> None:
+    ab = load_study(STUDIES / "ab_checkout.yaml")
+    assert ab.estimand_card is not None and ab.estimand_card.estimand == "ATE"
+    ab_dag = ab.causal_dag()
+    assert ab_dag is not None
+    assert ab_dag.descendants_of_treatment == {"outcome"}
+    assert ab_dag.role_of("x") == "precision"
+    assert ab_dag.parents("treatment") == ()
+    outreach = load_study(STUDIES / "retention_outreach.yaml")
+    dag = outreach.causal_dag()
+    assert dag is not None
+    assert dag.descendants_of_treatment == {"churn", "post_outreach_engagement"}
+    assert dag.check_adjustment(outreach.model_columns).valid
+    assert dag.adjustment_set() == (
+        "company_size",
+        "health_score",
+        "prior_tickets",
+        "region",
+        "tenure_months",
+    )
+
+
+def test_method_shortlist_per_study() -> None:
+    def valid(name: str) -> list[str]:
+        table = load_study(STUDIES / f"{name}.yaml").method_shortlist()
+        assert list(table.columns) == ["method", "valid", "reason"]
+        return table.loc[table["valid"], "method"].tolist()
+
+    adjustment = ["regression_adjustment", "lin_interacted", "ipw", "aipw"]
+    assert valid("ab_checkout") == ["difference_in_means", *adjustment]
+    assert valid("retention_outreach") == adjustment  # observational: confounded without adjustment
+
+
+def test_studies_without_design_sections_still_load(tmp_path: Path) -> None:
+    data = example("retention_outreach")
+    del data["estimand_card"], data["causal_graph"]
+    study = load_study(write(tmp_path, data))
+    assert study.estimand_card is None and study.causal_graph is None
+    assert study.causal_dag() is None
+    table = study.method_shortlist().set_index("method")
+    assert not table.loc["difference_in_means", "valid"]
+    assert table.loc["aipw", "valid"] and "no causal graph" in table.loc["aipw", "reason"]
+
+
+def _leaky_outreach(with_graph: bool) -> StudyConfig:
+    """A study whose covariates hold 'calls_logged', caused by the outreach (bypasses load checks)."""
+    study = load_study(STUDIES / "retention_outreach.yaml")
+    assert study.causal_graph is not None
+    graph = study.causal_graph.model_copy(
+        update={"edges": [*study.causal_graph.edges, ("outreach", "calls_logged")]}
+    )
+    return study.model_copy(
+        update={
+            "covariates": (*study.covariates, "calls_logged"),
+            "causal_graph": graph if with_graph else None,
+        }
+    )
+
+
+def _outreach_frame(n: int = 300) -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    outreach = rng.integers(0, 2, n)
+    return pd.DataFrame(
+        {
+            "company_size": rng.lognormal(4, 1, n),
+            "health_score": rng.normal(60, 10, n),
+            "outreach": outreach,
+            "calls_logged": outreach * 2 + rng.poisson(1, n),
+            "post_outreach_engagement": 1.5 * outreach + rng.standard_normal(n),
+        }
+    )
+
+
+def test_post_treatment_check_fails_a_descendant_of_the_treatment() -> None:
+    frame = _outreach_frame()
+    verdict = post_treatment_verdict(_leaky_outreach(with_graph=True), frame, batch="2025-03")
+    assert verdict.status == "fail" and verdict.value == 1.0
+    assert verdict.reason == (
+        "batch 2025-03: 'calls_logged' is a descendant of the treatment 'outreach' in causal_graph "
+        "(outreach -> calls_logged): a post-treatment column is never a control"
+    )
+    # Without the graph, neither the name nor the values give 'calls_logged' away: the DAG is what fails it.
+    assert post_treatment_verdict(_leaky_outreach(with_graph=False), frame, batch="2025-03").status == "pass"
+    assert (
+        post_treatment_verdict(load_study(STUDIES / "retention_outreach.yaml"), frame, batch="b").status
+        == "pass"
+    )
+
+
+def test_post_treatment_check_catches_a_copy_of_a_graph_descendant() -> None:
+    study = load_study(STUDIES / "retention_outreach.yaml")
+    assert study.causal_graph is not None
+    graph = study.causal_graph.model_copy(
+        update={"edges": [*study.causal_graph.edges, ("outreach", "calls_logged")]}
+    )
+    frame = _outreach_frame().assign(call_minutes=lambda f: 4.0 * f["calls_logged"] + 1.0)
+    leaky = study.model_copy(
+        update={"covariates": (*study.covariates, "call_minutes"), "causal_graph": graph}
+    )
+    offenders = post_treatment_offenders(leaky, frame)
+    assert offenders == {
+        "call_minutes": "'call_minutes' is derived from post-treatment column 'calls_logged' (|correlation| >= 0.95)"
+    }

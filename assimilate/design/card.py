@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 Estimand = Literal["ATE", "ATT"]
 VariableRole = Literal[
@@ -90,9 +90,25 @@ class EstimandCard(_Model):
 class CausalGraphSpec(_Model):
     """The declared causal graph: directed edges ``(cause, effect)`` and/or a variable-role table.
 
-    Either part may be empty, not both. The study's treatment and outcome columns are the graph's
-    treatment and outcome nodes.
+    Either part may be empty, not both, and no edge may be a self-loop. The study's treatment and
+    outcome columns are the graph's treatment and outcome nodes. A variable named only in ``roles``
+    gets the edges its role implies (see :class:`assimilate.design.dag.CausalDAG`); a variable in
+    ``edges`` that also has a role must play that role in the graph.
     """
 
     edges: list[tuple[Variable, Variable]] = Field(default_factory=list)
     roles: dict[Variable, VariableRole] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _well_formed(self) -> CausalGraphSpec:
+        problems = []
+        if not self.edges and not self.roles:
+            problems.append("needs edges, roles or both (both are empty)")
+        for cause, effect in self.edges:
+            if cause == effect:
+                problems.append(
+                    f"edges: {cause!r} -> {effect!r} is a self-loop; a variable cannot cause itself"
+                )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self

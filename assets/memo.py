@@ -1,0 +1,78 @@
+"""The decision memo's inputs, filled from the warehouse: stored rows back into library objects."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from assets.common import VERDICT_TABLES, verdict_table
+from assimilate.design import render_png, to_dot
+from assimilate.diagnostics import innovation_diagnostics
+from assimilate.estimators import EffectEstimate
+from assimilate.report import DesignSummary, MemoInputs, verdicts_from_frame
+from assimilate.result import AssimilationResult
+from orchestration.study_config import StudyConfig
+from resources.warehouse import Warehouse
+
+
+def latest_estimates(effects: pd.DataFrame, batch: str) -> tuple[EffectEstimate, ...]:
+    """The stored estimates of one batch (estimators that failed on it are left out)."""
+    if effects.empty:
+        return ()
+    rows = effects[(effects["partition_key"] == batch) & effects["error"].fillna("").eq("")]
+    return tuple(
+        EffectEstimate(
+            estimate=float(row.estimate),
+            std_error=float(row.std_error),
+            n_treated=int(row.n_treated),
+            n_control=int(row.n_control),
+            method=str(row.method),
+            se_method=str(row.se_method),
+        )
+        for row in rows.itertuples(index=False)
+        if math.isfinite(row.estimate) and math.isfinite(row.std_error) and row.std_error > 0
+    )
+
+
+def memo_inputs(store: Warehouse, study: StudyConfig, result: AssimilationResult) -> MemoInputs:
+    """Everything the memo states, for the study's posterior ``result``."""
+    verdicts = pd.concat(
+        [store.read_table(study.name, verdict_table(asset)) for asset in VERDICT_TABLES], ignore_index=True
+    )
+    files = store.read_table(study.name, "raw_files")
+    landed = sorted(files["partition_key"]) if not files.empty else []
+    latest = landed[-1] if landed else result.labels[-1]
+    estimates = latest_estimates(store.read_table(study.name, "batch_effects"), latest)
+    if study.primary_estimator not in {e.method for e in estimates}:
+        estimates = ()  # without the primary estimate the latest batch adds no evidence of its own
+    design = study.design
+    return MemoInputs(
+        study=study.name,
+        result=result,
+        design=DesignSummary(
+            kind=design.kind,
+            treated_share=getattr(design, "treated_share", None),
+            adjustment_set=study.model_columns,
+            method_shortlist=study.method_shortlist(),
+        ),
+        latest_estimates=estimates,
+        primary_estimator=study.primary_estimator,
+        verdicts=verdicts_from_frame(verdicts) if not verdicts.empty else {},
+        card=study.estimand_card,
+        innovation=innovation_diagnostics(
+            result,
+            z_threshold=study.thresholds.innovation_z,
+            min_ess_fraction=study.thresholds.min_ess_fraction,
+        ),
+        desired_direction=study.desired_direction,
+        latest_batch=latest if latest in result.labels else None,
+    )
+
+
+def causal_dag_png(study: StudyConfig) -> bytes | None:
+    """The study's causal graph as a PNG (adjustment set marked), or None without a graph."""
+    dag = study.causal_dag()
+    if dag is None:
+        return None
+    return render_png(to_dot(dag, adjustment=study.model_columns))
