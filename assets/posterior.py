@@ -12,6 +12,7 @@ from assets.common import VERDICT_TABLES, WRITE_POOL, code_version, described, k
 from assets.posterior_inputs import observations
 from assimilate.diagnostics import innovation_diagnostics
 from assimilate.incremental import FilterSettings, refilter_from_first_change
+from assimilate.result import AssimilationResult
 from checks.results import WARN, check_result, check_spec
 from orchestration.partitions import study_partitions
 from orchestration.study_config import StudyConfig
@@ -51,6 +52,40 @@ def filter_settings(study: StudyConfig) -> FilterSettings:
         df=getattr(study.backend, "df", None),
         seed=study.seed,
     )
+
+
+def posterior_metadata(
+    study: StudyConfig,
+    inputs: PosteriorInputs,
+    steps: pd.DataFrame,
+    result: AssimilationResult | None,
+    batch: str | None,
+) -> dict[str, object]:
+    """The posterior after the latest period, and after the run's own batch (with its input hash)."""
+    metadata: dict[str, object] = {"batches": len(inputs.observed), "code_version": code_version(study)}
+    if result is not None and result.n_batches:
+        lower, upper = result.final_ci
+        metadata |= {
+            "posterior_mean": result.final_mean,
+            "posterior_sd": result.final_sd,
+            "credible_interval": f"[{lower:.4g}, {upper:.4g}] ({100 * result.level:g}%)",
+            "excluded_batches": int(np.sum(result.excluded)),
+            "process_var": result.process_var,
+        }
+    own = steps[steps["batch"] == batch] if batch is not None and not steps.empty else steps.iloc[0:0]
+    if len(own):
+        row = own.iloc[0]
+        files = (
+            inputs.files[inputs.files["partition_key"] == batch] if not inputs.files.empty else inputs.files
+        )
+        metadata |= {
+            "batch": batch,
+            "batch_excluded": bool(row["excluded"]),
+            "posterior_mean_after_batch": float(row["posterior_mean"]),
+            "posterior_sd_after_batch": float(np.sqrt(row["posterior_var"])),
+            "input_sha256": str(files["sha256"].iloc[0]) if len(files) else "withdrawn",
+        }
+    return metadata
 
 
 def build_effect_posterior(study: StudyConfig, upstream: dg.AssetKey) -> dg.AssetsDefinition:
@@ -99,21 +134,13 @@ def build_effect_posterior(study: StudyConfig, upstream: dg.AssetKey) -> dg.Asse
                 partition_key=context.run.run_id,
                 partition_tables={AUDIT_TABLE: audit},
             )
-        observed, result = inputs.observed, update.result
-        metadata: dict[str, object] = {
-            "batches": len(observed),
+        result = update.result
+        batch = context.run.tags.get("dagster/partition")
+        metadata = posterior_metadata(study, inputs, update.steps, result, batch)
+        metadata |= {
             "recomputed_from": update.first_recomputed_label,
             "steps_recomputed": update.n_recomputed,
         }
-        if result is not None and result.n_batches:
-            lower, upper = result.final_ci
-            metadata |= {
-                "posterior_mean": result.final_mean,
-                "posterior_sd": result.final_sd,
-                "credible_interval": f"[{lower:.4g}, {upper:.4g}] ({100 * result.level:g}%)",
-                "excluded_batches": int(np.sum(result.excluded)),
-                "process_var": result.process_var,
-            }
         yield dg.MaterializeResult(metadata=metadata)
         report = innovation_diagnostics(
             result,

@@ -11,11 +11,15 @@ from orchestration.study_config import StudyConfig
 from resources.landing import LandingResource
 
 
+def landing_sensor_name(study: StudyConfig) -> str:
+    return f"{study.name}_landing_sensor"
+
+
 def build_landing_sensor(study: StudyConfig) -> dg.SensorDefinition:
     partitions = study_partitions(study)
 
     @dg.sensor(
-        name=f"{study.name}_landing_sensor",
+        name=landing_sensor_name(study),
         job_name=study_job_name(study),
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,

@@ -2,7 +2,9 @@
 
 Everything happens on the embedded defaults: a DuckDB warehouse in data/warehouse.duckdb, Dagster's
 SQLite storage in data/dagster_home (so ``dagster dev`` shows the same runs afterwards), batch files
-in data/landing/<study>/, reports in data/reports/<study>/, alerts in data/alerts.jsonl.
+in data/landing/<study>/, reports in data/reports/<study>/, alerts in data/alerts.jsonl
+(``--data-dir`` puts the whole folder elsewhere). Every study in studies/ is summarized: its
+posterior trajectory, the batches kept out with the failing check, and its report files.
 """
 
 from __future__ import annotations
@@ -21,6 +23,18 @@ from orchestration.instance import PROJECT_ROOT, prepare_dagster_home
 
 DATA = PROJECT_ROOT / "data"
 BAD_OUTREACH_MONTH = 7  # the 7th batch is assigned by a health rule: no overlap, kept out
+REPORT_FILES = ("fan_chart.png", "trajectory.csv", "summary.txt", "memo.md", "memo.html", "causal_dag.png")
+TRAJECTORY_COLUMNS = [
+    "batch",
+    "estimate",
+    "std_error",
+    "excluded",
+    "posterior_mean",
+    "posterior_sd",
+    "ci_lower",
+    "ci_upper",
+]
+DEMO_MARKER = ".assimilate-demo"  # only a folder the demo made is ever wiped
 
 
 def land_example_batches(landing: Path) -> dict[str, list[Path]]:
@@ -46,12 +60,23 @@ def land_example_batches(landing: Path) -> dict[str, list[Path]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "--keep", action="store_true", help="keep data/ from an earlier run instead of starting fresh"
+        "--keep",
+        action="store_true",
+        help="keep the data folder from an earlier run instead of starting fresh",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DATA,
+        help="where landing files, warehouse, reports go (default: data/)",
     )
     args = parser.parse_args()
-    if not args.keep and DATA.exists():
-        shutil.rmtree(DATA)
-    os.environ["DAGSTER_HOME"] = str(prepare_dagster_home(DATA / "dagster_home"))
+    data: Path = args.data_dir.resolve()
+    if not args.keep:
+        start_fresh(data)
+    data.mkdir(parents=True, exist_ok=True)
+    (data / DEMO_MARKER).touch()
+    os.environ["DAGSTER_HOME"] = str(prepare_dagster_home(data / "dagster_home"))
 
     # Imported after DAGSTER_HOME is set: the instance below reads it.
     import dagster as dg
@@ -60,46 +85,61 @@ def main() -> None:
     from orchestration.runner import run_landed_batches
     from orchestration.study_config import load_studies
 
-    landed = land_example_batches(DATA / "landing")
-    print(f"Landed {sum(len(v) for v in landed.values())} batch files in data/landing/")
+    landed = land_example_batches(data / "landing")
+    print(f"Landed {sum(len(v) for v in landed.values())} batch files in {shown(data / 'landing')}/")
     studies = load_studies(STUDIES_DIR)
-    defs = build_definitions(studies=studies, data_dir=DATA)
+    defs = build_definitions(studies=studies, data_dir=data)
     instance = dg.DagsterInstance.get()
     runs = run_landed_batches(
         defs, instance, studies, progress=lambda total: tqdm(total=total, desc="materializing", unit="run")
     )
     print(f"{len(runs)} runs finished ({sum(r.success for r in runs)} succeeded)\n")
-    print_summary(DATA)
+    print_summary(data, [study.name for study in studies])
 
 
-def print_summary(data: Path) -> None:
+def start_fresh(data: Path) -> None:
+    """Remove an earlier demo run's folder; never a folder the demo did not make."""
+    if not data.exists():
+        return
+    if data != DATA.resolve() and any(data.iterdir()) and not (data / DEMO_MARKER).exists():
+        raise SystemExit(f"{data} is not empty and was not made by the demo: not deleting it (use --keep)")
+    shutil.rmtree(data)
+
+
+def shown(path: Path) -> str:
+    """A path relative to the working folder when it lies under it, else absolute."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def print_summary(data: Path, study_names: list[str]) -> None:
     from resources.warehouse import Warehouse
 
     store = Warehouse(data / "warehouse.duckdb")
     pd.set_option("display.width", 160)
     pd.set_option("display.max_columns", 20)
-    for study in ("ab_checkout", "retention_outreach"):
+    for study in study_names:
         steps = store.read_table(study, "posterior_steps")
         print(f"=== {study}: posterior trajectory")
-        columns = [
-            "batch",
-            "estimate",
-            "std_error",
-            "excluded",
-            "posterior_mean",
-            "posterior_sd",
-            "ci_lower",
-            "ci_upper",
-        ]
-        print(steps[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        if steps.empty:
+            print(f"no batch has reached the posterior yet (landing folder: {shown(data / 'landing')}/)\n")
+            continue
+        print(steps[TRAJECTORY_COLUMNS].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         excluded = steps[steps["excluded"]]
         print(f"\nexcluded batches: {len(excluded)}")
         for row in excluded.itertuples(index=False):
             print(f"  {row.batch}: {row.exclusion_reason}")
-        print(f"reports: data/reports/{study}/\n")
+        folder = data / "reports" / study
+        reports = [folder / name for name in REPORT_FILES if (folder / name).is_file()]
+        print(f"reports ({len(reports)} in {shown(folder)}/):")
+        for path in reports:
+            print(f"  {shown(path)}")
+        print()
     alerts = data / "alerts.jsonl"
     n_alerts = len(alerts.read_text().splitlines()) if alerts.exists() else 0
-    print(f"alerts written: {n_alerts} (data/alerts.jsonl)")
+    print(f"alerts written: {n_alerts} ({shown(alerts)})")
     print("browse the runs, checks and lineage: bash scripts/ui.sh  (http://127.0.0.1:3000)")
 
 

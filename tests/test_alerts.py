@@ -1,11 +1,10 @@
-"""Alert sinks against real loopback servers: webhook (http.server) and SMTP (stdlib smtpd)."""
+"""Alert sinks against real loopback servers: webhook (http.server) and SMTP (aiosmtpd)."""
 
 from __future__ import annotations
 
 import json
 import socket
 import threading
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,6 +14,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from orchestration.study_config import AlertSettings
 from resources.alerts import (
@@ -26,11 +27,6 @@ from resources.alerts import (
     JsonlAlertLog,
     WebhookSink,
 )
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import asyncore
-    import smtpd
 
 SECRET = "SECRETTOKEN123"
 
@@ -171,40 +167,29 @@ def test_refused_webhook_is_logged_undelivered_then_retry_pending_delivers(tmp_p
     assert len(log.alerts()) == 2  # the alerts themselves are logged once
 
 
-class Mailbox(smtpd.SMTPServer):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.messages: list[tuple[str, list[str], bytes | str]] = []
+@dataclass
+class Mailbox:
+    """aiosmtpd handler: records every message the server accepts (sender, recipients, raw bytes)."""
 
-    def process_message(
-        self, peer: Any, mailfrom: str, rcpttos: list[str], data: bytes | str, **kwargs: Any
-    ) -> None:
-        self.messages.append((mailfrom, rcpttos, data))
+    messages: list[tuple[str, list[str], bytes]] = field(default_factory=list)
+
+    # aiosmtpd calls its handler's hooks by these names.
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        content = envelope.original_content or b""
+        self.messages.append((str(envelope.mail_from), list(envelope.rcpt_tos), content))
+        return "250 Message accepted for delivery"
 
 
 @contextmanager
 def smtp_server() -> Iterator[tuple[Mailbox, int]]:
-    """A real SMTP server on 127.0.0.1 (stdlib smtpd + asyncore, deprecated but present on 3.11)."""
-    socket_map: dict[int, Any] = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        server = Mailbox(("127.0.0.1", 0), None, decode_data=False, map=socket_map)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            asyncore.loop(timeout=0.05, count=1, map=socket_map)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
+    """A real SMTP server on 127.0.0.1 (aiosmtpd in its own thread; no AUTH offered without TLS)."""
+    mailbox = Mailbox()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=closed_port())
+    controller.start()
     try:
-        assert server.socket is not None
-        yield server, int(server.socket.getsockname()[1])
+        yield mailbox, int(controller.port)
     finally:
-        stop.set()
-        thread.join(5)
-        server.close()
-        asyncore.close_all(map=socket_map)
+        controller.stop()
 
 
 def test_email_is_delivered_to_a_real_smtp_server(tmp_path: Path) -> None:
@@ -221,7 +206,7 @@ def test_email_is_delivered_to_a_real_smtp_server(tmp_path: Path) -> None:
     ((sender, recipients, data),) = mailbox.messages
     assert sender == "assimilate@localhost"
     assert recipients == ["ops@example.org", "lead@example.org"]
-    text = data.decode() if isinstance(data, bytes) else data
+    text = data.decode()
     assert "Subject: [assimilate] ERROR onset: retention_outreach batch 2025-02-01" in text
     assert "failed overlap" in text and "check_propensity_model_overlap" in text
 

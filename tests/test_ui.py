@@ -1,13 +1,15 @@
-"""The UI a user lives in: `dagster dev` on 127.0.0.1 shows a study's assets and a check result.
+"""The UI a user lives in: `dagster dev` on 127.0.0.1 shows a study's assets and its check results.
 
-A real webserver process and a real headless Chromium (Debian package); the screenshot is kept
-under test-artifacts/ for a person to look at.
+A real webserver process (with its daemon) and a real headless Chromium (Debian package); the
+screenshots are kept under test-artifacts/ for a person to look at.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -17,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pytest
 
 from orchestration.instance import PROJECT_ROOT, prepare_dagster_home
@@ -53,6 +56,31 @@ def _graphql(base: str, query: str) -> dict[str, object]:
         return json.loads(response.read())  # type: ignore[no-any-return]
 
 
+SENSOR_TICKS = """{ sensorOrError(sensorSelector: {repositoryLocationName: "location.py",
+  repositoryName: "__repository__", sensorName: "ab_checkout_landing_sensor"}) {
+  ... on Sensor { sensorState { ticks(limit: 5) { status runIds } } } } }"""
+RUNS = "{ runsOrError { ... on Runs { results { runId status } } } }"
+UNFINISHED = {"QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"}
+
+
+def _settle(base: str, seconds: float) -> list[str]:
+    """Wait for the daemon's first landing-sensor tick and for every run; return the runs it launched."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        state = _graphql(base, SENSOR_TICKS)["data"]["sensorOrError"]["sensorState"]  # type: ignore[index]
+        ticks = [t for t in state["ticks"] if t["status"] != "STARTED"]
+        runs = _graphql(base, RUNS)["data"]["runsOrError"]["results"]  # type: ignore[index]
+        if ticks and not any(run["status"] in UNFINISHED for run in runs):
+            return [run_id for tick in ticks for run_id in tick["runIds"]]
+        time.sleep(2)
+    raise TimeoutError(f"the landing sensor did not tick, or runs did not finish, within {seconds} s")
+
+
+def _text(dom: str) -> str:
+    """The visible text of a dumped DOM, tags removed and whitespace collapsed."""
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", dom)))
+
+
 def _chromium(url: str, profile: Path, *extra: str) -> str:
     command = [
         CHROMIUM or "chromium",
@@ -75,14 +103,25 @@ def _chromium(url: str, profile: Path, *extra: str) -> str:
 
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is installed by scripts/setup.sh")
-def test_webserver_shows_the_study_graph_and_a_check_result(tmp_path: Path) -> None:
+def test_webserver_shows_the_study_graph_and_check_results(tmp_path: Path) -> None:
     home = prepare_dagster_home(tmp_path / "dagster_home")
     data = tmp_path / "data"
     instance = dg.DagsterInstance.from_config(str(home))
     project = Project(data=data, studies=[example_study("ab_checkout")], instance=instance)
-    for seed, month in enumerate(["2025-01", "2025-02"]):
-        write_batch(project.landing("ab_checkout"), month, ab_batch(seed))
+    write_batch(project.landing("ab_checkout"), "2025-01", ab_batch(0))
+    # February's split is 30/70 where 50/50 was designed: its sample-ratio check fails.
+    skewed = ab_batch(1, n=1000).assign(treatment=lambda f: (np.arange(len(f)) % 10 < 3).astype(int))
+    write_batch(project.landing("ab_checkout"), "2025-02", skewed)
     assert all(r.success for r in project.tick())
+    verdicts = {
+        asset: project.warehouse.read_table(
+            "ab_checkout", f"verdicts_{asset}", partition_key="2025-02-01"
+        ).set_index("check_name")
+        for asset in ("batch_effect", "covariate_table")
+    }
+    balance = verdicts["batch_effect"].loc["check_batch_effect_balance"]
+    srm = verdicts["covariate_table"].loc["check_covariate_table_sample_ratio_mismatch"]
+    assert (balance["status"], srm["status"]) == ("pass", "fail")
 
     location = tmp_path / "location.py"
     location.write_text(
@@ -110,24 +149,37 @@ def test_webserver_shows_the_study_graph_and_a_check_result(tmp_path: Path) -> N
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
+    checks = f"{base}/assets/ab_checkout/{{}}?view=checks&checkDetail={{}}"
     try:
         _wait_for(f"{base}/server_info", 120)
         _graphql(base, "mutation { setNuxSeen }")
+        relaunched = _settle(base, 600)
         page = f"{base}/assets/ab_checkout/batch_effect?view=lineage&lineageScope=upstream"
         dom = _chromium(page, tmp_path / "profile", "--dump-dom")
         ARTIFACTS.mkdir(exist_ok=True)
         _chromium(page, tmp_path / "profile2", f"--screenshot={ARTIFACTS / 'ui_ab_checkout_lineage.png'}")
-        checks_page = f"{base}/assets/ab_checkout/batch_effect?view=checks"
-        checks_dom = _chromium(checks_page, tmp_path / "profile3", "--dump-dom")
+        balance_page = checks.format("batch_effect", "check_batch_effect_balance")
+        balance_dom = _text(_chromium(balance_page, tmp_path / "profile3", "--dump-dom"))
         _chromium(
-            checks_page, tmp_path / "profile4", f"--screenshot={ARTIFACTS / 'ui_ab_checkout_checks.png'}"
+            balance_page, tmp_path / "profile4", f"--screenshot={ARTIFACTS / 'ui_ab_checkout_checks.png'}"
         )
+        srm_page = checks.format("covariate_table", "check_covariate_table_sample_ratio_mismatch")
+        srm_dom = _text(_chromium(srm_page, tmp_path / "profile5", "--dump-dom"))
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
     # The upstream lineage at depth 1 shows the estimate and the two models it is built from.
     for asset in ("propensity_model", "outcome_model", "batch_effect"):
         assert asset in dom
-    assert "check_batch_effect_balance" in checks_dom
-    assert "check_batch_effect_estimation" in checks_dom
     assert (ARTIFACTS / "ui_ab_checkout_lineage.png").stat().st_size > 10_000
+    assert (ARTIFACTS / "ui_ab_checkout_checks.png").stat().st_size > 10_000
+    # Each check page shows its latest evaluation: the verdict, the batch and the stored reason.
+    assert "Evaluation result Passed" in balance_dom
+    assert "Partition 2025-02-01" in balance_dom
+    assert f"reason {balance['reason']}" in balance_dom
+    assert "Evaluation result Failed" in srm_dom
+    assert "Partition 2025-02-01" in srm_dom
+    assert f"reason {srm['reason']}" in srm_dom
+    assert "check_covariate_table_sample_ratio_mismatch" in srm_dom
+    # Runs driven in-process (demo, tests) are not run again by the daemon's landing sensor.
+    assert relaunched == [], f"dagster dev's landing sensor re-ran {len(relaunched)} landed batches"

@@ -1,0 +1,256 @@
+"""The pipeline's checks and metadata as a user meets them: real Dagster instance, real DuckDB file.
+
+The shipped outreach study runs exactly as configured (``process_var: mle``); the posterior's WARN
+checks fail when they should (a surprising batch, a drift the filter cannot follow) and alert; the
+particle backend runs end to end with its ESS check; a batch the weighting cannot balance is kept
+out of the posterior; and the numbers in the materialization metadata are the warehouse's numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from assets.common import code_version
+from assimilate import causal_kalman
+from assimilate.diagnostics import innovation_diagnostics
+from assimilate.filters import particle_filter
+from assimilate.simulate import simulate_outreach_stream
+from orchestration.study_config import StudyConfig
+from tests.pipeline_support import Project, ab_batch, example_study, write_batch
+
+MONTHS = ["2025-01", "2025-02", "2025-03", "2025-04", "2025-05"]
+
+
+def new_project(tmp_path: Path, study: StudyConfig) -> Project:
+    return Project(data=tmp_path / "data", studies=[study], instance=dg.DagsterInstance.ephemeral())
+
+
+def primary_estimates(project: Project, study: str) -> pd.DataFrame:
+    effects = project.warehouse.read_table(study, "batch_effects")
+    return effects[effects["is_primary"]].sort_values("partition_key").reset_index(drop=True)
+
+
+def check_evaluations(project: Project, run_id: str) -> dict[str, Any]:
+    """The asset check evaluations a run recorded in the Dagster event log, by check name."""
+    records = project.instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    evaluations = [record.get_dagster_event().event_specific_data for record in records]
+    return {evaluation.check_name: evaluation for evaluation in evaluations}
+
+
+def latest_materialization(
+    project: Project, study: str, asset: str, partition: str | None = None
+) -> dg.AssetMaterialization:
+    records = project.instance.fetch_materializations(
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey([study, asset]), asset_partitions=[partition] if partition else None
+        ),
+        limit=1,
+    ).records
+    assert records, f"{study}/{asset} {partition or ''} was never materialized"
+    materialization = records[0].asset_materialization
+    assert materialization is not None
+    return materialization
+
+
+def values(materialization: dg.AssetMaterialization) -> dict[str, Any]:
+    return {label: entry.value for label, entry in materialization.metadata.items()}
+
+
+def test_the_shipped_outreach_study_runs_as_configured_and_equals_the_library_mle_filter(
+    tmp_path: Path,
+) -> None:
+    study = example_study("retention_outreach")  # exactly as shipped: nothing overridden
+    assert (study.process_var, study.design.kind, study.primary_estimator) == ("mle", "observational", "aipw")
+    project = new_project(tmp_path, study)
+    # A drifting programme, so that the maximum-likelihood process variance is not zero.
+    stream = simulate_outreach_stream(
+        rng=np.random.default_rng(3), n_batches=4, n_per_batch=2000, drift_per_batch=0.04
+    )
+    for label, batch in zip(stream.labels, stream.batches, strict=True):
+        write_batch(project.landing(study.name), label, batch, fmt="parquet")
+    runs = project.tick()
+    assert [r.success for r in runs] == [True] * 4
+    steps = project.steps(study.name)
+    assert steps["batch"].tolist() == ["2025-01-01", "2025-02-01", "2025-03-01", "2025-04-01"]
+    assert not steps["excluded"].any(), steps["exclusion_reason"].tolist()
+    primary = primary_estimates(project, study.name)
+    assert (primary["method"] == "aipw").all()
+    # No prior configured (or a diffuse one): the pipeline starts the filter exactly diffuse.
+    prior = (
+        {"diffuse": True}
+        if study.prior is None or study.prior.diffuse
+        else {"prior_mean": study.prior.mean, "prior_var": study.prior.variance}
+    )
+    expected = causal_kalman(
+        primary["estimate"].to_numpy(), primary["std_error"].to_numpy(), process_var="mle", **prior
+    )
+    assert expected.process_var > 1e-4  # a pipeline that ignored "mle" (q = 0) would differ
+    np.testing.assert_allclose(steps["posterior_mean"], expected.posterior_mean, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(steps["posterior_var"], expected.posterior_var, rtol=0, atol=1e-12)
+    posterior = values(latest_materialization(project, study.name, "effect_posterior"))
+    assert posterior["process_var"] == pytest.approx(expected.process_var, rel=1e-9)
+    assert posterior["steps_recomputed"] == 4  # with mle the whole stream is re-filtered
+
+
+def test_a_surprising_batch_fails_the_innovation_check_as_a_warning_and_alerts(tmp_path: Path) -> None:
+    project = new_project(tmp_path, example_study("ab_checkout"))
+    folder = project.landing("ab_checkout")
+    for seed, month in enumerate(MONTHS[:3]):
+        write_batch(folder, month, ab_batch(seed))
+    assert all(r.success for r in project.tick())
+    assert project.alerts() == []
+    write_batch(folder, MONTHS[3], ab_batch(3, tau=1.5))  # the effect jumps from 0.5 to 1.5
+    (run,) = project.tick()
+    assert run.success  # a WARN check never fails the run
+    evaluation = check_evaluations(project, run.run_id)["check_effect_posterior_innovation"]
+    assert not evaluation.passed
+    assert evaluation.severity == dg.AssetCheckSeverity.WARN
+    last = project.steps("ab_checkout").iloc[-1]
+    z = last["innovation"] / np.sqrt(last["innovation_var"])
+    assert evaluation.metadata["observed_value"].value == pytest.approx(abs(z), rel=1e-9)
+    assert abs(z) > 3.0
+    assert not last["excluded"]  # a WARN check does not keep the batch out
+    (onset,) = project.alerts()
+    assert (onset.kind, onset.partition_key, onset.severity) == ("onset", "2025-04-01", "WARN")
+    assert onset.check_name == "check_effect_posterior_innovation"
+
+
+def test_a_drift_with_zero_process_variance_fails_the_one_sided_innovations_check(tmp_path: Path) -> None:
+    study = example_study("ab_checkout", process_var=0.0)
+    project = new_project(tmp_path, study)
+    folder = project.landing("ab_checkout")
+    for index, month in enumerate(MONTHS):
+        write_batch(folder, month, ab_batch(index, tau=0.5 + 0.1 * index))  # the effect keeps rising
+    runs = project.tick()
+    assert [r.success for r in runs] == [True] * 5
+    first = check_evaluations(project, runs[0].run_id)["check_effect_posterior_one_sided_innovations"]
+    assert first.passed and first.metadata["status"].value == "undefined"  # one innovation: no test
+    last = check_evaluations(project, runs[-1].run_id)["check_effect_posterior_one_sided_innovations"]
+    assert not last.passed
+    assert last.severity == dg.AssetCheckSeverity.WARN
+    primary = primary_estimates(project, "ab_checkout")
+    library = causal_kalman(
+        primary["estimate"].to_numpy(),
+        primary["std_error"].to_numpy(),
+        process_var=0.0,
+        prior_mean=study.prior.mean,  # type: ignore[union-attr]
+        prior_var=study.prior.variance,  # type: ignore[union-attr]
+    )
+    expected = innovation_diagnostics(library, z_threshold=study.thresholds.innovation_z).one_sided
+    assert expected.failed
+    assert last.metadata["observed_value"].value == pytest.approx(expected.value, rel=1e-9, abs=1e-300)
+    assert any("check_effect_posterior_one_sided_innovations" in a.check_name for a in project.alerts())
+
+
+def test_the_particle_backend_runs_end_to_end_and_its_ess_check_is_evaluated(tmp_path: Path) -> None:
+    shipped = example_study("ab_checkout")
+    study = StudyConfig.model_validate(
+        {**shipped.model_dump(), "backend": {"kind": "particle", "n_particles": 500}}
+    )
+    assert study.backend.kind == "particle"
+    project = new_project(tmp_path, study)
+    for seed, month in enumerate(MONTHS[:3]):
+        write_batch(project.landing("ab_checkout"), month, ab_batch(seed))
+    runs = project.tick()
+    assert [r.success for r in runs] == [True] * 3
+    primary = primary_estimates(project, "ab_checkout")
+    expected = particle_filter(
+        primary["estimate"].to_numpy(),
+        primary["std_error"].to_numpy(),
+        process_var=float(study.process_var),
+        prior_mean=study.prior.mean,  # type: ignore[union-attr]
+        prior_var=study.prior.variance,  # type: ignore[union-attr]
+        n_particles=500,
+        rng=np.random.default_rng(study.seed),
+    )
+    steps = project.steps("ab_checkout")
+    np.testing.assert_allclose(steps["posterior_mean"], expected.posterior_mean, rtol=0, atol=1e-12)
+    assert expected.ess is not None
+    ess = check_evaluations(project, runs[-1].run_id)["check_effect_posterior_particle_ess"]
+    assert ess.metadata["status"].value in ("pass", "fail")  # evaluated, not "does not apply"
+    assert ess.metadata["observed_value"].value == pytest.approx(expected.ess[-1] / 500, rel=1e-12)
+    assert ess.passed == (expected.ess[-1] / 500 >= study.thresholds.min_ess_fraction)
+    assert ess.severity == dg.AssetCheckSeverity.WARN
+    assert (project.data / "reports" / "ab_checkout" / "fan_chart.png").stat().st_size > 5_000
+
+
+def test_a_batch_the_weighting_cannot_balance_is_excluded_naming_the_balance_check(tmp_path: Path) -> None:
+    project = new_project(tmp_path, example_study("ab_checkout"))
+    folder = project.landing("ab_checkout")
+    # 50 treated units far out at x = 30 and no control near them: inverse-propensity weights
+    # (clipped at 0.99) cannot bring the arms' means of x together, but only 5% of the units lie
+    # outside [0.05, 0.95], so overlap passes and balance is the check that keeps the batch out.
+    unbalanced = ab_batch(1, n=1000)
+    far = unbalanced.index[unbalanced["treatment"] == 1][:50]
+    unbalanced.loc[far, "x"] = 30.0 + np.linspace(-0.5, 0.5, len(far))
+    write_batch(folder, MONTHS[0], ab_batch(0))
+    write_batch(folder, MONTHS[1], unbalanced)
+    write_batch(folder, MONTHS[2], ab_batch(2))
+    runs = project.tick()
+    assert all(r.success for r in runs)
+    balance = check_evaluations(project, runs[1].run_id)["check_batch_effect_balance"]
+    assert not balance.passed and balance.severity == dg.AssetCheckSeverity.ERROR
+    assert balance.metadata["observed_value"].value > 0.1
+    assert check_evaluations(project, runs[1].run_id)["check_propensity_model_overlap"].passed
+    steps = project.steps("ab_checkout").set_index("batch")
+    assert steps["excluded"].tolist() == [False, True, False]
+    reason = steps.at["2025-02-01", "exclusion_reason"]
+    assert "check_batch_effect_balance" in reason and "overlap" not in reason
+    assert steps.at["2025-02-01", "posterior_mean"] == steps.at["2025-01-01", "posterior_mean"]
+    (onset,) = project.alerts()
+    assert (onset.partition_key, onset.check_name) == ("2025-02-01", "check_batch_effect_balance")
+
+
+def test_materialization_metadata_equals_the_warehouse(tmp_path: Path) -> None:
+    study = example_study("ab_checkout")
+    project = new_project(tmp_path, study)
+    paths = [
+        write_batch(project.landing("ab_checkout"), month, ab_batch(i)) for i, month in enumerate(MONTHS[:2])
+    ]
+    assert all(r.success for r in project.tick())
+    files = project.warehouse.read_table("ab_checkout", "raw_files").set_index("partition_key")
+    effects = primary_estimates(project, "ab_checkout").set_index("partition_key")
+    verdicts = project.warehouse.read_table("ab_checkout", "verdicts_batch_effect")
+    balance = verdicts[verdicts["check_name"] == "check_batch_effect_balance"].set_index("partition_key")
+    for path, batch in zip(paths, ["2025-01-01", "2025-02-01"], strict=True):
+        raw = latest_materialization(project, "ab_checkout", "raw_batch", batch)
+        sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert values(raw)["sha256"] == files.at[batch, "sha256"] == sha256
+        assert values(raw)["rows"] == files.at[batch, "n_rows"] == len(pd.read_csv(path))
+        assert raw.tags is not None and raw.tags["dagster/data_version"] == sha256
+
+        effect = latest_materialization(project, "ab_checkout", "batch_effect", batch)
+        shown = values(effect)
+        row = effects.loc[batch]
+        assert shown["primary_estimator"] == study.primary_estimator == row["method"]
+        assert shown["estimate"] == row["estimate"] and shown["std_error"] == row["std_error"]
+        assert shown["ci_95"] == f"[{row['ci_lower']:.4g}, {row['ci_upper']:.4g}]"
+        assert shown["max_abs_smd_after"] == balance.at[batch, "value"]
+        assert shown["seed"] == study.seed
+        assert effect.tags is not None and effect.tags["dagster/code_version"] == code_version(study)
+
+    posterior = values(latest_materialization(project, "ab_checkout", "effect_posterior"))
+    last = project.steps("ab_checkout").iloc[-1]
+    assert posterior["posterior_mean"] == last["posterior_mean"]
+    assert posterior["posterior_sd"] == last["posterior_sd"]
+    assert posterior["credible_interval"] == f"[{last['ci_lower']:.4g}, {last['ci_upper']:.4g}] (95%)"
+    assert posterior["batches"] == 2
+    assert posterior["code_version"] == code_version(study)
+
+    # Re-running January alone: the posterior asset reports the posterior after *that* batch too.
+    job = project.defs.resolve_job_def("ab_checkout_batch_job")
+    assert job.execute_in_process(partition_key="2025-01-01", instance=project.instance).success
+    rerun = values(latest_materialization(project, "ab_checkout", "effect_posterior"))
+    steps = project.steps("ab_checkout").set_index("batch")
+    assert rerun["batch"] == "2025-01-01" and rerun["batch_excluded"] is False
+    assert rerun["posterior_mean_after_batch"] == steps.at["2025-01-01", "posterior_mean"]
+    assert rerun["posterior_sd_after_batch"] == pytest.approx(np.sqrt(steps.at["2025-01-01", "posterior_var"]))
+    assert rerun["posterior_mean"] == steps.at["2025-02-01", "posterior_mean"]
+    assert rerun["input_sha256"] == hashlib.sha256(paths[0].read_bytes()).hexdigest()
