@@ -125,7 +125,17 @@ def _graph_problems(graph: CausalGraphSpec, study: StudyConfig) -> list[str]:
     for name, given in graph.roles.items():
         if given in ("treatment", "outcome") and name not in (study.treatment, study.outcome):
             problems.append(f"roles.{name}: the study's {given} is {getattr(study, given)!r}")
-    return problems
+    if problems:
+        return problems
+    # The same load-time rules as a study file: cycles, role conflicts, controls caused by the
+    # treatment, an open backdoor path given the study's covariates.
+    try:
+        StudyConfig.model_validate(
+            {**study.model_dump(exclude_unset=True), "causal_graph": graph.model_dump()}
+        )
+    except ValidationError as error:
+        return error_lines(error)
+    return []
 
 
 def render_draft(kind: DraftKind, document: BaseModel, study: str, model: str, now: datetime) -> str:

@@ -44,7 +44,13 @@ CARD = {
 }
 GRAPH = {
     "edges": [["health_score", "outreach"], ["health_score", "churn"], ["outreach", "churn"]],
-    "roles": {"health_score": "confounder", "post_outreach_engagement": "mediator"},
+    "roles": {
+        "health_score": "confounder",
+        "post_outreach_engagement": "mediator",
+        **dict.fromkeys(
+            ["company_size", "tenure_months", "usage_score", "prior_tickets", "region"], "confounder"
+        ),
+    },
 }
 
 
@@ -282,6 +288,18 @@ def test_valid_dag_without_a_key_sends_no_authorization(
         (GRAPH | {"roles": {"outreach": "confounder"}}, "roles.outreach: is the study's treatment"),
         ({"edges": [], "roles": {}}, "both are empty"),
         ({"edges": [["outreach", "churn", "x"]]}, "edges[0]: Tuple should have at most 2 items"),
+        (  # the same rules as a study file: a control caused by the treatment
+            {
+                "edges": [*GRAPH["edges"], ["outreach", "usage_score"]],
+                "roles": {k: v for k, v in GRAPH["roles"].items() if k != "usage_score"},
+            },
+            "'usage_score' is a descendant of the treatment 'outreach'",
+        ),
+        (GRAPH | {"edges": [*GRAPH["edges"], ["churn", "health_score"]]}, "cycle"),
+        (  # a confounder left out of the graph: the study's covariates no longer close every path
+            {"edges": GRAPH["edges"], "roles": {"health_score": "confounder"}},
+            "'company_size' is not in causal_graph",
+        ),
     ],
 )
 def test_dag_that_does_not_fit_the_study_is_rejected(
