@@ -153,3 +153,37 @@ def test_plots_render_to_png() -> None:
     ):
         png = figure_to_png(figure)
         assert png[:4] == b"\x89PNG" and len(png) > 5_000
+
+
+def test_summary_names_the_backend_the_real_level_the_numbers_and_the_exclusions() -> None:
+    res = causal_kalman(
+        [0.5, np.nan, 0.7],
+        [0.1, 0.1, 0.1],
+        labels=["2025-01", "2025-02", "2025-03"],
+        exclusion_reasons=["", "failed balance", ""],
+        excluded=[False, True, False],
+        prior_mean=0.0,
+        prior_var=1.0,
+        process_var=0.01,
+        alpha=0.1,
+    )
+    text = res.summary()
+    lower, upper = res.final_ci
+    assert text.startswith("Assimilated effect (kalman filter, 3 batches, 1 excluded)")
+    assert f"90% credible interval [{lower:.6g}, {upper:.6g}]" in text
+    assert f"mean {res.final_mean:.6g}, sd {res.final_sd:.6g}" in text
+    assert "excluded 2025-02: failed balance" in text and "excluded 2025-01" not in text
+    assert str(res) == text
+    particle = particle_filter(
+        [0.5, 0.6],
+        [0.1, 0.1],
+        prior_mean=0.0,
+        prior_var=1.0,
+        process_var=0.01,
+        n_particles=500,
+        rng=np.random.default_rng(0),
+    )
+    assert (
+        particle.summary().startswith("Assimilated effect (particle filter")
+        and "min ESS" in particle.summary()
+    )

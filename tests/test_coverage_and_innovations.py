@@ -57,3 +57,24 @@ def test_latest_innovation_and_nis_verdicts() -> None:
     few = innovation_diagnostics(causal_kalman([0.5, 0.6], [0.1, 0.1], prior_mean=0.0, prior_var=1.0))
     assert few.one_sided.status == "undefined" and "fewer than" in few.one_sided.reason
     assert innovation_diagnostics(None).latest_innovation.status == "undefined"
+
+
+def test_nis_calibration_fails_when_the_standard_errors_are_wrong_and_is_nominal_when_right() -> None:
+    rng = np.random.default_rng(22)
+    true_se = 0.05
+    n = 200
+    level = 0.01
+    flagged = {"right": 0, "understated": 0, "overstated": 0}
+    for _ in range(n):
+        y = 0.4 + rng.normal(0, true_se, T)  # a static effect observed with noise of sd true_se
+        for name, stated in (("right", true_se), ("understated", true_se / 2), ("overstated", true_se * 2)):
+            res = causal_kalman(y, np.full(T, stated), process_var=0.0, prior_mean=0.4, prior_var=stated**2)
+            report = innovation_diagnostics(res, alpha=level)
+            flagged[name] += report.nis.failed
+    assert flagged["right"] / n <= 0.04  # nominal 1%: a chi-square(T) test on exact innovations
+    assert flagged["understated"] / n >= 0.99  # NIS about 4x its expectation
+    assert flagged["overstated"] / n >= 0.99  # NIS about 1/4 of its expectation (two-sided test)
+    exact = causal_kalman(
+        np.full(T, 0.4), np.full(T, true_se), process_var=0.0, prior_mean=0.4, prior_var=1.0
+    )
+    assert innovation_diagnostics(exact).nis.value == pytest.approx(0.0, abs=1e-12)  # z = 0: far too small
