@@ -6,15 +6,20 @@ case k on the k-th day after. Outcomes:
 - ``excluded``: the batch never moves the posterior; the named check fails and its reason names
   the batch (and the column, where one is at fault);
 - ``admitted``: the batch is used (extra columns, a few quarantined rows, a large batch ...);
-- ``unmapped``: the sensor leaves the file alone and requests no run.
+- ``unmapped``: the sensor leaves the file alone, requests no run and logs why.
+
+``TRAPS`` are landing-folder entries that try to make the pipeline read a file from outside the
+folder (symlinks out, ``..`` in a name or a symlink target, directories named like batches).
 """
 
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -83,10 +88,13 @@ class Case:
     content: Callable[[int], bytes]
     outcome: str  # excluded | admitted | unmapped
     check: str = ""  # a failing check the exclusion names
-    mentions: tuple[str, ...] = ()  # words the failing verdict's reason must contain
+    mentions: tuple[str, ...] = ()  # words the failing verdict's reason (unmapped: the log line) must contain
     quarantined: tuple[str, ...] = field(default=())  # columns with quarantined rows
     suffix: str = "csv"
     file_name: str | None = None  # for unmapped cases: the file's own name
+    rule: str = ""  # words the failing verdict's stored rule must contain
+    quarantine_rule: str = ""  # words every quarantined row's rule must contain
+    quarantined_rows: tuple[int, ...] | None = None  # exactly these rows are quarantined (None: not pinned)
 
 
 def _edit(seed: int, change: Callable[[pd.DataFrame], pd.DataFrame]) -> bytes:
@@ -102,16 +110,17 @@ def _set(column: str, rows: list[int], value: object) -> Callable[[pd.DataFrame]
     return change
 
 
+READABLE = "the file is a readable, non-empty table"
+COLUMNS_PRESENT = "required columns present"
+SUITE = "every expectation of the quality suite holds"
+ESTIMABLE = "the primary estimator returns a finite estimate and a positive standard error"
+BINARY = "treatment must be 0 or 1"
+SQL_VALUE = "'); DROP TABLE corpus.raw_rows; --"
+HOSTILE_COLUMNS = ('quote"col', "semi;colon", "DROP TABLE raw_rows; --", "select", "ünïcödé ✓", "x" * 10_000)
+
+
 def _hostile_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    extra = {
-        'quote"col': 1,
-        "semi;colon": 2,
-        "DROP TABLE raw_rows; --": 3,
-        "select": 4,
-        "ünïcödé ✓": 5,
-        "x" * 10_000: 6,
-    }
-    return frame.assign(**extra)
+    return frame.assign(**{name: value for value, name in enumerate(HOSTILE_COLUMNS, start=1)})
 
 
 CASES: list[Case] = [
@@ -122,6 +131,7 @@ CASES: list[Case] = [
         "excluded",
         "raw_batch_data_quality",
         ("cannot be read",),
+        rule=READABLE,
     ),
     Case(
         "header_only",
@@ -130,6 +140,7 @@ CASES: list[Case] = [
         "excluded",
         "raw_batch_data_quality",
         ("no data rows",),
+        rule=READABLE,
     ),
     Case(
         "truncated_parquet",
@@ -139,6 +150,7 @@ CASES: list[Case] = [
         "raw_batch_data_quality",
         ("cannot be read",),
         suffix="parquet",
+        rule=READABLE,
     ),
     Case(
         "corrupt_parquet",
@@ -148,6 +160,7 @@ CASES: list[Case] = [
         "raw_batch_data_quality",
         ("cannot be read",),
         suffix="parquet",
+        rule=READABLE,
     ),
     Case(
         "wrong_delimiter",
@@ -156,6 +169,7 @@ CASES: list[Case] = [
         "excluded",
         "covariate_table_schema",
         ("missing required columns", "treatment"),
+        rule=COLUMNS_PRESENT,
     ),
     Case(
         "latin1_encoding",
@@ -164,6 +178,7 @@ CASES: list[Case] = [
         "excluded",
         "raw_batch_data_quality",
         ("not UTF-8",),
+        rule=READABLE,
     ),
     Case(
         "duplicate_header",
@@ -172,6 +187,7 @@ CASES: list[Case] = [
         "excluded",
         "raw_batch_data_quality",
         ("duplicate column",),
+        rule=READABLE,
     ),
     Case("utf8_bom", "format", lambda s: b"\xef\xbb\xbf" + csv(good_frame(s)), "admitted"),
     Case(
@@ -181,6 +197,7 @@ CASES: list[Case] = [
         "excluded",
         "covariate_table_schema",
         ("treatment",),
+        rule=COLUMNS_PRESENT,
     ),
     Case(
         "missing_outcome",
@@ -189,6 +206,7 @@ CASES: list[Case] = [
         "excluded",
         "covariate_table_schema",
         ("outcome",),
+        rule=COLUMNS_PRESENT,
     ),
     Case(
         "missing_covariate",
@@ -197,6 +215,7 @@ CASES: list[Case] = [
         "excluded",
         "covariate_table_schema",
         ("'x'",),
+        rule=COLUMNS_PRESENT,
     ),
     Case(
         "extra_columns", "extra column", lambda s: csv(good_frame(s).assign(extra1=1, extra2="z")), "admitted"
@@ -208,6 +227,8 @@ CASES: list[Case] = [
         lambda s: _edit(s, _set("x", [3, 7], "abc")),
         "admitted",
         quarantined=("x",),
+        quarantine_rule="value must be a number",
+        quarantined_rows=(3, 7),
     ),
     Case(
         "strings_in_outcome_many",
@@ -217,6 +238,9 @@ CASES: list[Case] = [
         "covariate_table_schema",
         ("quarantined",),
         quarantined=("outcome",),
+        rule="quarantined share <= 0.05",
+        quarantine_rule="value must be a number",
+        quarantined_rows=tuple(range(0, 400, 2)),
     ),
     Case(
         "treatment_two",
@@ -226,6 +250,9 @@ CASES: list[Case] = [
         "raw_batch_data_quality",
         ("treatment",),
         quarantined=("treatment",),
+        rule=SUITE,
+        quarantine_rule=BINARY,
+        quarantined_rows=(5, 9),
     ),
     Case(
         "treatment_minus_one",
@@ -235,6 +262,9 @@ CASES: list[Case] = [
         "raw_batch_data_quality",
         ("treatment",),
         quarantined=("treatment",),
+        rule=SUITE,
+        quarantine_rule=BINARY,
+        quarantined_rows=(4,),
     ),
     Case(
         "treatment_yes_no",
@@ -244,6 +274,9 @@ CASES: list[Case] = [
         "raw_batch_data_quality",
         ("treatment",),
         quarantined=("treatment",),
+        rule=SUITE,
+        quarantine_rule=BINARY,
+        quarantined_rows=tuple(range(400)),
     ),
     Case(
         "nan_in_treatment",
@@ -251,6 +284,8 @@ CASES: list[Case] = [
         lambda s: _edit(s, _set("treatment", [1, 2], "")),
         "admitted",
         quarantined=("treatment",),
+        quarantine_rule=BINARY,
+        quarantined_rows=(1, 2),
     ),
     Case(
         "inf_in_outcome",
@@ -258,6 +293,8 @@ CASES: list[Case] = [
         lambda s: _edit(s, _set("outcome", [10], "inf")),
         "admitted",
         quarantined=("outcome",),
+        quarantine_rule="value must be finite",
+        quarantined_rows=(10,),
     ),
     Case(
         "nan_in_covariate",
@@ -265,6 +302,8 @@ CASES: list[Case] = [
         lambda s: _edit(s, _set("x", [11, 12], "")),
         "admitted",
         quarantined=("x",),
+        quarantine_rule="value must not be missing",
+        quarantined_rows=(11, 12),
     ),
     Case(
         "all_treated",
@@ -273,6 +312,7 @@ CASES: list[Case] = [
         "excluded",
         "raw_batch_data_quality",
         ("treatment",),
+        rule=SUITE,
     ),
     Case(
         "all_control",
@@ -281,6 +321,7 @@ CASES: list[Case] = [
         "excluded",
         "raw_batch_data_quality",
         ("treatment",),
+        rule=SUITE,
     ),
     Case(
         "single_row",
@@ -289,6 +330,7 @@ CASES: list[Case] = [
         "excluded",
         "raw_batch_data_quality",
         ("treatment",),
+        rule=SUITE,
     ),
     Case(
         "duplicate_unit_ids",
@@ -298,6 +340,9 @@ CASES: list[Case] = [
         "raw_batch_data_quality",
         ("unit_id",),
         quarantined=("unit_id",),
+        rule=SUITE,
+        quarantine_rule="unit id must be unique",
+        quarantined_rows=(0, 1, 2),
     ),
     Case(
         "perfect_separation",
@@ -310,6 +355,7 @@ CASES: list[Case] = [
         "excluded",
         "propensity_model_overlap",
         ("separation", "'x'"),
+        rule="outside [0.05, 0.95]",
     ),
     Case(
         "zero_variance_covariate",
@@ -318,6 +364,7 @@ CASES: list[Case] = [
         "excluded",
         "batch_effect_estimation",
         ("'x'",),
+        rule=ESTIMABLE,
     ),
     Case(
         "constant_outcome",
@@ -326,6 +373,7 @@ CASES: list[Case] = [
         "excluded",
         "batch_effect_estimation",
         ("outcome",),
+        rule=ESTIMABLE,
     ),
     Case("extreme_outlier", "outlier", lambda s: _edit(s, _set("outcome", [0], 1e12)), "admitted"),
     Case(
@@ -335,6 +383,7 @@ CASES: list[Case] = [
         "excluded",
         "covariate_table_post_treatment_exclusion",
         ("'x'", "engagement"),
+        rule="derives from a post-treatment column",
     ),
     Case(
         "unknown_category_level",
@@ -342,6 +391,8 @@ CASES: list[Case] = [
         lambda s: _edit(s, _set("segment", [6, 8], "zzz")),
         "admitted",
         quarantined=("segment",),
+        quarantine_rule="level must be one of ['a', 'b']",
+        quarantined_rows=(6, 8),
     ),
     Case(
         "srm_broken_split",
@@ -352,10 +403,52 @@ CASES: list[Case] = [
         "excluded",
         "covariate_table_sample_ratio_mismatch",
         ("treated share",),
+        rule="p-value >= 0.001",
     ),
     Case("hundred_times_larger", "large batch", lambda s: csv(good_frame(s, n=40_000)), "admitted"),
     Case(
-        "no_partition_name", "unmapped name", lambda s: csv(good_frame(s)), "unmapped", file_name="notes.csv"
+        "nan_in_outcome",
+        "non-finite value",
+        lambda s: _edit(s, _set("outcome", [13, 14], "NaN")),
+        "admitted",
+        quarantined=("outcome",),
+        quarantined_rows=(13, 14),
+        quarantine_rule="value must not be missing",
+    ),
+    Case(
+        "inf_in_treatment",
+        "non-finite value",
+        lambda s: _edit(s, _set("treatment", [15], "inf")),
+        "excluded",
+        "raw_batch_data_quality",
+        ("treatment",),
+        quarantined=("treatment",),
+        quarantined_rows=(15,),
+        rule=SUITE,
+        quarantine_rule=BINARY,
+    ),
+    Case(
+        "inf_in_covariate",
+        "non-finite value",
+        lambda s: _edit(s, _set("x", [16, 17], "-inf")),
+        "admitted",
+        quarantined=("x",),
+        quarantined_rows=(16, 17),
+        quarantine_rule="value must be finite",
+    ),
+    Case(
+        "sql_in_values",
+        "hostile names",
+        lambda s: _edit(s, _set("unit_id", [0, 1], [SQL_VALUE, SQL_VALUE + "2"])),
+        "admitted",
+    ),
+    Case(
+        "no_partition_name",
+        "unmapped name",
+        lambda s: csv(good_frame(s)),
+        "unmapped",
+        file_name="notes.csv",
+        mentions=("name does not match YYYY-MM-DD.csv",),
     ),
     Case(
         "impossible_date",
@@ -363,14 +456,65 @@ CASES: list[Case] = [
         lambda s: csv(good_frame(s)),
         "unmapped",
         file_name="2025-13-45.csv",
+        mentions=("is not a calendar date",),
     ),
-    Case(
-        "dot_dot_name",
-        "path traversal",
-        lambda s: csv(good_frame(s)),
-        "unmapped",
-        file_name="..2025-01-05.csv",
+]
+
+
+@dataclass(frozen=True)
+class Trap:
+    """A landing-folder entry that points (or pretends to point) outside the folder.
+
+    ``make(folder, outside, name, key)`` creates the entry ``name`` for partition ``key`` in the
+    landing ``folder``; ``outside/batch.csv``, beside the landing root, is the batch it tries to
+    smuggle in. ``logged`` is what the sensor's log line must say (None: a hidden name, ignored
+    without a line so that writers can land files atomically as ``.name.tmp``).
+    """
+
+    name: str
+    entry: Callable[[str], str]  # partition key -> the entry's name in the landing folder
+    make: Callable[[Path, Path, str, str], None]
+    logged: str | None
+
+
+def _symlink_absolute(folder: Path, outside: Path, name: str, key: str) -> None:
+    (folder / name).symlink_to(outside / "batch.csv")
+
+
+def _symlink_dot_dot(folder: Path, outside: Path, name: str, key: str) -> None:
+    (folder / "sub").mkdir(exist_ok=True)  # sub/../../.. : a relative target through a nested folder
+    (folder / name).symlink_to(Path("sub", "..", os.path.relpath(outside / "batch.csv", folder)))
+
+
+def _symlink_to_parent(folder: Path, outside: Path, name: str, key: str) -> None:
+    (folder / name).symlink_to("..", target_is_directory=True)
+
+
+def _plain_file(folder: Path, outside: Path, name: str, key: str) -> None:
+    (folder / name).write_bytes((outside / "batch.csv").read_bytes())
+
+
+def _directory(folder: Path, outside: Path, name: str, key: str) -> None:
+    (folder / name).mkdir()
+    (folder / name / f"{key}.csv").write_bytes((outside / "batch.csv").read_bytes())
+
+
+TRAPS: list[Trap] = [
+    Trap(
+        "symlink_out_absolute", lambda k: f"{k}.csv", _symlink_absolute, "resolves outside the landing folder"
     ),
+    Trap(
+        "symlink_out_via_dot_dot",
+        lambda k: f"{k}.csv",
+        _symlink_dot_dot,
+        "resolves outside the landing folder",
+    ),
+    Trap("symlink_to_the_parent_folder", lambda k: f"{k}.csv", _symlink_to_parent, "resolves outside"),
+    Trap("dot_dot_inside_the_name", lambda k: f"{k}..csv", _plain_file, "name contains '..'"),
+    Trap("dot_dot_directory_holding_a_batch", lambda k: f"x..%2F..%2F{k}", _directory, "name contains '..'"),
+    Trap("directory_named_like_a_batch", lambda k: f"{k}.csv", _directory, "not a regular file"),
+    Trap("url_encoded_traversal", lambda k: f"%2E%2E%2F{k}.csv", _plain_file, "name does not match"),
+    Trap("hidden_dot_dot_name", lambda k: f"..{k}.csv", _plain_file, None),
 ]
 
 

@@ -1,8 +1,16 @@
-"""The adversarial corpus through the real pipeline: clear verdicts, nothing lost, posterior clean."""
+"""The adversarial corpus through the real pipeline: clear verdicts, nothing lost, posterior clean.
+
+The fixture lands a good baseline batch, then every case of the corpus and every trap at once, and
+runs what the landing sensor requests one run at a time, fingerprinting every table of the study
+between runs: so each test can say which partitions (and which posterior steps) a run changed.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import io
+import json
+from contextlib import redirect_stderr
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,23 +19,31 @@ import pandas as pd
 import pytest
 
 from assets.common import VERDICT_TABLES, verdict_table
+from orchestration.runner import execute_request, tick_landing_sensor
+from resources.warehouse import quote_identifier
 from tests.pipeline_support import Project, write_batch
-from tests.reliability.corpus import CASES, Case, corpus_study, day, good_frame
+from tests.reliability.corpus import (
+    CASES,
+    HOSTILE_COLUMNS,
+    READABLE,
+    SQL_VALUE,
+    TRAPS,
+    Case,
+    Trap,
+    corpus_study,
+    day,
+    good_frame,
+)
 
 STUDY = "corpus"
-TABLES = [
-    "raw_files",
-    "raw_rows",
-    "covariates",
-    "quarantine",
-    "propensity_coefficients",
-    "propensity_scores",
-    "outcome_coefficients",
-    "outcome_predictions",
-    "batch_effects",
-    "balance",
-    *[verdict_table(asset) for asset in VERDICT_TABLES],
-]
+OUTSIDE_SEED = 2000  # the smuggled batch's unit ids are u2000-<i>; none may ever reach the warehouse
+# Whole tables, rewritten by every run: posterior_steps is compared row by row (one row per batch);
+# the audit trail is keyed by run and only grows.
+WHOLE_TABLES = ("posterior_steps",)
+NO_BATCH = "no batch landed for this period"
+APPEND_ONLY = ("audit_trail",)
+
+Fingerprint = dict[tuple[str, str], str]  # (table, partition key or batch) -> sha256 of its rows
 
 
 @dataclass
@@ -35,18 +51,15 @@ class CorpusRun:
     project: Project
     paths: dict[str, Path]
     hashes: dict[str, str]
-    baseline_before: dict[str, pd.DataFrame]
-    runs: int
-
-    def baseline_now(self) -> dict[str, pd.DataFrame]:
-        return _partition_tables(self.project, day(0).isoformat())
-
-
-def _partition_tables(project: Project, key: str) -> dict[str, pd.DataFrame]:
-    store = project.warehouse
-    return {
-        table: store.read_table(STUDY, table, partition_key=key).reset_index(drop=True) for table in TABLES
-    }
+    outside: Path
+    outside_sha: str
+    sensor_log: str
+    run_partitions: list[str]
+    changed_by_run: dict[str, dict[tuple[str, str], str | None]]  # entry -> its fingerprint before
+    baseline: Fingerprint
+    final: Fingerprint
+    partitioned_tables: list[str]
+    audit_before: pd.DataFrame
 
 
 def _sha(path: Path) -> str:
@@ -57,26 +70,98 @@ def case_file_name(index: int, case: Case) -> str:
     return case.file_name or f"{day(index + 1).isoformat()}.{case.suffix}"
 
 
+def trap_key(index: int) -> str:
+    return day(len(CASES) + 5 + index).isoformat()
+
+
+def _tables(project: Project) -> dict[str, list[str]]:
+    """Every table of the study's schema with its columns."""
+    columns = project.warehouse.execute_read(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = ? "
+        "ORDER BY table_name, ordinal_position",
+        [STUDY],
+    )
+    return {t: list(c["column_name"]) for t, c in columns.groupby("table_name", sort=True)}
+
+
+def fingerprint(project: Project) -> Fingerprint:
+    """sha256 of every partition's rows (in stored order) of every table; posterior steps per batch."""
+    prints: Fingerprint = {}
+    for table, columns in _tables(project).items():
+        if table in APPEND_ONLY:
+            continue
+        group = "batch" if table in WHOLE_TABLES else "partition_key"
+        assert group in columns, f"{table} has no {group} column"
+        target = f"{quote_identifier(STUDY)}.{quote_identifier(table)}"
+        rows = project.warehouse.execute_read(
+            f"SELECT CAST({quote_identifier(group)} AS VARCHAR) AS k, "
+            f"sha256(string_agg(CAST(t AS VARCHAR), chr(10) ORDER BY rowid)) AS h "
+            f"FROM {target} AS t GROUP BY k"
+        )
+        prints.update({(table, k): h for k, h in zip(rows["k"], rows["h"], strict=True)})
+    return prints
+
+
+def _changed(before: Fingerprint, after: Fingerprint) -> dict[tuple[str, str], str | None]:
+    return {k: before.get(k) for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> CorpusRun:
     root = tmp_path_factory.mktemp("corpus")
-    project = Project(data=root / "data", studies=[corpus_study()], instance=dg.DagsterInstance.ephemeral())
+    study = corpus_study()
+    project = Project(data=root / "data", studies=[study], instance=dg.DagsterInstance.ephemeral())
     folder = project.landing(STUDY)
     write_batch(folder, day(0).isoformat(), good_frame(1000))
     assert [r.success for r in project.tick()] == [True]
-    before = _partition_tables(project, day(0).isoformat())
-    outside = root / "outside.csv"
-    write_batch(root, "outside", good_frame(2000))
-    (folder / f"{day(len(CASES) + 5).isoformat()}.csv").symlink_to(outside)
+    baseline = fingerprint(project)
+    audit_before = project.warehouse.read_table(STUDY, "audit_trail")
+    outside = root / "outside"
+    outside.mkdir()
+    write_batch(outside, "batch", good_frame(OUTSIDE_SEED))
     paths = {}
     for index, case in enumerate(CASES):
         path = folder / case_file_name(index, case)
         path.write_bytes(case.content(index + 1))
         paths[case.name] = path
+    for index, trap in enumerate(TRAPS):
+        key = trap_key(index)
+        trap.make(folder, outside, trap.entry(key), key)
     hashes = {name: _sha(path) for name, path in paths.items()}
-    results = project.tick()
-    assert all(r.success for r in results), "a batch crashed its run instead of failing a check"
-    return CorpusRun(project, paths, hashes, before, len(results))
+    outside_sha = _sha(outside / "batch.csv")
+
+    # What Project.tick does, with the sensor's log captured and a fingerprint after every run.
+    log = io.StringIO()
+    with redirect_stderr(log):
+        tick = tick_landing_sensor(project.defs, project.instance, study, project.cursors.get(STUDY))
+    assert isinstance(tick, dg.SensorResult)
+    project.cursors[STUDY] = tick.cursor
+    changed_by_run: dict[str, dict[tuple[str, str], str | None]] = {}
+    partitions: list[str] = []
+    before = baseline
+    for request in tick.run_requests or []:
+        result = execute_request(project.defs, project.instance, study, request)
+        assert result.success, f"batch {request.partition_key} crashed its run instead of failing a check"
+        after = fingerprint(project)
+        assert request.partition_key is not None
+        partitions.append(request.partition_key)
+        changed_by_run[request.partition_key] = _changed(before, after)
+        before = after
+    partitioned = [t for t, c in _tables(project).items() if "partition_key" in c and t not in APPEND_ONLY]
+    return CorpusRun(
+        project,
+        paths,
+        hashes,
+        outside / "batch.csv",
+        outside_sha,
+        log.getvalue(),
+        partitions,
+        changed_by_run,
+        baseline,
+        before,
+        partitioned,
+        audit_before,
+    )
 
 
 def _steps(corpus: CorpusRun) -> pd.DataFrame:
@@ -88,10 +173,26 @@ def _verdicts(corpus: CorpusRun, key: str) -> pd.DataFrame:
     return pd.concat([store.read_table(STUDY, verdict_table(a), partition_key=key) for a in VERDICT_TABLES])
 
 
+def _log_line(corpus: CorpusRun, name: str) -> str:
+    lines = [line for line in corpus.sensor_log.splitlines() if f"file {name!r} left untouched" in line]
+    assert len(lines) == 1, f"expected one log line about {name!r}, got {lines}"
+    return lines[0]
+
+
+def _gap_periods(corpus: CorpusRun) -> set[str]:
+    """Periods with no batch: the posterior takes a predict-only step for them."""
+    steps = _steps(corpus)
+    return set(steps.index[steps["exclusion_reason"] == NO_BATCH])
+
+
+def _run_file_tags(corpus: CorpusRun) -> set[str]:
+    return {run.tags.get("assimilate/file", "") for run in corpus.project.instance.get_runs()}
+
+
 def test_the_corpus_has_at_least_30_cases_and_each_mapped_file_ran_once(corpus: CorpusRun) -> None:
     assert len(CASES) >= 30
-    mapped = [c for c in CASES if c.outcome != "unmapped"]
-    assert corpus.runs == len(mapped)
+    mapped = [day(i + 1).isoformat() for i, c in enumerate(CASES) if c.outcome != "unmapped"]
+    assert corpus.run_partitions == mapped
 
 
 @pytest.mark.parametrize(("index", "case"), list(enumerate(CASES)), ids=[c.name for c in CASES])
@@ -101,10 +202,15 @@ def test_case_has_its_expected_outcome(corpus: CorpusRun, index: int, case: Case
     key = day(index + 1).isoformat()
     steps = _steps(corpus)
     if case.outcome == "unmapped":
-        assert key not in steps.index or case.file_name is not None
+        assert key not in steps.index or steps.at[key, "exclusion_reason"] == NO_BATCH
+        line = _log_line(corpus, path.name)
+        for word in case.mentions:
+            assert word in line, f"{word!r} not in the sensor's log line {line!r}"
+        assert path.name not in _run_file_tags(corpus), "the sensor requested a run for an unmapped file"
         files = corpus.project.warehouse.read_table(STUDY, "raw_files")
-        assert path.name not in set(files.get("file_name", []))
+        assert path.name not in set(files["file_name"])
         return
+    _nothing_lost(corpus, key, case)
     row = steps.loc[key]
     previous = steps.iloc[steps.index.get_loc(key) - 1]
     if case.outcome == "excluded":
@@ -114,28 +220,126 @@ def test_case_has_its_expected_outcome(corpus: CorpusRun, index: int, case: Case
         verdicts = _verdicts(corpus, key)
         failing = verdicts[(verdicts["check_name"] == f"check_{case.check}") & (verdicts["status"] == "fail")]
         assert len(failing) == 1
-        reason = failing.iloc[0]["reason"]
-        assert key in reason, f"the reason must name the batch: {reason}"
+        reason, rule = failing.iloc[0]["reason"], failing.iloc[0]["rule"]
+        assert reason.startswith(f"batch {key}"), f"the reason must name the batch: {reason}"
         for word in case.mentions:
             assert word in reason, f"{word!r} not in {reason!r}"
+        assert case.rule and case.rule in rule, f"the stored rule {rule!r} must say {case.rule!r}"
     else:
         assert not bool(row["excluded"]), row["exclusion_reason"]
+        assert row["posterior_mean"] != previous["posterior_mean"], "an admitted batch must be used"
+    quarantine = corpus.project.warehouse.read_table(STUDY, "quarantine", partition_key=key)
+    assert set(quarantine.get("column", [])) == set(case.quarantined)
     if case.quarantined:
-        quarantine = corpus.project.warehouse.read_table(STUDY, "quarantine", partition_key=key)
-        assert set(case.quarantined) <= set(quarantine["column"])
-        assert quarantine["rule"].str.len().min() > 0 and quarantine["record_json"].str.len().min() > 0
+        assert (quarantine["rule"].str.len() > 0).all() and (quarantine["record_json"].str.len() > 0).all()
+        assert not case.quarantine_rule or case.quarantine_rule in set(quarantine["rule"]), quarantine
+        if case.quarantined_rows is not None:
+            assert sorted(set(quarantine["row_index"])) == list(case.quarantined_rows)
 
 
-def test_a_symlink_out_of_the_landing_folder_is_left_alone(corpus: CorpusRun) -> None:
-    key = day(len(CASES) + 5).isoformat()
-    assert key not in _steps(corpus).index
-    assert corpus.project.warehouse.read_table(STUDY, "raw_files", partition_key=key).empty
+def _delivered_rows(path: Path) -> int | None:
+    """Data rows of a file as a reader sees them (None when it cannot be read as a table)."""
+    try:
+        if path.suffix == ".parquet":
+            return len(pd.read_parquet(path))
+        return len(pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig"))
+    except (ValueError, UnicodeDecodeError, OSError):
+        return None
+
+
+def _nothing_lost(corpus: CorpusRun, key: str, case: Case) -> None:
+    """The file is recorded with its hash; every row read is stored, and is valid or quarantined."""
+    store, path = corpus.project.warehouse, corpus.paths[case.name]
+    files = store.read_table(STUDY, "raw_files", partition_key=key)
+    assert files[["file_name", "sha256", "size_bytes"]].to_dict("records") == [
+        {"file_name": path.name, "sha256": corpus.hashes[case.name], "size_bytes": path.stat().st_size}
+    ]
+    n_rows = int(files["n_rows"].iloc[0])
+    assert len(store.read_table(STUDY, "raw_rows", partition_key=key)) == n_rows
+    unreadable = case.rule == READABLE
+    assert n_rows == (0 if unreadable else _delivered_rows(path)), "rows of the file were lost"
+    covariates = store.read_table(STUDY, "covariates", partition_key=key)
+    quarantine = store.read_table(STUDY, "quarantine", partition_key=key)
+    accounted = len(covariates) + (quarantine["row_index"].nunique() if len(quarantine) else 0)
+    if case.outcome == "admitted":
+        assert n_rows > 0 and accounted == n_rows, f"{n_rows} rows read, {accounted} valid or quarantined"
+
+
+@pytest.mark.parametrize(("index", "trap"), list(enumerate(TRAPS)), ids=[t.name for t in TRAPS])
+def test_entries_leading_out_of_the_landing_folder_are_never_read(
+    corpus: CorpusRun, index: int, trap: Trap
+) -> None:
+    key, name = trap_key(index), trap.entry(trap_key(index))
+    steps = _steps(corpus)
+    assert key not in steps.index or steps.at[key, "exclusion_reason"] == NO_BATCH
+    assert name not in _run_file_tags(corpus)
+    stored = {table for table, k in corpus.final if k == key and table != "posterior_steps"}
+    assert not stored, f"rows stored for {key} in {stored}"
+    if trap.logged is None:
+        assert repr(name) not in corpus.sensor_log
+    else:
+        assert trap.logged in _log_line(corpus, name)
+
+
+def test_the_smuggled_batch_never_reaches_the_warehouse_and_stays_untouched(corpus: CorpusRun) -> None:
+    assert _sha(corpus.outside) == corpus.outside_sha
+    rows = corpus.project.warehouse.execute_read(
+        f"SELECT count(*) AS n FROM {STUDY}.raw_rows WHERE record_json LIKE ?", [f'%"u{OUTSIDE_SEED}-%']
+    )
+    assert rows["n"].iloc[0] == 0
+    ids = corpus.project.warehouse.execute_read(f"SELECT count(*) AS n FROM {STUDY}.raw_rows")
+    assert ids["n"].iloc[0] > 0  # the query above reads a table that has rows
+
+
+def test_hostile_names_and_values_are_kept_as_data_never_as_identifiers(corpus: CorpusRun) -> None:
+    names = [c.name for c in CASES]
+    hostile = day(names.index("hostile_column_names") + 1).isoformat()
+    files = corpus.project.warehouse.read_table(STUDY, "raw_files", partition_key=hostile)
+    assert set(HOSTILE_COLUMNS) <= set(json.loads(files["columns_json"].iloc[0]))
+    record = json.loads(
+        corpus.project.warehouse.read_table(STUDY, "raw_rows", partition_key=hostile)["record_json"].iloc[0]
+    )
+    assert {name: record[name] for name in HOSTILE_COLUMNS} == {
+        name: str(value) for value, name in enumerate(HOSTILE_COLUMNS, start=1)
+    }
+    every_column = corpus.project.warehouse.execute_read("SELECT column_name FROM information_schema.columns")
+    assert not set(HOSTILE_COLUMNS) & set(every_column["column_name"])
+    assert len(_tables(corpus.project)) >= 14, "the injected DROP TABLE must not have dropped anything"
+    sql = day(names.index("sql_in_values") + 1).isoformat()
+    covariates = corpus.project.warehouse.read_table(STUDY, "covariates", partition_key=sql)
+    assert SQL_VALUE in set(covariates["unit_id"])
+
+
+def test_each_run_changed_only_its_own_partition(corpus: CorpusRun) -> None:
+    """A run writes its own batch's rows; elsewhere it may only add predict-only steps for gaps."""
+    gaps = _gap_periods(corpus)
+    assert len(corpus.changed_by_run) == len(corpus.run_partitions)
+    for key, changed in corpus.changed_by_run.items():
+        assert ("raw_files", key) in changed and ("posterior_steps", key) in changed
+        others = {entry: before for entry, before in changed.items() if entry[1] != key}
+        allowed = {
+            e: b for e, b in others.items() if e[0] == "posterior_steps" and b is None and e[1] in gaps
+        }
+        assert others == allowed, f"the run of {key} changed {sorted(set(others) - set(allowed))}"
 
 
 def test_nothing_else_in_the_warehouse_changed(corpus: CorpusRun) -> None:
-    now = corpus.baseline_now()
-    for table, frame in corpus.baseline_before.items():
-        pd.testing.assert_frame_equal(now[table], frame, check_exact=True, obj=table)
+    baseline = day(0).isoformat()
+    assert ("posterior_steps", baseline) in corpus.baseline
+    # Every table holds rows of the baseline batch, but quarantine: it had no invalid row.
+    assert {t for t, _ in corpus.baseline} == {*corpus.partitioned_tables, *WHOLE_TABLES} - {"quarantine"}
+    assert len(corpus.partitioned_tables) >= 14
+    for entry, digest in corpus.baseline.items():
+        assert corpus.final.get(entry) == digest, f"{entry} changed"
+    touched = {k for _, k in corpus.final} - {k for _, k in corpus.baseline}
+    assert set(corpus.run_partitions) <= touched <= set(corpus.run_partitions) | _gap_periods(corpus)
+    audit = corpus.project.warehouse.read_table(STUDY, "audit_trail")
+    assert len(audit) == 1 + len(corpus.run_partitions), "one audit row per posterior update"
+    pd.testing.assert_frame_equal(
+        audit[audit["run_id"].isin(corpus.audit_before["run_id"])].reset_index(drop=True),
+        corpus.audit_before,
+        check_exact=True,
+    )
 
 
 def test_the_posterior_is_finite_and_only_admitted_batches_moved_it(corpus: CorpusRun) -> None:
