@@ -27,7 +27,7 @@ from assimilate.estimators.models import (
     fit_outcome_model,
     fit_propensity,
 )
-from assimilate.estimators.regression import regression_adjustment
+from assimilate.estimators.regression import regression_adjustment, regression_adjustment_from_arrays
 from assimilate.estimators.result import EffectEstimate
 from assimilate.estimators.weighting import ipw, ipw_from_arrays
 
@@ -132,4 +132,5 @@ __all__ = [
     "ipw",
     "ipw_from_arrays",
     "regression_adjustment",
+    "regression_adjustment_from_arrays",
 ]

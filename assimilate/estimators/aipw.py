@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 from scipy import special
 
 from assimilate.estimators._inputs import arm_counts, batch_arrays, check_arms
+from assimilate.estimators._threads import one_blas_thread
 from assimilate.estimators.design_matrix import DesignMatrix
 from assimilate.estimators.models import (
     OutcomeKind,
@@ -67,8 +68,9 @@ def _nuisances(
         propensity = fit_propensity(design, d, policy=policy, bounds=bounds)
         outcome = fit_outcome_model(design, d, y, kind=outcome_kind)
         n_outside = propensity.n_clipped + propensity.n_trimmed
-        scores = np.where(propensity.keep, propensity.used_scores, 0.5)
-        return scores, outcome.mu0, outcome.mu1, propensity.keep, n_outside
+        keep = propensity.keep
+        scores = propensity.used_scores if keep.all() else np.where(keep, propensity.used_scores, 0.5)
+        return scores, outcome.mu0, outcome.mu1, keep, n_outside
     if rng is None:
         raise ValueError("cross-fitting (n_folds) needs rng: an explicit numpy.random.Generator")
     if int(n_folds) < 2:
@@ -93,6 +95,22 @@ def _nuisances(
     return np.where(keep, scores, 0.5), mu0, mu1, keep, n_outside
 
 
+def _influence(
+    treatment: NDArray[np.int64], y: FloatArray, e: FloatArray, mu0: FloatArray, mu1: FloatArray
+) -> FloatArray:
+    """``phi = mu1 - mu0 + d (y - mu1) / e - (1 - d)(y - mu0) / (1 - e)``, without masks."""
+    d = treatment.astype(np.float64)
+    control = 1.0 - d
+    residual = y - mu1 * d
+    residual -= mu0 * control  # y - mu1 for treated units, y - mu0 for controls, exactly
+    signed = d - 1.0
+    signed += e  # e for treated units, -(1 - e) for controls, exactly
+    residual /= signed
+    residual += mu1 - mu0
+    return residual
+
+
+@one_blas_thread
 def aipw_from_arrays(
     design: DesignMatrix,
     treatment: NDArray[np.int64],
@@ -115,9 +133,9 @@ def aipw_from_arrays(
         policy=policy,
         bounds=bounds,
     )
-    d = treatment.astype(np.float64)
-    phi = mu1 - mu0 + d * (outcome - mu1) / e - (1.0 - d) * (outcome - mu0) / (1.0 - e)
-    phi = phi[keep]
+    phi = _influence(treatment, outcome, e, mu0, mu1)
+    if not keep.all():
+        phi = phi[keep]
     n = len(phi)
     estimate = float(phi.mean())
     centred = phi - estimate

@@ -25,27 +25,101 @@ from numpy.typing import NDArray
 from scipy import linalg
 
 from assimilate.estimators._inputs import batch_arrays
+from assimilate.estimators._threads import one_blas_thread
+from assimilate.estimators.design_matrix import DesignMatrix
+from assimilate.estimators.passes import (
+    BlockWriter,
+    block_size,
+    gram_of_blocks,
+    new_gram,
+    rank_update,
+    row_blocks,
+    symmetric,
+    transposed_writer,
+)
 from assimilate.estimators.result import EffectEstimate
 
 FloatArray = NDArray[np.float64]
 
 
+@one_blas_thread
 def ols_hc3(X: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
     """OLS coefficients and their HC3 covariance matrix."""
-    gram = X.T @ X
+    return ols_hc3_blocks(transposed_writer(X), y, n_columns=X.shape[1])
+
+
+@one_blas_thread
+def ols_hc3_blocks(write: BlockWriter, y: FloatArray, *, n_columns: int) -> tuple[FloatArray, FloatArray]:
+    """:func:`ols_hc3` of a design given block by block (``write(rows, out)`` fills its transposed rows).
+
+    Notes
+    -----
+    Two passes over the rows, the design never held whole: the Gram matrix of ``[X, y]`` gives
+    the coefficients; the second pass forms each block's residuals and leverages
+    ``h_ii = x_i' (X'X)^-1 x_i`` and adds the block to the meat ``X' diag(e_i^2 / (1 - h_ii)^2) X``.
+    """
+    n, p = len(y), n_columns
+
+    def with_outcome(rows: slice, out: FloatArray) -> None:
+        write(rows, out[:p])
+        out[p] = y[rows]
+
+    moments = gram_of_blocks(with_outcome, n, p + 1)
     try:
-        factor = linalg.cho_factor(gram)
+        factor = linalg.cho_factor(moments[:p, :p])
     except linalg.LinAlgError as error:
         raise ValueError("the regression design is singular (collinear or constant columns)") from error
-    beta = linalg.cho_solve(factor, X.T @ y)
-    gram_inv = linalg.cho_solve(factor, np.eye(X.shape[1]))
-    residuals = y - X @ beta
-    leverage = np.einsum("ij,ij->i", X @ gram_inv, X)
-    if np.any(leverage >= 1.0 - 1e-12):
-        raise ValueError("a unit has leverage 1 (it alone determines a coefficient): HC3 is undefined")
-    weights = (residuals / (1.0 - leverage)) ** 2
-    meat = X.T @ (weights[:, None] * X)
-    return np.asarray(beta, dtype=np.float64), np.asarray(gram_inv @ meat @ gram_inv, dtype=np.float64)
+    beta = linalg.cho_solve(factor, moments[:p, p])
+    gram_inv = linalg.cho_solve(factor, np.eye(p))
+    meat = new_gram(p)
+    buffer = np.empty((p, block_size(p)))
+    for rows in row_blocks(n, p):
+        block = buffer[:, : rows.stop - rows.start]
+        write(rows, block)
+        residuals = y[rows] - beta @ block
+        leverage = np.einsum("ij,ij->j", gram_inv @ block, block)
+        if np.any(leverage >= 1.0 - 1e-12):
+            raise ValueError("a unit has leverage 1 (it alone determines a coefficient): HC3 is undefined")
+        residuals /= 1.0 - leverage
+        block *= residuals
+        rank_update(meat, block)
+    return np.asarray(beta, dtype=np.float64), np.asarray(
+        gram_inv @ symmetric(meat) @ gram_inv, dtype=np.float64
+    )
+
+
+@one_blas_thread
+def regression_adjustment_from_arrays(
+    design: DesignMatrix, treatment: NDArray[np.int64], outcome: FloatArray, *, interacted: bool = False
+) -> EffectEstimate:
+    """Regression adjustment on arrays (the core of :func:`regression_adjustment`)."""
+    d = treatment.astype(np.float64)
+    x = design.without_intercept()
+    k = x.shape[1]
+    centre = x.mean(axis=0)[:, None] if interacted else None
+
+    def regressors(rows: slice, out: FloatArray) -> None:
+        # [1, d, x] or Lin's [1, d, x - mean, d (x - mean)], one block of rows at a time.
+        out[0] = 1.0
+        out[1] = d[rows]
+        covariates = out[2 : 2 + k]
+        np.copyto(covariates, x[rows].T)
+        if centre is not None:
+            covariates -= centre
+            np.multiply(covariates, out[1], out=out[2 + k :])
+
+    n_columns = 2 + k * (2 if interacted else 1)
+    beta, cov = ols_hc3_blocks(regressors, outcome, n_columns=n_columns)
+    n_treated = int(treatment.sum())
+    return EffectEstimate(
+        estimate=float(beta[1]),
+        std_error=math.sqrt(float(cov[1, 1])),
+        n_treated=n_treated,
+        n_control=len(treatment) - n_treated,
+        method="lin_interacted" if interacted else "regression_adjustment",
+        se_method="hc3",
+        diagnostics={"n_covariate_terms": int(k)},
+    )
 
 
 def regression_adjustment(
@@ -79,22 +153,6 @@ def regression_adjustment(
     arrays = batch_arrays(
         data, treatment=treatment, outcome=outcome, covariates=covariates, categories=categories
     )
-    d = arrays.treatment.astype(np.float64)[:, None]
-    x = arrays.design.without_intercept()
-    blocks = [np.ones_like(d), d]
-    if interacted:
-        centred = x - x.mean(axis=0)
-        blocks += [centred, d * centred]
-    else:
-        blocks.append(x)
-    beta, cov = ols_hc3(np.hstack(blocks), arrays.outcome)
-    n_treated = int(arrays.treatment.sum())
-    return EffectEstimate(
-        estimate=float(beta[1]),
-        std_error=math.sqrt(float(cov[1, 1])),
-        n_treated=n_treated,
-        n_control=len(arrays.treatment) - n_treated,
-        method="lin_interacted" if interacted else "regression_adjustment",
-        se_method="hc3",
-        diagnostics={"n_covariate_terms": int(x.shape[1])},
+    return regression_adjustment_from_arrays(
+        arrays.design, arrays.treatment, arrays.outcome, interacted=interacted
     )

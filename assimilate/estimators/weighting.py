@@ -27,13 +27,16 @@ from numpy.typing import NDArray
 from scipy import linalg
 
 from assimilate.estimators._inputs import arm_counts, batch_arrays
+from assimilate.estimators._threads import one_blas_thread
 from assimilate.estimators.design_matrix import DesignMatrix
 from assimilate.estimators.models import PropensityModel, PropensityPolicy, fit_propensity
+from assimilate.estimators.passes import times, transpose_times
 from assimilate.estimators.result import EffectEstimate
 
 FloatArray = NDArray[np.float64]
 
 
+@one_blas_thread
 def ipw_influence(
     X: FloatArray, d: NDArray[np.int64], y: FloatArray, propensity: PropensityModel
 ) -> tuple[float, FloatArray]:
@@ -46,31 +49,39 @@ def ipw_influence(
     and ``A_ab`` the derivative of ``psi_a`` in ``beta``; clipped scores have zero derivative.
     """
     keep = propensity.keep
-    e = np.where(keep, propensity.used_scores, 0.5)
-    treated = (d == 1) & keep
-    control = (d == 0) & keep
-    w1 = np.where(treated, 1.0 / e, 0.0)
-    w0 = np.where(control, 1.0 / (1.0 - e), 0.0)
-    if w1.sum() == 0 or w0.sum() == 0:
+    trimmed = not bool(keep.all())
+    treated = d.astype(np.float64)
+    control = 1.0 - treated
+    e = np.where(keep, propensity.used_scores, 0.5) if trimmed else propensity.used_scores
+    # (d - 1) + e is e for treated units and -(1 - e) for controls, both exactly.
+    inverse = treated - 1.0
+    inverse += e
+    np.abs(inverse, out=inverse)
+    np.divide(keep if trimmed else 1.0, inverse, out=inverse)  # 1/e, 1/(1-e), 0 if trimmed
+    total1, total0 = float(inverse @ treated), float(inverse @ control)
+    if total1 == 0 or total0 == 0:
         raise ValueError("after trimming, one arm has no units: IPW is undefined")
-    mu1 = float(w1 @ y / w1.sum())
-    mu0 = float(w0 @ y / w0.sum())
+    psi = inverse * y
+    mu1, mu0 = float(psi @ treated) / total1, float(psi @ control) / total0
+    np.subtract(y, mu1 * treated + mu0 * control, out=psi)
+    psi *= inverse  # psi_1 on treated units, psi_0 on controls
     n = len(y)
-    psi1 = w1 * (y - mu1)
-    psi0 = w0 * (y - mu0)
+    a11, a00 = total1 / n, total0 / n
     raw = propensity.scores
-    slope = np.where((propensity.used_scores == raw) & keep, raw * (1.0 - raw), 0.0)  # de/d(eta)
-    a11, a00 = w1.sum() / n, w0.sum() / n
-    a1b = X.T @ (psi1 * slope / e) / n  # psi1 * slope / e = d (y - mu1) slope / e^2
-    a0b = -X.T @ (psi0 * slope / (1.0 - e)) / n
-    information = propensity.information / n
-    score = X * (d - raw)[:, None]
-    correction = linalg.solve(information, np.column_stack([a1b, a0b]), assume_a="pos")
-    influence1 = (psi1 - score @ correction[:, 0]) / a11
-    influence0 = (psi0 - score @ correction[:, 1]) / a00
-    return mu1 - mu0, np.asarray(influence1 - influence0, dtype=np.float64)
+    # d psi_a / d beta = x psi de/d(eta) / e_a (negated for controls); clipped scores do not move.
+    derivative = raw * (1.0 - raw)
+    derivative *= (propensity.used_scores == raw) & keep
+    derivative *= psi
+    derivative *= inverse
+    derivative *= treated / a11 + control / a00
+    # The two correction columns enter only as correction_1 / a11 - correction_0 / a00: one solve.
+    direction = linalg.solve(propensity.information, transpose_times(X, derivative), assume_a="pos")
+    influence = psi * (treated / a11 - control / a00)
+    influence -= (treated - raw) * times(X, direction)
+    return mu1 - mu0, influence
 
 
+@one_blas_thread
 def ipw_from_arrays(
     design: DesignMatrix,
     treatment: NDArray[np.int64],
