@@ -118,6 +118,37 @@ def _fingerprints(observed: pd.DataFrame) -> list[str]:
     return [observation_fingerprint(*values) for values in columns]
 
 
+def unchanged_prefix(previous: pd.DataFrame, observed: pd.DataFrame) -> int:
+    """How many leading batches have the observation the stored steps were computed from.
+
+    Equal to ``first_change`` over the fingerprints, without hashing every batch: a used batch is
+    stored exactly as observed, so its columns are compared as arrays (floats bit for bit); only
+    the batches that were not used (stored in a normalized form) are compared by fingerprint.
+    """
+    n = min(len(previous), len(observed))
+    old, new = previous.iloc[:n], observed.iloc[:n]
+    estimate = new["estimate"].to_numpy(dtype=float)
+    used = ~new["excluded"].to_numpy(dtype=bool) & np.isfinite(estimate)
+    same = (
+        used
+        & (old["batch"].astype(str).to_numpy() == new["batch"].astype(str).to_numpy())
+        & _same_bits(old["estimate"], new["estimate"])
+        & _same_bits(old["std_error"], new["std_error"])
+        & ~old["excluded"].to_numpy(dtype=bool)
+        & (old["exclusion_reason"].astype(str).to_numpy() == new["exclusion_reason"].astype(str).to_numpy())
+    )
+    for index in np.flatnonzero(~used).tolist():
+        same[index] = _fingerprints(new.iloc[index : index + 1])[0] == old["fingerprint"].iloc[index]
+    changed = np.flatnonzero(~same)
+    return int(changed[0]) if len(changed) else n
+
+
+def _same_bits(old: pd.Series, new: pd.Series) -> np.ndarray:
+    """Equal as ``repr`` would say: bit for bit (so -0.0 differs from 0.0), any NaN equals any NaN."""
+    a, b = old.to_numpy(dtype=np.float64), new.to_numpy(dtype=np.float64)
+    return np.asarray((a.view(np.int64) == b.view(np.int64)) | (np.isnan(a) & np.isnan(b)))
+
+
 def first_change(previous: list[str], current: list[str]) -> int:
     """Index of the first position where the two fingerprint lists differ (or the shorter length)."""
     for index, (old, new) in enumerate(zip(previous, current, strict=False)):
@@ -214,15 +245,15 @@ def refilter_from_first_change(
         return IncrementalUpdate(pd.DataFrame(columns=STEP_COLUMNS), None, 0, "")
     q = resolved_process_var(observed, settings)
     settings_print = settings.fingerprint(q)
-    fingerprints = _fingerprints(observed)
-    start = 0
-    if settings.backend == "kalman" and previous is not None and not previous.empty:
-        same_settings = bool((previous["settings_fingerprint"] == settings_print).all())
-        start = first_change(previous["fingerprint"].tolist(), fingerprints) if same_settings else 0
     if settings.backend == "particle":
         return _from_result(
-            full_filter(observed, settings, smooth=False), observed, fingerprints, settings_print
+            full_filter(observed, settings, smooth=False), observed, _fingerprints(observed), settings_print
         )
+    start = 0
+    if previous is not None and not previous.empty:
+        same_settings = bool((previous["settings_fingerprint"] == settings_print).all())
+        start = unchanged_prefix(previous, observed) if same_settings else 0
+    fingerprints = _fingerprints(observed.iloc[start:])
     state = (
         _initial(settings)
         if start == 0
@@ -237,7 +268,7 @@ def refilter_from_first_change(
         pending["std_error"].to_numpy(dtype=float).tolist(),
         pending["excluded"].astype(bool).tolist(),
         pending["exclusion_reason"].astype(str),
-        fingerprints[start:],
+        fingerprints,
         strict=True,
     ):
         use = not excluded and math.isfinite(estimate)
@@ -293,11 +324,11 @@ def result_from_steps(
     return AssimilationResult(
         backend="kalman",
         alpha=settings.alpha,
-        labels=tuple(str(b) for b in steps["batch"]),
+        labels=tuple(steps["batch"].astype(str).tolist()),
         estimates=steps["estimate"].to_numpy(dtype=float),
         standard_errors=steps["std_error"].to_numpy(dtype=float),
         excluded=steps["excluded"].astype(bool).to_numpy(),
-        exclusion_reasons=tuple(str(r) for r in steps["exclusion_reason"]),
+        exclusion_reasons=tuple(steps["exclusion_reason"].astype(str).tolist()),
         forecast_mean=steps["forecast_mean"].to_numpy(dtype=float),
         forecast_var=steps["forecast_var"].to_numpy(dtype=float),
         posterior_mean=steps["posterior_mean"].to_numpy(dtype=float),

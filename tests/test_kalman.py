@@ -193,3 +193,130 @@ def test_invalid_input_gives_a_clear_error(kwargs: dict, message: str) -> None:
 def test_a_missing_estimate_may_have_any_standard_error() -> None:
     res = causal_kalman([0.1, np.nan], [0.1, np.nan], prior_mean=0.0, prior_var=1.0)
     assert res.excluded.tolist() == [False, True]
+
+
+# --- the compiled pass: agreement with statsmodels, the step API and long streams ---
+
+STATSMODELS = 1e-8
+
+
+def _statsmodels_local_level(y: np.ndarray, se: np.ndarray, q: float, m0: float, p0: float):  # type: ignore[no-untyped-def]
+    """statsmodels' Kalman filter on the same model; its state at t=1 is our forecast (P0 + q)."""
+    from statsmodels.tsa.statespace.mlemodel import MLEModel
+
+    model = MLEModel(
+        y,
+        k_states=1,
+        k_posdef=1,
+        initialization="known",
+        initial_state=[m0],
+        initial_state_cov=[[p0 + q]],
+    )
+    model["design"] = model["transition"] = model["selection"] = np.ones((1, 1))
+    model["state_cov"] = np.array([[q]])
+    model["obs_cov"] = (se * se).reshape(1, 1, -1)
+    return model.ssm.filter()
+
+
+@pytest.mark.parametrize(("t", "q"), [(50, 0.0), (2000, 1e-4), (20_000, 0.3)])
+def test_filter_agrees_with_statsmodels_with_time_varying_standard_errors(t: int, q: float) -> None:
+    rng = np.random.default_rng(t)
+    se = rng.uniform(0.05, 0.5, t)
+    y = 0.4 + np.cumsum(rng.normal(0, np.sqrt(q), t)) + rng.normal(0, se)
+    y[rng.random(t) < 0.05] = np.nan
+    ours = causal_kalman(y, se, prior_mean=0.1, prior_var=2.0, process_var=q, smooth=False)
+    theirs = _statsmodels_local_level(y, se, q, 0.1, 2.0)
+    np.testing.assert_allclose(ours.posterior_mean, theirs.filtered_state[0], rtol=0, atol=STATSMODELS)
+    np.testing.assert_allclose(ours.posterior_var, theirs.filtered_state_cov[0, 0], rtol=STATSMODELS)
+    np.testing.assert_allclose(ours.forecast_mean, theirs.predicted_state[0, :-1], rtol=0, atol=STATSMODELS)
+    used = ~np.isnan(y)
+    np.testing.assert_allclose(ours.innovations[used], theirs.forecasts_error[0, used], atol=STATSMODELS)
+    np.testing.assert_allclose(ours.innovation_var[used], theirs.forecasts_error_cov[0, 0, used], rtol=1e-10)
+    assert ours.log_likelihood == pytest.approx(float(theirs.llf), rel=1e-10)
+
+
+def test_long_stream_batch_call_equals_the_step_api_with_a_diffuse_start() -> None:
+    rng = np.random.default_rng(9)
+    n = 3000
+    y = rng.normal(0.2, 0.3, n)
+    y[rng.random(n) < 0.1] = np.nan
+    y[:3] = np.nan  # the diffuse belief waits for the first estimate
+    se = rng.uniform(0.1, 0.4, n)
+    flags = rng.random(n) < 0.05
+    res = causal_kalman(y, se, process_var=1e-3, diffuse=True, excluded=flags.tolist(), smooth=False)
+    state = initial_state(prior_mean=0.0, prior_var=math.inf)
+    means, variances = [], []
+    for t in range(n):
+        use = not (flags[t] or np.isnan(y[t]))
+        state, record = step(state, float(y[t]) if use else None, float(se[t]), process_var=1e-3)
+        means.append(record.posterior_mean)
+        variances.append(record.posterior_var)
+    np.testing.assert_array_equal(res.posterior_mean, means)
+    np.testing.assert_array_equal(res.posterior_var, variances)
+    assert res.log_likelihood == state.log_likelihood
+    assert res.labels[0] == "batch_1" and res.labels[-1] == f"batch_{n}" and len(set(res.labels)) == n
+    assert res.exclusion_reasons[0] == "no estimate"
+    assert res.exclusion_reasons[int(np.flatnonzero(flags & ~np.isnan(y))[0])] == "excluded"
+
+
+def test_smoother_of_a_long_stream_equals_the_textbook_recursion() -> None:
+    rng = np.random.default_rng(10)
+    n, q = 5000, 2e-4
+    y = 0.5 + np.cumsum(rng.normal(0, np.sqrt(q), n)) + rng.normal(0, 0.1, n)
+    res = causal_kalman(y, np.full(n, 0.1), prior_mean=0.0, prior_var=1.0, process_var=q)
+    mean, var = res.posterior_mean.copy(), res.posterior_var.copy()
+    for t in range(n - 2, -1, -1):
+        gain = res.posterior_var[t] / (res.posterior_var[t] + q)
+        mean[t] = res.posterior_mean[t] + gain * (mean[t + 1] - res.posterior_mean[t])
+        var[t] = res.posterior_var[t] + gain**2 * (var[t + 1] - res.posterior_var[t] - q)
+    np.testing.assert_allclose(res.smoothed_mean, mean, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(res.smoothed_var, var, rtol=1e-9)
+
+
+def test_resume_finds_the_first_changed_batch_exactly_as_the_fingerprints_do() -> None:
+    import pandas as pd
+
+    from assimilate.incremental import (
+        FilterSettings,
+        _fingerprints,
+        first_change,
+        refilter_from_first_change,
+        unchanged_prefix,
+    )
+
+    rng = np.random.default_rng(11)
+    n = 60
+    base = pd.DataFrame(
+        {
+            "batch": [f"w{i:03d}" for i in range(n)],
+            "estimate": rng.normal(0.3, 0.1, n),
+            "std_error": rng.uniform(0.05, 0.2, n),
+            "excluded": rng.random(n) < 0.1,
+            "exclusion_reason": "",
+        }
+    )
+    base.loc[base["excluded"], "exclusion_reason"] = "failed overlap"
+    base.loc[[5, 40], "estimate"] = np.nan
+    base.loc[3, "estimate"] = 0.0
+    stored = refilter_from_first_change(
+        base, None, FilterSettings(process_var=1e-3, prior_mean=0.0, prior_var=1.0)
+    )
+    edits = {
+        "append": lambda f: pd.concat([f, f.iloc[[-1]].assign(batch="w999")], ignore_index=True),
+        "estimate": lambda f: f.assign(estimate=f["estimate"].where(f.index != 17, 0.31)),
+        "negative zero": lambda f: f.assign(estimate=f["estimate"].where(f.index != 3, -0.0)),
+        "newly excluded": lambda f: f.assign(excluded=f["excluded"] | (f.index == 22)),
+        "missing batch gets a reason": lambda f: f.assign(
+            exclusion_reason=f["exclusion_reason"].where(f.index != 5, "no estimate")
+        ),
+        "missing batch changes its SE": lambda f: f.assign(
+            std_error=f["std_error"].where(f.index != 40, 9.0)
+        ),
+        "relabelled": lambda f: f.assign(batch=f["batch"].where(f.index != 30, "w030b")),
+        "shortened": lambda f: f.iloc[:50],
+        "unchanged": lambda f: f,
+    }
+    for name, edit in edits.items():
+        changed = edit(base.copy())
+        expected = first_change(stored.steps["fingerprint"].tolist(), _fingerprints(changed))
+        assert unchanged_prefix(stored.steps, changed) == expected, name

@@ -1,4 +1,4 @@
-"""Assimilation filters: the exact Kalman filter and a bootstrap particle filter over one model."""
+"""Assimilation filters: the exact Kalman filter and a particle filter (compiled loops) over one model."""
 
 from assimilate.filters.kalman import (
     KalmanState,

@@ -3,6 +3,7 @@
 ``theta_t = theta_{t-1} + w_t``, ``w_t ~ N(0, q)``; ``y_t = theta_t + e_t``, ``e_t ~ N(0, se_t^2)``.
 Steps are pure functions over an immutable, JSON-serialisable ``KalmanState``, so appending a batch
 costs O(1). A missing or excluded batch is a predict-only step: the mean stays, the variance grows.
+The batch call runs the same arithmetic as a loop of steps in a compiled pass (bit-identical).
 
 Example
 -------
@@ -17,13 +18,14 @@ True
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
+from scipy import special
 
 from assimilate._validation import (
     as_float_vector,
@@ -31,6 +33,17 @@ from assimilate._validation import (
     check_finite,
     check_non_negative,
     check_positive,
+)
+from assimilate.filters._kalman_loop import (
+    FORECAST_MEAN,
+    FORECAST_VAR,
+    INNOVATION,
+    INNOVATION_VAR,
+    LOWER,
+    MEAN,
+    UPPER,
+    VAR,
+    kalman_pass,
 )
 from assimilate.filters.model import LOG_2PI
 from assimilate.result import AssimilationResult
@@ -101,7 +114,8 @@ def update(
         done = KalmanState(m, p, state.n_steps + 1, state.log_likelihood)
         return done, KalmanStep(m, p, math.nan, math.nan, m, p, True, 0.0)
     y = float(estimate)
-    r = float(std_error) ** 2 if std_error is not None else math.nan
+    se = float(std_error) if std_error is not None else math.nan
+    r = se * se
     if not (math.isfinite(y) and math.isfinite(r) and r > 0.0):
         raise ValueError(
             f"a used batch needs a finite estimate and a finite std_error > 0, got {estimate!r}, {std_error!r}"
@@ -113,7 +127,7 @@ def update(
     v = y - m
     gain = p / s
     new_mean = m + gain * v
-    new_var = p * r / s
+    new_var = gain * r
     increment = -0.5 * (LOG_2PI + math.log(s) + v * v / s)
     done = KalmanState(new_mean, new_var, state.n_steps + 1, state.log_likelihood + increment)
     return done, KalmanStep(m, p, v, s, new_mean, new_var, False, increment)
@@ -173,16 +187,32 @@ def prepare_inputs(
         raise ValueError(
             f"standard_errors must be finite and > 0 for every used batch; batch {first} has {se[first]!r}"
         )
-    names = tuple(f"batch_{i + 1}" for i in range(n)) if labels is None else tuple(str(x) for x in labels)
+    names = default_labels(n) if labels is None else tuple(str(x) for x in labels)
     if len(names) != n:
         raise ValueError(f"labels must have one entry per batch ({n}), got {len(names)}")
-    given = [""] * n if exclusion_reasons is None else [str(r) for r in exclusion_reasons]
-    if len(given) != n:
+    given = None if exclusion_reasons is None else [str(r) for r in exclusion_reasons]
+    if given is not None and len(given) != n:
         raise ValueError(f"exclusion_reasons must have one entry per batch ({n}), got {len(given)}")
-    reasons = tuple(
-        "" if use else (given[i] or ("excluded" if flags[i] else "no estimate")) for i, use in enumerate(used)
-    )
+    # Only the skipped batches need a reason: filling them by index keeps a long stream cheap.
+    skipped = np.flatnonzero(~used).tolist()
+    reasons = _blank(n)
+    if skipped:
+        filled = list(reasons)
+        for i in skipped:
+            filled[i] = (given[i] if given else "") or ("excluded" if flags[i] else "no estimate")
+        reasons = tuple(filled)
     return _Inputs(y, se, ~used, reasons, names)
+
+
+@functools.lru_cache(maxsize=4)
+def _blank(n: int) -> tuple[str, ...]:
+    return ("",) * n
+
+
+@functools.lru_cache(maxsize=4)
+def default_labels(n: int) -> tuple[str, ...]:
+    """``batch_1`` ... ``batch_n``, built once per length (a million labels take about 0.1 s)."""
+    return tuple(f"batch_{i}" for i in range(1, n + 1))
 
 
 def _resolve_prior(
@@ -192,8 +222,10 @@ def _resolve_prior(
         if prior_var is not None:
             raise ValueError("give either diffuse=True or prior_var, not both")
         return (0.0 if prior_mean is None else check_finite("prior_mean", prior_mean)), math.inf
-    default_mean, default_var = default_prior(
-        np.where(inputs.excluded, np.nan, inputs.estimates), inputs.standard_errors
+    default_mean, default_var = (
+        default_prior(np.where(inputs.excluded, np.nan, inputs.estimates), inputs.standard_errors)
+        if prior_mean is None or prior_var is None
+        else (0.0, 1.0)
     )
     mean = default_mean if prior_mean is None else check_finite("prior_mean", prior_mean)
     var = default_var if prior_var is None else check_positive("prior_var", prior_var)
@@ -201,17 +233,23 @@ def _resolve_prior(
 
 
 def run_kalman(
-    inputs: _Inputs, *, prior_mean: float, prior_var: float, process_var: float
-) -> tuple[list[KalmanStep], KalmanState]:
-    """Filter a validated stream; returns every step and the final state."""
-    state = initial_state(prior_mean=prior_mean, prior_var=prior_var)
-    records = []
-    for y, se, skip in zip(
-        inputs.estimates.tolist(), inputs.standard_errors.tolist(), inputs.excluded.tolist(), strict=True
-    ):
-        state, record = step(state, None if skip else y, se, process_var=process_var)
-        records.append(record)
-    return records, state
+    inputs: _Inputs, *, prior_mean: float, prior_var: float, process_var: float, alpha: float = 0.05
+) -> tuple[FloatArray, KalmanState]:
+    """Filter a validated stream: the step table (rows as in ``_kalman_loop``) and the final state."""
+    table = np.empty((8, len(inputs.estimates)), dtype=np.float64)
+    z = float(special.ndtri(1.0 - alpha / 2.0))  # norm.ppf without its argument checking
+    mean, var, log_likelihood = kalman_pass(
+        inputs.estimates,
+        inputs.standard_errors,
+        inputs.excluded,
+        float(prior_mean),
+        float(prior_var),
+        float(process_var),
+        z,
+        table,
+    )
+    table.setflags(write=False)  # no writable reference is left: results may share its rows
+    return table, KalmanState(mean, var, len(inputs.estimates), log_likelihood)
 
 
 def causal_kalman(
@@ -263,7 +301,7 @@ def causal_kalman(
     Notes
     -----
     Predict ``m, P + q``; update with gain ``K = P / (P + se^2)``:
-    ``m' = m + K (y - m)``, ``P' = P se^2 / (P + se^2)``. With ``q = 0`` the posterior is the
+    ``m' = m + K (y - m)``, ``P' = K se^2 = P se^2 / (P + se^2)``. With ``q = 0`` the posterior is the
     precision-weighted mean of the prior and the estimates.
     """
     check_alpha(alpha)
@@ -282,10 +320,10 @@ def causal_kalman(
         raise ValueError(f"process_var must be a number >= 0 or 'mle', got {process_var!r}")
     else:
         q = check_non_negative("process_var", process_var)
-    records, final = run_kalman(inputs, prior_mean=mean0, prior_var=var0, process_var=q)
+    table, final = run_kalman(inputs, prior_mean=mean0, prior_var=var0, process_var=q, alpha=alpha)
     return _result(
         inputs,
-        records,
+        table,
         final,
         alpha=alpha,
         prior=(mean0, var0),
@@ -297,7 +335,7 @@ def causal_kalman(
 
 def _result(
     inputs: _Inputs,
-    records: list[KalmanStep],
+    table: FloatArray,
     final: KalmanState,
     *,
     alpha: float,
@@ -306,10 +344,7 @@ def _result(
     smooth: bool,
     details: dict[str, Any],
 ) -> AssimilationResult:
-    table = np.array([r[:6] for r in records], dtype=np.float64)
-    mean, var = table[:, 4], table[:, 5]
-    z = float(stats.norm.ppf(1.0 - alpha / 2.0))
-    half = z * np.sqrt(var)
+    mean, var = table[MEAN], table[VAR]
     smoothed_mean = smoothed_var = None
     if smooth:
         from assimilate.filters.smoother import rts_smooth
@@ -323,14 +358,14 @@ def _result(
         standard_errors=inputs.standard_errors,
         excluded=inputs.excluded,
         exclusion_reasons=inputs.reasons,
-        forecast_mean=table[:, 0],
-        forecast_var=table[:, 1],
+        forecast_mean=table[FORECAST_MEAN],
+        forecast_var=table[FORECAST_VAR],
         posterior_mean=mean,
         posterior_var=var,
-        posterior_lower=mean - half,
-        posterior_upper=mean + half,
-        innovations=table[:, 2],
-        innovation_var=table[:, 3],
+        posterior_lower=table[LOWER],
+        posterior_upper=table[UPPER],
+        innovations=table[INNOVATION],
+        innovation_var=table[INNOVATION_VAR],
         process_var=process_var,
         log_likelihood=final.log_likelihood,
         prior_mean=prior[0],

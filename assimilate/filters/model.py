@@ -62,16 +62,18 @@ class RandomWalkEffectModel:
     ) -> NDArray[np.float64]:
         """``log p(estimate | effect)`` for every effect in ``effects``."""
         z = (estimate - effects) / std_error
+        constant = self.observation_log_constant() - math.log(std_error)
         if self.observation == "gaussian":
-            return np.asarray(-0.5 * (LOG_2PI + z * z) - math.log(std_error), dtype=np.float64)
+            return np.asarray(constant - 0.5 * z * z, dtype=np.float64)
         df = float(self.df)  # type: ignore[arg-type]
-        log_norm = (
-            special.gammaln((df + 1) / 2)
-            - special.gammaln(df / 2)
-            - 0.5 * math.log(df * math.pi)
-            - math.log(std_error)
-        )
-        return np.asarray(log_norm - (df + 1) / 2 * np.log1p(z * z / df), dtype=np.float64)
+        return np.asarray(constant - (df + 1) / 2 * np.log1p(z * z / df), dtype=np.float64)
+
+    def observation_log_constant(self) -> float:
+        """Log normalizer of the standardized observation density (``-log(se)`` is added per batch)."""
+        if self.observation == "gaussian":
+            return -0.5 * LOG_2PI
+        df = float(self.df)  # type: ignore[arg-type]
+        return float(special.gammaln((df + 1) / 2) - special.gammaln(df / 2) - 0.5 * math.log(df * math.pi))
 
     def observation_variance_factor(self) -> float:
         """Variance of the standardized observation noise: 1, or df/(df-2) (inf when df <= 2)."""

@@ -1,14 +1,20 @@
-"""Bootstrap particle filter (sequential importance resampling) for the random-walk effect model.
+"""Particle filter (sequential importance resampling) for the random-walk effect model.
 
 Same model as the Kalman filter (``RandomWalkEffectModel``), run approximately so the observation
 may be heavy-tailed (Student-t): one outlying batch then moves the posterior far less.
 
-Resampling is systematic, when the effective sample size drops below ``ess_threshold * N``.
-Rejuvenation after resampling uses the Liu-West (2001) shrinkage kernel:
+Particles move by the model's random walk (the bootstrap proposal) or, for a Gaussian observation,
+by the locally optimal proposal ``p(theta_t | theta_{t-1}, y_t)`` weighted by ``p(y_t | theta_{t-1})``,
+which keeps the effective sample size high when batches are informative. Resampling is
+systematic, when the effective sample size drops below ``ess_threshold * N``. Rejuvenation after
+resampling uses the Liu-West (2001) shrinkage kernel:
 ``theta' = a theta + (1 - a) mean + sqrt(1 - a^2) sd eps`` with ``a = (3 delta - 1) / (2 delta)``,
 which keeps the cloud's mean and variance while breaking up the copies resampling makes, so a
 static effect over thousands of batches does not collapse onto a handful of particles. It smooths
-the posterior slightly (a kernel of variance ``(1 - a^2) sd^2``); ``rejuvenate=False`` turns it off.
+the posterior slightly (a kernel of variance ``(1 - a^2) sd^2``), so it only tops up what the
+random walk does not already add before the next batch: ``max(0, (1 - a^2) sd^2 - q)`` (the full
+kernel for a static effect, nothing once ``q`` is enough); ``rejuvenate=False`` turns it off.
+The loop is compiled (``_particle_loop``); its randomness comes only from ``rng``.
 
 Example
 -------
@@ -24,51 +30,38 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy import special
 
-from assimilate._validation import check_alpha, check_finite, check_non_negative, check_positive
-from assimilate.filters.kalman import default_prior, prepare_inputs
+from assimilate._validation import (
+    check_alpha,
+    check_choice,
+    check_non_negative,
+)
+from assimilate.filters._particle_loop import (
+    ESS,
+    FORECAST_MEAN,
+    FORECAST_VAR,
+    LOWER,
+    MEAN,
+    UPPER,
+    VAR,
+    particle_pass,
+)
+from assimilate.filters.kalman import _resolve_prior, prepare_inputs
 from assimilate.filters.model import Observation, RandomWalkEffectModel
 from assimilate.result import AssimilationResult
 
 FloatArray = NDArray[np.float64]
 PriorSampler = Callable[[np.random.Generator, int], ArrayLike]
+Proposal = Literal["bootstrap", "optimal"]
+PROPOSALS: tuple[Proposal, ...] = ("bootstrap", "optimal")
 LOW_ESS_FRACTION = 0.2
 LOW_ESS_RUN = 10
 LIU_WEST_DELTA = 0.98
-
-
-def systematic_resample(weights: FloatArray, rng: np.random.Generator) -> NDArray[np.intp]:
-    """Indices drawn by systematic resampling from normalized ``weights``."""
-    n = len(weights)
-    positions = (rng.random() + np.arange(n)) / n
-    cumulative = np.cumsum(weights)
-    cumulative[-1] = 1.0
-    return np.searchsorted(cumulative, positions)
-
-
-def weighted_quantiles(values: FloatArray, weights: FloatArray, probabilities: Sequence[float]) -> FloatArray:
-    """Quantiles of a weighted sample (inverse of the weighted empirical CDF, interpolated)."""
-    order = np.argsort(values)
-    sorted_values, sorted_weights = values[order], weights[order]
-    cdf = np.cumsum(sorted_weights) - 0.5 * sorted_weights
-    return np.interp(probabilities, cdf, sorted_values)
-
-
-def _log_sum_exp(values: FloatArray) -> float:
-    """``log(sum(exp(values)))`` without overflow (scipy's version costs more per call than the sum)."""
-    top = float(values.max())
-    return top + math.log(float(np.exp(values - top).sum()))
-
-
-def _liu_west(particles: FloatArray, rng: np.random.Generator) -> FloatArray:
-    a = (3 * LIU_WEST_DELTA - 1) / (2 * LIU_WEST_DELTA)
-    mean, sd = float(np.mean(particles)), float(np.std(particles))
-    noise = rng.standard_normal(len(particles)) * (math.sqrt(1 - a * a) * sd)
-    return np.asarray(a * particles + (1 - a) * mean + noise, dtype=np.float64)
 
 
 def particle_filter(
@@ -83,6 +76,7 @@ def particle_filter(
     observation: Observation = "gaussian",
     df: float | None = None,
     n_particles: int = 2000,
+    proposal: Proposal = "bootstrap",
     ess_threshold: float = 0.5,
     rejuvenate: bool = True,
     alpha: float = 0.05,
@@ -90,7 +84,7 @@ def particle_filter(
     excluded: Sequence[bool] | None = None,
     exclusion_reasons: Sequence[str] | None = None,
 ) -> AssimilationResult:
-    """Filter a stream of batch estimates with a bootstrap particle filter.
+    """Filter a stream of batch estimates with a particle filter.
 
     Parameters
     ----------
@@ -110,10 +104,14 @@ def particle_filter(
         Student-t degrees of freedom (required for ``"student_t"``).
     n_particles : int
         Cloud size.
+    proposal : {"bootstrap", "optimal"}
+        How particles move: by the random walk (any observation), or by the locally optimal
+        proposal (Gaussian observation only; far fewer wasted particles when batches are
+        informative relative to the drift).
     ess_threshold : float
         Resample when ESS < ``ess_threshold * n_particles``.
     rejuvenate : bool
-        Apply the Liu-West kernel after each resampling.
+        Apply the (topped-up) Liu-West kernel after each resampling.
     alpha : float
         Credible bands at level ``1 - alpha`` (weighted quantiles).
     labels, excluded, exclusion_reasons
@@ -128,12 +126,19 @@ def particle_filter(
 
     Notes
     -----
+    The forecast before batch t is the previous posterior's mean with variance ``+ q`` (exact for a
+    random walk). Propagation noise is antithetic (pairs of particles move by ``+z`` and ``-z``),
+    which halves the draws and cancels most of the noise it would add to the posterior mean; each
+    particle still moves by the model, so the weights and the filter stay exact in the limit.
     A ``RuntimeWarning`` is issued when ESS / N stays below 0.2 for 10 batches in a row.
     """
     check_alpha(alpha)
     model = RandomWalkEffectModel(
         process_var=check_non_negative("process_var", process_var), observation=observation, df=df
     )
+    check_choice("proposal", proposal, PROPOSALS)
+    if proposal == "optimal" and model.observation != "gaussian":
+        raise ValueError("proposal='optimal' needs a Gaussian observation; use 'bootstrap' for Student-t")
     if int(n_particles) < 2:
         raise ValueError(f"n_particles must be at least 2, got {n_particles}")
     if not 0.0 < ess_threshold <= 1.0:
@@ -142,72 +147,42 @@ def particle_filter(
         estimates, standard_errors, labels=labels, excluded=excluded, exclusion_reasons=exclusion_reasons
     )
     n = int(n_particles)
-    default_mean, default_var = default_prior(
-        np.where(inputs.excluded, np.nan, inputs.estimates), inputs.standard_errors
-    )
-    mean0 = default_mean if prior_mean is None else check_finite("prior_mean", prior_mean)
-    var0 = default_var if prior_var is None else check_positive("prior_var", prior_var)
+    mean0, var0 = _resolve_prior(inputs, prior_mean, prior_var, False)
     if prior_sampler is not None:
-        particles = np.asarray(prior_sampler(rng, n), dtype=np.float64)
-        if particles.shape != (n,) or not np.isfinite(particles).all():
-            raise ValueError(f"prior_sampler must return {n} finite draws, got shape {particles.shape}")
+        cloud = np.asarray(prior_sampler(rng, n), dtype=np.float64)
+        if cloud.shape != (n,) or not np.isfinite(cloud).all():
+            raise ValueError(f"prior_sampler must return {n} finite draws, got shape {cloud.shape}")
     else:
-        particles = mean0 + math.sqrt(var0) * rng.standard_normal(n)
-    log_weights = np.zeros(n)
-    step_sd = math.sqrt(model.process_var)
+        cloud = mean0 + math.sqrt(var0) * rng.standard_normal(n)
+    probabilities = np.array([alpha / 2, 1 - alpha / 2])
+    table = np.empty((7, len(inputs.estimates)), dtype=np.float64)
+    log_likelihood = particle_pass(
+        np.ascontiguousarray(cloud),
+        inputs.estimates,
+        inputs.standard_errors,
+        inputs.excluded,
+        model.process_var,
+        float(df) if model.observation == "student_t" else 0.0,  # type: ignore[arg-type]
+        proposal == "optimal",
+        model.observation_log_constant(),
+        float(ess_threshold),
+        (3 * LIU_WEST_DELTA - 1) / (2 * LIU_WEST_DELTA) if rejuvenate else 1.0,
+        probabilities,
+        special.ndtri(probabilities),
+        rng,
+        table,
+    )
+    _warn_on_low_ess(table[ESS], n)
+    innovations = np.where(inputs.excluded, np.nan, inputs.estimates - table[FORECAST_MEAN])
     factor = model.observation_variance_factor()
-    lower_p, upper_p = alpha / 2, 1 - alpha / 2
-    columns: dict[str, list[float]] = {
-        k: [] for k in ("fm", "fv", "innov", "ivar", "pm", "pv", "lo", "hi", "ess")
-    }
-    log_likelihood, low_run, warned = 0.0, 0, False
-    for y, se, skip in zip(
-        inputs.estimates.tolist(), inputs.standard_errors.tolist(), inputs.excluded.tolist(), strict=True
-    ):
-        if step_sd > 0:
-            particles = particles + step_sd * rng.standard_normal(n)
-        total = _log_sum_exp(log_weights)
-        weights = np.exp(log_weights - total)
-        forecast_mean = float(weights @ particles)
-        forecast_var = float(weights @ (particles - forecast_mean) ** 2)
-        if skip:
-            innovation, innovation_var = math.nan, math.nan
-        else:
-            innovation = y - forecast_mean
-            innovation_var = forecast_var + se * se * factor
-            log_weights = log_weights + model.observation_log_density(y, particles, se)
-            updated = _log_sum_exp(log_weights)
-            log_likelihood += updated - total
-            weights = np.exp(log_weights - updated)
-        ess = float(1.0 / np.sum(weights * weights))
-        post_mean = float(weights @ particles)
-        post_var = float(weights @ (particles - post_mean) ** 2)
-        lo, hi = weighted_quantiles(particles, weights, (lower_p, upper_p))
-        for key, value in zip(
-            columns,
-            (forecast_mean, forecast_var, innovation, innovation_var, post_mean, post_var, lo, hi, ess),
-            strict=True,
-        ):
-            columns[key].append(float(value))
-        low_run = low_run + 1 if ess < LOW_ESS_FRACTION * n else 0
-        if low_run >= LOW_ESS_RUN and not warned:
-            warnings.warn(
-                f"particle ESS stayed below {LOW_ESS_FRACTION:.0%} of {n} particles for {LOW_ESS_RUN} batches "
-                "in a row: increase n_particles or check the model",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            warned = True
-        if ess < ess_threshold * n:
-            particles = particles[systematic_resample(weights, rng)]
-            log_weights = np.zeros(n)
-            if rejuvenate:
-                particles = _liu_west(particles, rng)
-    arrays = {k: np.asarray(v, dtype=np.float64) for k, v in columns.items()}
+    innovation_var = np.where(
+        inputs.excluded, np.nan, table[FORECAST_VAR] + inputs.standard_errors**2 * factor
+    )
     details: dict[str, Any] = {
         "observation": observation,
         "df": df,
         "n_particles": n,
+        "proposal": proposal,
         "ess_threshold": ess_threshold,
         "rejuvenation": "liu_west" if rejuvenate else "none",
     }
@@ -219,18 +194,30 @@ def particle_filter(
         standard_errors=inputs.standard_errors,
         excluded=inputs.excluded,
         exclusion_reasons=inputs.reasons,
-        forecast_mean=arrays["fm"],
-        forecast_var=arrays["fv"],
-        posterior_mean=arrays["pm"],
-        posterior_var=arrays["pv"],
-        posterior_lower=arrays["lo"],
-        posterior_upper=arrays["hi"],
-        innovations=arrays["innov"],
-        innovation_var=arrays["ivar"],
+        forecast_mean=table[FORECAST_MEAN],
+        forecast_var=table[FORECAST_VAR],
+        posterior_mean=table[MEAN],
+        posterior_var=table[VAR],
+        posterior_lower=table[LOWER],
+        posterior_upper=table[UPPER],
+        innovations=innovations,
+        innovation_var=innovation_var,
         process_var=model.process_var,
         log_likelihood=log_likelihood,
         prior_mean=mean0,
         prior_var=var0,
-        ess=arrays["ess"],
+        ess=table[ESS],
         details=details,
     )
+
+
+def _warn_on_low_ess(ess: FloatArray, n: int) -> None:
+    low = np.concatenate([[0], (ess < LOW_ESS_FRACTION * n).astype(np.int64)])
+    run = np.cumsum(low) - np.maximum.accumulate(np.where(low == 0, np.cumsum(low), 0))
+    if run.max() >= LOW_ESS_RUN:
+        warnings.warn(
+            f"particle ESS stayed below {LOW_ESS_FRACTION:.0%} of {n} particles for {LOW_ESS_RUN} batches "
+            "in a row: increase n_particles or check the model",
+            RuntimeWarning,
+            stacklevel=3,
+        )

@@ -13,10 +13,10 @@ True
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numpy.typing import NDArray
+
+from assimilate.filters._kalman_loop import rts_pass
 
 FloatArray = NDArray[np.float64]
 
@@ -39,17 +39,13 @@ def rts_smooth(
         Smoothed mean and variance per batch. Where the filter had no information yet (infinite
         variance, diffuse start) the smoothed belief is carried back from the next batch.
     """
-    n = len(filtered_mean)
     mean = np.array(filtered_mean, dtype=np.float64, copy=True)
     var = np.array(filtered_var, dtype=np.float64, copy=True)
-    for t in range(n - 2, -1, -1):
-        p = float(filtered_var[t])
-        if math.isinf(p):
-            mean[t], var[t] = mean[t + 1], var[t + 1] + process_var
-            continue
-        p_next = p + process_var
-        gain = p / p_next
-        mean[t] = filtered_mean[t] + gain * (mean[t + 1] - filtered_mean[t])
-        # P q / (P + q) + J^2 P^s: the textbook P + J^2 (P^s - P_next) cancels when P^s << P.
-        var[t] = p * process_var / p_next + gain * gain * var[t + 1]
+    rts_pass(
+        np.ascontiguousarray(filtered_mean, dtype=np.float64),
+        np.ascontiguousarray(filtered_var, dtype=np.float64),
+        float(process_var),
+        mean,
+        var,
+    )
     return mean, var
