@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 import dagster as dg
 
-from orchestration.alerting import alerts_for, check_outcomes
+from orchestration.alerting import PARTITION_TAG, alerts_for, check_outcomes
 from orchestration.study_config import AlertSettings, StudyConfig
 from resources.alerts import Alert, AlertsResource
 
@@ -28,16 +28,20 @@ def send_alerts_for_run(
     pending = alerts_for(check_outcomes(instance, run), router.log.last_kinds())
     if run.status == dg.DagsterRunStatus.FAILURE:
         study = run.tags.get("assimilate/study", run.job_name)
+        partition_key = run.tags.get(PARTITION_TAG, "")
+        where = f"batch {partition_key}" if partition_key else "posterior-only"
         pending.append(
             Alert.create(
                 study=study,
                 kind="run_failure",
                 check_name="",
-                partition_key=run.tags.get("dagster/partition", ""),
+                partition_key=partition_key,
                 severity="ERROR",
                 value=None,
                 threshold=None,
-                message=f"{study}: run {run.run_id[:8]} of {run.job_name} failed",
+                message=f"{study}: {where} run {run.run_id[:8]} of {run.job_name} failed",
+                # A run without a batch updates only the study's posterior and report.
+                scope="batch" if partition_key else "study",
             )
         )
     routes = study_alerts or {}

@@ -9,6 +9,10 @@ reach the logs: a sink is recorded by its kind and host only.
 Files: ``alerts.jsonl`` holds one JSON object per alert; ``alerts.deliveries.jsonl`` (beside it)
 one line per delivery status change (pending -> delivered | failed).
 
+An alert's ``scope`` says what its onset/recovery state belongs to: ``"batch"`` (every per-batch
+check of one partition, together) or ``"study"`` (one check of an unpartitioned asset, such as the
+posterior, whatever run evaluated it; ``partition_key`` then only names that run's batch).
+
 Example
 -------
 >>> log = JsonlAlertLog("data/alerts.jsonl")  # doctest: +SKIP
@@ -46,9 +50,12 @@ from orchestration.study_config import AlertSettings
 AlertKind = Literal["onset", "recovery", "run_failure"]
 Severity = Literal["INFO", "WARN", "ERROR"]
 DeliveryStatus = Literal["pending", "delivered", "failed"]
+Scope = Literal["batch", "study"]
 Scalar = float | int | str | None
+StateKey = tuple[str, ...]
 _KINDS: tuple[AlertKind, ...] = ("onset", "recovery", "run_failure")
 _SEVERITIES: tuple[Severity, ...] = ("INFO", "WARN", "ERROR")
+_SCOPES: tuple[Scope, ...] = ("batch", "study")
 _SMTP_KEYS = ("HOST", "PORT", "USER", "PASSWORD", "FROM")
 _TITLES = {"onset": "Check failing", "recovery": "Check recovered", "run_failure": "Run failed"}
 
@@ -68,6 +75,11 @@ def _scalar(name: str, value: object) -> Scalar:
     raise ValueError(f"{name} must be a number, text or None, got {type(value).__name__}")
 
 
+def state_key(scope: str, study: str, partition_key: str, asset: str, check_name: str) -> StateKey:
+    """What onset and recovery are tracked for: a study's batch, or one study-level check."""
+    return ("study", study, asset, check_name) if scope == "study" else ("batch", study, partition_key)
+
+
 @dataclass(frozen=True)
 class Alert:
     """One alert: a check that started failing (onset), passes again (recovery), or a failed run."""
@@ -82,6 +94,9 @@ class Alert:
     threshold: Scalar
     message: str
     created_at: str
+    # Defaults: lines logged before scopes existed were all per-batch alerts.
+    scope: Scope = "batch"
+    asset: str = ""
 
     @classmethod
     def create(
@@ -95,8 +110,13 @@ class Alert:
         value: object,
         threshold: object,
         message: str,
+        scope: str = "batch",
+        asset: str = "",
     ) -> Alert:
         """A new alert with a fresh id and the current UTC time (ISO 8601)."""
+        if scope == "study" and kind != "run_failure" and not (asset and check_name):
+            # Its state is keyed by (study, asset, check): without them a recovery could never match.
+            raise ValueError("a study-level check alert needs its asset and check_name")
         return cls(
             alert_id=uuid.uuid4().hex,
             study=study,
@@ -108,12 +128,19 @@ class Alert:
             threshold=_scalar("threshold", threshold),
             message=message,
             created_at=_now(),
+            scope=check_choice("scope", scope, _SCOPES),
+            asset=asset,
         )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Alert:
-        """The alert of one log line."""
-        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+        """The alert of one log line (a field missing from an older line takes its default)."""
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
+
+    @property
+    def state_key(self) -> StateKey:
+        """The onset/recovery state this alert updates (see ``state_key``)."""
+        return state_key(self.scope, self.study, self.partition_key, self.asset, self.check_name)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
@@ -202,11 +229,14 @@ class WebhookSink:
     def payload(alert: Alert) -> dict[str, Any]:
         """The JSON body: Slack's ``text`` and ``blocks``, and the alert's fields under ``alert``."""
         title = _TITLES[alert.kind]
-        facts = [
-            f"*study* {alert.study}",
-            f"*batch* {alert.partition_key or '-'}",
-            f"*severity* {alert.severity}",
-        ]
+        facts = [f"*study* {alert.study}"]
+        if alert.scope == "study":
+            # The check is about the whole study: the batch only says which run evaluated it.
+            facts += ["*scope* study", f"*asset* {alert.asset or '-'}"]
+            facts.append(f"*run of batch* {alert.partition_key or '- (posterior-only run)'}")
+        else:
+            facts.append(f"*batch* {alert.partition_key or '-'}")
+        facts.append(f"*severity* {alert.severity}")
         if alert.check_name:
             facts.append(f"*check* {alert.check_name}")
         if alert.value is not None:
@@ -276,7 +306,10 @@ class EmailSink:
     def message(self, alert: Alert) -> EmailMessage:
         """The e-mail of one alert."""
         email = EmailMessage()
-        where = f" batch {alert.partition_key}" if alert.partition_key else ""
+        if alert.scope == "study":
+            where = f" {alert.asset} {alert.check_name}".rstrip()
+        else:
+            where = f" batch {alert.partition_key}" if alert.partition_key else ""
         email["Subject"] = f"[assimilate] {alert.severity} {alert.kind}: {alert.study}{where}"
         email["From"] = self.sender
         email["To"] = ", ".join(self.recipients)
@@ -332,9 +365,9 @@ class JsonlAlertLog:
         """Every delivery status line, oldest first."""
         return _read_lines(self.deliveries_path)
 
-    def last_kinds(self, kinds: Sequence[str] = ("onset", "recovery")) -> dict[tuple[str, str], str]:
-        """(study, partition_key) -> kind of the last alert of those ``kinds`` (check alerts by default)."""
-        return {(a.study, a.partition_key): a.kind for a in self.alerts() if a.kind in kinds}
+    def last_kinds(self, kinds: Sequence[str] = ("onset", "recovery")) -> dict[StateKey, str]:
+        """``Alert.state_key`` -> kind of the last alert of those ``kinds`` (check alerts by default)."""
+        return {a.state_key: a.kind for a in self.alerts() if a.kind in kinds}
 
     def undelivered(self) -> list[tuple[Alert, str]]:
         """(alert, sink name) pairs whose latest delivery status is not ``delivered``."""

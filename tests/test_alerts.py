@@ -8,6 +8,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email import policy
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -91,6 +93,22 @@ def alert(kind: str = "onset", partition_key: str = "2025-02-01", **changes: Any
         "message": "retention_outreach batch 2025-02-01: failed overlap",
     }
     return Alert.create(**{**fields, **changes})
+
+
+POSTERIOR_CHECK = "check_effect_posterior_one_sided_innovations"
+
+
+def study_alert(kind: str, partition_key: str) -> Alert:
+    """An alert of a study-level (posterior) check, seen in the run of ``partition_key``."""
+    return alert(
+        kind,
+        partition_key,
+        scope="study",
+        asset="effect_posterior",
+        check_name=POSTERIOR_CHECK,
+        severity="WARN",
+        message=f"retention_outreach effect_posterior (study-level): {POSTERIOR_CHECK} (WARN) failing",
+    )
 
 
 def log_text(log: JsonlAlertLog) -> str:
@@ -260,18 +278,73 @@ def test_last_kinds_follow_onset_and_recovery_and_ignore_run_failures(tmp_path: 
     router.send(alert("onset", "2025-02-01"))
     router.send(alert("recovery", "2025-01-01"))
     router.send(alert("run_failure", "2025-02-01"))
+    # A study-level check keeps one state whatever batch's run saw it: its recovery seen in the
+    # run of another batch still closes the onset.
+    router.send(study_alert("onset", "2025-02-01"))
+    router.send(study_alert("recovery", "2025-03-01"))
     assert log.last_kinds() == {
-        ("retention_outreach", "2025-01-01"): "recovery",
-        ("retention_outreach", "2025-02-01"): "onset",
+        ("batch", "retention_outreach", "2025-01-01"): "recovery",
+        ("batch", "retention_outreach", "2025-02-01"): "onset",
+        ("study", "retention_outreach", "effect_posterior", POSTERIOR_CHECK): "recovery",
     }
-    assert [a.kind for a in log.alerts()] == ["onset", "onset", "recovery", "run_failure"]
-    lines = [json.loads(line) for line in log.path.read_text().splitlines()]
-    assert [line["kind"] for line in lines] == [
+    assert [a.kind for a in log.alerts()] == [
         "onset",
         "onset",
         "recovery",
         "run_failure",
+        "onset",
+        "recovery",
+    ]
+    lines = [json.loads(line) for line in log.path.read_text().splitlines()]
+    assert [(line["kind"], line["scope"]) for line in lines] == [
+        ("onset", "batch"),
+        ("onset", "batch"),
+        ("recovery", "batch"),
+        ("run_failure", "batch"),
+        ("onset", "study"),
+        ("recovery", "study"),
     ]  # one line per alert
+
+
+def test_a_log_line_written_before_scopes_existed_reads_as_a_batch_alert(tmp_path: Path) -> None:
+    log = JsonlAlertLog(tmp_path / "a.jsonl")
+    old = {k: v for k, v in alert().to_dict().items() if k not in ("scope", "asset")}
+    log.path.write_text(json.dumps(old) + "\n")
+    (read,) = log.alerts()
+    assert (read.scope, read.asset, read.state_key) == (
+        "batch",
+        "",
+        ("batch", "retention_outreach", "2025-02-01"),
+    )
+    with pytest.raises(ValueError, match="scope must be one of"):
+        alert(scope="global")
+    with pytest.raises(ValueError, match="study-level check alert needs its asset and check_name"):
+        alert(scope="study")  # no asset: its recovery could never be matched
+
+
+def test_a_study_level_alert_reads_as_one_and_names_the_run_only_as_context(tmp_path: Path) -> None:
+    sent = study_alert("onset", "2025-04-01")
+    with hook_server() as (server, port):
+        AlertRouter(JsonlAlertLog(tmp_path / "a.jsonl"), [WebhookSink(secret_url(port))]).send(sent)
+    (payload,) = server.received
+    assert payload["alert"]["scope"] == "study" and payload["alert"]["asset"] == "effect_posterior"
+    assert payload["alert"]["partition_key"] == "2025-04-01"
+    facts = payload["blocks"][1]["elements"][0]["text"]
+    assert "*scope* study" in facts and "*run of batch* 2025-04-01" in facts
+    assert "*batch*" not in facts  # not presented as a failure of that batch
+    with smtp_server() as (mailbox, smtp_port):
+        sink = EmailSink("127.0.0.1", smtp_port, "a@localhost", ["ops@example.org"], use_starttls=False)
+        (outcome,) = AlertRouter(JsonlAlertLog(tmp_path / "b.jsonl"), [sink]).send(sent)
+        for _ in range(100):
+            if mailbox.messages:
+                break
+            threading.Event().wait(0.02)
+    assert outcome.status == "delivered"
+    received = BytesParser(policy=policy.default).parsebytes(mailbox.messages[0][2])
+    assert (
+        received["Subject"]
+        == f"[assimilate] WARN onset: retention_outreach effect_posterior {POSTERIOR_CHECK}"
+    )
 
 
 def test_log_survives_concurrent_appends_and_a_torn_last_line(tmp_path: Path) -> None:

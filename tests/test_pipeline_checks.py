@@ -23,9 +23,10 @@ from assimilate.diagnostics import innovation_diagnostics
 from assimilate.filters import particle_filter
 from assimilate.simulate import simulate_outreach_stream
 from orchestration.study_config import StudyConfig
-from tests.pipeline_support import Project, ab_batch, example_study, write_batch
+from tests.pipeline_support import Project, ab_batch, example_study, webhook_receiver, write_batch
 
 MONTHS = ["2025-01", "2025-02", "2025-03", "2025-04", "2025-05"]
+DRIFT_MONTHS = [f"2025-{month:02d}" for month in range(1, 8)]
 
 
 def new_project(tmp_path: Path, study: StudyConfig) -> Project:
@@ -99,54 +100,124 @@ def test_the_shipped_outreach_study_runs_as_configured_and_equals_the_library_ml
     assert posterior["steps_recomputed"] == 4  # with mle the whole stream is re-filtered
 
 
-def test_a_surprising_batch_fails_the_innovation_check_as_a_warning_and_alerts(tmp_path: Path) -> None:
+def test_a_surprising_batch_fails_the_innovation_check_as_a_warning_and_alerts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project = new_project(tmp_path, example_study("ab_checkout"))
     folder = project.landing("ab_checkout")
-    for seed, month in enumerate(MONTHS[:3]):
-        write_batch(folder, month, ab_batch(seed))
-    assert all(r.success for r in project.tick())
-    assert project.alerts() == []
-    write_batch(folder, MONTHS[3], ab_batch(3, tau=1.5))  # the effect jumps from 0.5 to 1.5
-    (run,) = project.tick()
-    assert run.success  # a WARN check never fails the run
-    evaluation = check_evaluations(project, run.run_id)["check_effect_posterior_innovation"]
-    assert not evaluation.passed
-    assert evaluation.severity == dg.AssetCheckSeverity.WARN
-    last = project.steps("ab_checkout").iloc[-1]
-    z = last["innovation"] / np.sqrt(last["innovation_var"])
-    assert evaluation.metadata["observed_value"].value == pytest.approx(abs(z), rel=1e-9)
-    assert abs(z) > 3.0
-    assert not last["excluded"]  # a WARN check does not keep the batch out
-    (onset,) = project.alerts()
-    assert (onset.kind, onset.partition_key, onset.severity) == ("onset", "2025-04-01", "WARN")
-    assert onset.check_name == "check_effect_posterior_innovation"
+    innovation = "check_effect_posterior_innovation"
+    with webhook_receiver() as (url, received):
+        monkeypatch.setenv("ASSIMILATE_WEBHOOK_URL", url)
+        for seed, month in enumerate(MONTHS[:3]):
+            write_batch(folder, month, ab_batch(seed))
+        assert all(r.success for r in project.tick())
+        assert project.alerts() == [] and received == []
+        write_batch(folder, MONTHS[3], ab_batch(3, tau=0.7))  # the effect jumps from 0.5 to 0.7
+        (run,) = project.tick()
+        assert run.success  # a WARN check never fails the run
+        evaluation = check_evaluations(project, run.run_id)[innovation]
+        assert not evaluation.passed
+        assert evaluation.severity == dg.AssetCheckSeverity.WARN
+        last = project.steps("ab_checkout").iloc[-1]
+        z = last["innovation"] / np.sqrt(last["innovation_var"])
+        assert evaluation.metadata["observed_value"].value == pytest.approx(abs(z), rel=1e-9)
+        assert abs(z) > 3.0
+        assert not last["excluded"]  # a WARN check does not keep the batch out
+        (onset,) = project.alerts()
+        assert (onset.kind, onset.partition_key, onset.severity) == ("onset", "2025-04-01", "WARN")
+        assert (onset.check_name, onset.scope, onset.asset) == (innovation, "study", "effect_posterior")
+
+        write_batch(folder, MONTHS[4], ab_batch(4))  # back to 0.5: the filter expected about that
+        (run,) = project.tick()
+        assert check_evaluations(project, run.run_id)[innovation].passed
+        # Evaluated in May's run, the study-level check still closes April's onset.
+        assert [(a["alert"]["kind"], a["alert"]["partition_key"]) for a in received] == [
+            ("onset", "2025-04-01"),
+            ("recovery", "2025-05-01"),
+        ]
+    recovery = project.alerts()[-1]
+    assert (recovery.check_name, recovery.scope, recovery.severity) == (innovation, "study", "INFO")
+    assert "passes again" in recovery.message
 
 
-def test_a_drift_with_zero_process_variance_fails_the_one_sided_innovations_check(tmp_path: Path) -> None:
+def test_a_check_is_partitioned_exactly_when_its_asset_is(tmp_path: Path) -> None:
+    # Alerting keys a check evaluation without a partition by (study, asset, check) and one with a
+    # partition by its batch: an unpartitioned check on a per-batch asset would merge all batches.
+    studies = [example_study("ab_checkout"), example_study("retention_outreach")]
+    defs = Project(data=tmp_path / "data", studies=studies, instance=dg.DagsterInstance.ephemeral()).defs
+    graph = defs.resolve_asset_graph()
+    checks = graph.asset_check_keys
+    assert len(checks) >= 20
+
+    def partitioned(key: dg.AssetKey | dg.AssetCheckKey) -> bool:
+        return graph.get(key).partitions_def is not None
+
+    assert [c for c in checks if partitioned(c) != partitioned(c.asset_key)] == []
+    study_level = sorted((c.asset_key.path[0], c.name) for c in checks if not partitioned(c))
+    posterior = [
+        "check_effect_posterior_" + p for p in ("innovation", "one_sided_innovations", "particle_ess")
+    ]
+    assert study_level == sorted((s.name, name) for s in studies for name in posterior)
+
+
+def posterior_alerts(received: list[dict[str, Any]], check: str) -> list[dict[str, Any]]:
+    """The alerts naming ``check`` that the webhook received, in the order sent."""
+    return [body["alert"] for body in received if check in body["alert"]["check_name"].split(", ")]
+
+
+def test_a_drift_with_zero_process_variance_fails_the_one_sided_innovations_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     study = example_study("ab_checkout", process_var=0.0)
     project = new_project(tmp_path, study)
     folder = project.landing("ab_checkout")
-    for index, month in enumerate(MONTHS):
-        write_batch(folder, month, ab_batch(index, tau=0.5 + 0.1 * index))  # the effect keeps rising
-    runs = project.tick()
-    assert [r.success for r in runs] == [True] * 5
-    first = check_evaluations(project, runs[0].run_id)["check_effect_posterior_one_sided_innovations"]
-    assert first.passed and first.metadata["status"].value == "undefined"  # one innovation: no test
-    last = check_evaluations(project, runs[-1].run_id)["check_effect_posterior_one_sided_innovations"]
-    assert not last.passed
-    assert last.severity == dg.AssetCheckSeverity.WARN
-    primary = primary_estimates(project, "ab_checkout")
-    library = causal_kalman(
-        primary["estimate"].to_numpy(),
-        primary["std_error"].to_numpy(),
-        process_var=0.0,
-        prior_mean=study.prior.mean,  # type: ignore[union-attr]
-        prior_var=study.prior.variance,  # type: ignore[union-attr]
+    one_sided = "check_effect_posterior_one_sided_innovations"
+    with webhook_receiver() as (url, received):
+        monkeypatch.setenv("ASSIMILATE_WEBHOOK_URL", url)
+        runs = []
+        for index, month in enumerate(DRIFT_MONTHS):  # one batch per tick: one run per batch
+            write_batch(folder, month, ab_batch(index, tau=0.5 + 0.1 * index))  # the effect keeps rising
+            (run,) = project.tick()
+            assert run.success
+            runs.append(run)
+        verdicts = [check_evaluations(project, run.run_id)[one_sided] for run in runs]
+        assert verdicts[0].metadata["status"].value == "undefined"  # one innovation: no test
+        # Fewer than five innovations: no test; then the drift fails it in every later run.
+        assert [v.passed for v in verdicts] == [True] * 4 + [False] * (len(DRIFT_MONTHS) - 4)
+        assert verdicts[-1].severity == dg.AssetCheckSeverity.WARN
+        primary = primary_estimates(project, "ab_checkout")
+        library = causal_kalman(
+            primary["estimate"].to_numpy(),
+            primary["std_error"].to_numpy(),
+            process_var=0.0,
+            prior_mean=study.prior.mean,  # type: ignore[union-attr]
+            prior_var=study.prior.variance,  # type: ignore[union-attr]
+        )
+        expected = innovation_diagnostics(library, z_threshold=study.thresholds.innovation_z).one_sided
+        assert expected.failed
+        observed = verdicts[-1].metadata["observed_value"].value
+        assert observed == pytest.approx(expected.value, rel=1e-9, abs=1e-300)
+        # The check is about the study, not a batch: one onset, not one per failing run.
+        (onset,) = posterior_alerts(received, one_sided)
+        assert (onset["kind"], onset["scope"], onset["asset"]) == ("onset", "study", "effect_posterior")
+        assert onset["partition_key"] == "2025-05-01" and onset["severity"] == "WARN"  # the run that saw it
+        assert "study-level" in onset["message"] and "run of batch 2025-05-01" in onset["message"]
+
+        # The rising effect was a data bug: every batch re-landed with the true effect.
+        for index, month in enumerate(DRIFT_MONTHS):
+            write_batch(folder, month, ab_batch(100 + index, tau=0.5))
+        corrected = project.tick()
+        assert [r.success for r in corrected] == [True] * len(DRIFT_MONTHS)
+        assert check_evaluations(project, corrected[-1].run_id)[one_sided].passed
+        assert [a["kind"] for a in posterior_alerts(received, one_sided)] == ["onset", "recovery"]
+    assert {body["alert"]["scope"] for body in received} == {"study"}  # no batch check failed
+    recovery = posterior_alerts(received, one_sided)[1]
+    assert (recovery["scope"], recovery["partition_key"]) == (
+        "study",
+        corrected[-1].dagster_run.tags["dagster/partition"],
     )
-    expected = innovation_diagnostics(library, z_threshold=study.thresholds.innovation_z).one_sided
-    assert expected.failed
-    assert last.metadata["observed_value"].value == pytest.approx(expected.value, rel=1e-9, abs=1e-300)
-    assert any("check_effect_posterior_one_sided_innovations" in a.check_name for a in project.alerts())
+    logged = [a for a in project.alerts() if a.check_name == one_sided]
+    assert [(a.kind, a.scope) for a in logged] == [("onset", "study"), ("recovery", "study")]
 
 
 def test_the_particle_backend_runs_end_to_end_and_its_ess_check_is_evaluated(tmp_path: Path) -> None:
@@ -251,6 +322,8 @@ def test_materialization_metadata_equals_the_warehouse(tmp_path: Path) -> None:
     steps = project.steps("ab_checkout").set_index("batch")
     assert rerun["batch"] == "2025-01-01" and rerun["batch_excluded"] is False
     assert rerun["posterior_mean_after_batch"] == steps.at["2025-01-01", "posterior_mean"]
-    assert rerun["posterior_sd_after_batch"] == pytest.approx(np.sqrt(steps.at["2025-01-01", "posterior_var"]))
+    assert rerun["posterior_sd_after_batch"] == pytest.approx(
+        np.sqrt(steps.at["2025-01-01", "posterior_var"])
+    )
     assert rerun["posterior_mean"] == steps.at["2025-02-01", "posterior_mean"]
     assert rerun["input_sha256"] == hashlib.sha256(paths[0].read_bytes()).hexdigest()
