@@ -21,12 +21,8 @@ from assimilate._validation import check_choice
 from assimilate.estimators.aipw import aipw, aipw_from_arrays
 from assimilate.estimators.design_matrix import DesignMatrix, encode_covariates
 from assimilate.estimators.difference import difference_in_means
-from assimilate.estimators.models import (
-    OutcomeModel,
-    PropensityModel,
-    fit_outcome_model,
-    fit_propensity,
-)
+from assimilate.estimators.models import PropensityModel, fit_propensity
+from assimilate.estimators.outcome import OutcomeFallback, OutcomeModel, fit_outcome_model
 from assimilate.estimators.regression import regression_adjustment, regression_adjustment_from_arrays
 from assimilate.estimators.result import EffectEstimate
 from assimilate.estimators.weighting import ipw, ipw_from_arrays
@@ -119,6 +115,7 @@ __all__ = [
     "DesignMatrix",
     "EffectEstimate",
     "EstimatorName",
+    "OutcomeFallback",
     "OutcomeModel",
     "PropensityModel",
     "aipw",

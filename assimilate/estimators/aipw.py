@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -28,13 +29,8 @@ from scipy import special
 from assimilate.estimators._inputs import arm_counts, batch_arrays, check_arms
 from assimilate.estimators._threads import one_blas_thread
 from assimilate.estimators.design_matrix import DesignMatrix
-from assimilate.estimators.models import (
-    OutcomeKind,
-    PropensityPolicy,
-    fit_outcome_model,
-    fit_propensity,
-    predict_outcome,
-)
+from assimilate.estimators.models import PropensityPolicy, fit_propensity
+from assimilate.estimators.outcome import OutcomeKind, fit_outcome_model, predict_outcome
 from assimilate.estimators.result import EffectEstimate
 
 FloatArray = NDArray[np.float64]
@@ -52,25 +48,42 @@ def _bounded(
     return scores, np.ones(len(scores), dtype=bool)
 
 
-def _nuisances(
+class Nuisances(NamedTuple):
+    """Each unit's nuisance predictions (in-sample or cross-fitted) and how they were obtained."""
+
+    scores: FloatArray  # bounded propensity scores (0.5 for trimmed units)
+    mu0: FloatArray
+    mu1: FloatArray
+    keep: NDArray[np.bool_]
+    n_outside: int  # scores outside the bounds (clipped or trimmed)
+    outcome_fallbacks: list[dict[str, Any]]  # OutcomeFallback records, with their fold
+
+
+def nuisances(
     design: DesignMatrix,
     d: NDArray[np.int64],
     y: FloatArray,
     *,
-    n_folds: int | None,
-    rng: np.random.Generator | None,
-    outcome_kind: OutcomeKind,
-    policy: PropensityPolicy,
-    bounds: tuple[float, float],
-) -> tuple[FloatArray, FloatArray, FloatArray, NDArray[np.bool_], int]:
-    """Propensity scores, mu0, mu1 (in-sample or cross-fitted), kept units and the count outside bounds."""
+    n_folds: int | None = None,
+    rng: np.random.Generator | None = None,
+    outcome_kind: OutcomeKind = "auto",
+    policy: PropensityPolicy = "clip",
+    bounds: tuple[float, float] = (0.01, 0.99),
+) -> Nuisances:
+    """Propensity scores and both arms' outcome predictions, in-sample or by K-fold cross-fitting.
+
+    Parameters are those of :func:`aipw_from_arrays`. With ``n_folds``, the units are split into
+    ``np.array_split(rng.permutation(n), n_folds)`` and each fold's predictions come from models
+    fitted on the other folds only.
+    """
     if n_folds is None:
         propensity = fit_propensity(design, d, policy=policy, bounds=bounds)
         outcome = fit_outcome_model(design, d, y, kind=outcome_kind)
         n_outside = propensity.n_clipped + propensity.n_trimmed
         keep = propensity.keep
         scores = propensity.used_scores if keep.all() else np.where(keep, propensity.used_scores, 0.5)
-        return scores, outcome.mu0, outcome.mu1, keep, n_outside
+        records = [fallback.as_dict() for fallback in outcome.fallbacks]
+        return Nuisances(scores, outcome.mu0, outcome.mu1, keep, n_outside, records)
     if rng is None:
         raise ValueError("cross-fitting (n_folds) needs rng: an explicit numpy.random.Generator")
     if int(n_folds) < 2:
@@ -78,7 +91,8 @@ def _nuisances(
     n = len(y)
     folds = np.array_split(rng.permutation(n), int(n_folds))
     raw, mu0, mu1 = np.empty(n), np.empty(n), np.empty(n)
-    for fold in folds:
+    records = []
+    for number, fold in enumerate(folds):
         train = np.ones(n, dtype=bool)
         train[fold] = False
         check_arms(d[train], column="treatment (training folds)")
@@ -89,10 +103,11 @@ def _nuisances(
         beta0, beta1 = outcome.coefficients_control.to_numpy(), outcome.coefficients_treated.to_numpy()
         mu0[fold] = predict_outcome(outcome.kind, design.values[fold] @ beta0)
         mu1[fold] = predict_outcome(outcome.kind, design.values[fold] @ beta1)
+        records += [fallback.as_dict(fold=number) for fallback in outcome.fallbacks]
     scores, keep = _bounded(raw, policy, bounds)
     low, high = bounds
     n_outside = int(((raw < low) | (raw > high)).sum()) if policy != "none" else 0
-    return np.where(keep, scores, 0.5), mu0, mu1, keep, n_outside
+    return Nuisances(np.where(keep, scores, 0.5), mu0, mu1, keep, n_outside, records)
 
 
 def _influence(
@@ -123,7 +138,7 @@ def aipw_from_arrays(
     bounds: tuple[float, float] = (0.01, 0.99),
 ) -> EffectEstimate:
     """AIPW on arrays (the core of :func:`aipw`)."""
-    e, mu0, mu1, keep, n_outside = _nuisances(
+    e, mu0, mu1, keep, n_outside, fallbacks = nuisances(
         design,
         treatment,
         outcome,
@@ -154,6 +169,7 @@ def aipw_from_arrays(
             "n_trimmed": n_outside if policy == "trim" else 0,
             "cross_fitting_folds": int(n_folds) if n_folds else 0,
             "outcome_model": outcome_kind,
+            "outcome_fallbacks": fallbacks,
         },
     )
 
@@ -197,7 +213,9 @@ def aipw(
     Returns
     -------
     EffectEstimate
-        ``se_method="influence_function"``.
+        ``se_method="influence_function"``. ``diagnostics["outcome_fallbacks"]`` lists each arm
+        (and fold) whose outcome regression fell back to a minimum-norm or ridge fit because the
+        arm's design is singular or separated, with the reason; it is empty when none did.
     """
     arrays = batch_arrays(
         data, treatment=treatment, outcome=outcome, covariates=covariates, categories=categories

@@ -1,8 +1,8 @@
-"""Nuisance models: the logistic propensity model and arm-wise outcome regressions.
+"""Nuisance models: logistic regression and the propensity model built on it.
 
 Propensity: ``P(d = 1 | x) = 1 / (1 + exp(-x'beta))`` fitted by Newton's method (IRLS) on numpy
 arrays. Scores outside the bounds are clipped or the units trimmed, and the report says how many,
-never silently. Outcome: ``E[y | x, d = a]`` per arm, linear (OLS) or logistic for a 0/1 outcome.
+never silently. The arm-wise outcome regressions are in :mod:`assimilate.estimators.outcome`.
 
 Example
 -------
@@ -29,11 +29,10 @@ from scipy import linalg, special
 from assimilate._validation import check_choice
 from assimilate.estimators._threads import one_blas_thread
 from assimilate.estimators.design_matrix import DesignMatrix
-from assimilate.estimators.passes import armwise_gram, gram_of_blocks, logistic_pass, logistic_score, times
+from assimilate.estimators.passes import logistic_pass, logistic_score
 
 FloatArray = NDArray[np.float64]
 PropensityPolicy = Literal["clip", "trim", "none"]
-OutcomeKind = Literal["auto", "linear", "logistic"]
 MAX_NEWTON_STEPS = 50
 WARM_START_ROWS = 25_000
 SEPARATION_BOUND = 30.0  # |x'beta| beyond this means probabilities of 1e-13: separation
@@ -278,102 +277,4 @@ def fit_propensity(
         converged=fit.converged,
         n_iter=fit.n_iter,
         information=fit.hessian,
-    )
-
-
-@dataclass(frozen=True)
-class OutcomeModel:
-    """Arm-wise outcome regressions and each unit's predicted outcome under both arms."""
-
-    kind: Literal["linear", "logistic"]
-    coefficients_control: pd.Series
-    coefficients_treated: pd.Series
-    mu0: FloatArray
-    mu1: FloatArray
-
-
-@one_blas_thread
-def least_squares(X: FloatArray, y: FloatArray) -> FloatArray:
-    """OLS coefficients through the normal equations with a Cholesky solve (lstsq if singular)."""
-    p = X.shape[1]
-
-    def write(rows: slice, out: FloatArray) -> None:
-        np.copyto(out[:p], X[rows].T)
-        out[p] = y[rows]
-
-    return solve_normal_equations(gram_of_blocks(write, len(y), p + 1), X, y)
-
-
-def solve_normal_equations(
-    augmented: FloatArray, X: FloatArray, y: FloatArray, rows: NDArray[np.bool_] | None = None
-) -> FloatArray:
-    """OLS coefficients from the Gram matrix of ``[X, y]`` (over ``rows``); lstsq if ``X'X`` is singular."""
-    p = augmented.shape[0] - 1
-    try:
-        return np.asarray(linalg.solve(augmented[:p, :p], augmented[:p, p], assume_a="pos"), dtype=np.float64)
-    except (linalg.LinAlgError, ValueError):
-        if rows is not None:
-            X, y = X[rows], y[rows]
-        return np.asarray(linalg.lstsq(X, y)[0], dtype=np.float64)
-
-
-def predict_outcome(kind: Literal["linear", "logistic"], linear_predictor: FloatArray) -> FloatArray:
-    """Predicted outcome from the linear predictor: identity or inverse logit."""
-    if kind == "logistic":
-        return np.asarray(special.expit(linear_predictor), dtype=np.float64)
-    return np.asarray(linear_predictor, dtype=np.float64)
-
-
-@one_blas_thread
-def fit_outcome_model(
-    design: DesignMatrix, treatment: ArrayLike, outcome: ArrayLike, *, kind: OutcomeKind = "auto"
-) -> OutcomeModel:
-    """Fit ``E[y | x]`` separately in each arm and predict both potential outcomes for every unit.
-
-    Parameters
-    ----------
-    design : DesignMatrix
-        Covariates (with intercept).
-    treatment : array_like
-        0/1 treatment.
-    outcome : array_like
-        Outcome.
-    kind : {"auto", "linear", "logistic"}
-        ``"auto"`` is logistic for a 0/1 outcome, linear otherwise.
-
-    Returns
-    -------
-    OutcomeModel
-    """
-    check_choice("kind", kind, ("auto", "linear", "logistic"))
-    d = as_binary("treatment", treatment).astype(bool)
-    y = np.asarray(outcome, dtype=np.float64)
-    binary = bool(np.isin(y, (0.0, 1.0)).all())
-    chosen: Literal["linear", "logistic"] = ("logistic" if binary else "linear") if kind == "auto" else kind
-    if chosen == "logistic" and not binary:
-        raise ValueError("outcome must be 0/1 for a logistic outcome model")
-    X = design.values
-    coefficients = []
-    if chosen == "linear":
-        grams = armwise_gram(X, y, d)
-        for arm, augmented in zip((~d, d), grams, strict=True):
-            coefficients.append(solve_normal_equations(augmented, X, y, arm))
-    else:
-        for arm in (~d, d):
-            # A small ridge keeps an arm whose outcome is separable (all 0 in a region) finite.
-            try:
-                beta = fit_logistic(X[arm], y[arm], names=design.columns).coefficients
-            except ValueError:
-                beta = fit_logistic(X[arm], y[arm], ridge=1e-3, names=()).coefficients
-            coefficients.append(beta)
-    linear = times(X, np.column_stack(coefficients))  # both arms' predictors in one pass over X
-    mu0 = predict_outcome(chosen, linear[:, 0])
-    mu1 = predict_outcome(chosen, linear[:, 1])
-    index = list(design.columns)
-    return OutcomeModel(
-        kind=chosen,
-        coefficients_control=pd.Series(coefficients[0], index=index, name="coefficient"),
-        coefficients_treated=pd.Series(coefficients[1], index=index, name="coefficient"),
-        mu0=mu0,
-        mu1=mu1,
     )
