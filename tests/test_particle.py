@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -325,3 +326,283 @@ def test_optimal_proposal_is_only_for_gaussian_observations() -> None:
         )
     with pytest.raises(ValueError, match="proposal must be one of"):
         particle_filter([0.1], [0.1], process_var=0.01, proposal="auxiliary", rng=np.random.default_rng(0))  # type: ignore[arg-type]
+
+
+# --- options: the prior sampler, systematic resampling, the resampling threshold, the ESS warning ---
+
+
+def test_a_point_mass_prior_sampler_gives_the_closed_form_posterior() -> None:
+    c, q, y, se = 0.7, 0.04, 0.2, 0.1
+    calls: list[tuple[np.random.Generator, int]] = []
+
+    def point_mass(rng: np.random.Generator, n: int) -> np.ndarray:
+        calls.append((rng, n))
+        return np.full(n, c)
+
+    rng = np.random.default_rng(20)
+    # the Gaussian prior arguments lose to the sampler
+    res = particle_filter(
+        [y],
+        [se],
+        process_var=q,
+        prior_mean=-3.0,
+        prior_var=0.01,
+        prior_sampler=point_mass,
+        proposal="optimal",
+        n_particles=1000,
+        rng=rng,
+    )
+    assert len(calls) == 1 and calls[0][0] is rng and calls[0][1] == 1000
+    # theta_0 = c exactly, so theta_1 | y ~ N(c + q / (q + r) (y - c), q r / (q + r)) and
+    # y ~ N(c, q + r); the optimal proposal draws from that posterior and averages its exact means.
+    r = se * se
+    assert res.posterior_mean[0] == pytest.approx(c + q / (q + r) * (y - c), abs=1e-12)
+    assert res.posterior_var[0] == pytest.approx(q * r / (q + r), rel=1e-12)
+    log_density = -0.5 * (math.log(2 * math.pi * (q + r)) + (y - c) ** 2 / (q + r))
+    assert res.log_likelihood == pytest.approx(log_density, abs=1e-12)
+    # a static effect never leaves the point, whatever the estimates say
+    static = particle_filter(
+        [0.2, 0.9, np.nan, 0.4],
+        [se] * 4,
+        process_var=0.0,
+        prior_mean=-3.0,
+        prior_var=0.01,
+        prior_sampler=point_mass,
+        n_particles=500,
+        rng=np.random.default_rng(21),
+    )
+    for row in (static.posterior_mean, static.posterior_lower, static.posterior_upper):
+        np.testing.assert_array_equal(row, np.full(4, c))
+
+
+def test_a_bimodal_prior_sampler_gives_the_exact_mixture_posterior() -> None:
+    from scipy import optimize, special, stats
+
+    # Prior 0.3 N(-1, 0.2^2) + 0.7 N(1, 0.2^2): the posterior is the mixture of the two components'
+    # Kalman posteriors, reweighted by each component's likelihood of the estimates so far.
+    shares, centres, sd0, q = np.array([0.3, 0.7]), np.array([-1.0, 1.0]), 0.2, 0.01
+    y = np.array([0.2, -0.1, np.nan, 0.3, 0.0, 0.25])
+    se = np.full(len(y), 0.5)
+
+    def bimodal(rng: np.random.Generator, n: int) -> np.ndarray:
+        first = rng.random(n) < shares[0]
+        return np.where(first, centres[0], centres[1]) + sd0 * rng.standard_normal(n)
+
+    parts = [causal_kalman(y, se, prior_mean=m, prior_var=sd0**2, process_var=q) for m in centres]
+    # log p(y_1..t | component) from each component's filter run on the first t batches
+    log_share = np.log(shares)[:, None] + np.array(
+        [
+            [
+                causal_kalman(
+                    y[: t + 1], se[: t + 1], prior_mean=m, prior_var=sd0**2, process_var=q
+                ).log_likelihood
+                for t in range(len(y))
+            ]
+            for m in centres
+        ]
+    )
+    share = np.exp(log_share - special.logsumexp(log_share, axis=0))
+    means = np.array([p.posterior_mean for p in parts])
+    variances = np.array([p.posterior_var for p in parts])
+    mean = np.sum(share * means, axis=0)
+    sd = np.sqrt(np.sum(share * (variances + means**2), axis=0) - mean**2)
+
+    def quantile(p: float, t: int) -> float:
+        def below(x: float) -> float:
+            return float(np.sum(share[:, t] * stats.norm.cdf(x, means[:, t], np.sqrt(variances[:, t])))) - p
+
+        return float(optimize.brentq(below, -5.0, 5.0, xtol=1e-12))
+
+    n = 40_000
+    res = particle_filter(
+        y,
+        se,
+        process_var=q,
+        prior_mean=float(np.sum(shares * centres)),  # a Gaussian prior with the mixture's mean is ignored
+        prior_sampler=bimodal,
+        n_particles=n,
+        rejuvenate=False,  # Liu-West shrinks toward the overall mean: it would blur the two modes
+        rng=np.random.default_rng(22),
+    )
+    assert res.ess is not None
+    # first batch, before any resampling: a weighted mean with Monte Carlo SD about sd / sqrt(ESS)
+    assert abs(res.posterior_mean[0] - mean[0]) < 4 * sd[0] / math.sqrt(res.ess[0])
+    # all batches (max errors over 40 seeds: 0.032 sd, 2.8% of sd, 0.04 on the bands, 0.044 in
+    # log L; the moment-matched Gaussian prior misses the mean by 0.8 sd at the first batch)
+    np.testing.assert_array_less(np.abs(res.posterior_mean - mean), 0.08 * sd)
+    np.testing.assert_allclose(res.posterior_sd, sd, rtol=0.07)
+    bands = np.array([[quantile(p, t) for p in (0.025, 0.975)] for t in range(len(y))])
+    np.testing.assert_allclose(res.posterior_lower, bands[:, 0], atol=0.08)
+    np.testing.assert_allclose(res.posterior_upper, bands[:, 1], atol=0.08)
+    assert res.log_likelihood == pytest.approx(float(special.logsumexp(log_share[:, -1])), abs=0.15)
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [lambda rng, n: np.zeros(n - 1), lambda rng, n: np.full(n, np.nan), lambda rng, n: np.zeros((n, 1))],
+    ids=["too few", "nan", "2-d"],
+)
+def test_a_prior_sampler_must_return_n_finite_draws(sampler) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match="prior_sampler must return 50 finite draws"):
+        particle_filter(
+            [0.1],
+            [0.1],
+            process_var=0.01,
+            prior_sampler=sampler,
+            n_particles=50,
+            rng=np.random.default_rng(0),
+        )
+
+
+def test_systematic_resampling_gives_each_particle_the_floor_or_ceiling_of_n_w_copies() -> None:
+    from assimilate.filters._particle_loop import systematic_resample
+
+    rng = np.random.default_rng(23)
+    for _ in range(300):
+        n = int(rng.integers(2, 3000))
+        w = rng.exponential(size=n) ** 3  # skewed: some particles are worth many copies
+        w[rng.random(n) < 0.2] = 0.0  # weights that underflowed: no copies
+        w[n // 2] = 1.0
+        out = np.empty(n)
+        systematic_resample(np.arange(n, dtype=np.float64), w, float(w.sum()), rng.random(), out)
+        copies = np.bincount(out.astype(np.int64), minlength=n)
+        expected = n * w / w.sum()
+        assert copies.sum() == n
+        assert np.all(copies >= np.floor(expected)) and np.all(copies <= np.ceil(expected))
+        assert np.all(np.diff(out) >= 0)  # copies of a parent side by side (the antithetic pairs need it)
+    # Unbiased: over the uniform offset u the mean count is exactly N w_i (here over a grid of u).
+    n = 50
+    w = rng.exponential(size=n) ** 3
+    grid = (np.arange(2000) + 0.5) / 2000
+    total_copies = np.zeros(n)
+    out = np.empty(n)
+    for u in grid:
+        systematic_resample(np.arange(n, dtype=np.float64), w, float(w.sum()), float(u), out)
+        total_copies += np.bincount(out.astype(np.int64), minlength=n)
+    np.testing.assert_allclose(total_copies / len(grid), n * w / w.sum(), rtol=0, atol=2 / len(grid))
+
+
+FIXED_CLOUD = np.linspace(-2.0, 2.0, 1000)
+
+
+def _fixed_cloud(rng: np.random.Generator, n: int) -> np.ndarray:
+    return FIXED_CLOUD.copy()
+
+
+def _importance_sampling(y: np.ndarray, se: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ESS and weighted mean per batch of the fixed cloud weighted by the likelihood so far."""
+    log_w = np.zeros(len(FIXED_CLOUD))
+    ess, mean = [], []
+    for value, scale in zip(y, se, strict=True):
+        if not np.isnan(value):
+            log_w += -0.5 * ((value - FIXED_CLOUD) / scale) ** 2
+        w = np.exp(log_w - log_w.max())
+        ess.append(w.sum() ** 2 / np.sum(w * w))
+        mean.append(np.sum(w * FIXED_CLOUD) / w.sum())
+    return np.array(ess), np.array(mean)
+
+
+def _static_stream(t: int) -> tuple[np.ndarray, np.ndarray]:
+    y = np.random.default_rng(24).normal(0.3, 0.5, t)
+    y[2] = np.nan
+    return y, np.full(t, 0.5)
+
+
+def test_below_a_threshold_of_one_particle_the_filter_is_importance_sampling_and_never_resamples() -> None:
+    # Static effect and no rejuvenation: particles never move, and the only random draw left is the
+    # uniform of a systematic resampling. ESS >= 1 always, so ess_threshold * N < 1 never resamples:
+    # ESS and mean are those of the fixed cloud weighted by the whole likelihood, with no draw made.
+    y, se = _static_stream(12)
+    rng = np.random.default_rng(25)
+    before = rng.bit_generator.state
+    res = particle_filter(
+        y,
+        se,
+        process_var=0.0,
+        prior_sampler=_fixed_cloud,
+        n_particles=1000,
+        ess_threshold=0.5 / 1000,
+        rejuvenate=False,
+        rng=rng,
+    )
+    ess, mean = _importance_sampling(y, se)
+    assert res.ess is not None and res.ess.shape == (12,)  # one entry per batch, the missing one too
+    np.testing.assert_allclose(res.ess, ess, rtol=1e-12)
+    np.testing.assert_allclose(res.posterior_mean, mean, rtol=0, atol=1e-12)
+    assert res.ess[2] == res.ess[1]
+    assert res.ess[-1] < 0.2 * 1000  # the weights did degenerate: a threshold above this would resample
+    assert rng.bit_generator.state == before
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.9, 1.0])
+def test_resampling_happens_exactly_at_the_batches_whose_ess_falls_below_the_threshold(
+    threshold: float,
+) -> None:
+    # As above, each resampling draws one uniform and nothing else draws: counting the draws counts
+    # the resamplings, which must be the batches with ESS < threshold * N (ESS before resampling).
+    y, se = _static_stream(40)
+    rng = np.random.default_rng(26)
+    res = particle_filter(
+        y,
+        se,
+        process_var=0.0,
+        prior_sampler=_fixed_cloud,
+        n_particles=1000,
+        ess_threshold=threshold,
+        rejuvenate=False,
+        rng=rng,
+    )
+    assert res.ess is not None
+    resampled = int(np.sum(res.ess < threshold * 1000))
+    replay = np.random.default_rng(26)
+    replay.random(resampled)
+    assert rng.bit_generator.state == replay.bit_generator.state
+    assert resampled >= 2  # the scenario does resample (twice at 0.3, 39 times at 1.0)
+    if threshold == 1.0:  # unequal weights after every used batch: it resamples at every one
+        assert resampled == int(np.sum(~np.isnan(y)))
+        assert res.ess[2] == 1000.0  # the missing batch follows a resampling: equal weights
+
+
+def test_low_ess_warning_fires_after_ten_batches_below_a_fifth_and_not_after_nine() -> None:
+    y, se = _static_stream(40)
+    ess, _ = _importance_sampling(y, se)
+    first_low = int(np.argmax(ess < 0.2 * 1000))
+    assert first_low > 0 and np.all(ess[first_low:] < 0.2 * 1000)  # stays low once it is
+    options = {
+        "process_var": 0.0,
+        "prior_sampler": _fixed_cloud,
+        "n_particles": 1000,
+        "ess_threshold": 0.5 / 1000,  # never resample: the ESS follows the exact sequence above
+        "rejuvenate": False,
+    }
+    stop = first_low + 9
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        particle_filter(y[:stop], se[:stop], rng=np.random.default_rng(27), **options)  # type: ignore[arg-type]
+    with pytest.warns(RuntimeWarning, match="ESS stayed below 20% of 1000 particles for 10 batches"):
+        particle_filter(y[: stop + 1], se[: stop + 1], rng=np.random.default_rng(27), **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "warns"),
+    [
+        ("HHHLLLLLLLLLL", True),
+        ("LLLLLLLLLLHHH", True),
+        ("HLLLLLLLLLLLLLLLLLLLH", True),
+        ("LLLLLLLLL", False),
+        ("LLLLLLLLLHLLLLLLLLL", False),
+        ("LLLLLLLLLALLLLLLLLL", False),
+        ("AAAAAAAAAAAAAAAAAAAA", False),
+        ("HHHHHHHHHHHH", False),
+    ],
+)
+def test_low_ess_warning_needs_ten_batches_in_a_row_strictly_below_a_fifth(pattern: str, warns: bool) -> None:
+    from assimilate.filters.particle import LOW_ESS_FRACTION, _warn_on_low_ess
+
+    n = 500
+    level = {"L": 0.1 * n, "A": LOW_ESS_FRACTION * n, "H": 0.9 * n}  # A: exactly at the fraction
+    ess = np.array([level[c] for c in pattern])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _warn_on_low_ess(ess, n)
+    assert [issubclass(w.category, RuntimeWarning) for w in caught] == ([True] if warns else [])
