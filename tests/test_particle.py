@@ -606,3 +606,21 @@ def test_low_ess_warning_needs_ten_batches_in_a_row_strictly_below_a_fifth(patte
         warnings.simplefilter("always")
         _warn_on_low_ess(ess, n)
     assert [issubclass(w.category, RuntimeWarning) for w in caught] == ([True] if warns else [])
+
+
+@pytest.mark.parametrize(
+    ("weights", "u", "counts"),
+    [
+        ([0.0, 1.0, 1.0, 0.0], 0.0, [0, 2, 2, 0]),  # a position on a boundary skips the zero weight
+        ([1.0, 1.0, 0.0], 1.0 - 2.0**-53, [1, 2, 0]),  # rounding at the end never lands on a zero weight
+    ],
+)
+def test_systematic_resampling_never_copies_a_zero_weight_at_the_edges(
+    weights: list[float], u: float, counts: list[int]
+) -> None:
+    from assimilate.filters._particle_loop import systematic_resample
+
+    w = np.array(weights)
+    out = np.empty(len(w))
+    systematic_resample(np.arange(len(w), dtype=np.float64), w, float(w.sum()), u, out)
+    assert np.bincount(out.astype(int), minlength=len(w)).tolist() == counts

@@ -90,10 +90,14 @@ def systematic_resample(x: FloatArray, w: FloatArray, total: float, u: float, ou
     n = x.shape[0]
     step = total / n
     position = u * step
+    last = n - 1
+    while last > 0 and w[last] == 0.0:  # rounding near the end must not land on a zero weight
+        last -= 1
     cumulative = w[0]
     j = 0
     for i in range(n):
-        while position > cumulative and j < n - 1:
+        # Half-open intervals [C_{j-1}, C_j): a position on a boundary (u = 0) skips zero weights.
+        while j < last and position >= cumulative:
             j += 1
             cumulative += w[j]
         out[i] = x[j]
