@@ -65,7 +65,7 @@ def audit_record(
     config = study.model_dump(mode="json")
     row: dict[str, object] = {
         "run_id": run_id,
-        "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "recorded_at": datetime.now(UTC).isoformat(timespec="microseconds"),
         "config_hash": study.config_hash,
         "config_json": json.dumps(config, sort_keys=True),
         "estimand_card_json": json.dumps(config.get("estimand_card"), sort_keys=True),

@@ -92,6 +92,12 @@ def verdict_table(asset: str) -> str:
     return f"verdicts_{asset}"
 
 
+def read_verdicts(store: Warehouse, study: StudyConfig) -> pd.DataFrame:
+    """Every stored verdict of every batch asset of the study, in one frame."""
+    frames = [store.read_table(study.name, verdict_table(asset)) for asset in VERDICT_TABLES]
+    return pd.concat(frames, ignore_index=True)
+
+
 def code_version(study: StudyConfig) -> str:
     """Library version plus the study config hash: a config change marks assets stale."""
     return f"{assimilate.__version__}+{study.config_hash[:12]}"

@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from assets.common import VERDICT_TABLES, verdict_table
+from assets.common import read_verdicts
 from assimilate.design import render_png, to_dot
 from assimilate.diagnostics import innovation_diagnostics
 from assimilate.estimators import EffectEstimate
@@ -37,12 +37,8 @@ def latest_estimates(effects: pd.DataFrame, batch: str) -> tuple[EffectEstimate,
 
 def memo_inputs(store: Warehouse, study: StudyConfig, result: AssimilationResult) -> MemoInputs:
     """Everything the memo states, for the study's posterior ``result``."""
-    verdicts = pd.concat(
-        [store.read_table(study.name, verdict_table(asset)) for asset in VERDICT_TABLES], ignore_index=True
-    )
-    files = store.read_table(study.name, "raw_files")
-    landed = sorted(files["partition_key"]) if not files.empty else []
-    latest = landed[-1] if landed else result.labels[-1]
+    verdicts = read_verdicts(store, study)
+    latest = result.labels[-1]  # the last landed period, from the same steps as the posterior
     estimates = latest_estimates(store.read_table(study.name, "batch_effects"), latest)
     if study.primary_estimator not in {e.method for e in estimates}:
         estimates = ()  # without the primary estimate the latest batch adds no evidence of its own
@@ -66,7 +62,7 @@ def memo_inputs(store: Warehouse, study: StudyConfig, result: AssimilationResult
             min_ess_fraction=study.thresholds.min_ess_fraction,
         ),
         desired_direction=study.desired_direction,
-        latest_batch=latest if latest in result.labels else None,
+        latest_batch=latest,
     )
 
 

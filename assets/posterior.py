@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from assets.audit import AUDIT_TABLE, audit_record
-from assets.common import VERDICT_TABLES, WRITE_POOL, code_version, described, key, verdict_table
+from assets.common import WRITE_POOL, code_version, described, key, read_verdicts
 from assets.posterior_inputs import observations
 from assimilate.diagnostics import innovation_diagnostics
 from assimilate.incremental import FilterSettings, refilter_from_first_change
@@ -30,9 +30,7 @@ class PosteriorInputs:
 
 def load_inputs(store: Warehouse, study: StudyConfig) -> PosteriorInputs:
     """Every period's observation, from the stored files, primary estimates and verdicts."""
-    verdicts = pd.concat(
-        [store.read_table(study.name, verdict_table(asset)) for asset in VERDICT_TABLES], ignore_index=True
-    )
+    verdicts = read_verdicts(store, study)
     files = store.read_table(study.name, "raw_files")
     keys = study_partitions(study).get_partition_keys()
     observed = observations(keys, files, store.read_table(study.name, "batch_effects"), verdicts)

@@ -1,20 +1,19 @@
 """The project's Dagster home: data/dagster_home, with the top-level dagster.yaml copied in.
 
 Dagster reads only ``$DAGSTER_HOME/dagster.yaml``; keeping the file at the top of the repository
-and copying it here keeps one source of instance settings. The ``postgres`` variant copies
-dagster.postgres.yaml instead (run and event storage in PostgreSQL, for a team deployment); it is
-chosen by ``variant="postgres"`` or by the environment variable ``ASSIMILATE_INSTANCE=postgres``.
+and copying it here keeps one source of instance settings. The ``postgres`` variant appends the
+storage block of dagster.postgres.yaml (run and event storage in PostgreSQL, for a team
+deployment); it is chosen by ``variant="postgres"`` or by ``ASSIMILATE_INSTANCE=postgres``.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-INSTANCE_FILES = {"sqlite": "dagster.yaml", "postgres": "dagster.postgres.yaml"}
+STORAGE_FILES = {"sqlite": None, "postgres": "dagster.postgres.yaml"}  # None: SQLite under DAGSTER_HOME
 
 
 def prepare_dagster_home(home: Path | None = None, variant: str | None = None) -> Path:
@@ -24,12 +23,15 @@ def prepare_dagster_home(home: Path | None = None, variant: str | None = None) -
     environment variable ``ASSIMILATE_INSTANCE`` chooses, if set.
     """
     variant = variant or os.environ.get("ASSIMILATE_INSTANCE") or "sqlite"
-    if variant not in INSTANCE_FILES:
-        raise ValueError(f"unknown Dagster instance variant {variant!r}: use one of {sorted(INSTANCE_FILES)}")
+    if variant not in STORAGE_FILES:
+        raise ValueError(f"unknown Dagster instance variant {variant!r}: use one of {sorted(STORAGE_FILES)}")
     target = (home or PROJECT_ROOT / "data" / "dagster_home").resolve()
     target.mkdir(parents=True, exist_ok=True)
-    source = PROJECT_ROOT / INSTANCE_FILES[variant]
+    content = (PROJECT_ROOT / "dagster.yaml").read_bytes()
+    storage = STORAGE_FILES[variant]
+    if storage is not None:
+        content += b"\n" + (PROJECT_ROOT / storage).read_bytes()
     destination = target / "dagster.yaml"
-    if not destination.exists() or destination.read_bytes() != source.read_bytes():
-        shutil.copyfile(source, destination)
+    if not destination.exists() or destination.read_bytes() != content:
+        destination.write_bytes(content)
     return target
