@@ -86,6 +86,18 @@ def posterior_metadata(
     return metadata
 
 
+def read_state(store: Warehouse, study: StudyConfig) -> tuple[PosteriorInputs, pd.DataFrame]:
+    """The posterior's inputs and its stored steps."""
+    return load_inputs(store, study), store.read_table(study.name, "posterior_steps")
+
+
+def same_state(a: tuple[PosteriorInputs, pd.DataFrame], b: tuple[PosteriorInputs, pd.DataFrame]) -> bool:
+    """Whether nothing the update depends on changed between two reads."""
+    (inputs_a, steps_a), (inputs_b, steps_b) = a, b
+    fields = ("files", "verdicts", "observed")
+    return steps_a.equals(steps_b) and all(getattr(inputs_a, f).equals(getattr(inputs_b, f)) for f in fields)
+
+
 def build_effect_posterior(study: StudyConfig, upstream: dg.AssetKey) -> dg.AssetsDefinition:
     asset_key = key(study, "effect_posterior")
     specs = [
@@ -111,12 +123,17 @@ def build_effect_posterior(study: StudyConfig, upstream: dg.AssetKey) -> dg.Asse
     def effect_posterior(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        # Read, filter and write under one lock: two concurrent updates of a study cannot leave
-        # the stale one last (each sees every batch written before it).
-        with warehouse.get().exclusive() as store:
-            inputs = load_inputs(store, study)
-            previous = store.read_table(study.name, "posterior_steps")
-            update = refilter_from_first_change(inputs.observed, previous, filter_settings(study))
+        store, settings = warehouse.get(), filter_settings(study)
+        state = read_state(store, study)
+        update = refilter_from_first_change(state[0].observed, state[1], settings)
+        # Write under the lock only what follows from the current inputs: if another run changed
+        # them meanwhile, filter again under the lock, so a stale update is never the last one.
+        # (The filtering itself, a numba compile on a cold cache included, stays outside the lock.)
+        with store.exclusive() as locked:
+            current = read_state(locked, study)
+            if not same_state(current, state):
+                update = refilter_from_first_change(current[0].observed, current[1], settings)
+            inputs = current[0]
             audit = audit_record(
                 study,
                 run_id=context.run.run_id,
@@ -126,7 +143,7 @@ def build_effect_posterior(study: StudyConfig, upstream: dg.AssetKey) -> dg.Asse
                 result=update.result,
                 recomputed_from=update.first_recomputed_label,
             )
-            store.write(
+            locked.write(
                 study.name,
                 whole_tables={"posterior_steps": update.steps},
                 partition_key=context.run.run_id,
