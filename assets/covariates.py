@@ -1,13 +1,21 @@
 """covariate_table: pandera-validated pre-treatment covariates; failing rows go to quarantine."""
 
-import json
 from collections.abc import Iterator
 
 import dagster as dg
 import pandas as pd
 
 from assets.batch_validation import covariate_schema, split_valid_rows, typed_view
-from assets.common import batch_asset_options, is_withdrawn, key, verdict_table, withdraw, withdrawn_results
+from assets.common import (
+    batch_asset_options,
+    described,
+    is_withdrawn,
+    key,
+    verdict_table,
+    withdraw,
+    withdrawn_results,
+)
+from assets.raw_records import records_frame
 from assimilate.diagnostics import Verdict, sample_ratio_mismatch
 from checks.post_treatment import post_treatment_verdict
 from checks.results import ERROR, check_result, check_spec, naming_batch, verdict_rows
@@ -20,8 +28,7 @@ def load_raw(store: Warehouse, study: StudyConfig, batch: str) -> pd.DataFrame:
     rows = store.read_table(study.name, "raw_rows", partition_key=batch)
     if rows.empty:
         return pd.DataFrame()
-    rows = rows.sort_values("row_index")
-    return pd.DataFrame([json.loads(text) for text in rows["record_json"]], dtype=str)
+    return records_frame(rows.sort_values("row_index")["record_json"])
 
 
 def schema_verdict(
@@ -90,7 +97,7 @@ def build_covariate_table(
         check_spec(
             asset_key,
             "post_treatment_exclusion",
-            "no model column is or derives from a post-treatment column",
+            "no model column is a descendant of the treatment (causal graph) or derives from a post-treatment column",
             partitions,
         ),
         check_spec(
@@ -104,21 +111,27 @@ def build_covariate_table(
         **batch_asset_options(study, partitions),
         kinds={"duckdb", "pandera"},
         check_specs=specs,
-        description=f"{study.name}: typed, validated pre-treatment covariates; bad rows quarantined with the reason.",
+        description=described(
+            study,
+            f"{study.name}: typed, validated pre-treatment covariates; bad rows quarantined with the reason.",
+        ),
     )
     def covariate_table(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         batch = context.partition_key
         store = warehouse.get()
-        if is_withdrawn(store, study, batch):
+        with store.reading() as reader:
+            withdrawn = is_withdrawn(reader, study, batch)
+            raw = pd.DataFrame() if withdrawn else load_raw(reader, study, batch)
+        if withdrawn:
             withdraw(store, study, batch, ["covariates", "quarantine", verdict_table("covariate_table")])
             yield from withdrawn_results(
                 asset_key, ["schema", "post_treatment_exclusion", "sample_ratio_mismatch"]
             )
             return
-        raw = load_raw(store, study, batch)
-        split = split_valid_rows(raw, study)
+        typed = typed_view(raw)
+        split = split_valid_rows(raw, study, parsed=typed)
         verdicts = {
             "schema": (
                 schema_verdict(
@@ -126,7 +139,7 @@ def build_covariate_table(
                 ),
                 ERROR,
             ),
-            "post_treatment_exclusion": (post_treatment_verdict(study, typed_view(raw), batch=batch), ERROR),
+            "post_treatment_exclusion": (post_treatment_verdict(study, typed, batch=batch), ERROR),
             "sample_ratio_mismatch": (srm_verdict(study, split.valid), ERROR),
         }
         verdicts = {prop: (naming_batch(v, batch), severity) for prop, (v, severity) in verdicts.items()}

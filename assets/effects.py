@@ -10,6 +10,7 @@ from assets.common import (
     as_json,
     batch_asset_options,
     batch_rng,
+    described,
     frame_to_records_md,
     is_withdrawn,
     key,
@@ -146,19 +147,24 @@ def build_batch_effect(
         **batch_asset_options(study, partitions),
         kinds={"duckdb"},
         check_specs=specs,
-        description=f"{study.name}: naive, regression, IPW and AIPW estimates; {study.primary_estimator} feeds the filter.",
+        description=described(
+            study,
+            f"{study.name}: naive, regression, IPW and AIPW estimates; {study.primary_estimator} feeds the filter.",
+        ),
     )
     def batch_effect(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, reports: ReportsResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         batch = context.partition_key
         store = warehouse.get()
-        if is_withdrawn(store, study, batch):
+        with store.reading() as reader:
+            withdrawn = is_withdrawn(reader, study, batch)
+            valid = reader.read_table(study.name, "covariates", partition_key=batch)
+            scores = reader.read_table(study.name, "propensity_scores", partition_key=batch)
+        if withdrawn:
             withdraw(store, study, batch, ["batch_effects", "balance", verdict_table("batch_effect")])
             yield from withdrawn_results(asset_key, ["balance", "estimation"])
             return
-        valid = store.read_table(study.name, "covariates", partition_key=batch)
-        scores = store.read_table(study.name, "propensity_scores", partition_key=batch)
         effects, estimation = estimate_batch(study, valid, batch)
         balance, balance_table = balance_verdict(study, valid, scores, batch)
         verdicts = {

@@ -6,7 +6,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets.common import batch_asset_options, key, plot_metadata, verdict_table
+from assets.common import batch_asset_options, described, key, plot_metadata, verdict_table
 from assimilate.diagnostics import Verdict, overlap_report
 from assimilate.estimators import DesignMatrix, encode_covariates, fit_outcome_model, fit_propensity
 from assimilate.report import figure_to_png, overlap_plot
@@ -115,7 +115,9 @@ def build_propensity_model(
         check_specs=[
             check_spec(asset_key, "overlap", "share of propensity mass outside [eps, 1 - eps]", partitions)
         ],
-        description=f"{study.name}: logistic propensity model (coefficients) and per-row propensity scores.",
+        description=described(
+            study, f"{study.name}: logistic propensity model (coefficients) and per-row propensity scores."
+        ),
     )
     def propensity_model(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, reports: ReportsResource
@@ -159,7 +161,9 @@ def build_outcome_model(
         deps=[upstream],
         **batch_asset_options(study, partitions),
         kinds={"duckdb"},
-        description=f"{study.name}: arm-wise outcome regressions (coefficients) and mu0/mu1 per row.",
+        description=described(
+            study, f"{study.name}: arm-wise outcome regressions (coefficients) and mu0/mu1 per row."
+        ),
     )
     def outcome_model(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource

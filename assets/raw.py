@@ -7,8 +7,9 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
-from assets.batch_validation import BatchFileError, raw_rows_table, read_batch_file, typed_view
-from assets.common import batch_asset_options, key, verdict_table, withdraw, withdrawn_results
+from assets.batch_validation import BatchFileError, read_batch_file, typed_view
+from assets.common import batch_asset_options, described, key, verdict_table, withdraw, withdrawn_results
+from assets.raw_records import raw_rows_table
 from assimilate.diagnostics import Verdict
 from checks.quality import run_quality_suite
 from checks.results import ERROR, check_result, check_spec, naming_batch, verdict_rows
@@ -24,7 +25,9 @@ def build_raw_batch(study: StudyConfig, partitions: dg.PartitionsDefinition) -> 
         key=asset_key,
         **batch_asset_options(study, partitions),
         kinds={"duckdb"},
-        description=f"{study.name}: the landed batch file, row by row as text, with its SHA-256.",
+        description=described(
+            study, f"{study.name}: the landed batch file, row by row as text, with its SHA-256."
+        ),
         check_specs=[
             check_spec(asset_key, "data_quality", "Great Expectations suite on the landed rows", partitions)
         ],
@@ -93,7 +96,9 @@ def build_raw_batch(study: StudyConfig, partitions: dg.PartitionsDefinition) -> 
 def _quality(raw: pd.DataFrame, study: StudyConfig, batch: str) -> tuple[Verdict, pd.DataFrame]:
     if raw.empty:
         return _unreadable(f"batch {batch}: the file has no data rows"), pd.DataFrame()
-    result = run_quality_suite(typed_view(raw), study, batch=batch)
+    # The suite judges values of these columns only (the others: whether they exist).
+    judged = [study.unit_id, study.treatment, study.outcome]
+    result = run_quality_suite(typed_view(raw, judged), study, batch=batch)
     return result.verdict, result.expectations
 
 

@@ -104,6 +104,8 @@ class Warehouse:
         self.max_backoff_s = float(max_backoff_s)
         self._jitter = random.Random()
         self._held: duckdb.DuckDBPyConnection | None = None
+        # Inside reading() only (no DDL can happen there): schema -> table -> columns.
+        self._catalog: dict[str, dict[str, dict[str, str]]] | None = None
 
     def __repr__(self) -> str:
         return f"Warehouse({str(self.path)!r})"
@@ -153,18 +155,37 @@ class Warehouse:
         """
         if self._held is not None:
             raise WarehouseError(f"{self!r}: exclusive() does not nest")
-        with self._transaction() as connection:
-            held = Warehouse(
-                self.path,
-                lock_timeout_s=self.lock_timeout_s,
-                initial_backoff_s=self.initial_backoff_s,
-                max_backoff_s=self.max_backoff_s,
-            )
-            held._held = connection
-            try:
-                yield held
-            finally:
-                held._held = None
+        with self._transaction() as connection, self._holding(connection) as held:
+            yield held
+
+    @contextmanager
+    def reading(self) -> Iterator[Warehouse]:
+        """Several reads on one read-only connection (opening a connection costs ~20 ms).
+
+        Only read through the yielded warehouse; it keeps other processes from writing until the
+        block ends, so leave before computing. Inside ``exclusive()`` it is that warehouse.
+        """
+        if self._held is not None or not self.path.exists():
+            yield self
+            return
+        with self.connect(read_only=True) as connection, self._holding(connection) as held:
+            held._catalog = {}
+            yield held
+
+    @contextmanager
+    def _holding(self, connection: duckdb.DuckDBPyConnection) -> Iterator[Warehouse]:
+        held = Warehouse(
+            self.path,
+            lock_timeout_s=self.lock_timeout_s,
+            initial_backoff_s=self.initial_backoff_s,
+            max_backoff_s=self.max_backoff_s,
+        )
+        held._held = connection
+        try:
+            yield held
+        finally:
+            held._held = None
+            held._catalog = None
 
     @contextmanager
     def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -221,8 +242,10 @@ class Warehouse:
             _sql(connection, f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(schema, what='schema')}")
             for table, frame in whole.items():
                 _replace_whole(connection, schema, table, frame)
+            stored = _schema_tables(connection, schema) if parts else {}
             for table, frame in parts.items():
-                _replace_one_partition(connection, schema, table, str(partition_key), frame)
+                columns = stored.get(table.lower())
+                _replace_one_partition(connection, schema, table, str(partition_key), frame, columns)
 
     def delete_partition(self, schema: str, table: str, partition_key: str) -> int:
         """Delete one partition's rows; returns how many were deleted (0 if the table is missing)."""
@@ -244,7 +267,7 @@ class Warehouse:
         if not self.path.exists():
             return False
         with self.connect(read_only=True) as connection:
-            return _table_columns(connection, schema, table) is not None
+            return self._columns(connection, schema, table) is not None
 
     def read_table(
         self,
@@ -265,7 +288,7 @@ class Warehouse:
         if not self.path.exists():
             return pd.DataFrame()
         with self.connect(read_only=True) as connection:
-            columns = _table_columns(connection, schema, table)
+            columns = self._columns(connection, schema, table)
             if columns is None:
                 return pd.DataFrame()
             target = _qualified(connection, schema, table)
@@ -278,6 +301,15 @@ class Warehouse:
                 f"ORDER BY {PARTITION_COLUMN}, rowid"
             )
             return connection.execute(sql, [sorted(set(keys))]).df()
+
+    def _columns(
+        self, connection: duckdb.DuckDBPyConnection, schema: str, table: str
+    ) -> dict[str, str] | None:
+        if self._catalog is None:
+            return _table_columns(connection, schema, table)
+        if schema.lower() not in self._catalog:
+            self._catalog[schema.lower()] = _schema_tables(connection, schema)
+        return self._catalog[schema.lower()].get(table.lower())
 
     def execute_read(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> pd.DataFrame:
         """Run a read query (on a read-only connection) with bound ``params``."""
@@ -299,17 +331,21 @@ def _replace_whole(
 
 
 def _replace_one_partition(
-    connection: duckdb.DuckDBPyConnection, schema: str, table: str, partition_key: str, frame: pd.DataFrame
+    connection: duckdb.DuckDBPyConnection,
+    schema: str,
+    table: str,
+    partition_key: str,
+    frame: pd.DataFrame,
+    stored: dict[str, str] | None,
 ) -> None:
     target = _qualified(connection, schema, table)
     incoming = _register(connection, frame)
-    stored = _table_columns(connection, schema, table)
     if stored is None:
         _create(connection, target, {PARTITION_COLUMN: "VARCHAR", **incoming})
     else:
         _require_partitioned(schema, table, stored)
         _sql(connection, f"DELETE FROM {target} WHERE {PARTITION_COLUMN} = ?", [partition_key])
-        _evolve(connection, schema, table, target, incoming)
+        _evolve(connection, schema, table, target, stored, incoming)
     if len(frame.columns):
         _insert(connection, target, list(frame.columns), partition_key)
         connection.unregister(_INCOMING)
@@ -357,14 +393,26 @@ def _qualified(connection: duckdb.DuckDBPyConnection, schema: str, table: str) -
 
 def _table_columns(connection: duckdb.DuckDBPyConnection, schema: str, table: str) -> dict[str, str] | None:
     """Column name -> type of an existing table, None if it does not exist."""
+    return _schema_tables(connection, schema).get(table.lower())
+
+
+def _schema_tables(connection: duckdb.DuckDBPyConnection, schema: str) -> dict[str, dict[str, str]]:
+    """Every table of a schema: lower-case name -> column name -> type (one catalog query).
+
+    duckdb_columns() rather than information_schema.columns: the same rows without the view's
+    joins. One query per write or reading() block, not one per table: each costs ~1 ms or more.
+    """
     rows = _sql(
         connection,
-        "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_catalog = current_database() AND lower(table_schema) = lower(?) "
-        "AND lower(table_name) = lower(?) ORDER BY ordinal_position",
-        [schema, table],
+        "SELECT table_name, column_name, data_type FROM duckdb_columns() "
+        "WHERE database_name = current_database() AND lower(schema_name) = lower(?) "
+        "ORDER BY table_name, column_index",
+        [schema],
     )
-    return {str(name): str(kind) for name, kind in rows} if rows else None
+    tables: dict[str, dict[str, str]] = {}
+    for table, column, kind in rows:
+        tables.setdefault(str(table).lower(), {})[str(column)] = str(kind)
+    return tables
 
 
 def _require_partitioned(schema: str, table: str, columns: Mapping[str, str]) -> None:
@@ -410,10 +458,14 @@ def _insert(
 
 
 def _evolve(
-    connection: duckdb.DuckDBPyConnection, schema: str, table: str, target: str, incoming: Mapping[str, str]
+    connection: duckdb.DuckDBPyConnection,
+    schema: str,
+    table: str,
+    target: str,
+    stored: Mapping[str, str],
+    incoming: Mapping[str, str],
 ) -> None:
-    """Make the existing table accept the incoming columns (see ``replace_partition_tables``)."""
-    stored = _table_columns(connection, schema, table) or {}
+    """Make the existing table (``stored`` columns) accept the incoming ones (see ``replace_partition_tables``)."""
     lowered = {name.lower(): (name, kind) for name, kind in stored.items()}
     for column, new in incoming.items():
         quoted = quote_identifier(column, what="column")

@@ -377,6 +377,36 @@ def test_exclusive_rolls_back_every_write_on_error_and_does_not_nest(store: Ware
         pass
 
 
+def test_reading_uses_one_read_only_connection_for_several_reads(
+    store: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with store.reading() as reader:  # no file yet: reads are empty, nothing is created
+        assert reader.read_table("s", "rows").empty
+    assert not store.path.exists()
+    store.replace_partition("s", "rows", "a", batch(1))
+    store.replace_partition("s", "other", "a", batch(2))
+    opened: list[bool] = []
+    connect = duckdb.connect
+
+    def counting(*args: Any, **kwargs: Any) -> duckdb.DuckDBPyConnection:
+        opened.append(bool(kwargs.get("read_only")))
+        return connect(*args, **kwargs)
+
+    monkeypatch.setattr(duckdb, "connect", counting)
+    with store.reading() as reader:
+        rows = reader.read_table("s", "rows", partition_key="a")
+        other = reader.read_table("s", "other")
+        assert reader.table_exists("s", "rows")
+        with pytest.raises(duckdb.Error, match="read-only"):
+            reader.replace_partition("s", "rows", "b", batch(3))
+    assert opened == [True]
+    pd.testing.assert_frame_equal(without_key(rows), batch(1))
+    pd.testing.assert_frame_equal(without_key(other), batch(2))
+    with store.exclusive() as locked, locked.reading() as inner:  # inside exclusive: that connection
+        inner.replace_partition("s", "rows", "b", batch(3))
+    assert store.read_table("s", "rows")["partition_key"].tolist() == ["a"] * 5 + ["b"] * 5
+
+
 def test_lock_errors_of_other_kinds_are_not_retried(tmp_path: Path) -> None:
     (tmp_path / "not_a_db.duckdb").write_text("this is not a DuckDB file")
     store = Warehouse(tmp_path / "not_a_db.duckdb", lock_timeout_s=30)

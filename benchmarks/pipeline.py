@@ -1,0 +1,355 @@
+"""Pipeline benchmarks: a landed file to an updated posterior, and a 120-batch backfill.
+
+    .venv/bin/python -m benchmarks.pipeline            # one 1e5-row batch; 120 batches of 1e4 rows
+    .venv/bin/python -m benchmarks.pipeline --smoke    # one 1e4-row batch; 6 batches (seconds)
+
+Everything is real: a fresh temporary data folder, the DuckDB warehouse, the project's runner
+(landing-sensor tick, each requested run in this process, its alerts) and a real Dagster instance:
+ephemeral (what the pipeline tests use) or SQLite in a temporary home with the project's
+dagster.yaml (what the demo uses; every event is a SQLite commit, and the write pool applies).
+Ratios are to references of the same run: the 3 s target and the pure library path on the same
+file; for the backfill, a self-dependent partition chain, which advances one daemon tick (~30 s)
+per batch. Agreement: the stored posterior equals the library's full re-filter of the stored
+primary estimates and verdicts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from assets.common import VERDICT_TABLES, verdict_table
+from assets.posterior import filter_settings
+from assets.posterior_inputs import observations
+from assimilate.estimators import estimate_all
+from assimilate.filters import initial_state, step
+from assimilate.incremental import full_filter
+from assimilate.simulate import simulate_outreach_batch
+from orchestration.definitions import build_definitions
+from orchestration.instance import PROJECT_ROOT, prepare_dagster_home
+from orchestration.partitions import study_partitions
+from orchestration.runner import execute_request, run_landed_batches, tick_landing_sensor
+from orchestration.study_config import StudyConfig, load_study
+from resources.warehouse import Warehouse
+
+TARGET_LANDED_S = 3.0
+TARGET_BACKFILL_S = 120.0
+DAEMON_TICK_S = 30.0
+NA = float("nan")
+Instance = Literal["ephemeral", "sqlite"]
+
+
+@dataclass
+class Setup:
+    """A fresh data folder and Dagster home, with the definitions and instance on them."""
+
+    home: Path
+    data: Path
+    study: StudyConfig
+    defs: dg.Definitions
+    instance: dg.DagsterInstance
+    cursors: dict[str, str | None] = field(default_factory=dict)
+
+    def land(self, label: str, frame: pd.DataFrame) -> Path:
+        folder = self.data / "landing" / self.study.landing_folder
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{label}.parquet"
+        frame.to_parquet(path, index=False)
+        return path
+
+
+@contextmanager
+def fresh_setup(study: StudyConfig, instance: Instance) -> Iterator[Setup]:
+    with tempfile.TemporaryDirectory(prefix="assimilate-bench-") as folder:
+        home = prepare_dagster_home(Path(folder) / "home")
+        data = Path(folder) / "data"
+        dagster = (
+            dg.DagsterInstance.ephemeral()
+            if instance == "ephemeral"
+            else dg.DagsterInstance.from_config(str(home))
+        )
+        try:
+            yield Setup(home, data, study, build_definitions(studies=[study], data_dir=data), dagster)
+        finally:
+            dagster.dispose()
+
+
+def row(
+    benchmark: str, tool: str, size: int, times: list[float], ratio: float, agreement: str
+) -> dict[str, Any]:
+    return {
+        "benchmark": benchmark,
+        "tool": tool,
+        "size": size,
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "max_s": max(times),
+        "ratio_to_reference": ratio,
+        "peak_mib": NA,
+        "agreement": agreement,
+        "floor_passes": NA,
+    }
+
+
+def retention_study(**changes: Any) -> StudyConfig:
+    study = load_study(PROJECT_ROOT / "studies" / "retention_outreach.yaml")
+    return study.model_copy(update=changes) if changes else study
+
+
+def posterior_agreement(setup: Setup, *, tolerance: float = 1e-9) -> str:
+    """'yes' when the stored posterior equals the library's full re-filter of the stored estimates."""
+    store = Warehouse(setup.data / "warehouse.duckdb")
+    name = setup.study.name
+    verdicts = pd.concat(
+        [store.read_table(name, verdict_table(asset)) for asset in VERDICT_TABLES], ignore_index=True
+    )
+    observed = observations(
+        study_partitions(setup.study).get_partition_keys(),
+        store.read_table(name, "raw_files"),
+        store.read_table(name, "batch_effects"),
+        verdicts,
+    )
+    steps = store.read_table(name, "posterior_steps")
+    expected = full_filter(observed, filter_settings(setup.study), smooth=False)
+    if steps["batch"].astype(str).tolist() != list(expected.labels):
+        return "NO (batches differ)"
+    error = max(
+        float(np.max(np.abs(steps["posterior_mean"].to_numpy() - expected.posterior_mean))),
+        float(np.max(np.abs(steps["posterior_var"].to_numpy() - expected.posterior_var))),
+    )
+    excluded = int(steps["excluded"].sum())
+    verdict = "yes" if error <= tolerance else "NO"
+    return f"{verdict} (max |diff| {error:.1e}, {len(steps)} batches, {excluded} excluded)"
+
+
+def library_path(path: Path, study: StudyConfig) -> None:
+    """The pipeline's core for one batch as plain library calls: read, estimate, one filter step."""
+    frame = pd.read_parquet(path)
+    estimates = estimate_all(
+        frame,
+        treatment=study.treatment,
+        outcome=study.outcome,
+        covariates=[*study.covariates, *study.categorical],
+        methods=study.estimators,
+        policy=study.propensity.policy,
+        bounds=tuple(study.propensity.bounds),
+    )
+    primary = estimates[study.primary_estimator]
+    state = initial_state(prior_mean=0.0, prior_var=math.inf)
+    step(state, primary.estimate, primary.std_error, process_var=1e-4)
+
+
+def _seconds(function: Any, *args: Any) -> float:
+    start = time.perf_counter()
+    function(*args)
+    return time.perf_counter() - start
+
+
+def step_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
+    """Wall time of each step of a run, from the run's step stats."""
+    return {
+        s.step_key.split("__")[-1]: float(s.end_time - s.start_time)
+        for s in instance.get_run_step_stats(run_id)
+        if s.start_time is not None and s.end_time is not None
+    }
+
+
+def _ticks(
+    setup: Setup, n_rows: int, months: range
+) -> tuple[list[float], list[dict[str, float]], list[Path]]:
+    """Land one file per month and tick after each: wall time per tick and per step."""
+    times, steps, paths = [], [], []
+    for month in months:
+        frame = simulate_outreach_batch(n_rows, rng=np.random.default_rng(month))
+        paths.append(setup.land(f"{2025 + (month - 1) // 12}-{(month - 1) % 12 + 1:02d}", frame))
+        start = time.perf_counter()
+        results = run_landed_batches(setup.defs, setup.instance, [setup.study], cursors=setup.cursors)
+        times.append(time.perf_counter() - start)
+        if [r.success for r in results] != [True]:
+            raise RuntimeError(f"the run of {paths[-1].name} failed")
+        steps.append(step_seconds(setup.instance, results[0].run_id))
+    return times, steps, paths
+
+
+def landed_batch_rows(n_rows: int, *, repeats: int = 3, earlier: int = 3) -> list[dict[str, Any]]:
+    """(a) one landed file -> sensor -> run -> posterior, appended after ``earlier`` small batches."""
+    study = retention_study()
+    bench = "landed batch -> posterior"
+    rows = [row(bench, "3 s target (reference)", n_rows, [TARGET_LANDED_S], 1.0, "reference")]
+    timed: dict[str, list[float]] = {}
+    for instance in ("ephemeral", "sqlite"):
+        with fresh_setup(study, instance) as setup:
+            first, _, _ = _ticks(setup, 2_000, range(1, earlier + 1))
+            times, steps, paths = _ticks(setup, n_rows, range(earlier + 1, earlier + 1 + repeats))
+            agreement = posterior_agreement(setup)
+            if instance == "ephemeral":
+                timed["library"] = [_seconds(library_path, path, study) for path in paths]
+                cold = first[0]
+        if instance == "ephemeral":
+            rows.append(
+                row(
+                    bench + " (cold)",
+                    "first tick of a process (imports), 2000 rows",
+                    2_000,
+                    [cold],
+                    cold / TARGET_LANDED_S,
+                    "-",
+                )
+            )
+        label = f"dagster + duckdb, {instance} instance"
+        timed[label] = times
+        rows.append(row(bench, label, n_rows, times, statistics.median(times) / TARGET_LANDED_S, agreement))
+        total = statistics.median(times)
+        for name in steps[0]:
+            per_step = [s.get(name, NA) for s in steps]
+            rows.append(
+                row(
+                    f"{bench} ({instance}: step)",
+                    name,
+                    n_rows,
+                    per_step,
+                    statistics.median(per_step) / total,
+                    "-",
+                )
+            )
+    lib = statistics.median(timed["library"])
+    rows.insert(
+        1, row(bench, "library: read + estimate_all + filter step", n_rows, timed["library"], lib / 3, "-")
+    )
+    rows.append(
+        row(bench + " (vs library)", "library path (reference)", n_rows, timed["library"], 1.0, "reference")
+    )
+    for label, times in timed.items():
+        if label != "library":
+            rows.append(
+                row(bench + " (vs library)", label, n_rows, times, statistics.median(times) / lib, "-")
+            )
+    return rows
+
+
+HistoryMode = Literal["every_run", "backfill", "processes"]
+HISTORY_MODES: tuple[HistoryMode, ...] = ("every_run", "backfill", "processes")
+
+
+def history_rows(
+    n_batches: int, n_rows: int, *, processes: int = 2, modes: Sequence[HistoryMode] = HISTORY_MODES
+) -> list[dict[str, Any]]:
+    """(b) a history of monthly batches landed at once, then run (sequentially, and in processes)."""
+    study = retention_study(start_date=date(2016, 1, 1))
+    labels = [f"{2016 + i // 12}-{i % 12 + 1:02d}" for i in range(n_batches)]
+    frames = [simulate_outreach_batch(n_rows, rng=np.random.default_rng(1000 + i)) for i in range(n_batches)]
+    bench = f"backfill {n_batches} batches"
+    chain = n_batches * DAEMON_TICK_S
+    rows = [
+        row(
+            bench,
+            f"self-dependent chain, {DAEMON_TICK_S:g} s tick/batch (reference)",
+            n_rows,
+            [chain],
+            1.0,
+            "reference",
+        ),
+        row(bench, "2 min target", n_rows, [TARGET_BACKFILL_S], TARGET_BACKFILL_S / chain, "-"),
+    ]
+    described: dict[HistoryMode, tuple[str, Instance]] = {
+        "every_run": ("runner, every run updates the posterior", "ephemeral"),
+        "backfill": ("runner, backfill=True", "ephemeral"),
+        "processes": (f"{processes} processes, whole job per run", "sqlite"),
+    }
+    for mode in modes:
+        label, instance = described[mode]
+        with fresh_setup(study, instance) as setup:
+            for name, frame in zip(labels, frames, strict=True):
+                setup.land(name, frame)
+            start = time.perf_counter()
+            if mode == "processes":
+                ok = run_in_processes(setup, processes)
+            else:
+                runs = run_landed_batches(setup.defs, setup.instance, [study], backfill=mode == "backfill")
+                ok = [r.success for r in runs]
+            total = time.perf_counter() - start
+            agreement = posterior_agreement(setup) if all(ok) else f"NO ({ok.count(False)} runs failed)"
+        label = f"{label}, {instance} instance"
+        rows += [
+            row(bench, f"{label}: total", n_rows, [total], total / chain, agreement),
+            row(bench, f"{label}: per batch", n_rows, [total / n_batches], total / chain, "-"),
+        ]
+    return rows
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _start_worker(home: str, data: str, study: StudyConfig) -> None:
+    _WORKER.update(
+        defs=build_definitions(studies=[study], data_dir=Path(data)),
+        instance=dg.DagsterInstance.from_config(home),
+        study=study,
+    )
+
+
+def _run_request(request: dg.RunRequest) -> bool:
+    return execute_request(_WORKER["defs"], _WORKER["instance"], _WORKER["study"], request).success
+
+
+def run_in_processes(setup: Setup, processes: int) -> list[bool]:
+    """One sensor tick, then its runs spread over worker processes, as a multiprocess backfill."""
+    result = tick_landing_sensor(setup.defs, setup.instance, setup.study, None)
+    requests = list(result.run_requests or []) if isinstance(result, dg.SensorResult) else []
+    context = multiprocessing.get_context("spawn")
+    arguments = (str(setup.home), str(setup.data), setup.study)
+    with context.Pool(processes, initializer=_start_worker, initargs=arguments) as pool:
+        return pool.map(_run_request, requests, chunksize=1)
+
+
+def pipeline_rows(smoke: bool) -> list[dict[str, Any]]:
+    """Both pipeline benchmarks; smoke: a 1e4-row batch and a 6-batch history."""
+    if smoke:
+        return [*landed_batch_rows(10_000), *history_rows(6, 10_000)]
+    return [*landed_batch_rows(100_000), *history_rows(120, 10_000)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="small sizes, seconds")
+    parser.add_argument(
+        "--only", choices=["landed", *HISTORY_MODES], help="one benchmark (or one backfill path) only"
+    )
+    args = parser.parse_args()
+    n_landed, n_history = (10_000, 6) if args.smoke else (100_000, 120)
+    printed: set[tuple[str, str]] = set()
+    if args.only in (None, "landed"):
+        _print(landed_batch_rows(n_landed), printed)
+    for mode in HISTORY_MODES:  # one path at a time: each is printed as soon as it is measured
+        if args.only in (None, mode):
+            _print(history_rows(n_history, 10_000, modes=[mode]), printed)
+
+
+def _print(rows: list[dict[str, Any]], printed: set[tuple[str, str]]) -> None:
+    for item in rows:
+        if (item["benchmark"], item["tool"]) in printed:
+            continue
+        printed.add((item["benchmark"], item["tool"]))
+        print(
+            f"{item['benchmark']:<42} {item['tool']:<62} {item['size']:>7} {item['median_s']:>9.3f} "
+            f"{item['min_s']:>8.3f}-{item['max_s']:<8.3f} {item['ratio_to_reference']:>8.3f}  {item['agreement']}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
