@@ -114,7 +114,7 @@ class SplitBatch:
 
 def required_columns(study: StudyConfig) -> list[str]:
     """Unit id, treatment, outcome and every covariate the study adjusts for."""
-    return [study.unit_id, study.treatment, study.outcome, *study.covariates, *study.categorical]
+    return [study.unit_id, study.treatment, study.outcome, *study.model_columns]
 
 
 def covariate_schema(study: StudyConfig) -> pa.DataFrameSchema:

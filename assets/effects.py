@@ -91,7 +91,7 @@ def estimate_batch(study: StudyConfig, valid: pd.DataFrame, batch: str) -> tuple
 def run_estimator(
     study: StudyConfig, valid: pd.DataFrame, method: str, rng: np.random.Generator
 ) -> EffectEstimate:
-    covariates = [*study.covariates, *study.categorical]
+    covariates = list(study.model_columns)
     options: dict[str, object] = {}
     if method in ("ipw", "aipw"):
         options |= {"policy": study.propensity.policy, "bounds": tuple(study.propensity.bounds)}
@@ -122,7 +122,7 @@ def balance_verdict(
     merged = valid.merge(scores[["row_index", "used_propensity"]], on="row_index")
     merged = merged[merged["used_propensity"].notna()]
     comparison = weighted_balance(
-        merged[[*study.covariates, *study.categorical]],
+        merged[list(study.model_columns)],
         merged[study.treatment],
         propensity=merged["used_propensity"],
         threshold=threshold,

@@ -30,7 +30,7 @@ def usable_rows(study: StudyConfig, valid: pd.DataFrame) -> str | None:
 
 
 def design_for(study: StudyConfig, valid: pd.DataFrame) -> DesignMatrix:
-    return encode_covariates(valid, [*study.covariates, *study.categorical], categories=study.categorical)
+    return encode_covariates(valid, list(study.model_columns), categories=study.categorical)
 
 
 def fit_and_check_overlap(
@@ -207,6 +207,15 @@ def build_outcome_model(
                 "outcome_predictions": predictions,
             },
         )
-        return dg.MaterializeResult(metadata={"rows": len(predictions), "model": kind})
+        fallbacks = [] if fit is None else fit.report()["outcome_fallbacks"]
+        # A singular arm is fitted by a fallback, never silently: the UI says which and why.
+        return dg.MaterializeResult(
+            metadata={
+                "rows": len(predictions),
+                "model": kind,
+                "fallbacks": len(fallbacks),
+                "fallback_reasons": dg.MetadataValue.json(fallbacks),
+            }
+        )
 
     return outcome_model

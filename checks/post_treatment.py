@@ -18,17 +18,12 @@ from orchestration.study_config import StudyConfig
 DERIVED_CORRELATION = 0.95
 
 
-def model_columns(study: StudyConfig) -> list[str]:
-    """Every column that enters a propensity or outcome model."""
-    return list(study.model_columns)
-
-
 def post_treatment_offenders(study: StudyConfig, typed: pd.DataFrame) -> dict[str, str]:
     """Model columns that are, descend from or derive from a post-treatment column, with the reason."""
     dag = study.causal_dag()
     descendants = set() if dag is None else dag.descendants_of_treatment - {study.outcome}
     offenders: dict[str, str] = {}
-    for column in model_columns(study):
+    for column in study.model_columns:
         if dag is not None and column in descendants:
             path = dag.format_path(dag.path_from_treatment(column))
             offenders[column] = (

@@ -28,7 +28,7 @@ class QualityResult:
 def _suite(study: StudyConfig, columns: set[str]) -> list[Any]:
     import great_expectations as gx
 
-    required = [study.unit_id, study.treatment, study.outcome, *study.covariates, *study.categorical]
+    required = [study.unit_id, study.treatment, study.outcome, *study.model_columns]
     expectations: list[Any] = [gx.expectations.ExpectColumnToExist(column=c) for c in required]
     if study.treatment in columns:
         expectations.append(

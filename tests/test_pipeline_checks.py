@@ -327,3 +327,17 @@ def test_materialization_metadata_equals_the_warehouse(tmp_path: Path) -> None:
     )
     assert rerun["posterior_mean"] == steps.at["2025-02-01", "posterior_mean"]
     assert rerun["input_sha256"] == hashlib.sha256(paths[0].read_bytes()).hexdigest()
+
+
+def test_an_outcome_model_fallback_is_shown_in_the_materialization(tmp_path: Path) -> None:
+    project = new_project(tmp_path, example_study("ab_checkout"))
+    write_batch(project.landing("ab_checkout"), MONTHS[0], ab_batch(0))
+    singular = ab_batch(1).assign(x=lambda f: np.where(f["treatment"] == 1, 0.25, f["x"]))
+    write_batch(project.landing("ab_checkout"), MONTHS[1], singular)  # x constant among the treated
+    assert all(r.success for r in project.tick())
+    regular = values(latest_materialization(project, "ab_checkout", "outcome_model", "2025-01-01"))
+    assert regular["fallbacks"] == 0 and regular["fallback_reasons"] == []
+    shown = values(latest_materialization(project, "ab_checkout", "outcome_model", "2025-02-01"))
+    assert shown["fallbacks"] == 1
+    (fallback,) = shown["fallback_reasons"]
+    assert fallback["arm"] == "treated" and "x" in fallback["reason"]
