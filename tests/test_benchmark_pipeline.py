@@ -41,6 +41,6 @@ def test_pipeline_benchmark_smoke_rows_are_well_formed_and_agree() -> None:
     benchmarks = {str(item["benchmark"]) for item in rows}
     assert {"landed batch -> posterior", "backfill 6 batches"} <= benchmarks
     checked = [item for item in rows if str(item["agreement"]).startswith("yes")]
-    assert len(checked) >= 5  # two instances for the landed batch, three backfill paths
+    assert len(checked) >= 4  # two instances for the landed batch, two in-process backfill paths
     references = [item for item in rows if item["agreement"] == "reference"]
     assert all(item["ratio_to_reference"] == 1.0 for item in references)
