@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import subprocess
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import dagster as dg
@@ -46,8 +47,10 @@ def test_a_concurrent_backfill_of_12_partitions_equals_a_sequential_run(tmp_path
     _land(concurrent)
     keys = [f"{m}-01" for m in MONTHS]
     context = multiprocessing.get_context("spawn")
-    with context.Pool(4) as pool:
-        results = pool.starmap(_run_partition, [(str(home), str(concurrent.data), k) for k in keys])
+    # An executor, not a Pool: a worker that dies fails the test instead of hanging it.
+    with ProcessPoolExecutor(4, mp_context=context) as pool:
+        n = len(keys)
+        results = list(pool.map(_run_partition, [str(home)] * n, [str(concurrent.data)] * n, keys))
     assert all(results), "a run failed (lock error?)"
 
     sequential = Project(
