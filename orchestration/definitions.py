@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -9,25 +10,40 @@ import dagster as dg
 
 from assets import build_study_assets
 from orchestration.alert_sensors import build_alert_sensors
-from orchestration.instance import PROJECT_ROOT
+from orchestration.instance import pipeline_data_dir, pipeline_studies_dir
 from orchestration.jobs import build_study_job
 from orchestration.schedules import build_schedule
 from orchestration.sensors import build_landing_sensor
-from orchestration.study_config import StudyConfig, load_studies
+from orchestration.study_config import StudyConfig
+from orchestration.study_files import build_study_file_sensor
+from orchestration.study_folder import scan_study_folder
 from resources.alerts import AlertsResource
 from resources.landing import LandingResource
 from resources.reports import ReportsResource
 from resources.warehouse import WarehouseResource
 
-STUDIES_DIR = PROJECT_ROOT / "studies"
-DATA_DIR = PROJECT_ROOT / "data"
-
 
 def build_definitions(
-    *, studies: list[StudyConfig] | None = None, studies_dir: Path = STUDIES_DIR, data_dir: Path = DATA_DIR
+    *,
+    studies: list[StudyConfig] | None = None,
+    studies_dir: Path | None = None,
+    data_dir: Path | None = None,
 ) -> dg.Definitions:
-    """Definitions for every study; resources point into ``data_dir`` (the embedded defaults)."""
-    studies = load_studies(studies_dir) if studies is None else studies
+    """Definitions for ``studies``, or for every study file of ``studies_dir`` that loads.
+
+    Scanning a folder, a broken study file never stops the others: they are served, and the
+    ``study_files`` sensor alerts the broken one and names it in the UI. Resources point into
+    ``data_dir``. Both folders default to the pipeline's (``ASSIMILATE_STUDIES_DIR``,
+    ``ASSIMILATE_DATA_DIR``, else ``studies/`` and ``data/``).
+    """
+    data_dir = pipeline_data_dir() if data_dir is None else data_dir
+    folder_sensors: list[dg.SensorDefinition] = []
+    if studies is None:
+        folder = scan_study_folder(studies_dir or pipeline_studies_dir())
+        studies = folder.studies
+        for broken in folder.broken:
+            logging.getLogger("assimilate").error("study not loaded (the others are): %s", broken.error)
+        folder_sensors.append(build_study_file_sensor(folder.root, folder))
     with warnings.catch_warnings():
         # Partitioned check specs are a preview feature of Dagster 1.13; they are what records the
         # partition of each check evaluation, which the alerts and the UI need.
@@ -36,7 +52,11 @@ def build_definitions(
     return dg.Definitions(
         assets=assets,
         jobs=[build_study_job(study) for study in studies],
-        sensors=[*(build_landing_sensor(study) for study in studies), *build_alert_sensors(studies)],
+        sensors=[
+            *(build_landing_sensor(study) for study in studies),
+            *build_alert_sensors(studies),
+            *folder_sensors,
+        ],
         schedules=[build_schedule(study) for study in studies],
         resources={
             "warehouse": WarehouseResource(path=str(data_dir / "warehouse.duckdb")),

@@ -447,33 +447,6 @@ def load_study(path: str | Path) -> StudyConfig:
         raise StudyConfigError("\n".join(f"{where}: {line}" for line in error_lines(error))) from error
 
 
-def load_studies(folder: str | Path) -> list[StudyConfig]:
-    """Every ``*.yaml`` / ``*.yml`` study in ``folder``, sorted by name; duplicate names are an error.
-
-    Problems in several files are reported together.
-    """
-    root = Path(folder)
-    if not root.is_dir():
-        raise StudyConfigError(f"{root}: the studies folder does not exist")
-    studies: list[tuple[StudyConfig, Path]] = []
-    errors: list[str] = []
-    for path in sorted([*root.glob("*.yaml"), *root.glob("*.yml")]):
-        try:
-            studies.append((load_study(path), path))
-        except StudyConfigError as error:
-            errors.append(str(error))
-    first_file: dict[str, Path] = {}
-    for study, path in studies:
-        if study.name in first_file:
-            errors.append(
-                f"{path}: name: study {study.name!r} is already defined in {first_file[study.name]}"
-            )
-        first_file.setdefault(study.name, path)
-    if errors:
-        raise StudyConfigError("\n".join(errors))
-    return sorted((s for s, _ in studies), key=lambda s: s.name)
-
-
 _SECRET_KEYS = {("alerts", "webhook_url_env")}  # a misplaced secret is never echoed back
 _TAGS = {"randomized", "observational", "kalman", "particle"}
 _BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}

@@ -1,10 +1,15 @@
 """The main job: land the example batches, run every partition through Dagster, print the posteriors.
 
-Everything happens on the embedded defaults: a DuckDB warehouse in data/warehouse.duckdb, Dagster's
-SQLite storage in data/dagster_home (so ``dagster dev`` shows the same runs afterwards), batch files
-in data/landing/<study>/, reports in data/reports/<study>/, alerts in data/alerts.jsonl
-(``--data-dir`` puts the whole folder elsewhere). Every study in studies/ is summarized: its
-posterior trajectory, the batches kept out with the failing check, and its report files.
+Everything happens on the embedded defaults, in the demo's own folder ``demo_data/`` (``--data-dir``
+puts it elsewhere): a DuckDB warehouse ``warehouse.duckdb``, Dagster's SQLite storage in
+``dagster_home`` (so ``ASSIMILATE_DATA_DIR=demo_data bash scripts/ui.sh`` shows the same runs
+afterwards), batch files in ``landing/<study>/``, reports in ``reports/<study>/``, alerts in
+``alerts.jsonl``. Every example study in studies/ is summarized: its posterior trajectory, the
+batches kept out with the failing check, and its report files.
+
+The demo never touches the pipeline's data folder (``data/`` or ``$ASSIMILATE_DATA_DIR``), and
+starting fresh removes only what an earlier demo run wrote: its folder is marked, a folder without
+the mark is refused, and any file a person put there stays.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ import pandas as pd
 from tqdm import tqdm
 
 from assimilate.simulate import simulate_ab_stream, simulate_outreach_batch, simulate_outreach_stream
-from orchestration.instance import PROJECT_ROOT, prepare_dagster_home
+from orchestration.instance import PROJECT_ROOT, pipeline_data_dir, prepare_dagster_home
 
-DATA = PROJECT_ROOT / "data"
+DEMO_DATA = PROJECT_ROOT / "demo_data"
+EXAMPLE_STUDIES = PROJECT_ROOT / "studies"
+EXAMPLE_STUDY_NAMES = ("ab_checkout", "retention_outreach")
 BAD_OUTREACH_MONTH = 7  # the 7th batch is assigned by a health rule: no overlap, kept out
 REPORT_FILES = ("fan_chart.png", "trajectory.csv", "summary.txt", "memo.md", "memo.html", "causal_dag.png")
 TRAJECTORY_COLUMNS = [
@@ -34,14 +41,24 @@ TRAJECTORY_COLUMNS = [
     "ci_lower",
     "ci_upper",
 ]
-DEMO_MARKER = ".assimilate-demo"  # only a folder the demo made is ever wiped
+DEMO_MARKER = ".assimilate-demo"  # only a folder the demo made is ever cleaned
+# What a demo run writes inside its folder; starting fresh removes these and nothing else.
+DEMO_OUTPUTS = (
+    *(f"landing/{name}" for name in EXAMPLE_STUDY_NAMES),
+    *(f"reports/{name}" for name in EXAMPLE_STUDY_NAMES),
+    "warehouse.duckdb",
+    "warehouse.duckdb.wal",
+    "dagster_home",
+    "alerts.jsonl",
+    "alerts.deliveries.jsonl",
+)
 
 
 def land_example_batches(landing: Path) -> dict[str, list[Path]]:
     """Write the two example streams as monthly files (CSV for the A/B test, Parquet for outreach)."""
     ab = simulate_ab_stream(rng=np.random.default_rng(20250101))
     outreach = simulate_outreach_stream(rng=np.random.default_rng(20250102), n_per_batch=2000)
-    written: dict[str, list[Path]] = {"ab_checkout": [], "retention_outreach": []}
+    written: dict[str, list[Path]] = {name: [] for name in EXAMPLE_STUDY_NAMES}
     (landing / "ab_checkout").mkdir(parents=True, exist_ok=True)
     (landing / "retention_outreach").mkdir(parents=True, exist_ok=True)
     for label, batch in zip(ab.labels, ab.batches, strict=True):
@@ -62,32 +79,29 @@ def main() -> None:
     parser.add_argument(
         "--keep",
         action="store_true",
-        help="keep the data folder from an earlier run instead of starting fresh",
+        help="keep the demo folder's earlier run instead of starting fresh",
     )
     parser.add_argument(
         "--data-dir",
         type=Path,
-        default=DATA,
-        help="where landing files, warehouse, reports go (default: data/)",
+        default=DEMO_DATA,
+        help="the demo's own folder for landing files, warehouse, reports (default: demo_data/)",
     )
     args = parser.parse_args()
     data: Path = args.data_dir.resolve()
-    if not args.keep:
-        start_fresh(data)
-    data.mkdir(parents=True, exist_ok=True)
-    (data / DEMO_MARKER).touch()
+    claim_demo_folder(data, fresh=not args.keep)
     os.environ["DAGSTER_HOME"] = str(prepare_dagster_home(data / "dagster_home"))
 
     # Imported after DAGSTER_HOME is set: the instance below reads it.
     import dagster as dg
 
-    from orchestration.definitions import STUDIES_DIR, build_definitions
+    from orchestration.definitions import build_definitions
     from orchestration.runner import run_landed_batches
-    from orchestration.study_config import load_studies
+    from orchestration.study_folder import load_studies
 
     landed = land_example_batches(data / "landing")
     print(f"Landed {sum(len(v) for v in landed.values())} batch files in {shown(data / 'landing')}/")
-    studies = load_studies(STUDIES_DIR)
+    studies = [s for s in load_studies(EXAMPLE_STUDIES) if s.name in EXAMPLE_STUDY_NAMES]
     defs = build_definitions(studies=studies, data_dir=data)
     instance = dg.DagsterInstance.get()
     runs = run_landed_batches(
@@ -97,13 +111,29 @@ def main() -> None:
     print_summary(data, [study.name for study in studies])
 
 
-def start_fresh(data: Path) -> None:
-    """Remove an earlier demo run's folder; never a folder the demo did not make."""
-    if not data.exists():
-        return
-    if data != DATA.resolve() and any(data.iterdir()) and not (data / DEMO_MARKER).exists():
-        raise SystemExit(f"{data} is not empty and was not made by the demo: not deleting it (use --keep)")
-    shutil.rmtree(data)
+def claim_demo_folder(data: Path, *, fresh: bool) -> None:
+    """Make ``data`` the demo's folder; with ``fresh``, remove what an earlier demo run wrote there.
+
+    Refused: the pipeline's data folder (a team's landing files and history live there), a folder
+    inside it or holding it, and a non-empty folder the demo did not make.
+    """
+    pipeline = pipeline_data_dir()
+    if data.is_relative_to(pipeline) or pipeline.is_relative_to(data):
+        raise SystemExit(
+            f"{data} overlaps the pipeline's data folder ({pipeline}): the demo never runs there; "
+            "give it a folder of its own with --data-dir"
+        )
+    if data.exists() and any(data.iterdir()) and not (data / DEMO_MARKER).exists():
+        raise SystemExit(f"{data} is not empty and was not made by the demo: not using it")
+    if fresh:
+        for name in DEMO_OUTPUTS:
+            path = data / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+    data.mkdir(parents=True, exist_ok=True)
+    (data / DEMO_MARKER).touch()
 
 
 def shown(path: Path) -> str:
@@ -140,7 +170,10 @@ def print_summary(data: Path, study_names: list[str]) -> None:
     alerts = data / "alerts.jsonl"
     n_alerts = len(alerts.read_text().splitlines()) if alerts.exists() else 0
     print(f"alerts written: {n_alerts} ({shown(alerts)})")
-    print("browse the runs, checks and lineage: bash scripts/ui.sh  (http://127.0.0.1:3000)")
+    print(
+        f"browse the runs, checks and lineage: ASSIMILATE_DATA_DIR={shown(data)} bash scripts/ui.sh"
+        "  (http://127.0.0.1:3000)"
+    )
 
 
 if __name__ == "__main__":

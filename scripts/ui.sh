@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Starts Dagster's UI on 127.0.0.1:3000 over the project's instance (data/dagster_home):
-# every study's graph, check results and metadata, the runs of the demo included.
+# Starts Dagster's UI on 127.0.0.1:3000 over the pipeline's instance (<data folder>/dagster_home;
+# the data folder is data/ or $ASSIMILATE_DATA_DIR, e.g. demo_data for the demo's runs):
+# every study's graph, check results and metadata.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

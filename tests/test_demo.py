@@ -10,16 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.definitions import STUDIES_DIR
 from orchestration.instance import PROJECT_ROOT
-from orchestration.study_config import load_studies
-from scripts.demo import REPORT_FILES
+from orchestration.study_folder import load_studies
+from scripts.demo import EXAMPLE_STUDIES, REPORT_FILES, claim_demo_folder
 
 MONTHS = [f"2025-{month:02d}-01" for month in range(1, 13)]
 
 
-def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
+def run_demo(*args: str, pipeline_data: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"} | {"MPLBACKEND": "Agg"}
+    if pipeline_data is not None:
+        env["ASSIMILATE_DATA_DIR"] = str(pipeline_data)
     return subprocess.run(
         [sys.executable, "-m", "scripts.demo", *args],
         cwd=PROJECT_ROOT,
@@ -49,16 +50,19 @@ def listed_reports(section: str) -> list[Path]:
 
 @pytest.mark.slow
 def test_the_demo_runs_every_study_and_shows_exclusions_and_reports(tmp_path: Path) -> None:
+    team = team_data_folder(tmp_path / "pipeline_data")
+    before = snapshot(team)
     data = tmp_path / "data"
-    done = run_demo("--data-dir", str(data))
+    done = run_demo("--data-dir", str(data), pipeline_data=team)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert snapshot(team) == before, "the demo touched the pipeline's data folder"
     out = done.stdout
     assert "Landed 24 batch files" in out
     finished = re.search(r"^(\d+) runs finished \((\d+) succeeded\)$", out, flags=re.MULTILINE)
     assert finished is not None and finished.groups() == ("24", "24"), out[:2000]
 
     by_study = sections(out)
-    assert sorted(by_study) == sorted(s.name for s in load_studies(STUDIES_DIR))
+    assert sorted(by_study) == sorted(s.name for s in load_studies(EXAMPLE_STUDIES))
     assert {"ab_checkout", "retention_outreach"} <= set(by_study)
     for study in ("ab_checkout", "retention_outreach"):
         text = by_study[study]
@@ -79,10 +83,53 @@ def test_the_demo_runs_every_study_and_shows_exclusions_and_reports(tmp_path: Pa
     assert (data / "warehouse.duckdb").is_file() and (data / "dagster_home" / "dagster.yaml").is_file()
 
 
-def test_the_demo_never_wipes_a_folder_it_did_not_make(tmp_path: Path) -> None:
+def team_data_folder(root: Path) -> Path:
+    """A pipeline data folder as a team has it: landed files, a warehouse, alerts."""
+    (root / "landing" / "ab_checkout").mkdir(parents=True)
+    (root / "landing" / "ab_checkout" / "2025-01.csv").write_text(
+        "unit_id,treatment,outcome,x\n1,1,2.0,0.1\n"
+    )
+    (root / "warehouse.duckdb").write_bytes(b"the team's history")
+    (root / "alerts.jsonl").write_text("")
+    return root
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_the_demo_never_uses_a_folder_it_did_not_make(tmp_path: Path) -> None:
     precious = tmp_path / "notes.txt"
     precious.write_text("keep me")
-    done = run_demo("--data-dir", str(tmp_path))
+    done = run_demo("--data-dir", str(tmp_path), pipeline_data=tmp_path.parent / f"{tmp_path.name}-pipeline")
     assert done.returncode != 0
-    assert "not deleting it" in done.stderr
+    assert "not made by the demo: not using it" in done.stderr
     assert precious.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("where", [".", "demo", ".."])
+def test_the_demo_refuses_the_pipelines_data_folder(tmp_path: Path, where: str) -> None:
+    team = team_data_folder(tmp_path / "team" / "data")
+    before = snapshot(team)
+    done = run_demo("--data-dir", str(team / where), pipeline_data=team)
+    assert done.returncode != 0
+    assert "overlaps the pipeline's data folder" in done.stderr
+    assert snapshot(team) == before
+
+
+def test_starting_fresh_removes_only_what_a_demo_run_wrote(tmp_path: Path) -> None:
+    demo = tmp_path / "demo"
+    claim_demo_folder(demo, fresh=True)
+    for name in ("landing/ab_checkout/2025-01.csv", "reports/retention_outreach/memo.md", "dagster_home/x"):
+        (demo / name).parent.mkdir(parents=True, exist_ok=True)
+        (demo / name).write_text("demo output")
+    (demo / "warehouse.duckdb").write_text("demo output")
+    (demo / "landing" / "team_study").mkdir()
+    (demo / "landing" / "team_study" / "2025-01.csv").write_text("a person's file")
+    (demo / "notes.txt").write_text("a person's file")
+    claim_demo_folder(demo, fresh=True)
+    assert snapshot(demo) == {
+        ".assimilate-demo": b"",
+        "landing/team_study/2025-01.csv": b"a person's file",
+        "notes.txt": b"a person's file",
+    }
