@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import math
 import numbers
 import os
@@ -57,6 +58,7 @@ _KINDS: tuple[AlertKind, ...] = ("onset", "recovery", "run_failure")
 _SEVERITIES: tuple[Severity, ...] = ("INFO", "WARN", "ERROR")
 _SCOPES: tuple[Scope, ...] = ("batch", "study")
 _SMTP_KEYS = ("HOST", "PORT", "USER", "PASSWORD", "FROM")
+_log = logging.getLogger("assimilate.alerts")
 _TITLES = {"onset": "Check failing", "recovery": "Check recovered", "run_failure": "Run failed"}
 
 
@@ -381,20 +383,34 @@ class JsonlAlertLog:
 
 
 def _append_line(path: Path, record: Mapping[str, Any]) -> None:
-    """One write of one line with O_APPEND, so concurrent writers never interleave a line."""
+    """Append one line with O_APPEND, checking that every byte was written.
+
+    Each line goes in one ``write`` so concurrent writers never interleave; a short write (a full
+    disk) is continued until the line is complete or the system says why it cannot be. A torn line
+    left by an earlier failure is closed first, so the new line never joins it.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     data = (json.dumps(record, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
-    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    descriptor = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(descriptor, data)
+        size = os.fstat(descriptor).st_size
+        if size and os.pread(descriptor, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        view = memoryview(data)
+        while view:
+            written = os.write(descriptor, view)
+            if written <= 0:
+                raise OSError(f"{path}: could not append an alert line ({len(view)} bytes not written)")
+            view = view[written:]
     finally:
         os.close(descriptor)
 
 
 def _read_lines(path: Path) -> list[dict[str, Any]]:
+    """Every complete JSON line; a torn line (a write cut short) is skipped with a warning."""
     if not path.exists():
         return []
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8", errors="replace")
     lines = text.split("\n")
     complete = lines[:-1]  # a last piece without newline is a write still in progress
     rows = []
@@ -402,9 +418,14 @@ def _read_lines(path: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: line {number} is not JSON ({error.msg})") from error
+            _log.warning("%s: line %d is not JSON (%s): skipped as a torn write", path, number, error.msg)
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            _log.warning("%s: line %d is not a JSON object: skipped", path, number)
     return rows
 
 

@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import numpy as np
 import pytest
 from aiosmtpd.controller import Controller
@@ -29,6 +30,7 @@ from resources.alerts import (
     JsonlAlertLog,
     WebhookSink,
 )
+from tests.pipeline_support import Project, ab_batch, example_study, write_batch
 
 SECRET = "SECRETTOKEN123"
 
@@ -365,8 +367,41 @@ def test_log_survives_concurrent_appends_and_a_torn_last_line(tmp_path: Path) ->
         handle.write('{"alert_id": "torn')  # a write still in progress
     assert len(log.alerts()) == 200
     log.path.write_text('{"broken\n' + log.path.read_text())
-    with pytest.raises(ValueError, match=r"a\.jsonl: line 1 is not JSON"):
-        log.alerts()
+    assert len(log.alerts()) == 200  # a torn line is skipped, never fatal
+
+
+def test_a_torn_line_from_a_short_write_never_joins_the_next_alert(tmp_path: Path) -> None:
+    log = JsonlAlertLog(tmp_path / "a.jsonl")
+    log.append(alert(message="first"))
+    with log.path.open("a") as handle:
+        handle.write('{"alert_id": "torn", "kind": "ons')  # a write cut short by a full disk
+    log.append(alert(message="after the tear"))
+    log.append(alert(message="and the next"))
+    assert [a.message for a in log.alerts()] == ["first", "after the tear", "and the next"]
+    lines = log.path.read_text().splitlines()
+    assert lines[1] == '{"alert_id": "torn", "kind": "ons'  # kept as it was, on its own line
+
+
+def test_a_torn_alert_log_stops_no_run_and_no_later_alert(tmp_path: Path) -> None:
+    """Finding H3: one torn line in alerts.jsonl used to stop every later alert and the tick's runs."""
+    project = Project(
+        data=tmp_path / "data",
+        studies=[example_study("ab_checkout")],
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    landing = project.landing("ab_checkout")
+    write_batch(landing, "2025-01", ab_batch(1))
+    assert all(r.success for r in project.tick())
+    (project.data / "alerts.jsonl").write_bytes(b'{"alert_id": "torn", "kind": "ons\n')
+    skewed = ab_batch(2, n=1000).assign(treatment=lambda f: (np.arange(len(f)) % 10 < 3).astype(int))
+    write_batch(landing, "2025-02", skewed)  # sample-ratio mismatch: an onset alert
+    for month in ("2025-03", "2025-04"):
+        write_batch(landing, month, ab_batch(int(month[-1])))
+    runs = project.tick()
+    assert len(runs) == 3 and all(r.success for r in runs)
+    stored = sorted(project.warehouse.read_table("ab_checkout", "raw_files")["partition_key"])
+    assert stored == ["2025-01-01", "2025-02-01", "2025-03-01", "2025-04-01"]
+    assert [(a.kind, a.partition_key) for a in project.alerts()] == [("onset", "2025-02-01")]
 
 
 def test_sink_arguments_are_checked_without_echoing_the_url() -> None:
