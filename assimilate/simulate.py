@@ -17,6 +17,7 @@ Example
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -24,6 +25,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
+from scipy import special
 
 from assimilate._validation import check_choice
 
@@ -135,6 +137,11 @@ def _sigmoid(z: NDArray[np.float64]) -> NDArray[np.float64]:
 
 def _outreach_population(n: int, rng: np.random.Generator, drift: float) -> dict[str, NDArray[np.float64]]:
     """Covariates, propensity, baseline churn and individual effects of ``n`` accounts."""
+    return _outreach_probabilities(_outreach_accounts(n, rng), drift)
+
+
+def _outreach_accounts(n: int, rng: np.random.Generator) -> dict[str, NDArray[np.float64]]:
+    """The covariates of ``n`` new accounts."""
     size = np.exp(rng.normal(4.2, 0.75, size=n))
     tenure = np.clip(rng.gamma(2.8, 8.0, size=n), 1.0, 96.0)
     usage = np.clip(rng.standard_normal(n), -3.0, 3.0)
@@ -142,13 +149,6 @@ def _outreach_population(n: int, rng: np.random.Generator, drift: float) -> dict
     tickets = rng.poisson(np.exp(0.35 - 0.35 * usage + 0.25 * large)).astype(np.float64)
     health = np.clip(67 + 9 * usage - 3.8 * tickets + 0.06 * tenure + rng.normal(0.0, 8.0, size=n), 1, 99)
     region = rng.choice(len(REGIONS), size=n, p=REGION_PROBABILITIES)
-    risk = np.asarray(REGION_RISK)[region]
-    propensity = _sigmoid(
-        -1.15 + 0.045 * (70 - health) + 0.19 * tickets + 0.45 * large - 0.015 * tenure + risk
-    )
-    p0 = _sigmoid(-1.65 + 0.055 * (70 - health) + 0.15 * tickets - 0.018 * tenure + risk)
-    effect = -0.025 - 0.055 * (health < 55) - 0.025 * (tickets >= 4) - 0.015 * large + drift
-    p1 = np.clip(p0 + effect, 0.01, 0.95)
     return {
         "company_size": size,
         "tenure_months": tenure,
@@ -156,10 +156,25 @@ def _outreach_population(n: int, rng: np.random.Generator, drift: float) -> dict
         "prior_tickets": tickets,
         "health_score": health,
         "region": region.astype(np.float64),
-        "propensity": propensity,
-        "p0": p0,
-        "p1": p1,
     }
+
+
+def _outreach_probabilities(
+    accounts: dict[str, NDArray[np.float64]], drift: float
+) -> dict[str, NDArray[np.float64]]:
+    """The accounts with their propensity, baseline churn ``p0`` and treated churn ``p1``."""
+    size, tenure, tickets, health = (
+        accounts[k] for k in ("company_size", "tenure_months", "prior_tickets", "health_score")
+    )
+    large = (size > 120).astype(np.float64)
+    risk = np.asarray(REGION_RISK)[accounts["region"].astype(np.int64)]
+    propensity = _sigmoid(
+        -1.15 + 0.045 * (70 - health) + 0.19 * tickets + 0.45 * large - 0.015 * tenure + risk
+    )
+    p0 = _sigmoid(-1.65 + 0.055 * (70 - health) + 0.15 * tickets - 0.018 * tenure + risk)
+    effect = -0.025 - 0.055 * (health < 55) - 0.025 * (tickets >= 4) - 0.015 * large + drift
+    p1 = np.clip(p0 + effect, 0.01, 0.95)
+    return {**accounts, "propensity": propensity, "p0": p0, "p1": p1}
 
 
 def simulate_outreach_batch(
@@ -249,6 +264,8 @@ def simulate_outreach_stream(
     n_per_batch: int = 2000,
     drift_per_batch: float = 0.0,
     start: str = "2025-01",
+    returning_share: float = 0.0,
+    persistence: float = 0.8,
 ) -> SimulatedStream:
     """Observational retention-outreach stream; batch t has drift ``t * drift_per_batch``.
 
@@ -262,14 +279,38 @@ def simulate_outreach_stream(
         Change of every individual effect from one batch to the next.
     start : str
         Month label of the first batch.
+    returning_share : float
+        Share of each month's accounts that were in the previous month's batch (a random subset of
+        it, keeping their ``account_id`` and covariates); 1 is the same accounts every month, 0
+        (the default) fresh accounts every month, exactly as before this option existed.
+    persistence : float
+        With returning accounts: the correlation, between months, of an account's latent
+        propensities to get outreach and to churn (persistent unit effects). Each month's
+        outreach and churn probabilities are unchanged.
 
     Returns
     -------
     SimulatedStream
         Batches from :func:`simulate_outreach_batch`, true effects from :func:`outreach_true_ate`.
+
+    Notes
+    -----
+    With returning accounts, ``outreach_it = 1{Phi(sqrt(rho) a_i + sqrt(1 - rho) v_it) < e_it}`` and
+    ``churn_it = 1{Phi(sqrt(rho) z_i + sqrt(1 - rho) u_it) < p_it}`` with ``a_i, z_i, v_it, u_it``
+    independent N(0, 1) (Gaussian copulas): the same accounts tend to get outreach and to churn
+    month after month, while ``P(outreach_it = 1) = e_it`` and ``P(churn_it = 1) = p_it`` as for a new
+    account, so the population ATE is still :func:`outreach_true_ate`. A returning account keeps its covariates (tenure does not
+    age) and churn is an outcome, not an exit.
     """
+    if not 0.0 <= returning_share <= 1.0:
+        raise ValueError(f"returning_share must lie in [0, 1], got {returning_share!r}")
+    if not 0.0 <= persistence < 1.0:
+        raise ValueError(f"persistence must lie in [0, 1), got {persistence!r}")
     drifts = [t * drift_per_batch for t in range(n_batches)]
-    batches = tuple(simulate_outreach_batch(n_per_batch, rng=rng, drift=d) for d in drifts)
+    if returning_share > 0.0:
+        batches = _outreach_panel(n_per_batch, drifts, rng, returning_share, persistence)
+    else:
+        batches = tuple(simulate_outreach_batch(n_per_batch, rng=rng, drift=d) for d in drifts)
     truths = np.array([outreach_true_ate(round(d, 12)) for d in drifts], dtype=np.float64)
     return SimulatedStream(
         batches=batches,
@@ -279,3 +320,59 @@ def simulate_outreach_stream(
         outcome="churn",
         covariates=OUTREACH_COVARIATES,
     )
+
+
+def _outreach_panel(
+    n: int, drifts: list[float], rng: np.random.Generator, returning_share: float, persistence: float
+) -> tuple[pd.DataFrame, ...]:
+    """Monthly batches in which ``returning_share`` of the accounts come back from the month before."""
+    if n < 1:
+        raise ValueError(f"n_per_batch must be at least 1, got {n}")
+    first_id = int(rng.integers(0, 10**12))
+    accounts: dict[str, NDArray[np.float64]] = {}
+    n_created = 0
+    batches = []
+    for t, drift in enumerate(drifts):
+        n_back = 0 if t == 0 else round(returning_share * n)
+        kept = rng.choice(n, size=n_back, replace=False) if n_back else np.empty(0, dtype=np.int64)
+        new = _outreach_accounts(n - n_back, rng)
+        new["number"] = np.arange(n_created, n_created + n - n_back, dtype=np.float64)
+        new["latent_outreach"] = rng.standard_normal(n - n_back)
+        new["latent_churn"] = rng.standard_normal(n - n_back)
+        n_created += n - n_back
+        accounts = {k: np.concatenate([accounts[k][kept], v]) if t else v for k, v in new.items()}
+        pop = _outreach_probabilities(accounts, drift)
+        outreach = (
+            _persistent_uniform(accounts["latent_outreach"], persistence, rng) < pop["propensity"]
+        ).astype(np.int64)
+        churn_probability = np.where(outreach == 1, pop["p1"], pop["p0"])
+        churn = (_persistent_uniform(accounts["latent_churn"], persistence, rng) < churn_probability).astype(
+            np.int64
+        )
+        engagement = 1.5 * outreach + 0.04 * (pop["health_score"] - 67) - 1.2 * churn + rng.standard_normal(n)
+        numbers = accounts["number"].astype(np.int64) + first_id
+        batches.append(
+            pd.DataFrame(
+                {
+                    "account_id": [f"acct-{number:013d}" for number in numbers],
+                    "company_size": pop["company_size"],
+                    "tenure_months": pop["tenure_months"],
+                    "usage_score": pop["usage_score"],
+                    "prior_tickets": pop["prior_tickets"].astype(np.int64),
+                    "health_score": pop["health_score"],
+                    "region": np.asarray(REGIONS, dtype=object)[pop["region"].astype(np.int64)],
+                    "outreach": outreach.astype(np.int64),
+                    "churn": churn,
+                    "post_outreach_engagement": engagement,
+                }
+            )
+        )
+    return tuple(batches)
+
+
+def _persistent_uniform(
+    latent: NDArray[np.float64], persistence: float, rng: np.random.Generator
+) -> NDArray[np.float64]:
+    """Uniform(0, 1) draws correlated across months through each account's fixed ``latent``."""
+    shock = rng.standard_normal(len(latent))
+    return np.asarray(special.ndtr(math.sqrt(persistence) * latent + math.sqrt(1.0 - persistence) * shock))

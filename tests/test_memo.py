@@ -17,12 +17,14 @@ from assimilate.diagnostics import Verdict
 from assimilate.report import (
     DesignSummary,
     MemoInputs,
+    decide,
     decision_memo_html,
     decision_memo_markdown,
     diagnostic_checklist,
     verdicts_from_frame,
 )
 from assimilate.report.memo_inputs import effect_decimals
+from assimilate.sequential import confidence_sequence
 from assimilate.simulate import simulate_ab_stream, simulate_outreach_stream
 
 METHODS = ("difference_in_means", "regression_adjustment", "ipw", "aipw")
@@ -385,3 +387,184 @@ def test_the_method_shortlist_is_shown_with_its_reasons(clean: MemoInputs) -> No
     assert "| instrumental_variables | no | no instrument in the graph |" in design
     with pytest.raises(ValueError, match="reason"):
         DesignSummary(kind="randomized", method_shortlist=shortlist.drop(columns="reason"))
+
+
+# --- The always-valid interval decides; the status recovers (issue 13, items 2 and 4) ---
+
+
+def _monthly(
+    estimates: list[float] | np.ndarray,
+    *,
+    excluded: list[bool] | None = None,
+    se: float = 0.05,
+    **changes: object,
+) -> MemoInputs:
+    n = len(estimates)
+    labels = [f"2025-{i + 1:02d}-01" for i in range(n)]
+    flags = excluded or [False] * n
+    result = causal_kalman(
+        estimates,
+        [se] * n,
+        labels=labels,
+        excluded=flags,
+        exclusion_reasons=["failed sample_ratio_mismatch" if f else "" for f in flags],
+        process_var=0.0,
+        prior_mean=0.0,
+        prior_var=1.0,
+    )
+    fields: dict[str, object] = {
+        "study": "monthly",
+        "result": result,
+        "design": DesignSummary(kind="randomized"),
+        "latest_estimates": (),
+        "primary_estimator": "difference_in_means",
+        "desired_direction": "increase",
+    }
+    return MemoInputs(**(fields | changes))  # type: ignore[arg-type]
+
+
+def _clear_effect(n: int = 12) -> np.ndarray:
+    return 0.3 + 0.05 * np.random.default_rng(7).standard_normal(n)
+
+
+def test_acknowledging_an_excluded_batch_recovers_the_status(with_exclusion: MemoInputs) -> None:
+    assert with_exclusion.status == "provisional" and with_exclusion.decision == "fix first"
+    acknowledged = replace(with_exclusion, acknowledged_exclusions={IMBALANCED: "  assignment bug, fixed  "})
+    assert acknowledged.status == "pass" and acknowledged.decision == "act"
+    sections = _sections(decision_memo_markdown(acknowledged))
+    first = sections[SECTIONS[0]]
+    assert first.startswith("**Status: pass.**")
+    assert f"Batch {IMBALANCED}: excluded from the posterior (balance)" in first
+    assert "acknowledged: assignment bug, fixed." in first
+    assert "(1 excluded, 1 of them acknowledged)" in first
+    assert sections["Recommendation"].startswith("Act: adopt new checkout.")
+    caveats = {row.item: row for row in diagnostic_checklist(acknowledged)}["caveats"]
+    assert caveats.status == "pass" and "assignment bug" in caveats.note
+
+
+def test_a_failed_latest_batch_is_provisional_until_acknowledged() -> None:
+    flags = [False] * 11 + [True]
+    inputs = _monthly(_clear_effect(), excluded=flags)
+    assert inputs.status == "provisional"
+    assert inputs.status_reasons() == (
+        "the latest batch 2025-12-01 was excluded (failed sample_ratio_mismatch) and is not acknowledged",
+    )
+    first = _sections(decision_memo_markdown(inputs))[SECTIONS[0]]
+    assert "Provisional because the latest batch 2025-12-01 was excluded" in first
+    assert (
+        "Batch 2025-12-01: excluded from the posterior (failed sample_ratio_mismatch); not acknowledged."
+        in first
+    )
+    assert (
+        _monthly(_clear_effect(), excluded=flags, acknowledged_exclusions={"2025-12-01": "outage"}).status
+        == "pass"
+    )
+
+
+@pytest.mark.parametrize(
+    ("excluded_months", "share", "status"),
+    [
+        ((3,), 0.1, "pass"),  # 1 of 12 (8%) unacknowledged: named, not provisional
+        ((3, 7), 0.1, "provisional"),  # 2 of 12 (17%) > 10%
+        ((3, 7), 0.2, "pass"),  # the share is a parameter
+        ((3,), 0.0, "provisional"),  # share 0: every unacknowledged exclusion holds the status back
+    ],
+)
+def test_older_exclusions_hold_the_status_back_only_above_a_share(
+    excluded_months: tuple[int, ...], share: float, status: str
+) -> None:
+    flags = [i + 1 in excluded_months for i in range(12)]
+    inputs = _monthly(_clear_effect(), excluded=flags, max_unacknowledged_share=share)
+    assert inputs.status == status
+    first = _sections(decision_memo_markdown(inputs))[SECTIONS[0]]
+    for month in excluded_months:
+        assert (
+            f"Batch 2025-{month:02d}-01: excluded from the posterior (failed sample_ratio_mismatch)" in first
+        )
+    assert f"more than {share:.0%} of the batches are excluded without acknowledgement" in first
+
+
+def test_a_credible_interval_that_excludes_zero_by_peeking_is_not_a_decision() -> None:
+    # Twelve looks whose fused estimate sits about 2.1 standard errors above 0.
+    noise = 0.05 * np.random.default_rng(3).standard_normal(12)
+    estimates = noise - noise.mean() + 0.03
+    inputs = _monthly(estimates)
+    assert inputs.status == "pass"
+    assert inputs.result.final_ci[0] > 0  # the posterior alone would have said "act"
+    lower, upper = inputs.decision_interval.conf_int()
+    assert lower < 0 < upper and inputs.decision == "inconclusive"
+    markdown = decision_memo_markdown(inputs)
+    recommendation = _sections(markdown)["Recommendation"]
+    assert recommendation.startswith("The evidence is inconclusive: the always-valid 95% interval")
+    assert "not corrected for reading the memo after every batch" in recommendation
+    assert OVERCLAIMS.findall(markdown) == []
+
+
+def test_the_memo_says_which_interval_is_which_with_the_decision_intervals_numbers() -> None:
+    inputs = _monthly(_clear_effect())
+    evidence = _sections(decision_memo_markdown(inputs))["Evidence"]
+    lower, upper = inputs.decision_interval.conf_int()
+    d = effect_decimals(inputs.result)
+    assert "### Which interval is which" in evidence
+    assert f"| always-valid 95% interval (confidence sequence) | [{lower:.{d}f}, {upper:.{d}f}] |" in evidence
+    assert "| 95% credible interval (posterior) |" in evidence
+    assert "decide: the recommendation reads this interval" in evidence
+    assert inputs.decision_interval.promise in evidence
+    assert upper - lower > inputs.result.final_ci[1] - inputs.result.final_ci[0]  # the price of peeking
+
+
+def test_a_supplied_sequence_is_the_one_the_decision_reads() -> None:
+    inputs = _monthly(_clear_effect())
+    assert inputs.decision == "act"
+    n = inputs.result.n_batches
+    covariance = 0.05**2 * (0.99 * np.ones((n, n)) + 0.01 * np.eye(n))  # nearly the same units every month
+    correlated = confidence_sequence(
+        inputs.result.estimates, covariance=covariance, labels=inputs.result.labels, planned_looks=n
+    )
+    assert correlated.correlated
+    supplied = replace(inputs, always_valid=correlated)
+    assert supplied.decision_interval is correlated
+    assert "with the supplied covariance between batches" in decision_memo_markdown(supplied)
+    with pytest.raises(ValueError, match="same labels"):
+        replace(inputs, always_valid=confidence_sequence([0.1], [0.1]))
+
+
+def test_acknowledgements_need_a_reason_and_unmatched_ones_are_shown_not_applied() -> None:
+    with pytest.raises(ValueError, match="need a reason"):
+        _monthly(_clear_effect(), acknowledged_exclusions={"2025-02-01": " "})
+    inputs = _monthly(_clear_effect(), acknowledged_exclusions={"2025-02-01": "looked fine"})
+    assert inputs.status == "pass" and inputs.unmatched_acknowledgements() == ("2025-02-01",)
+    first = _sections(decision_memo_markdown(inputs))[SECTIONS[0]]
+    assert "Acknowledgement of batch 2025-02-01 not applied: the batch was not excluded." in first
+    with pytest.raises(ValueError, match="max_unacknowledged_share"):
+        _monthly(_clear_effect(), max_unacknowledged_share=1.0)
+
+
+@pytest.mark.parametrize(
+    ("status", "lower", "upper", "desired", "decision"),
+    [
+        ("pass", 0.1, 0.3, "increase", "act"),
+        ("pass", -0.3, -0.1, "decrease", "act"),
+        ("pass", 0.1, 0.3, "decrease", "do not adopt"),
+        ("pass", 0.1, 0.3, None, "act on the sign"),
+        ("pass", -0.1, 0.3, "increase", "inconclusive"),
+        ("pass", -math.inf, math.inf, "increase", "inconclusive"),
+        ("pass", math.nan, math.nan, "increase", "inconclusive"),
+        ("provisional", 0.1, 0.3, "increase", "fix first"),
+        ("no evidence", 0.1, 0.3, "increase", "no decision"),
+    ],
+)
+def test_the_decision_rule(
+    status: str, lower: float, upper: float, desired: str | None, decision: str
+) -> None:
+    assert decide(status=status, lower=lower, upper=upper, desired_direction=desired) == decision  # type: ignore[arg-type]
+
+
+def test_a_status_other_than_pass_never_acts() -> None:
+    for status in ("provisional", "no evidence"):
+        for bounds in ((0.1, 0.3), (-0.3, -0.1), (-0.1, 0.1)):
+            for desired in ("increase", "decrease", None):
+                decision = decide(status=status, lower=bounds[0], upper=bounds[1], desired_direction=desired)  # type: ignore[arg-type]
+                assert decision in ("fix first", "no decision")
+    with pytest.raises(ValueError, match="status"):
+        decide(status="fine", lower=0.1, upper=0.2, desired_direction=None)  # type: ignore[arg-type]

@@ -1,22 +1,39 @@
 """Assumption diagnostics, each with its numbers, threshold and ``Verdict``."""
 
 from assimilate.diagnostics.balance import BalanceComparison, BalanceReport, balance_table, weighted_balance
+from assimilate.diagnostics.calibration import (
+    LOOKS_PER_YEAR,
+    GateRule,
+    GateVerdict,
+    looks_per_year,
+    per_look_alpha,
+)
 from assimilate.diagnostics.innovations import InnovationReport, innovation_diagnostics
 from assimilate.diagnostics.overlap import OverlapReport, kish_ess, overlap_report
 from assimilate.diagnostics.srm import SRMReport, sample_ratio_mismatch
+from assimilate.diagnostics.trend import SteadyStateEffect, TrendTest, trend_test, trend_test_of
 from assimilate.diagnostics.verdict import Verdict
 
 __all__ = [
+    "LOOKS_PER_YEAR",
     "BalanceComparison",
     "BalanceReport",
+    "GateRule",
+    "GateVerdict",
     "InnovationReport",
     "OverlapReport",
     "SRMReport",
+    "SteadyStateEffect",
+    "TrendTest",
     "Verdict",
     "balance_table",
     "innovation_diagnostics",
     "kish_ess",
+    "looks_per_year",
     "overlap_report",
+    "per_look_alpha",
     "sample_ratio_mismatch",
+    "trend_test",
+    "trend_test_of",
     "weighted_balance",
 ]

@@ -4,12 +4,27 @@
 UNWEIGHTED sample (pooled: ``sqrt((s_1^2 + s_0^2) / 2)``, Austin 2009) so that before and after
 weighting are on the same scale. Variance ratio: treated over control (weighted when weighted).
 
+Two rules judge the table. ``rule="fixed"`` fails when some ``|SMD_j| > threshold``: at 550 units a
+batch, sampling noise alone crosses 0.1 in most batches. ``rule="calibrated"`` fails only when an
+imbalance is both practically large and distinguishable from sampling noise,
+``|SMD_j| > max(threshold, z SE(SMD_j))`` with ``z`` the two-sided normal critical value at
+``alpha / k`` over the ``k`` covariates (Bonferroni), so a correct design fails with probability at
+most ``alpha`` per batch at every batch size. ``SE`` is the sandwich standard error of the weighted
+(Hajek) mean difference with the weights held fixed, ``SE^2 = sum_a n_a / (n_a - 1) sum_{i in a}
+w_i^2 (x_i - m_a)^2 / (sum_{i in a} w_i)^2``: Welch's standard error without weights, right for known
+propensities, and conservative for a propensity fitted by maximum likelihood, which balances
+better than the true one (Hirano, Imbens and Ridder 2003; Lunceford and Davidian 2004).
+
 Example
 -------
 >>> import numpy as np
 >>> report = balance_table(np.array([[0.0], [1.0], [2.0], [3.0]]), [0, 0, 1, 1], names=["x"])
 >>> round(report.max_abs_smd, 3)
 2.828
+>>> calibrated = balance_table(np.array([[0.0], [2.0], [1.0], [3.0]]), [0, 0, 1, 1], names=["x"],
+...                            rule="calibrated")
+>>> calibrated.verdict.status, round(calibrated.verdict.threshold, 2)  # 4 units: noise is large
+('pass', 2.58)
 """
 
 from __future__ import annotations
@@ -21,8 +36,10 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
+from scipy import stats
 
-from assimilate._validation import check_choice, check_positive
+from assimilate._validation import check_alpha, check_choice, check_positive
+from assimilate.diagnostics.calibration import GateRule, bonferroni_critical, check_rule, stating_rate
 from assimilate.diagnostics.verdict import Verdict
 
 Denominator = Literal["pooled", "treated", "control"]
@@ -65,13 +82,20 @@ def covariate_matrix(
 
 @dataclass(frozen=True)
 class BalanceReport:
-    """Per-covariate balance with the worst |SMD| and its verdict."""
+    """Per-covariate balance with the worst |SMD| and its verdict.
+
+    ``table`` also holds ``smd_std_error`` (standard error of the SMD from sampling noise) and
+    ``p_value`` (of the weighted mean difference) per covariate; ``alpha`` is the stated
+    false-alarm rate per batch of the calibrated rule (None under the fixed rule).
+    """
 
     table: pd.DataFrame
     denominator: Denominator
     weighted: bool
     threshold: float
     verdict: Verdict
+    rule: GateRule = "fixed"
+    alpha: float | None = None
 
     @property
     def max_abs_smd(self) -> float:
@@ -80,7 +104,7 @@ class BalanceReport:
         return float(values.max()) if values.notna().any() else float("nan")
 
     def to_frame(self) -> pd.DataFrame:
-        """Tidy table: covariate, mean_treated, mean_control, smd, variance_ratio."""
+        """Tidy table: covariate, mean_treated, mean_control, smd, variance_ratio, smd_std_error, p_value."""
         return self.table.copy()
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,16 +120,22 @@ class BalanceReport:
             "denominator": self.denominator,
             "weighted": self.weighted,
             "threshold": self.threshold,
+            "rule": self.rule,
+            "alpha": self.alpha,
             "rows": rows,
             "verdict": self.verdict.to_dict(),
         }
 
 
-def _weighted_moments(x: FloatArray, w: FloatArray) -> tuple[FloatArray, FloatArray]:
+def _weighted_moments(x: FloatArray, w: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Weighted mean, weighted variance and the sandwich variance of the weighted (Hajek) mean."""
     total = w.sum()
     mean = (w @ x) / total
-    var = (w @ (x - mean) ** 2) / total
-    return mean, var
+    squares = (x - mean) ** 2
+    var = (w @ squares) / total
+    n = len(w)
+    mean_var = (w**2 @ squares) / total**2 * (n / (n - 1))
+    return mean, var, mean_var
 
 
 def balance_table(
@@ -116,6 +146,8 @@ def balance_table(
     threshold: float = 0.1,
     denominator: Denominator = "pooled",
     names: Sequence[str] | None = None,
+    rule: GateRule = "fixed",
+    alpha: float = 0.01,
 ) -> BalanceReport:
     """Standardized mean differences and variance ratios of the covariates.
 
@@ -128,18 +160,28 @@ def balance_table(
     weights : array_like, optional
         Unit weights (e.g. inverse propensity); unweighted when None.
     threshold : float
-        The verdict fails when max |SMD| exceeds it.
+        Practical bound on |SMD|: under the fixed rule the verdict fails when max |SMD| exceeds it.
     denominator : {"pooled", "treated", "control"}
         Which unweighted SD standardizes the difference.
     names : sequence of str, optional
         Covariate names for array input.
+    rule : {"fixed", "calibrated"}
+        ``"fixed"``: fail when some |SMD| > ``threshold`` (whatever the batch size).
+        ``"calibrated"``: fail when some |SMD| > ``max(threshold, z SE(SMD))``, a false-alarm
+        rate of at most ``alpha`` per batch under a correct design (module docstring).
+    alpha : float
+        Stated false-alarm rate per batch of the calibrated rule, over all covariates.
 
     Returns
     -------
     BalanceReport
+        Under the calibrated rule the verdict's value is the |SMD| of the covariate closest to its
+        bound and its threshold that bound; its ``false_alarm_rate`` is ``alpha``.
     """
     check_choice("denominator", denominator, ("pooled", "treated", "control"))
     check_positive("threshold", threshold)
+    check_rule(rule)
+    check_alpha(alpha)
     x, labels = covariate_matrix(covariates, names)
     d = _binary("treatment", treatment)
     if len(d) != x.shape[0]:
@@ -147,22 +189,46 @@ def balance_table(
     w = np.ones(len(d)) if weights is None else np.asarray(weights, dtype=np.float64)
     if w.shape != d.shape or not np.isfinite(w).all() or (w < 0).any() or w.sum() == 0:
         raise ValueError("weights must be finite, non-negative, not all zero, one per unit")
-    rule = f"max |SMD| <= {threshold}"
-    name = "balance"
+    critical = bonferroni_critical(alpha, tests=max(len(labels), 1))
+    text = (
+        f"max |SMD| <= {threshold}"
+        if rule == "fixed"
+        else f"every |SMD| <= max({threshold}, {critical:.3f} SE(SMD)): false-alarm rate <= {alpha} "
+        f"per batch over {len(labels)} covariate(s)"
+    )
+    weighted = weights is not None
+    stated = None if rule == "fixed" else alpha
     if min(int(d.sum()), int((~d).sum())) < 2 or w[d].sum() == 0 or w[~d].sum() == 0:
-        table = pd.DataFrame(
-            {
-                "covariate": labels,
-                "mean_treated": np.nan,
-                "mean_control": np.nan,
-                "smd": np.nan,
-                "variance_ratio": np.nan,
-            }
-        )
+        table = pd.DataFrame({"covariate": labels} | dict.fromkeys(_NUMBER_COLUMNS, np.nan))
         verdict = Verdict.undefined(
-            name, threshold=threshold, rule=rule, reason="needs at least 2 units in each arm"
+            "balance", threshold=threshold, rule=text, reason="needs at least 2 units in each arm"
         )
-        return BalanceReport(table, denominator, weights is not None, threshold, verdict)
+        verdict = verdict if stated is None else stating_rate(verdict, stated)
+        return BalanceReport(table, denominator, weighted, threshold, verdict, rule, stated)
+    table = _smd_table(x, d, w, labels, denominator)
+    smd = table["smd"].to_numpy()
+    if rule == "fixed":
+        worst = float(np.max(np.abs(smd))) if len(smd) else 0.0
+        worst_name = labels[int(np.argmax(np.abs(smd)))] if len(smd) else "none"
+        verdict = Verdict.evaluate(
+            "balance",
+            value=worst,
+            threshold=threshold,
+            rule=text,
+            passed=worst <= threshold,
+            reason=f"largest |SMD| {worst:.3f} on {worst_name} (SD denominator: {denominator}, unweighted)",
+        )
+        return BalanceReport(table, denominator, weighted, threshold, verdict, rule, stated)
+    verdict = _calibrated_verdict(table, threshold, critical, text)
+    return BalanceReport(table, denominator, weighted, threshold, stating_rate(verdict, alpha), rule, stated)
+
+
+_NUMBER_COLUMNS = ("mean_treated", "mean_control", "smd", "variance_ratio", "smd_std_error", "p_value")
+
+
+def _smd_table(
+    x: FloatArray, d: NDArray[np.bool_], w: FloatArray, labels: list[str], denominator: Denominator
+) -> pd.DataFrame:
     var1_raw = np.var(x[d], axis=0, ddof=1)
     var0_raw = np.var(x[~d], axis=0, ddof=1)
     scale = {
@@ -170,34 +236,60 @@ def balance_table(
         "treated": np.sqrt(var1_raw),
         "control": np.sqrt(var0_raw),
     }[denominator]
-    mean1, var1 = _weighted_moments(x[d], w[d])
-    mean0, var0 = _weighted_moments(x[~d], w[~d])
+    mean1, var1, mean_var1 = _weighted_moments(x[d], w[d])
+    mean0, var0, mean_var0 = _weighted_moments(x[~d], w[~d])
     difference = mean1 - mean0
+    std_error = np.sqrt(mean_var1 + mean_var0)
     constant = scale == 0
     smd = np.where(
         constant, np.where(np.abs(difference) > 0, np.inf, 0.0), difference / np.where(constant, 1, scale)
     )
+    # A covariate constant in the sample has no sampling noise: its SMD is 0 or infinite.
+    smd_se = np.where(constant, 0.0, std_error / np.where(constant, 1, scale))
+    noiseless = std_error == 0
+    z = np.abs(difference) / np.where(noiseless, 1, std_error)
+    p_value = np.where(noiseless, np.where(difference == 0, 1.0, 0.0), 2 * stats.norm.sf(z))
     ratio = np.where(var0 > 0, var1 / np.where(var0 > 0, var0, 1), np.nan)
-    table = pd.DataFrame(
+    return pd.DataFrame(
         {
             "covariate": labels,
             "mean_treated": mean1,
             "mean_control": mean0,
             "smd": smd,
             "variance_ratio": ratio,
+            "smd_std_error": smd_se,
+            "p_value": p_value,
         }
     )
-    worst = float(np.max(np.abs(smd))) if len(smd) else 0.0
-    worst_name = labels[int(np.argmax(np.abs(smd)))] if len(smd) else "none"
-    verdict = Verdict.evaluate(
-        name,
-        value=worst,
-        threshold=threshold,
-        rule=rule,
-        passed=worst <= threshold,
-        reason=f"largest |SMD| {worst:.3f} on {worst_name} (SD denominator: {denominator}, unweighted)",
+
+
+def _calibrated_verdict(table: pd.DataFrame, threshold: float, critical: float, rule: str) -> Verdict:
+    """The covariate closest to its bound ``max(threshold, critical * SE(SMD))`` decides."""
+    if table.empty:
+        return Verdict.evaluate(
+            "balance", value=0.0, threshold=threshold, rule=rule, passed=True, reason="no covariates"
+        )
+    size = table["smd"].abs().to_numpy()
+    noise = critical * table["smd_std_error"].to_numpy()
+    bound = np.maximum(threshold, noise)
+    j = int(np.argmax(size / bound))
+    name, value = str(table["covariate"].iloc[j]), float(size[j])
+    limit = float(bound[j])
+    passed = value <= limit
+    why = (
+        "practically large and beyond sampling noise"
+        if not passed
+        else ("within sampling noise" if value > threshold else "within the practical bound")
     )
-    return BalanceReport(table, denominator, weights is not None, threshold, verdict)
+    return Verdict.evaluate(
+        "balance",
+        value=value,
+        threshold=limit,
+        rule=rule,
+        passed=passed,
+        reason=f"closest to its bound: {name}, |SMD| {value:.3f} vs {limit:.3f} (practical {threshold}, "
+        f"sampling noise {float(noise[j]):.3f}; p = {float(table['p_value'].iloc[j]):.3g}): {why}",
+    )
 
 
 @dataclass(frozen=True)
@@ -238,14 +330,20 @@ def weighted_balance(
     estimand: Literal["ATE", "ATT"] = "ATE",
     threshold: float = 0.1,
     names: Sequence[str] | None = None,
+    rule: GateRule = "fixed",
+    alpha: float = 0.01,
 ) -> BalanceComparison:
-    """Balance before and after weighting by the inverse propensity (ATE) or the odds (ATT)."""
+    """Balance before and after weighting by the inverse propensity (ATE) or the odds (ATT).
+
+    ``threshold``, ``rule`` and ``alpha`` are those of :func:`balance_table`, for both tables.
+    """
     check_choice("estimand", estimand, ("ATE", "ATT"))
     e = np.asarray(propensity, dtype=np.float64)
     if not (np.isfinite(e).all() and ((e > 0) & (e < 1)).all()):
         raise ValueError("propensity must lie strictly between 0 and 1 and have no NaN")
     d = _binary("treatment", treatment)
     weights = np.where(d, 1 / e, 1 / (1 - e)) if estimand == "ATE" else np.where(d, 1.0, e / (1 - e))
-    before = balance_table(covariates, d, threshold=threshold, names=names)
-    after = balance_table(covariates, d, weights=weights, threshold=threshold, names=names)
+    options: dict[str, Any] = {"threshold": threshold, "names": names, "rule": rule, "alpha": alpha}
+    before = balance_table(covariates, d, **options)
+    after = balance_table(covariates, d, weights=weights, **options)
     return BalanceComparison(before, after)

@@ -4,11 +4,29 @@ Reports the range and quantiles of the scores per arm, the share of units outsid
 ``[eps, 1 - eps]``, the trimmed count, and the Kish effective sample size
 ``(sum w)^2 / sum w^2`` of the ATE weights ``d / e + (1 - d) / (1 - e)``.
 
+``rule="fixed"`` fails when the share outside exceeds ``max_share_outside``: a design whose true
+share sits at the bound fails half its batches at any size, one at 8% fails 40% of 200-unit
+batches. ``rule="calibrated"`` fails only when the share is above the bound beyond sampling noise,
+at a stated false-alarm rate ``alpha`` per batch for any design whose population share outside is
+at most the bound. For known propensities the count outside is binomial, and the batch fails when
+it exceeds the binomial ``1 - alpha`` quantile. For scores from a logistic fit (pass its
+``design``) the fit's own error dominates: all units move together with the coefficients. The
+share is corrected for the fit's first-order bias (the Cox and Snell 1968 bias of the logistic MLE,
+the one Firth 1993 removes, and the convexity of the count in noisy scores), and its standard
+error adds the delta-method term ``g' I^-1 g`` to ``m (1 - m)``, with ``g`` the derivative of the
+share in the coefficients (a normal kernel as wide as each score's own standard error) and ``I``
+the Fisher information; the batch fails when the corrected share exceeds
+``m + z_(1 - alpha) SE``.
+
 Example
 -------
 >>> report = overlap_report([0.2, 0.5, 0.6, 0.99], [0, 1, 0, 1], eps=0.05, max_share_outside=0.3)
 >>> report.share_outside, report.verdict.status
 (0.25, 'pass')
+>>> calibrated = overlap_report([0.2, 0.5, 0.6, 0.99], [0, 1, 0, 1], max_share_outside=0.1,
+...                             rule="calibrated")
+>>> calibrated.verdict.status, calibrated.verdict.threshold  # 4 units: up to 2 outside is noise
+('pass', 0.5)
 """
 
 from __future__ import annotations
@@ -18,9 +36,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
+from scipy import special, stats
 
+from assimilate._validation import check_alpha
+from assimilate.diagnostics.calibration import GateRule, check_rule, stating_rate
 from assimilate.diagnostics.verdict import Verdict
+
+FloatArray = NDArray[np.float64]
 
 QUANTILES = (0.0, 0.01, 0.05, 0.5, 0.95, 0.99, 1.0)
 
@@ -35,7 +58,12 @@ def kish_ess(weights: ArrayLike) -> float:
 
 @dataclass(frozen=True)
 class OverlapReport:
-    """Overlap numbers with a verdict on the share of units outside ``[eps, 1 - eps]``."""
+    """Overlap numbers with a verdict on the share of units outside ``[eps, 1 - eps]``.
+
+    Calibrated rule only: ``alpha`` (stated false-alarm rate per batch), ``expected_excess`` (share
+    outside that fitting the propensity adds on its own), ``share_std_error`` (of the share under
+    the bound) and ``p_value`` (of the share exceeding the bound).
+    """
 
     eps: float
     share_outside: float
@@ -48,6 +76,11 @@ class OverlapReport:
     n: int
     trimmed: int
     verdict: Verdict
+    rule: GateRule = "fixed"
+    alpha: float | None = None
+    expected_excess: float = 0.0
+    share_std_error: float | None = None
+    p_value: float | None = None
 
     @property
     def ess_fraction(self) -> float:
@@ -70,6 +103,11 @@ class OverlapReport:
             "ess_control": self.ess_control,
             "n": self.n,
             "trimmed": self.trimmed,
+            "rule": self.rule,
+            "alpha": self.alpha,
+            "expected_excess": self.expected_excess,
+            "share_std_error": self.share_std_error,
+            "p_value": self.p_value,
             "quantiles": self.quantiles.reset_index().to_dict(orient="records"),
             "verdict": self.verdict.to_dict(),
         }
@@ -82,6 +120,9 @@ def overlap_report(
     eps: float = 0.05,
     max_share_outside: float = 0.1,
     trimmed: int = 0,
+    rule: GateRule = "fixed",
+    alpha: float = 0.01,
+    design: ArrayLike | None = None,
 ) -> OverlapReport:
     """Overlap of the propensity distributions of the two arms.
 
@@ -94,18 +135,32 @@ def overlap_report(
     eps : float
         Scores outside ``[eps, 1 - eps]`` count as lacking overlap; ``0 < eps < 0.5``.
     max_share_outside : float
-        The verdict fails when the share outside exceeds it.
+        Tolerated share outside. The fixed rule fails when the share exceeds it.
     trimmed : int
         Units the propensity fit trimmed (reported).
+    rule : {"fixed", "calibrated"}
+        ``"calibrated"``: fail only when the share exceeds the tolerated one beyond sampling noise
+        (module docstring), a false-alarm rate of at most ``alpha`` per batch.
+    alpha : float
+        Stated false-alarm rate per batch of the calibrated rule.
+    design : array_like, optional
+        Calibrated rule: the design matrix (n, p) of the logistic model whose unpenalized
+        maximum-likelihood fit gave ``propensity`` (checked: its score must vanish). The
+        corrections are first order and assume the fitted linear predictor has a smooth
+        distribution (some continuous covariate). None: the scores are known propensities.
 
     Returns
     -------
     OverlapReport
+        Under the calibrated rule the verdict's threshold is the largest share that passes at this
+        batch size, and its ``false_alarm_rate`` is ``alpha``.
     """
     if not 0.0 < eps < 0.5:
         raise ValueError(f"eps must lie strictly between 0 and 0.5, got {eps}")
     if not 0.0 <= max_share_outside <= 1.0:
         raise ValueError(f"max_share_outside must lie in [0, 1], got {max_share_outside}")
+    check_rule(rule)
+    check_alpha(alpha)
     e = np.asarray(propensity, dtype=np.float64)
     d = np.asarray(treatment, dtype=np.float64)
     if e.shape != d.shape:
@@ -114,9 +169,9 @@ def overlap_report(
         raise ValueError("propensity must lie strictly between 0 and 1 and have no NaN")
     if not np.isin(d, (0.0, 1.0)).all():
         raise ValueError("treatment must be 0 or 1 (binary)")
+    x = None if design is None or rule == "fixed" else _checked_design(design, e, d)
     treated = d == 1
     outside = (e < eps) | (e > 1 - eps)
-    rule = f"share of units with propensity outside [{eps}, {1 - eps}] <= {max_share_outside}"
     weights = np.where(treated, 1 / e, 1 / (1 - e))
     quantiles = pd.DataFrame(
         {
@@ -131,23 +186,40 @@ def overlap_report(
     def share(mask: np.ndarray) -> float:
         return float(outside[mask].mean()) if mask.any() else float("nan")
 
+    value = float(outside.mean())
+    calibration = _Calibration(value, 0.0, None, None, max_share_outside)
+    if rule == "calibrated":
+        calibration = _calibrate(value, e, x, eps=eps, bound=max_share_outside, alpha=alpha)
+    if rule == "fixed":
+        text = f"share of units with propensity outside [{eps}, {1 - eps}] <= {max_share_outside}"
+    else:
+        source = "logistic fit" if x is not None else "known propensities"
+        text = (
+            f"share outside [{eps}, {1 - eps}] <= {max_share_outside} + sampling noise ({source}): "
+            f"false-alarm rate <= {alpha} per batch"
+        )
     if not treated.any() or treated.all():
         verdict = Verdict.undefined(
-            "overlap", threshold=max_share_outside, rule=rule, reason="one arm only: overlap is undefined"
+            "overlap", threshold=max_share_outside, rule=text, reason="one arm only: overlap is undefined"
         )
     else:
-        value = float(outside.mean())
+        detail = (
+            ""
+            if rule == "fixed"
+            else f"; largest share within noise {calibration.threshold:.4f} (excess expected from the "
+            f"fit {calibration.excess:.4f}, p = {calibration.p_value:.3g})"
+        )
         verdict = Verdict.evaluate(
             "overlap",
             value=value,
-            threshold=max_share_outside,
-            rule=rule,
-            passed=value <= max_share_outside,
-            reason=f"{int(outside.sum())} of {len(e)} units outside; {trimmed} trimmed",
+            threshold=calibration.threshold,
+            rule=text,
+            passed=value <= calibration.threshold,
+            reason=f"{int(outside.sum())} of {len(e)} units outside; {trimmed} trimmed{detail}",
         )
     return OverlapReport(
         eps=eps,
-        share_outside=float(outside.mean()),
+        share_outside=value,
         share_outside_treated=share(treated),
         share_outside_control=share(~treated),
         quantiles=quantiles,
@@ -156,5 +228,78 @@ def overlap_report(
         ess_control=kish_ess(weights[~treated]) if (~treated).any() else 0.0,
         n=len(e),
         trimmed=trimmed,
-        verdict=verdict,
+        verdict=verdict if rule == "fixed" else stating_rate(verdict, alpha),
+        rule=rule,
+        alpha=None if rule == "fixed" else alpha,
+        expected_excess=calibration.excess,
+        share_std_error=calibration.std_error,
+        p_value=calibration.p_value,
     )
+
+
+@dataclass(frozen=True)
+class _Calibration:
+    share: float
+    excess: float
+    std_error: float | None
+    p_value: float | None
+    threshold: float
+
+
+def _checked_design(design: ArrayLike, e: FloatArray, d: FloatArray) -> FloatArray:
+    x = np.asarray(design, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] != e.size or not np.isfinite(x).all():
+        raise ValueError(f"design must be a finite (n, p) matrix with n = {e.size} rows")
+    score = np.abs(x.T @ (d - e)).max() if x.shape[1] else 0.0
+    if score > 1e-6 * e.size * max(1.0, float(np.abs(x).max())):
+        raise ValueError(
+            "propensity is not the maximum-likelihood logistic fit on design (its score X'(d - e) is "
+            f"{score:.3g}, not 0): pass the unclipped fitted scores, or no design for known propensities"
+        )
+    return x
+
+
+def _calibrate(
+    share: float, e: FloatArray, x: FloatArray | None, *, eps: float, bound: float, alpha: float
+) -> _Calibration:
+    """Excess share from the fit, standard error under the bound, p-value and the passing threshold."""
+    n = e.size
+    if x is None:  # known propensities: the count outside is Binomial(n, bound) at worst
+        count = round(share * n)
+        largest = float(stats.binom.isf(alpha, n, bound))
+        p_value = float(stats.binom.sf(count - 1, n, bound))
+        std_error = float(np.sqrt(bound * (1 - bound) / n))
+        return _Calibration(share, 0.0, std_error, p_value, largest / n)
+    corrected, added = _fitted_share(e, x, eps)
+    std_error = float(np.sqrt((bound * (1 - bound) + added) / n))
+    excess = share - corrected
+    excess_over_bound = corrected - bound
+    if std_error > 0:
+        p_value = float(stats.norm.sf(excess_over_bound / std_error))
+    else:
+        p_value = 0.0 if excess_over_bound > 0 else 1.0
+    threshold = bound + excess + float(stats.norm.isf(alpha)) * std_error
+    return _Calibration(share, excess, std_error, p_value, threshold)
+
+
+def _fitted_share(e: FloatArray, x: FloatArray, eps: float) -> tuple[float, float]:
+    """Share outside corrected for the fit's bias, and the variance (times n) the fit adds."""
+    n = e.size
+    w = e * (1 - e)
+    try:
+        inverse = np.linalg.inv((x * w[:, None]).T @ x)
+    except np.linalg.LinAlgError as error:
+        raise ValueError(f"design is singular at these scores: {error}") from error
+    variance = np.einsum("ij,jk,ik->i", x, inverse, x)  # var of each fitted linear predictor
+    cox_snell = inverse @ (x.T @ (w * variance * (e - 0.5)))  # first-order bias of the MLE
+    eta = special.logit(e) - x @ cox_snell
+    limit = float(special.logit(1 - eps))
+    sd = np.sqrt(variance)
+    plain = float(np.mean(np.abs(eta) > limit))
+    # Noise in the scores moves more units out than in where the density falls: remove that too.
+    noisy = float(np.mean(stats.norm.cdf((eta - limit) / sd) + stats.norm.cdf((-limit - eta) / sd)))
+    upper = stats.norm.pdf((eta - limit) / sd) / sd
+    lower = stats.norm.pdf((eta + limit) / sd) / sd
+    gradient = (upper - lower) @ x / n
+    corrected = min(max(2 * plain - noisy, 0.0), 1.0)  # first order: a smooth density of scores
+    return corrected, float(n * gradient @ inverse @ gradient)

@@ -21,6 +21,11 @@ from assimilate._validation import check_choice
 from assimilate.estimators.aipw import aipw, aipw_from_arrays
 from assimilate.estimators.design_matrix import DesignMatrix, encode_covariates
 from assimilate.estimators.difference import difference_in_means
+from assimilate.estimators.influence import (
+    InfluenceContributions,
+    influence_contributions,
+    influence_from_arrays,
+)
 from assimilate.estimators.models import PropensityModel, fit_propensity
 from assimilate.estimators.outcome import OutcomeFallback, OutcomeModel, fit_outcome_model
 from assimilate.estimators.regression import regression_adjustment, regression_adjustment_from_arrays
@@ -115,6 +120,7 @@ __all__ = [
     "DesignMatrix",
     "EffectEstimate",
     "EstimatorName",
+    "InfluenceContributions",
     "OutcomeFallback",
     "OutcomeModel",
     "PropensityModel",
@@ -126,6 +132,8 @@ __all__ = [
     "estimate_effect",
     "fit_outcome_model",
     "fit_propensity",
+    "influence_contributions",
+    "influence_from_arrays",
     "ipw",
     "ipw_from_arrays",
     "regression_adjustment",

@@ -138,6 +138,31 @@ def aipw_from_arrays(
     bounds: tuple[float, float] = (0.01, 0.99),
 ) -> EffectEstimate:
     """AIPW on arrays (the core of :func:`aipw`)."""
+    return aipw_with_influence(
+        design,
+        treatment,
+        outcome,
+        n_folds=n_folds,
+        rng=rng,
+        outcome_kind=outcome_kind,
+        policy=policy,
+        bounds=bounds,
+    )[0]
+
+
+@one_blas_thread
+def aipw_with_influence(
+    design: DesignMatrix,
+    treatment: NDArray[np.int64],
+    outcome: FloatArray,
+    *,
+    n_folds: int | None = None,
+    rng: np.random.Generator | None = None,
+    outcome_kind: OutcomeKind = "auto",
+    policy: PropensityPolicy = "clip",
+    bounds: tuple[float, float] = (0.01, 0.99),
+) -> tuple[EffectEstimate, FloatArray, NDArray[np.bool_]]:
+    """:func:`aipw_from_arrays` with ``phi_i - tau`` of the kept units and the kept-unit mask."""
     e, mu0, mu1, keep, n_outside, fallbacks = nuisances(
         design,
         treatment,
@@ -155,7 +180,7 @@ def aipw_from_arrays(
     estimate = float(phi.mean())
     centred = phi - estimate
     n_treated, n_control = arm_counts(treatment[keep])
-    return EffectEstimate(
+    result = EffectEstimate(
         estimate=estimate,
         std_error=math.sqrt(float(centred @ centred)) / n,
         n_treated=n_treated,
@@ -172,6 +197,7 @@ def aipw_from_arrays(
             "outcome_fallbacks": fallbacks,
         },
     )
+    return result, centred, keep
 
 
 def aipw(

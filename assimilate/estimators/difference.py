@@ -16,9 +16,12 @@ import math
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from assimilate.estimators._inputs import batch_arrays
 from assimilate.estimators.result import EffectEstimate
+
+FloatArray = NDArray[np.float64]
 
 
 def difference_in_means(data: pd.DataFrame, *, treatment: str, outcome: str) -> EffectEstimate:
@@ -39,12 +42,21 @@ def difference_in_means(data: pd.DataFrame, *, treatment: str, outcome: str) -> 
         ``method="difference_in_means"``, ``se_method="welch"``.
     """
     arrays = batch_arrays(data, treatment=treatment, outcome=outcome)
-    treated = arrays.treatment == 1
-    y1, y0 = arrays.outcome[treated], arrays.outcome[~treated]
+    return difference_in_means_from_arrays(arrays.treatment, arrays.outcome, outcome_name=outcome)
+
+
+def difference_in_means_from_arrays(
+    treatment: NDArray[np.int64], outcome: FloatArray, *, outcome_name: str = "outcome"
+) -> EffectEstimate:
+    """Difference in means on arrays (the core of :func:`difference_in_means`)."""
+    treated = treatment == 1
+    y1, y0 = outcome[treated], outcome[~treated]
     estimate = float(y1.mean() - y0.mean())
     variance = float(np.var(y1, ddof=1)) / len(y1) + float(np.var(y0, ddof=1)) / len(y0)
     if variance <= 0:
-        raise ValueError(f"outcome column {outcome!r} is constant in both arms: the standard error is zero")
+        raise ValueError(
+            f"outcome column {outcome_name!r} is constant in both arms: the standard error is zero"
+        )
     return EffectEstimate(
         estimate=estimate,
         std_error=math.sqrt(variance),

@@ -58,7 +58,21 @@ def ols_hc3_blocks(write: BlockWriter, y: FloatArray, *, n_columns: int) -> tupl
     the coefficients; the second pass forms each block's residuals and leverages
     ``h_ii = x_i' (X'X)^-1 x_i`` and adds the block to the meat ``X' diag(e_i^2 / (1 - h_ii)^2) X``.
     """
+    beta, cov, _ = ols_hc3_pass(write, y, n_columns=n_columns)
+    return beta, cov
+
+
+@one_blas_thread
+def ols_hc3_pass(
+    write: BlockWriter, y: FloatArray, *, n_columns: int, influence_of: int | None = None
+) -> tuple[FloatArray, FloatArray, FloatArray | None]:
+    """:func:`ols_hc3_blocks`, and with ``influence_of = j`` each row's HC3 contribution to ``beta_j``.
+
+    The contribution of row i is ``n [(X'X)^-1 x_i]_j e_i / (1 - h_ii)``: the sum of their squares
+    over ``n^2`` is the HC3 variance of ``beta_j`` (the same arithmetic as the covariance).
+    """
     n, p = len(y), n_columns
+    influence = None if influence_of is None else np.empty(n)
 
     def with_outcome(rows: slice, out: FloatArray) -> None:
         write(rows, out[:p])
@@ -77,14 +91,21 @@ def ols_hc3_blocks(write: BlockWriter, y: FloatArray, *, n_columns: int) -> tupl
         block = buffer[:, : rows.stop - rows.start]
         write(rows, block)
         residuals = y[rows] - beta @ block
-        leverage = np.einsum("ij,ij->j", gram_inv @ block, block)
+        projected = gram_inv @ block
+        leverage = np.einsum("ij,ij->j", projected, block)
         if np.any(leverage >= 1.0 - 1e-12):
             raise ValueError("a unit has leverage 1 (it alone determines a coefficient): HC3 is undefined")
         residuals /= 1.0 - leverage
+        if influence is not None:
+            np.multiply(projected[influence_of], residuals, out=influence[rows])
         block *= residuals
         rank_update(meat, block)
-    return np.asarray(beta, dtype=np.float64), np.asarray(
-        gram_inv @ symmetric(meat) @ gram_inv, dtype=np.float64
+    if influence is not None:
+        influence *= n
+    return (
+        np.asarray(beta, dtype=np.float64),
+        np.asarray(gram_inv @ symmetric(meat) @ gram_inv, dtype=np.float64),
+        influence,
     )
 
 
@@ -93,6 +114,19 @@ def regression_adjustment_from_arrays(
     design: DesignMatrix, treatment: NDArray[np.int64], outcome: FloatArray, *, interacted: bool = False
 ) -> EffectEstimate:
     """Regression adjustment on arrays (the core of :func:`regression_adjustment`)."""
+    return regression_with_influence(design, treatment, outcome, interacted=interacted, influence=False)[0]
+
+
+@one_blas_thread
+def regression_with_influence(
+    design: DesignMatrix,
+    treatment: NDArray[np.int64],
+    outcome: FloatArray,
+    *,
+    interacted: bool = False,
+    influence: bool = True,
+) -> tuple[EffectEstimate, FloatArray | None]:
+    """:func:`regression_adjustment_from_arrays` with each row's HC3 contribution to ``tau``."""
     d = treatment.astype(np.float64)
     x = design.without_intercept()
     k = x.shape[1]
@@ -109,9 +143,11 @@ def regression_adjustment_from_arrays(
             np.multiply(covariates, out[1], out=out[2 + k :])
 
     n_columns = 2 + k * (2 if interacted else 1)
-    beta, cov = ols_hc3_blocks(regressors, outcome, n_columns=n_columns)
+    beta, cov, contributions = ols_hc3_pass(
+        regressors, outcome, n_columns=n_columns, influence_of=1 if influence else None
+    )
     n_treated = int(treatment.sum())
-    return EffectEstimate(
+    result = EffectEstimate(
         estimate=float(beta[1]),
         std_error=math.sqrt(float(cov[1, 1])),
         n_treated=n_treated,
@@ -120,6 +156,7 @@ def regression_adjustment_from_arrays(
         se_method="hc3",
         diagnostics={"n_covariate_terms": int(k)},
     )
+    return result, contributions
 
 
 def regression_adjustment(

@@ -92,11 +92,27 @@ def ipw_from_arrays(
     propensity: PropensityModel | None = None,
 ) -> EffectEstimate:
     """IPW on arrays (the core of :func:`ipw`)."""
+    return ipw_with_influence(
+        design, treatment, outcome, policy=policy, bounds=bounds, propensity=propensity
+    )[0]
+
+
+@one_blas_thread
+def ipw_with_influence(
+    design: DesignMatrix,
+    treatment: NDArray[np.int64],
+    outcome: FloatArray,
+    *,
+    policy: PropensityPolicy = "clip",
+    bounds: tuple[float, float] = (0.01, 0.99),
+    propensity: PropensityModel | None = None,
+) -> tuple[EffectEstimate, FloatArray]:
+    """:func:`ipw_from_arrays` with the influence function of every row (``SE = |psi| / n``)."""
     model = propensity or fit_propensity(design, treatment, policy=policy, bounds=bounds)
     estimate, influence = ipw_influence(design.values, treatment, outcome, model)
     n = len(outcome)
     n_treated, n_control = arm_counts(treatment[model.keep])
-    return EffectEstimate(
+    result = EffectEstimate(
         estimate=estimate,
         std_error=math.sqrt(float(influence @ influence)) / n,
         n_treated=n_treated,
@@ -105,6 +121,7 @@ def ipw_from_arrays(
         se_method="sandwich_estimated_propensity",
         diagnostics=model.report(),
     )
+    return result, influence
 
 
 def ipw(

@@ -18,7 +18,6 @@ True
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
@@ -27,13 +26,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import special
 
-from assimilate._validation import (
-    as_float_vector,
-    check_alpha,
-    check_finite,
-    check_non_negative,
-    check_positive,
-)
+from assimilate._validation import check_alpha, check_finite, check_non_negative, check_positive
 from assimilate.filters._kalman_loop import (
     FORECAST_MEAN,
     FORECAST_VAR,
@@ -45,7 +38,13 @@ from assimilate.filters._kalman_loop import (
     VAR,
     kalman_pass,
 )
+from assimilate.filters.mle import fit_process_variance_inputs
 from assimilate.filters.model import LOG_2PI
+from assimilate.filters.stream import StreamInputs as _Inputs
+from assimilate.filters.stream import default_labels as default_labels  # re-exported
+from assimilate.filters.stream import default_prior as default_prior  # re-exported
+from assimilate.filters.stream import prepare_inputs
+from assimilate.filters.stream import resolve_prior as _resolve_prior
 from assimilate.result import AssimilationResult
 
 FloatArray = NDArray[np.float64]
@@ -140,98 +139,6 @@ def step(
     return update(predict(state, process_var=process_var), estimate, std_error)
 
 
-def default_prior(estimates: FloatArray, standard_errors: FloatArray) -> tuple[float, float]:
-    """Scale-aware weak prior: mean 0, SD ten times the larger of median |estimate| and median SE."""
-    used = np.isfinite(estimates)
-    if not used.any():
-        return 0.0, 1.0
-    scale = max(float(np.median(np.abs(estimates[used]))), float(np.median(standard_errors[used])))
-    return 0.0, (10.0 * scale) ** 2 if scale > 0 else 1.0
-
-
-class _Inputs(NamedTuple):
-    estimates: FloatArray
-    standard_errors: FloatArray
-    excluded: NDArray[np.bool_]
-    reasons: tuple[str, ...]
-    labels: tuple[str, ...]
-
-
-def prepare_inputs(
-    estimates: ArrayLike,
-    standard_errors: ArrayLike,
-    *,
-    labels: Sequence[str] | None = None,
-    excluded: Sequence[bool] | None = None,
-    exclusion_reasons: Sequence[str] | None = None,
-) -> _Inputs:
-    """Validate a stream: lengths, SEs of used batches, and the excluded flags with their reasons."""
-    y = as_float_vector("estimates", estimates)
-    se = as_float_vector("standard_errors", standard_errors)
-    n = len(y)
-    if n == 0:
-        raise ValueError("estimates is empty: at least one batch is needed")
-    if len(se) != n:
-        raise ValueError(f"estimates and standard_errors differ in length ({n} vs {len(se)})")
-    flags = np.zeros(n, dtype=bool) if excluded is None else np.asarray(excluded, dtype=bool)
-    if flags.shape != (n,):
-        raise ValueError(f"excluded must have one flag per batch ({n}), got {flags.shape}")
-    if np.isinf(y).any():
-        raise ValueError(
-            f"estimates must be finite or NaN (missing); batch {int(np.flatnonzero(np.isinf(y))[0])} is inf"
-        )
-    used = np.isfinite(y) & ~flags
-    bad_se = used & ~(np.isfinite(se) & (se > 0))
-    if bad_se.any():
-        first = int(np.flatnonzero(bad_se)[0])
-        raise ValueError(
-            f"standard_errors must be finite and > 0 for every used batch; batch {first} has {se[first]!r}"
-        )
-    names = default_labels(n) if labels is None else tuple(str(x) for x in labels)
-    if len(names) != n:
-        raise ValueError(f"labels must have one entry per batch ({n}), got {len(names)}")
-    given = None if exclusion_reasons is None else [str(r) for r in exclusion_reasons]
-    if given is not None and len(given) != n:
-        raise ValueError(f"exclusion_reasons must have one entry per batch ({n}), got {len(given)}")
-    # Only the skipped batches need a reason: filling them by index keeps a long stream cheap.
-    skipped = np.flatnonzero(~used).tolist()
-    reasons = _blank(n)
-    if skipped:
-        filled = list(reasons)
-        for i in skipped:
-            filled[i] = (given[i] if given else "") or ("excluded" if flags[i] else "no estimate")
-        reasons = tuple(filled)
-    return _Inputs(y, se, ~used, reasons, names)
-
-
-@functools.lru_cache(maxsize=4)
-def _blank(n: int) -> tuple[str, ...]:
-    return ("",) * n
-
-
-@functools.lru_cache(maxsize=4)
-def default_labels(n: int) -> tuple[str, ...]:
-    """``batch_1`` ... ``batch_n``, built once per length (a million labels take about 0.1 s)."""
-    return tuple(f"batch_{i}" for i in range(1, n + 1))
-
-
-def _resolve_prior(
-    inputs: _Inputs, prior_mean: float | None, prior_var: float | None, diffuse: bool
-) -> tuple[float, float]:
-    if diffuse:
-        if prior_var is not None:
-            raise ValueError("give either diffuse=True or prior_var, not both")
-        return (0.0 if prior_mean is None else check_finite("prior_mean", prior_mean)), math.inf
-    default_mean, default_var = (
-        default_prior(np.where(inputs.excluded, np.nan, inputs.estimates), inputs.standard_errors)
-        if prior_mean is None or prior_var is None
-        else (0.0, 1.0)
-    )
-    mean = default_mean if prior_mean is None else check_finite("prior_mean", prior_mean)
-    var = default_var if prior_var is None else check_positive("prior_var", prior_var)
-    return mean, var
-
-
 def run_kalman(
     inputs: _Inputs, *, prior_mean: float, prior_var: float, process_var: float, alpha: float = 0.05
 ) -> tuple[FloatArray, KalmanState]:
@@ -311,8 +218,6 @@ def causal_kalman(
     mean0, var0 = _resolve_prior(inputs, prior_mean, prior_var, diffuse)
     details: dict[str, Any] = {"observation": "gaussian", "diffuse": diffuse}
     if process_var == "mle":
-        from assimilate.filters.mle import fit_process_variance_inputs
-
         fit = fit_process_variance_inputs(inputs, prior_mean=mean0, prior_var=var0)
         q = fit.process_var
         details["process_var_fit"] = fit

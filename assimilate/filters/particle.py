@@ -51,8 +51,9 @@ from assimilate.filters._particle_loop import (
     VAR,
     particle_pass,
 )
-from assimilate.filters.kalman import _resolve_prior, prepare_inputs
+from assimilate.filters.mle import fit_process_variance_inputs
 from assimilate.filters.model import Observation, RandomWalkEffectModel
+from assimilate.filters.stream import prepare_inputs, resolve_prior
 from assimilate.result import AssimilationResult
 
 FloatArray = NDArray[np.float64]
@@ -68,7 +69,7 @@ def particle_filter(
     estimates: ArrayLike,
     standard_errors: ArrayLike,
     *,
-    process_var: float,
+    process_var: float | Literal["mle"],
     rng: np.random.Generator,
     prior_mean: float | None = None,
     prior_var: float | None = None,
@@ -90,8 +91,12 @@ def particle_filter(
     ----------
     estimates, standard_errors : array_like
         One estimate and its standard error per batch (NaN estimate = no observation).
-    process_var : float
-        Variance of the effect's random-walk step per batch.
+    process_var : float or "mle"
+        Variance of the effect's random-walk step per batch; ``"mle"`` estimates it by maximum
+        likelihood under this filter's observation model and prior (Kalman likelihood for
+        Gaussian, grid-filter likelihood for Student-t; see :func:`fit_process_variance`), reported
+        in ``details["process_var_fit"]``. The fit uses the Gaussian prior even when
+        ``prior_sampler`` draws the initial cloud.
     rng : numpy.random.Generator
         Source of randomness; the same seed gives the same result.
     prior_mean, prior_var : float, optional
@@ -133,9 +138,10 @@ def particle_filter(
     A ``RuntimeWarning`` is issued when ESS / N stays below 0.2 for 10 batches in a row.
     """
     check_alpha(alpha)
-    model = RandomWalkEffectModel(
-        process_var=check_non_negative("process_var", process_var), observation=observation, df=df
-    )
+    if isinstance(process_var, str) and process_var != "mle":
+        raise ValueError(f"process_var must be a number >= 0 or 'mle', got {process_var!r}")
+    fixed = 0.0 if process_var == "mle" else check_non_negative("process_var", process_var)
+    model = RandomWalkEffectModel(process_var=fixed, observation=observation, df=df)
     check_choice("proposal", proposal, PROPOSALS)
     if proposal == "optimal" and model.observation != "gaussian":
         raise ValueError("proposal='optimal' needs a Gaussian observation; use 'bootstrap' for Student-t")
@@ -147,7 +153,13 @@ def particle_filter(
         estimates, standard_errors, labels=labels, excluded=excluded, exclusion_reasons=exclusion_reasons
     )
     n = int(n_particles)
-    mean0, var0 = _resolve_prior(inputs, prior_mean, prior_var, False)
+    mean0, var0 = resolve_prior(inputs, prior_mean, prior_var, False)
+    fit = None
+    if process_var == "mle":
+        fit = fit_process_variance_inputs(
+            inputs, prior_mean=mean0, prior_var=var0, likelihood=model.observation, df=model.df
+        )
+        model = RandomWalkEffectModel(process_var=fit.process_var, observation=observation, df=df)
     if prior_sampler is not None:
         cloud = np.asarray(prior_sampler(rng, n), dtype=np.float64)
         if cloud.shape != (n,) or not np.isfinite(cloud).all():
@@ -186,6 +198,8 @@ def particle_filter(
         "ess_threshold": ess_threshold,
         "rejuvenation": "liu_west" if rejuvenate else "none",
     }
+    if fit is not None:
+        details["process_var_fit"] = fit
     return AssimilationResult(
         backend="particle",
         alpha=alpha,

@@ -6,6 +6,7 @@ from assimilate.report.checklist import (
     diagnostic_checklist,
     estimator_agreement,
 )
+from assimilate.report.decision import decide, provisional_reasons
 from assimilate.report.memo import decision_memo_html, decision_memo_markdown
 from assimilate.report.memo_inputs import DesignSummary, MemoInputs, verdicts_from_frame
 from assimilate.report.plots import fan_chart, figure_to_png, love_plot, overlap_plot
@@ -15,6 +16,7 @@ __all__ = [
     "DesignSummary",
     "EstimatorAgreement",
     "MemoInputs",
+    "decide",
     "decision_memo_html",
     "decision_memo_markdown",
     "diagnostic_checklist",
@@ -23,5 +25,6 @@ __all__ = [
     "figure_to_png",
     "love_plot",
     "overlap_plot",
+    "provisional_reasons",
     "verdicts_from_frame",
 ]

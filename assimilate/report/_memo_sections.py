@@ -144,6 +144,15 @@ def assumptions(inputs: MemoInputs) -> Section:
         f"The filter's model: the effect follows a random walk with process variance "
         f"{format_statistic(result.process_var)} per batch, and each batch estimate is unbiased with its stated standard error."
     )
+    correlation = (
+        "with the supplied covariance between batches"
+        if inputs.decision_interval.correlated
+        else "and independent of the others (no unit counted in two batches)"
+    )
+    required.append(
+        f"The always-valid interval: each admitted batch estimate is unbiased and close to normal with its stated "
+        f"standard error, {correlation}."
+    )
     blocks: list[Block] = []
     if card is None:
         blocks.append(
@@ -165,7 +174,8 @@ def limitations(inputs: MemoInputs) -> Section:
     excluded = inputs.excluded_batches()
     if excluded:
         items.append(
-            f"{len(excluded)} batch(es) did not update the posterior ({', '.join(excluded)}); over those periods the posterior only widened."
+            f"{len(excluded)} batch(es) did not update the posterior or the always-valid interval ({', '.join(excluded)}); "
+            "over those periods the posterior only widened."
         )
     undefined = sum(v.status == "undefined" for verdicts in inputs.verdicts.values() for v in verdicts)
     if undefined:
@@ -186,5 +196,10 @@ def limitations(inputs: MemoInputs) -> Section:
         items.append("Particle filter: every posterior number carries Monte Carlo error.")
     items.append(
         "The posterior tracks a drifting effect: it describes the latest batch, not a long-run average."
+    )
+    items.append(
+        "The always-valid interval describes the average over the admitted batches, not the latest batch: when the "
+        "effect drifts the two intervals answer different questions. It is wider than a one-time interval; that "
+        "width is the price of reading the memo after every batch."
     )
     return Section("Limitations", (Bullets(tuple(items)),))

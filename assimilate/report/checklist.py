@@ -133,7 +133,8 @@ def _caveats_row(inputs: MemoInputs) -> ChecklistRow:
         if not any(word in v.name.lower() for word in listed)
     ]
     other += [f"posterior: {v.name}" for v in inputs.posterior_verdicts() if v.failed]
-    excluded = list(inputs.excluded_batches())
+    acknowledged = inputs.acknowledged()
+    excluded = [b for b in inputs.excluded_batches() if b not in acknowledged]
     notes = []
     if other:
         notes.append("other failed checks: " + "; ".join(other))
@@ -142,10 +143,13 @@ def _caveats_row(inputs: MemoInputs) -> ChecklistRow:
     threats = len(inputs.card.likely_threats) if inputs.card is not None else 0
     if notes:
         return ChecklistRow("caveats", "fail", "; ".join(notes))
+    known = (
+        "excluded batches acknowledged: " + "; ".join(f"{b} ({why})" for b, why in acknowledged.items())
+        if acknowledged
+        else "no batch was excluded"
+    )
     return ChecklistRow(
-        "caveats",
-        "pass",
-        f"no other check failed and no batch was excluded; {threats} threat(s) stated on the card",
+        "caveats", "pass", f"no other check failed and {known}; {threats} threat(s) stated on the card"
     )
 
 

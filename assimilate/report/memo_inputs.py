@@ -2,8 +2,10 @@
 
 ``MemoInputs`` holds the study's estimand card, its design, the assimilated posterior, the latest
 batch's estimates and every batch's check verdicts (a mapping ``batch label -> verdicts``;
-:func:`verdicts_from_frame` builds it from a tidy verdict table). From them it derives what the
-memo must lead with: which batches were excluded and why, which checks failed, and the status.
+:func:`verdicts_from_frame` builds it from a tidy verdict table), and optionally the analysts'
+acknowledged exclusions and an always-valid confidence sequence. From them it derives what the
+memo must lead with: which batches were excluded and why, which checks failed, the status and the
+decision (rules in :mod:`assimilate.report.decision`).
 
 Example
 -------
@@ -14,6 +16,9 @@ Example
 ...                     latest_estimates=(), primary_estimator="difference_in_means")
 >>> inputs.status, inputs.excluded_batches()
 ('provisional', {'m2': ('failed balance',)})
+>>> from dataclasses import replace
+>>> replace(inputs, acknowledged_exclusions={"m2": "tracking outage, fixed"}).status
+'pass'
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -32,11 +38,19 @@ from assimilate.design.card import EstimandCard
 from assimilate.diagnostics.innovations import InnovationReport, innovation_diagnostics
 from assimilate.diagnostics.verdict import Status, Verdict
 from assimilate.estimators.result import EffectEstimate
+from assimilate.report.decision import (
+    DEFAULT_MAX_UNACKNOWLEDGED_SHARE,
+    Decision,
+    Direction,
+    MemoStatus,
+    check_share,
+    decide,
+    provisional_reasons,
+)
 from assimilate.result import AssimilationResult
+from assimilate.sequential import ConfidenceSequence, confidence_sequence
 
-Direction = Literal["increase", "decrease"]
 DesignKind = Literal["randomized", "observational"]
-MemoStatus = Literal["pass", "provisional", "no evidence"]
 SHORTLIST_COLUMNS = ("method", "valid", "reason")
 _STATUSES: tuple[Status, ...] = ("pass", "fail", "undefined")
 NAIVE_METHODS = frozenset({"difference_in_means", "naive"})
@@ -110,6 +124,18 @@ class MemoInputs:
         Which change of the outcome is wanted; None leaves the judgement to the reader.
     latest_batch : str, optional
         Label of the batch ``latest_estimates`` come from (default: the result's last label).
+    acknowledged_exclusions : mapping of str to str
+        Excluded batches an analyst has reviewed, batch -> reason: named in the memo, they no longer
+        hold the status back. Entries for batches that were not excluded are shown as not applied.
+    max_unacknowledged_share : float
+        Share of batches that may stay excluded without acknowledgement before the status is
+        provisional (default 0.1).
+    always_valid : ConfidenceSequence, optional
+        The always-valid interval per batch (e.g. with the batches' covariance); computed from the
+        result's estimates, standard errors and exclusions (independent batches) if absent.
+    planned_looks : int
+        Horizon the computed sequence is tuned for: its interval is narrowest after this many
+        batches as precise as the first admitted one (default 12).
     """
 
     study: str
@@ -124,6 +150,10 @@ class MemoInputs:
     true_effect: float | None = None
     desired_direction: Direction | None = None
     latest_batch: str | None = None
+    acknowledged_exclusions: Mapping[str, str] = field(default_factory=dict)
+    max_unacknowledged_share: float = DEFAULT_MAX_UNACKNOWLEDGED_SHARE
+    always_valid: ConfidenceSequence | None = None
+    planned_looks: int = 12
 
     def __post_init__(self) -> None:
         labels = self.result.labels
@@ -150,6 +180,18 @@ class MemoInputs:
         object.__setattr__(self, "verdicts", MappingProxyType(verdicts))
         exclusions = {str(k): tuple(str(n) for n in v) for k, v in self.exclusions.items()}
         object.__setattr__(self, "exclusions", MappingProxyType(exclusions))
+        acknowledged = {str(k): str(v).strip() for k, v in self.acknowledged_exclusions.items()}
+        missing = sorted(k for k, v in acknowledged.items() if not v)
+        if missing:
+            raise ValueError(f"acknowledged exclusion(s) {missing} need a reason")
+        object.__setattr__(self, "acknowledged_exclusions", MappingProxyType(acknowledged))
+        object.__setattr__(self, "max_unacknowledged_share", check_share(self.max_unacknowledged_share))
+        if int(self.planned_looks) != self.planned_looks or self.planned_looks < 1:
+            raise ValueError(f"planned_looks must be a positive integer, got {self.planned_looks!r}")
+        if self.always_valid is not None and self.always_valid.labels != labels:
+            raise ValueError(
+                "always_valid must have one interval per batch of the result, with the same labels"
+            )
 
     @property
     def latest(self) -> str:
@@ -185,6 +227,15 @@ class MemoInputs:
                 named[label] = tuple(self.exclusions.get(label, ())) or (reason or "excluded",)
         return named
 
+    def acknowledged(self) -> dict[str, str]:
+        """Excluded batches an analyst acknowledged, batch -> reason, in time order."""
+        excluded = self.excluded_batches()
+        return {b: self.acknowledged_exclusions[b] for b in excluded if b in self.acknowledged_exclusions}
+
+    def unmatched_acknowledgements(self) -> tuple[str, ...]:
+        """Acknowledged batches that were not excluded (nothing to acknowledge; shown as not applied)."""
+        return tuple(b for b in self.acknowledged_exclusions if b not in self.excluded_batches())
+
     def failed_checks(self) -> dict[str, tuple[Verdict, ...]]:
         """Failed verdicts per batch, batches in time order (batches without a failure left out)."""
         failed = {b: tuple(v for v in self.verdicts.get(b, ()) if v.failed) for b in self.batch_order()}
@@ -204,16 +255,44 @@ class MemoInputs:
         """Batches whose estimate updated the posterior."""
         return int(np.sum(~self.result.excluded))
 
+    def status_reasons(self) -> tuple[str, ...]:
+        """Why the status is provisional, one clause per rule that holds (see :mod:`~assimilate.report.decision`)."""
+        return provisional_reasons(
+            batches=self.result.labels,
+            latest=self.latest,
+            excluded=self.excluded_batches(),
+            acknowledged=self.acknowledged_exclusions,
+            failed_posterior_checks=[v.name for v in self.posterior_verdicts() if v.failed],
+            max_unacknowledged_share=self.max_unacknowledged_share,
+        )
+
     @property
     def status(self) -> MemoStatus:
-        """``no evidence`` (no batch used), ``provisional`` (a check failed or a batch was excluded), ``pass``."""
+        """``no evidence`` (no batch used), ``provisional`` (a rule of :meth:`status_reasons` holds), ``pass``."""
         if self.n_used == 0:
             return "no evidence"
-        if self.excluded_batches() or self.failed_checks():
-            return "provisional"
-        if any(v.failed for v in self.posterior_verdicts()):
-            return "provisional"
-        return "pass"
+        return "provisional" if self.status_reasons() else "pass"
+
+    @cached_property
+    def decision_interval(self) -> ConfidenceSequence:
+        """The always-valid interval per batch: given, or computed from the result (independent batches)."""
+        if self.always_valid is not None:
+            return self.always_valid
+        result = self.result
+        return confidence_sequence(
+            result.estimates,
+            result.standard_errors,
+            excluded=result.excluded,
+            labels=result.labels,
+            alpha=result.alpha,
+            planned_looks=self.planned_looks,
+        )
+
+    @property
+    def decision(self) -> Decision:
+        """The recommendation: :func:`~assimilate.report.decision.decide` on the status and the latest always-valid interval."""
+        lower, upper = self.decision_interval.conf_int()
+        return decide(status=self.status, lower=lower, upper=upper, desired_direction=self.desired_direction)
 
 
 def effect_decimals(result: AssimilationResult) -> int:
