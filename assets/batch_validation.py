@@ -1,8 +1,13 @@
 """Reading a landed batch file and splitting its rows into valid and quarantined ones.
 
 No Dagster here: the assets call these functions, and tests call them directly. A raw batch is kept
-as text, exactly as delivered; the covariate table is the pandera-validated typed subset with only
-the study's pre-treatment columns. Every rejected row goes to quarantine with the column and rule.
+as text, exactly as delivered; ``type_batch`` (``assets/typed_batch.py``) decides each column's
+type once for every check; the covariate table is the pandera-validated typed subset with only the
+study's pre-treatment columns. Every rejected row goes to quarantine with the column and rule.
+
+A CSV row is read field by field under the header's names: a value beyond the header's last column
+is kept in the ``EXTRA_FIELDS`` column (its row is quarantined), and an empty one is dropped (a
+delimiter at the end of every line is a common export artefact); a NUL byte stays in its value.
 """
 
 from __future__ import annotations
@@ -10,7 +15,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Collection
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from assets.typed_batch import EXTRA_FIELDS, TypedBatch, type_batch
 from orchestration.study_config import StudyConfig
 
 
@@ -28,71 +35,80 @@ class BatchFileError(ValueError):
 QUARANTINE_COLUMNS = ["row_index", "column", "rule", "value", "record_json"]
 
 
-def read_batch_file(path: Path, *, batch: str) -> pd.DataFrame:
-    """Read a CSV or Parquet batch file with every value as text, exactly as delivered."""
+def read_batch_file(path: Path, *, batch: str, content: bytes | None = None) -> pd.DataFrame:
+    """Read a CSV or Parquet batch file with every value as text, exactly as delivered.
+
+    ``content``: the file's bytes when the caller has read them (then what is parsed is what was
+    hashed).
+    """
+    where = f"batch {batch}: file {path.name}"
     suffix = path.suffix.lower()
     try:
+        data = path.read_bytes() if content is None else content
         if suffix == ".csv":
-            text = path.read_bytes().decode("utf-8-sig")
-            header = next(csv.reader(io.StringIO(text)), [])
-            repeated = sorted({name for name in header if header.count(name) > 1})
-            if repeated:
-                raise BatchFileError(f"batch {batch}: file {path.name}: duplicate column names {repeated}")
-            frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
+            frame = _read_csv(data.decode("utf-8-sig"), where)
         elif suffix == ".parquet":
-            frame = pd.read_parquet(path)
+            frame = pd.read_parquet(io.BytesIO(data))
             frame = frame.astype(object).where(frame.notna(), "").astype(str)
+            frame.columns = [str(c) for c in frame.columns]
         else:
-            raise BatchFileError(f"batch {batch}: file {path.name}: unsupported format {suffix!r}")
+            raise BatchFileError(f"{where}: unsupported format {suffix!r}")
     except UnicodeDecodeError as error:
-        raise BatchFileError(f"batch {batch}: file {path.name}: not UTF-8 text ({error.reason})") from error
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as error:
-        if isinstance(error, BatchFileError):
-            raise
-        raise BatchFileError(
-            f"batch {batch}: file {path.name}: cannot be read as a table: {error}"
-        ) from error
-    frame.columns = [str(c) for c in frame.columns]
-    duplicated = frame.columns[frame.columns.duplicated()].tolist()
+        raise BatchFileError(f"{where}: not UTF-8 text ({error.reason})") from error
+    except BatchFileError:
+        raise
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error, OSError, ValueError) as error:
+        hint = " (a quote opens a field that never closes)" if "EOF inside string" in str(error) else ""
+        raise BatchFileError(f"{where}: cannot be read as a table: {error}{hint}") from error
+    duplicated = sorted(set(frame.columns[frame.columns.duplicated()]))
     if duplicated:
-        raise BatchFileError(f"batch {batch}: file {path.name}: duplicate column names {duplicated}")
+        raise BatchFileError(f"{where}: duplicate column names {duplicated}")
     return frame.reset_index(drop=True)
 
 
-# What the quality suite's view reads as a number besides parsable text; the covariate table
-# (``_LITERAL_NAN``) also strips and accepts the spelled-out forms.
-_LITERAL_NUMBERS = ["nan", "inf", "-inf"]
+_LONG_ROW = re.compile(r"expected \d+ fields, saw (\d+)")
 
 
-def typed_view(raw: pd.DataFrame, columns: Collection[str] | None = None) -> pd.DataFrame:
-    """Columns that parse as numbers become numbers; others stay text (for the quality suite).
+def _read_csv(text: str, where: str) -> pd.DataFrame:
+    """Every record's fields under the header's names (the pandas C parser, no field size limit)."""
+    stand_in = ""
+    if "\x00" in text:  # the C parser ends a value at a NUL byte: parse a stand-in, put NUL back
+        stand_in = next(chr(c) for c in range(0xE000, 0xF900) if chr(c) not in text)
+        text = text.replace("\x00", stand_in)
+    options = {"header": None, "dtype": str, "keep_default_na": False, "na_filter": False}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", pd.errors.ParserWarning)
+        fields = pd.read_csv(io.StringIO(text), on_bad_lines="warn", **options)  # type: ignore[call-overload]
+    width = fields.shape[1]  # the header's fields
+    skipped = [str(w.message) for w in caught if issubclass(w.category, pd.errors.ParserWarning)]
+    longest = [int(n) for message in skipped for n in _LONG_ROW.findall(message)]
+    if skipped and not longest:  # never lose the skipped rows silently
+        raise BatchFileError(f"{where}: cannot be read as a table: {skipped[0].strip()}")
+    if longest:  # rows with more fields than the header: read again, wide enough for every row
+        fields = pd.read_csv(io.StringIO(text), names=range(max(longest)), index_col=False, **options)  # type: ignore[call-overload]
+    header = [str(name) for name in fields.iloc[0, :width]]
+    frame = fields.iloc[1:, :width].set_axis(header, axis=1)
+    extra = fields.iloc[1:, width:]
+    if extra.ne("").to_numpy().any():
+        if EXTRA_FIELDS in header:
+            raise BatchFileError(
+                f"{where}: rows have more fields than the header, and a column is named {EXTRA_FIELDS!r}"
+            )
+        frame[EXTRA_FIELDS] = [_extra_json(row) for row in extra.itertuples(index=False)]
+    if header and header.count("") == 1 and header[-1] == "" and not frame[""].ne("").any():
+        frame = frame.drop(columns=[""])  # the header's own delimiter at the end of its line
+    if stand_in:
+        frame = frame.apply(lambda column: column.str.replace(stand_in, "\x00", regex=False))
+        frame.columns = [name.replace(stand_in, "\x00") for name in frame.columns]
+    return frame
 
-    Only ``columns`` (default: all) are considered for parsing; the others are passed through as
-    text.
-    """
-    chosen = raw.columns if columns is None else [c for c in raw.columns if c in set(columns)]
-    typed = {column: raw[column] for column in raw.columns}
-    for column in chosen:
-        numeric = _as_numbers(raw[column])
-        if numeric is not None:
-            typed[column] = numeric
-    return pd.DataFrame(typed, index=raw.index)
 
-
-def _as_numbers(text: pd.Series) -> pd.Series | None:
-    """The column as numbers when every value parses (blank is missing), else None."""
-    blank = text.eq("")
-    first = text[~blank].iloc[:1]
-    if len(first) and not _parses(first):
-        return None  # a text column fails on its first value: skip parsing the whole column
-    numeric = pd.to_numeric(text.mask(blank), errors="coerce")
-    unparsed = numeric.isna() & ~blank
-    return numeric if _parses(text[unparsed], numeric[unparsed]) else None
-
-
-def _parses(text: pd.Series, numeric: pd.Series | None = None) -> bool:
-    numeric = pd.to_numeric(text, errors="coerce") if numeric is None else numeric
-    return bool((numeric.notna() | text.str.lower().isin(_LITERAL_NUMBERS)).all())
+def _extra_json(values: tuple[str, ...]) -> str:
+    """A row's values beyond the header as a JSON list, up to its last non-empty one ('' if none)."""
+    kept = list(values)
+    while kept and kept[-1] == "":
+        kept.pop()
+    return json.dumps(kept, ensure_ascii=False) if kept else ""
 
 
 @dataclass(frozen=True)
@@ -110,11 +126,6 @@ class SplitBatch:
     def quarantined_rows(self) -> int:
         """Number of distinct rows that were quarantined."""
         return int(self.quarantine["row_index"].nunique()) if len(self.quarantine) else 0
-
-
-def required_columns(study: StudyConfig) -> list[str]:
-    """Unit id, treatment, outcome and every covariate the study adjusts for."""
-    return [study.unit_id, study.treatment, study.outcome, *study.model_columns]
 
 
 def covariate_schema(study: StudyConfig) -> pa.DataFrameSchema:
@@ -144,94 +155,45 @@ def covariate_schema(study: StudyConfig) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(columns, strict=True, ordered=False)
 
 
-_LITERAL_NAN = ["nan", "inf", "-inf", "+inf", "infinity", "-infinity"]
-_TREATMENT_TEXT = {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "true": 1, "false": 0}
-
-
-def _coerce(
-    raw: pd.DataFrame, study: StudyConfig, parsed: pd.DataFrame | None
-) -> tuple[pd.DataFrame, list[dict[str, object]]]:
-    """Typed copy of the required columns, with a quarantine entry for every value that will not parse.
-
-    Values are stripped of surrounding white space first; only values that do not parse as
-    delivered are stripped (stripping every value costs ~30 ms per 1e5 values and column).
-    """
-    problems: list[dict[str, object]] = []
-    typed: dict[str, pd.Series] = {}
-    for name in [study.outcome, *study.covariates]:
-        known = None if parsed is None or parsed[name].dtype == object else parsed[name]
-        numeric, failed = _numbers(raw[name], known)
-        for index in raw.index[failed]:
-            problems.append({"row_index": index, "column": name, "rule": "value must be a number"})
-        typed[name] = numeric
-    treatment = raw[study.treatment].map(_TREATMENT_TEXT).astype(float)
-    retry = treatment.isna().to_numpy()
-    if retry.any():
-        treatment[retry] = raw[study.treatment][retry].str.strip().str.lower().map(_TREATMENT_TEXT).to_numpy()
-    for index in raw.index[treatment.isna()]:
-        problems.append({"row_index": index, "column": study.treatment, "rule": "treatment must be 0 or 1"})
-    typed[study.treatment] = treatment.fillna(-1).astype("int64")
-    typed[study.unit_id] = raw[study.unit_id].astype(str)
-    for name in study.categorical:
-        typed[name] = raw[name].astype(str).str.strip()
-    return pd.DataFrame(typed, index=raw.index), problems
-
-
-def _numbers(text: pd.Series, known: pd.Series | None = None) -> tuple[pd.Series, np.ndarray]:
-    """Numbers from stripped text (blank is missing) and where a value is not a number.
-
-    ``known``: the column as ``typed_view`` parsed it, if it did (the same first pass).
-    """
-    first = known if known is not None else pd.to_numeric(text.mask(text.eq("")), errors="coerce")
-    numeric = first.astype(float, copy=True)  # filled in below: never write into ``known``
-    retry = numeric.isna().to_numpy()
-    failed = retry.copy()
-    if retry.any():
-        stripped = text[retry].str.strip()
-        again = pd.to_numeric(stripped.mask(stripped.eq("")), errors="coerce").astype(float)
-        numeric[retry] = again.to_numpy()
-        literal = stripped.str.lower().isin(_LITERAL_NAN)
-        failed[retry] = (again.isna() & stripped.ne("") & ~literal).to_numpy(dtype=bool)
-    return numeric, failed
-
-
-def split_valid_rows(
-    raw: pd.DataFrame, study: StudyConfig, *, parsed: pd.DataFrame | None = None
-) -> SplitBatch:
+def split_valid_rows(raw: pd.DataFrame, study: StudyConfig, *, typed: TypedBatch | None = None) -> SplitBatch:
     """Validate a raw batch against the study's covariate schema; quarantine failing rows.
 
-    Columns not needed by the study (including post-treatment ones) never reach the valid table.
-    A row fails when any of its required values does not parse or breaks a schema rule; duplicated
-    unit ids quarantine every row that shares the id. ``parsed``: ``typed_view(raw)`` if the
-    caller has it (its number columns are not parsed again).
+    Reads ``type_batch(raw, study)`` (pass it as ``typed`` if the caller has it): a row that breaks
+    a reading rule there is quarantined with it; pandera judges the other rows. Columns not needed
+    by the study (including post-treatment ones) never reach the valid table.
     """
-    missing = tuple(c for c in required_columns(study) if c not in raw.columns)
-    if missing:
-        return SplitBatch(_empty_valid(study), _empty_quarantine(), missing)
-    typed, problems = _coerce(raw, study, parsed)
+    typed = type_batch(raw, study) if typed is None else typed
+    if typed.missing_columns:
+        return SplitBatch(_empty_valid(study), _empty_quarantine(), typed.missing_columns)
     schema = covariate_schema(study)
+    candidates = typed.frame.loc[~typed.frame.index.isin(typed.problems["row_index"]), list(schema.columns)]
+    candidates = candidates.astype({study.treatment: "int64"})  # every remaining treatment is 0 or 1
+    problems = [typed.problems]
     try:
-        schema.validate(typed, lazy=True)
+        schema.validate(candidates, lazy=True)
     except pa.errors.SchemaErrors as errors:
-        cases = errors.failure_cases
-        for case in cases.itertuples(index=False):
-            if pd.isna(case.index):
-                continue
-            rule = "unit id must be unique" if case.check == "field_uniqueness" else str(case.check)
-            if case.check == "not_nullable":
-                rule = "value must not be missing"
-            problems.append({"row_index": int(case.index), "column": str(case.column), "rule": rule})
-    quarantine = _quarantine_table(raw, problems)
-    valid = typed.loc[~typed.index.isin(quarantine["row_index"]), list(schema.columns)]
-    valid = valid.reset_index(names="row_index")
-    return SplitBatch(valid, quarantine, ())
+        cases = errors.failure_cases.dropna(subset=["index"])
+        rules = (
+            cases["check"]
+            .astype(str)
+            .replace(
+                {"field_uniqueness": "unit id must be unique", "not_nullable": "value must not be missing"}
+            )
+        )
+        problems.append(
+            pd.DataFrame(
+                {"row_index": cases["index"].astype(np.int64), "column": cases["column"], "rule": rules}
+            )
+        )
+    quarantine = _quarantine_table(raw, pd.concat(problems, ignore_index=True))
+    valid = candidates.loc[~candidates.index.isin(quarantine["row_index"])]
+    return SplitBatch(valid.reset_index(names="row_index"), quarantine, ())
 
 
-def _quarantine_table(raw: pd.DataFrame, problems: list[dict[str, object]]) -> pd.DataFrame:
-    if not problems:
+def _quarantine_table(raw: pd.DataFrame, problems: pd.DataFrame) -> pd.DataFrame:
+    if problems.empty:
         return _empty_quarantine()
-    table = pd.DataFrame(problems).drop_duplicates(["row_index", "column", "rule"])
-    table["row_index"] = table["row_index"].astype(np.int64)
+    table = problems.drop_duplicates(["row_index", "column", "rule"]).astype({"column": str, "rule": str})
     table["value"] = [str(raw.at[i, c]) for i, c in zip(table["row_index"], table["column"], strict=True)]
     records = raw.loc[table["row_index"].unique()].to_dict(orient="index")
     table["record_json"] = [

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
-from assets.batch_validation import covariate_schema, split_valid_rows, typed_view
+from assets.batch_validation import covariate_schema, split_valid_rows
 from assets.common import (
     batch_asset_options,
     described,
@@ -16,6 +16,7 @@ from assets.common import (
     withdrawn_results,
 )
 from assets.raw_records import records_frame
+from assets.typed_batch import type_batch
 from assimilate.diagnostics import Verdict, sample_ratio_mismatch
 from checks.post_treatment import post_treatment_verdict
 from checks.results import ERROR, check_result, check_spec, naming_batch, verdict_rows
@@ -130,8 +131,8 @@ def build_covariate_table(
                 asset_key, ["schema", "post_treatment_exclusion", "sample_ratio_mismatch"]
             )
             return
-        typed = typed_view(raw)
-        split = split_valid_rows(raw, study, parsed=typed)
+        typed = type_batch(raw, study)  # the same reader as the quality suite's
+        split = split_valid_rows(raw, study, typed=typed)
         verdicts = {
             "schema": (
                 schema_verdict(
@@ -139,7 +140,7 @@ def build_covariate_table(
                 ),
                 ERROR,
             ),
-            "post_treatment_exclusion": (post_treatment_verdict(study, typed, batch=batch), ERROR),
+            "post_treatment_exclusion": (post_treatment_verdict(study, typed.frame, batch=batch), ERROR),
             "sample_ratio_mismatch": (srm_verdict(study, split.valid), ERROR),
         }
         verdicts = {prop: (naming_batch(v, batch), severity) for prop, (v, severity) in verdicts.items()}

@@ -7,9 +7,10 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
-from assets.batch_validation import BatchFileError, read_batch_file, typed_view
+from assets.batch_validation import BatchFileError, read_batch_file
 from assets.common import batch_asset_options, described, key, verdict_table, withdraw, withdrawn_results
 from assets.raw_records import raw_rows_table
+from assets.typed_batch import type_batch
 from assimilate.diagnostics import Verdict
 from checks.quality import run_quality_suite
 from checks.results import ERROR, check_result, check_spec, naming_batch, verdict_rows
@@ -44,7 +45,7 @@ def build_raw_batch(study: StudyConfig, partitions: dg.PartitionsDefinition) -> 
         content = path.read_bytes()
         sha256 = hashlib.sha256(content).hexdigest()
         try:
-            raw = read_batch_file(path, batch=batch)
+            raw = read_batch_file(path, batch=batch, content=content)
             verdict, expectations = _quality(raw, study, batch)
         except BatchFileError as error:
             # An unreadable file is a failed quality check, not a crash: it is recorded, alerted on,
@@ -96,9 +97,10 @@ def build_raw_batch(study: StudyConfig, partitions: dg.PartitionsDefinition) -> 
 def _quality(raw: pd.DataFrame, study: StudyConfig, batch: str) -> tuple[Verdict, pd.DataFrame]:
     if raw.empty:
         return _unreadable(f"batch {batch}: the file has no data rows"), pd.DataFrame()
-    # The suite judges values of these columns only (the others: whether they exist).
+    # The suite reads the batch as the covariate table does (one reader types each column); it judges
+    # the values of these columns only (the others: whether they exist).
     judged = [study.unit_id, study.treatment, study.outcome]
-    result = run_quality_suite(typed_view(raw, judged), study, batch=batch)
+    result = run_quality_suite(type_batch(raw, study, columns=judged).frame, study, batch=batch)
     return result.verdict, result.expectations
 
 

@@ -1,8 +1,12 @@
 """Data quality of a raw batch, with a Great Expectations (1.x) suite run on the delivered rows.
 
-The suite: required columns present, treatment in {0, 1} with both arms present, outcome non-null
-but for the share the study quarantines (and within the study's range), unit ids unique. GX is imported inside the function: it costs
-several seconds, and a definitions load must not pay it; its context is made once per process.
+The suite reads the frame of the one reader (``assets/typed_batch.py``), as the covariate table
+does. Batch rules: the required columns are present and both arms are there. Row rules (treatment
+present and 0 or 1, outcome present and within the study's range, unit id present and unique) hold
+for all but the share of rows the study quarantines (``mostly``): a row that breaks one is
+quarantined by the covariate table, and only more than that share excludes the batch. GX is
+imported inside the function: it costs several seconds, and a definitions load must not pay it;
+its context is made once per process.
 """
 
 from __future__ import annotations
@@ -30,17 +34,17 @@ def _suite(study: StudyConfig, columns: set[str]) -> list[Any]:
 
     required = [study.unit_id, study.treatment, study.outcome, *study.model_columns]
     expectations: list[Any] = [gx.expectations.ExpectColumnToExist(column=c) for c in required]
+    # The share of rows the covariate table may quarantine before the batch is excluded.
+    mostly = 1.0 - study.thresholds.max_quarantine_share
     if study.treatment in columns:
-        expectations.append(
-            gx.expectations.ExpectColumnValuesToBeInSet(column=study.treatment, value_set=[0, 1])
-        )
-        expectations.append(
-            gx.expectations.ExpectColumnDistinctValuesToContainSet(column=study.treatment, value_set=[0, 1])
-        )
+        expectations += [
+            gx.expectations.ExpectColumnValuesToNotBeNull(column=study.treatment, mostly=mostly),
+            gx.expectations.ExpectColumnValuesToBeInSet(
+                column=study.treatment, value_set=[0, 1], mostly=mostly
+            ),
+            gx.expectations.ExpectColumnDistinctValuesToContainSet(column=study.treatment, value_set=[0, 1]),
+        ]
     if study.outcome in columns:
-        # A few missing outcomes are quarantined row by row (covariate_table); more than the
-        # study tolerates fails the batch here.
-        mostly = 1.0 - study.thresholds.max_quarantine_share
         expectations.append(
             gx.expectations.ExpectColumnValuesToNotBeNull(column=study.outcome, mostly=mostly)
         )
@@ -48,11 +52,14 @@ def _suite(study: StudyConfig, columns: set[str]) -> list[Any]:
         if low is not None or high is not None:
             expectations.append(
                 gx.expectations.ExpectColumnValuesToBeBetween(
-                    column=study.outcome, min_value=low, max_value=high
+                    column=study.outcome, min_value=low, max_value=high, mostly=mostly
                 )
             )
     if study.unit_id in columns:
-        expectations.append(gx.expectations.ExpectColumnValuesToBeUnique(column=study.unit_id))
+        expectations += [
+            gx.expectations.ExpectColumnValuesToNotBeNull(column=study.unit_id, mostly=mostly),
+            gx.expectations.ExpectColumnValuesToBeUnique(column=study.unit_id, mostly=mostly),
+        ]
     return expectations
 
 
@@ -73,7 +80,7 @@ def _batch_definition() -> Any:
 
 
 def run_quality_suite(typed: pd.DataFrame, study: StudyConfig, *, batch: str) -> QualityResult:
-    """Validate a batch (numbers parsed, see ``typed_view``) against the study's quality suite."""
+    """Validate a batch, as ``type_batch`` typed it, against the study's quality suite."""
     import great_expectations as gx
 
     definition = _batch_definition()  # first: a suite needs an active context

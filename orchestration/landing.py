@@ -16,7 +16,9 @@ monthly     ``2025-03.csv``             ``2025-03-01``
 ==========  ==========================  =============================================
 
 Suffixes ``.csv`` and ``.parquet`` (any case). Hidden files (``.name``) are ignored, so a writer
-can land a file atomically by writing ``.2025-03.csv.tmp`` and renaming it.
+can land a file atomically by writing ``.2025-03.csv.tmp`` and renaming it. A file written in place
+is read once its size and modification time held for ``SETTLE_SECONDS`` (until then it is
+"still being written" and the next scan looks again).
 
 Example
 -------
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -46,6 +49,7 @@ _STEM = {
 }
 _FORM = {"daily": "YYYY-MM-DD", "weekly": "YYYY-MM-DD (the Sunday the week starts)", "monthly": "YYYY-MM"}
 _SUNDAY = 6  # date.weekday()
+SETTLE_SECONDS = 1.0  # a file nobody wrote to for this long is taken as complete
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,7 @@ def scan_landing(
     cadence: Cadence,
     cursor: Mapping[str, str],
     valid_keys: Collection[str] | None = None,
+    settle_seconds: float = SETTLE_SECONDS,
 ) -> LandingScan:
     """Compare a landing folder with the cursor: new or changed, unchanged and unmapped files.
 
@@ -159,6 +164,10 @@ def scan_landing(
         File name -> sha256 from the previous scan (``{}`` on the first).
     valid_keys : collection of str, optional
         The study's partition keys; a file mapping elsewhere is unmapped. None accepts any key.
+    settle_seconds : float
+        A file is read only when its size and modification time stayed the same for this long
+        (the scan waits at most this long once); one written meanwhile is unmapped with the
+        reason "still being written" and looked at again by the next scan.
 
     Notes
     -----
@@ -197,13 +206,60 @@ def scan_landing(
         if len(paths) > 1:
             names = " and ".join(p.name for p in paths)
             unmapped += [(p.name, f"{names} both map to partition {key}: remove one") for p in paths]
+            del candidates[key]
+    settled = _settled([paths[0] for paths in candidates.values()], settle_seconds)
+    for key in sorted(candidates):
+        path = candidates[key][0]
+        seen = settled.get(path)
+        try:
+            sha256, size = _hash_and_size(path)
+            written = seen is None or _stat(path) != seen
+        except OSError:  # removed or replaced during the scan: the next scan looks again
+            written = True
+        if written:  # still being written: the next scan looks again
+            unmapped.append(
+                (path.name, f"still being written (changed within {settle_seconds:g} s): deferred")
+            )
+            if path.name in cursor:
+                next_cursor[path.name] = cursor[path.name]
             continue
-        path = paths[0]
-        sha256, size = _hash_and_size(path)
         landed = LandedFile(partition_key=key, path=path, sha256=sha256, size=size)
         (unchanged if cursor.get(path.name) == sha256 else new).append(landed)
         next_cursor[path.name] = sha256
     return LandingScan(tuple(new), tuple(unchanged), tuple(sorted(unmapped)), next_cursor)
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    status = path.stat()
+    return status.st_size, status.st_mtime_ns
+
+
+def _settled(paths: list[Path], settle_seconds: float) -> dict[Path, tuple[int, int]]:
+    """The files whose size and mtime held for ``settle_seconds``, with that (size, mtime).
+
+    A file written in place is otherwise read half-written (finding L5). Files last modified
+    longer ago count as watched; for the others the scan waits once, until the newest is
+    ``settle_seconds`` old (at most that long), and looks again.
+    """
+    seen: dict[Path, tuple[int, int]] = {}
+    for path in paths:
+        try:
+            seen[path] = _stat(path)
+        except OSError:  # removed during the scan
+            continue
+    now = time.time_ns()
+    fresh = [path for path, (_, mtime) in seen.items() if now - mtime < settle_seconds * 1e9]
+    if fresh:
+        newest = max(seen[path][1] for path in fresh)
+        time.sleep(min(settle_seconds, max(0.0, (newest - now) / 1e9 + settle_seconds)))
+        for path in fresh:
+            try:
+                if _stat(path) == seen[path]:
+                    continue
+            except OSError:
+                pass
+            del seen[path]
+    return seen
 
 
 def _unsafe(entry: Path, root: Path) -> str:
@@ -216,22 +272,3 @@ def _unsafe(entry: Path, root: Path) -> str:
     if not resolved.is_file():
         return "not a regular file"
     return ""
-
-
-def withdrawn_files(
-    folder: str | Path, *, cadence: Cadence, cursor: Mapping[str, str], scan: LandingScan
-) -> list[tuple[str, str, str]]:
-    """Files of the cursor that are gone and whose partition now has no file: (name, key, sha256).
-
-    Such a batch was withdrawn: its partition must be re-run so that its data leave the warehouse
-    and the posterior takes a predict-only step for it.
-    """
-    present = {landed.partition_key for landed in (*scan.new_or_changed, *scan.unchanged)}
-    root = Path(folder)
-    result = []
-    for name, sha256 in sorted(cursor.items()):
-        key = partition_key_for_file(name, cadence)
-        if key is None or (root / name).exists() or key in present:
-            continue
-        result.append((name, key, sha256))
-    return result

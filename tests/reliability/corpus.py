@@ -111,12 +111,42 @@ def _set(column: str, rows: list[int], value: object) -> Callable[[pd.DataFrame]
 
 
 READABLE = "the file is a readable, non-empty table"
+EXTRA_FIELDS = "(extra fields)"  # the raw column of values beyond the header (assets/typed_batch.py)
 COLUMNS_PRESENT = "required columns present"
 SUITE = "every expectation of the quality suite holds"
 ESTIMABLE = "the primary estimator returns a finite estimate and a positive standard error"
 BINARY = "treatment must be 0 or 1"
+MISSING = "value must not be missing"
+UNIQUE = "unit id must be unique"
 SQL_VALUE = "'); DROP TABLE corpus.raw_rows; --"
 HOSTILE_COLUMNS = ('quote"col', "semi;colon", "DROP TABLE raw_rows; --", "select", "ünïcödé ✓", "x" * 10_000)
+
+
+def _lines(seed: int, change: Callable[[list[str]], list[str]], n: int = 400) -> bytes:
+    """A good batch's CSV lines (the header first), edited as text."""
+    return ("\n".join(change(csv(good_frame(seed, n=n)).decode().splitlines())) + "\n").encode()
+
+
+def _extra_field(lines: list[str]) -> list[str]:
+    return [line + ",zzz" if index == 201 else line for index, line in enumerate(lines)]  # data row 200
+
+
+def _text_treatment(zero: str, one: str) -> Callable[[int], bytes]:
+    return lambda s: csv(good_frame(s).assign(treatment=lambda f: f["treatment"].map({0: zero, 1: one})))
+
+
+def _ids(ids: Callable[[pd.DataFrame], list[str]]) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    return lambda frame: frame.assign(unit_id=ids(frame))
+
+
+def _treatments(values: dict[int, object]) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    def change(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.astype({"treatment": object})
+        for row, value in values.items():
+            frame.loc[row, "treatment"] = value
+        return frame
+
+    return change
 
 
 def _hostile_columns(frame: pd.DataFrame) -> pd.DataFrame:
@@ -246,11 +276,8 @@ CASES: list[Case] = [
         "treatment_two",
         "non-binary treatment",
         lambda s: _edit(s, _set("treatment", [5, 9], 2)),
-        "excluded",
-        "raw_batch_data_quality",
-        ("treatment",),
+        "admitted",
         quarantined=("treatment",),
-        rule=SUITE,
         quarantine_rule=BINARY,
         quarantined_rows=(5, 9),
     ),
@@ -258,11 +285,8 @@ CASES: list[Case] = [
         "treatment_minus_one",
         "non-binary treatment",
         lambda s: _edit(s, _set("treatment", [4], -1)),
-        "excluded",
-        "raw_batch_data_quality",
-        ("treatment",),
+        "admitted",
         quarantined=("treatment",),
-        rule=SUITE,
         quarantine_rule=BINARY,
         quarantined_rows=(4,),
     ),
@@ -284,7 +308,7 @@ CASES: list[Case] = [
         lambda s: _edit(s, _set("treatment", [1, 2], "")),
         "admitted",
         quarantined=("treatment",),
-        quarantine_rule=BINARY,
+        quarantine_rule=MISSING,
         quarantined_rows=(1, 2),
     ),
     Case(
@@ -336,13 +360,22 @@ CASES: list[Case] = [
         "duplicate_unit_ids",
         "duplicate ids",
         lambda s: _edit(s, _set("unit_id", [0, 1, 2], "same")),
+        "admitted",
+        quarantined=("unit_id",),
+        quarantine_rule=UNIQUE,
+        quarantined_rows=(0, 1, 2),
+    ),
+    Case(
+        "duplicate_unit_ids_in_many_rows",
+        "duplicate ids",
+        lambda s: _edit(s, _set("unit_id", list(range(40)), "same")),
         "excluded",
         "raw_batch_data_quality",
         ("unit_id",),
         quarantined=("unit_id",),
         rule=SUITE,
-        quarantine_rule="unit id must be unique",
-        quarantined_rows=(0, 1, 2),
+        quarantine_rule=UNIQUE,
+        quarantined_rows=tuple(range(40)),
     ),
     Case(
         "perfect_separation",
@@ -419,12 +452,9 @@ CASES: list[Case] = [
         "inf_in_treatment",
         "non-finite value",
         lambda s: _edit(s, _set("treatment", [15], "inf")),
-        "excluded",
-        "raw_batch_data_quality",
-        ("treatment",),
+        "admitted",
         quarantined=("treatment",),
         quarantined_rows=(15,),
-        rule=SUITE,
         quarantine_rule=BINARY,
     ),
     Case(
@@ -441,6 +471,102 @@ CASES: list[Case] = [
         "hostile names",
         lambda s: _edit(s, _set("unit_id", [0, 1], [SQL_VALUE, SQL_VALUE + "2"])),
         "admitted",
+    ),
+    # Findings of issue 10 (one reader for every check; ../shared/RELIABILITY_FINDINGS.md).
+    Case(
+        "stray_quote_in_a_large_header",  # M2: crashed the run with "_csv.Error: field larger than ..."
+        "format",
+        lambda s: csv(good_frame(s, n=5000)).replace(b"unit_id,x", b'unit_id,"x', 1),
+        "excluded",
+        "raw_batch_data_quality",
+        ("cannot be read", "never closes"),
+        rule=READABLE,
+    ),
+    Case(
+        "trailing_delimiter_on_every_row",  # M3: every value moved one column left, unit ids lost
+        "format",
+        lambda s: _lines(s, lambda lines: lines[:1] + [line + "," for line in lines[1:]]),
+        "admitted",
+    ),
+    Case(
+        "trailing_delimiter_on_every_line",
+        "format",
+        lambda s: _lines(s, lambda lines: [line + "," for line in lines]),
+        "admitted",
+    ),
+    Case(
+        "extra_field_in_one_row",  # L1: the whole file was unreadable
+        "ragged row",
+        lambda s: _lines(s, _extra_field),
+        "admitted",
+        quarantined=(EXTRA_FIELDS,),
+        quarantine_rule="the row has more fields than the header",
+        quarantined_rows=(200,),
+    ),
+    Case(
+        "nul_bytes_in_values",  # L2: values were cut at the NUL and admitted
+        "NUL bytes",
+        lambda s: _edit(s, lambda f: _set("segment", [5], "a\x00")(_set("unit_id", [3], "u\x00null")(f))),
+        "admitted",
+        quarantined=("unit_id", "segment"),
+        quarantine_rule="value must not contain a NUL byte",
+        quarantined_rows=(3, 5),
+    ),
+    Case(
+        "ids_differing_only_by_spaces",  # L3: counted as two units
+        "duplicate ids",
+        lambda s: _edit(s, _ids(lambda f: [f["unit_id"][0], f"{f['unit_id'][0]} ", *f["unit_id"][2:]])),
+        "admitted",
+        quarantined=("unit_id",),
+        quarantine_rule=UNIQUE,
+        quarantined_rows=(0, 1),
+    ),
+    Case(
+        "int64_ids_and_one_blank",  # M4: float64 collapsed the ids, excluded as duplicates
+        "64-bit ids",
+        lambda s: _edit(
+            s, _ids(lambda f: [str(1_800_000_000_000_000_000 + i) for i in range(len(f) - 1)] + [""])
+        ),
+        "admitted",
+        quarantined=("unit_id",),
+        quarantine_rule=MISSING,
+        quarantined_rows=(399,),
+    ),
+    Case(
+        "zero_padded_ids",  # M4: 007 and 7 excluded as duplicates by the suite only
+        "64-bit ids",
+        lambda s: _edit(s, _ids(lambda f: ["007", "7", *(str(100 + i) for i in range(len(f) - 2))])),
+        "admitted",
+    ),
+    Case(
+        "parquet_bool_treatment",  # M4: excluded by the suite, all rows valid in pandera
+        "bool treatment",
+        lambda s: parquet(good_frame(s).assign(treatment=lambda f: f["treatment"].astype(bool))),
+        "admitted",
+        suffix="parquet",
+    ),
+    Case("treatment_true_false_text", "bool treatment", _text_treatment("FALSE", "TRUE"), "admitted"),
+    Case("treatment_1e0_0e0", "bool treatment", _text_treatment("0e0", "1e0"), "admitted"),
+    Case(
+        "one_invalid_and_two_blank_treatments",  # issue 12: one -1 excluded, two blanks did not
+        "non-binary treatment",
+        lambda s: _edit(s, _treatments({4: -1, 1: "", 2: ""})),
+        "admitted",
+        quarantined=("treatment",),
+        quarantine_rule=BINARY,
+        quarantined_rows=(1, 2, 4),
+    ),
+    Case(
+        "treatment_invalid_in_many_rows",
+        "non-binary treatment",
+        lambda s: _edit(s, _treatments(dict.fromkeys(range(40), -1))),
+        "excluded",
+        "raw_batch_data_quality",
+        ("treatment",),
+        quarantined=("treatment",),
+        rule=SUITE,
+        quarantine_rule=BINARY,
+        quarantined_rows=tuple(range(40)),
     ),
     Case(
         "no_partition_name",

@@ -1,0 +1,248 @@
+"""One reader decides each column's type once: the quality suite and the covariate table agree.
+
+Findings M2, M3, M4, L1, L2 and L3 of issue 10 (``../shared/RELIABILITY_FINDINGS.md``), on the
+reader's functions with the real Great Expectations suite and the real pandera schema; the
+adversarial corpus runs the same files through the pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from assets.batch_validation import BatchFileError, read_batch_file, split_valid_rows
+from assets.raw_records import raw_rows_table, records_frame
+from assets.typed_batch import EXTRA_FIELD, EXTRA_FIELDS, MISSING, NUL_BYTE, UNIQUE_ID, type_batch
+from checks.quality import run_quality_suite
+from orchestration.study_config import StudyConfig
+from tests.reliability.corpus import corpus_study, csv, good_frame, parquet
+
+STUDY = corpus_study()
+SHARE = STUDY.thresholds.max_quarantine_share
+
+
+def landed(tmp_path: Path, content: bytes, suffix: str = "csv") -> pd.DataFrame:
+    """The raw batch as ``raw_batch`` reads it, then as ``covariate_table`` rebuilds it from raw_rows."""
+    path = tmp_path / f"2025-01-02.{suffix}"
+    path.write_bytes(content)
+    raw = read_batch_file(path, batch="2025-01-02")
+    stored = records_frame(raw_rows_table(raw)["record_json"])
+    pd.testing.assert_frame_equal(stored, raw[sorted(raw.columns)])
+    return raw
+
+
+def lines(frame: pd.DataFrame) -> list[str]:
+    return csv(frame).decode().splitlines()
+
+
+def text(rows: list[str]) -> bytes:
+    return ("\n".join(rows) + "\n").encode()
+
+
+def quarantined(raw: pd.DataFrame, study: StudyConfig = STUDY) -> dict[int, set[tuple[str, str]]]:
+    """Row index -> its (column, rule) pairs in the covariate table's quarantine."""
+    table = split_valid_rows(raw, study).quarantine
+    result: dict[int, set[tuple[str, str]]] = {}
+    for row in table.itertuples():
+        result.setdefault(int(row.row_index), set()).add((row.column, row.rule))
+    return result
+
+
+# M2 ------------------------------------------------------------------------------------------
+
+
+def test_a_field_longer_than_the_csv_module_limit_is_read(tmp_path: Path) -> None:
+    name = "y" * 140_000  # the csv module's field limit is 131,072 characters
+    raw = landed(tmp_path, csv(good_frame(1, n=40).assign(**{name: 1})))
+    assert name in raw.columns and (raw[name] == "1").all() and len(raw) == 40
+
+
+def test_a_stray_quote_in_the_header_of_a_large_file_is_a_verdict_naming_the_batch(tmp_path: Path) -> None:
+    content = csv(good_frame(2, n=5000)).replace(b"unit_id,x", b'unit_id,"x', 1)
+    assert len(content) > 131_072
+    with pytest.raises(
+        BatchFileError, match=r"^batch 2025-01-02: file 2025-01-02.csv: cannot be read.*never closes"
+    ):
+        landed(tmp_path, content)
+
+
+# M3 ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("header_too", [False, True], ids=["data_rows", "every_line"])
+def test_a_trailing_delimiter_shifts_nothing(tmp_path: Path, header_too: bool) -> None:
+    frame = good_frame(7)
+    rows = lines(frame)
+    edited = [rows[0] + ("," if header_too else "")] + [row + "," for row in rows[1:]]
+    raw = landed(tmp_path, text(edited))
+    pd.testing.assert_frame_equal(raw, landed(tmp_path, csv(frame)))
+    assert raw["unit_id"].tolist() == frame["unit_id"].tolist()
+    assert len(split_valid_rows(raw, STUDY).valid) == len(frame)
+
+
+# L1 ------------------------------------------------------------------------------------------
+
+
+def test_one_row_with_an_extra_field_is_quarantined_alone_and_keeps_every_value(tmp_path: Path) -> None:
+    frame = good_frame(8)
+    rows = lines(frame)
+    rows[201] += ",zzz,"  # data row 200
+    raw = landed(tmp_path, text(rows))
+    assert len(raw) == len(frame)
+    assert raw.drop(columns=EXTRA_FIELDS).iloc[200].tolist() == rows[201].split(",")[:6]
+    assert raw[EXTRA_FIELDS].tolist() == [""] * 200 + ['["zzz"]'] + [""] * 199
+    split = split_valid_rows(raw, STUDY)
+    assert quarantined(raw) == {200: {(EXTRA_FIELDS, EXTRA_FIELD)}}
+    assert split.quarantine["value"].tolist() == ['["zzz"]'] and len(split.valid) == len(frame) - 1
+
+
+# L2 ------------------------------------------------------------------------------------------
+
+
+def test_a_nul_byte_stays_in_its_value_and_quarantines_its_row(tmp_path: Path) -> None:
+    frame = good_frame(9)
+    frame.loc[3, "unit_id"], frame.loc[5, "segment"] = "u\x00null", "a\x00"
+    raw = landed(tmp_path, csv(frame))
+    assert raw.at[3, "unit_id"] == "u\x00null" and raw.at[5, "segment"] == "a\x00"
+    assert '"u\\u0000null"' in raw_rows_table(raw)["record_json"][3]
+    assert quarantined(raw) == {3: {("unit_id", NUL_BYTE)}, 5: {("segment", NUL_BYTE)}}
+
+
+# L3 and M4: unit ids -------------------------------------------------------------------------
+
+
+def test_unit_ids_are_text_stripped_of_surrounding_spaces(tmp_path: Path) -> None:
+    frame = good_frame(10)
+    frame["unit_id"] = [
+        "u-0",
+        "u-0 ",
+        " 007",
+        "7",
+        *(str(1_800_000_000_000_000_000 + i) for i in range(395)),
+        "",
+    ]
+    raw = landed(tmp_path, csv(frame))
+    typed = type_batch(raw, STUDY).frame["unit_id"]
+    assert typed[:4].tolist() == ["u-0", "u-0", "007", "7"]
+    assert typed[4:399].tolist() == [str(1_800_000_000_000_000_000 + i) for i in range(395)]
+    assert typed[399] is None
+    assert quarantined(raw) == {
+        0: {("unit_id", UNIQUE_ID)},
+        1: {("unit_id", UNIQUE_ID)},
+        399: {("unit_id", MISSING)},
+    }
+    valid = split_valid_rows(raw, STUDY).valid
+    assert {"007", "7", "1800000000000000394"} <= set(valid["unit_id"]) and len(valid) == 397
+    suite = run_quality_suite(type_batch(raw, STUDY).frame, STUDY, batch="b").expectations.set_index(
+        "expectation"
+    )
+    assert suite.loc["expect_column_values_to_be_unique", "unexpected_count"] == 2
+    assert suite.loc["expect_column_values_to_be_unique", "success"]
+
+
+# M4: treatments and outcomes read the same by both -------------------------------------------
+
+SPELLINGS = {
+    "integers": ("0", "1"),
+    "decimals": ("0.0", "1.0"),
+    "exponents": ("0e0", "1e0"),
+    "upper_case_booleans": ("FALSE", "TRUE"),
+    "booleans": ("false", "true"),
+    "padded": (" 0", "1 "),
+}
+
+
+def _spelled(zero: str, one: str) -> bytes:
+    return csv(good_frame(11).assign(treatment=lambda f: f["treatment"].map({0: zero, 1: one})))
+
+
+@pytest.mark.parametrize(
+    ("content", "suffix"),
+    [pytest.param(_spelled(*v), "csv", id=k) for k, v in SPELLINGS.items()]
+    + [
+        pytest.param(
+            parquet(good_frame(11).assign(treatment=lambda f: f["treatment"].astype(bool))),
+            "parquet",
+            id="parquet_bool",
+        ),
+        pytest.param(parquet(good_frame(11).astype({"treatment": "Int64"})), "parquet", id="parquet_Int64"),
+    ],
+)
+def test_every_spelling_of_a_binary_treatment_is_read_the_same_by_both(
+    tmp_path: Path, content: bytes, suffix: str
+) -> None:
+    expected = good_frame(11)["treatment"].to_numpy()
+    raw = landed(tmp_path, content, suffix)
+    typed = type_batch(raw, STUDY)
+    np.testing.assert_array_equal(typed.frame["treatment"].to_numpy(), expected.astype(float))
+    assert run_quality_suite(typed.frame, STUDY, batch="b").verdict.passed
+    split = split_valid_rows(raw, STUDY, typed=typed)
+    assert split.quarantined_rows == 0
+    np.testing.assert_array_equal(split.valid["treatment"].to_numpy(), expected)
+
+
+BAD_TREATMENTS = ["-1", "2", "", "yes", "inf", "nan", "0.5"]
+
+
+@pytest.mark.parametrize("n_bad", [1, 3, 10, 20, 21, 40, 200])
+def test_a_bad_treatment_costs_the_same_in_the_suite_and_the_schema(tmp_path: Path, n_bad: int) -> None:
+    """Bad rows are quarantined one by one; the suite never excludes a batch the schema admits."""
+    frame = good_frame(12).astype({"treatment": object})
+    rng = np.random.default_rng(n_bad)
+    rows = np.sort(rng.choice(len(frame), n_bad, replace=False))
+    frame.loc[rows, "treatment"] = [BAD_TREATMENTS[i % len(BAD_TREATMENTS)] for i in range(n_bad)]
+    raw = landed(tmp_path, csv(frame))
+    typed = type_batch(raw, STUDY)
+    split = split_valid_rows(raw, STUDY, typed=typed)
+    assert sorted(quarantined(raw)) == rows.tolist()
+    assert {column for pairs in quarantined(raw).values() for column, _ in pairs} == {"treatment"}
+    suite = run_quality_suite(typed.frame, STUDY, batch="b")
+    counts = suite.expectations.set_index(["expectation", "column"])["unexpected_count"]
+    in_set = counts[("expect_column_values_to_be_in_set", "treatment")]
+    not_null = counts[("expect_column_values_to_not_be_null", "treatment")]
+    assert in_set + not_null == n_bad  # the rows the suite counts are the quarantined ones
+    schema_admits = split.quarantined_rows / len(frame) <= SHARE
+    assert schema_admits == (n_bad <= 20)
+    if schema_admits:
+        assert suite.verdict.passed, suite.verdict.reason
+    if n_bad == 200:
+        assert not suite.verdict.passed
+
+
+def test_a_binary_outcome_reads_booleans_as_the_treatment_does(tmp_path: Path) -> None:
+    study = STUDY.model_copy(update={"outcome_type": "binary"})
+    frame = good_frame(13).assign(outcome=lambda f: f["outcome"] > 0.2)
+    for content, suffix in [
+        (parquet(frame), "parquet"),
+        (csv(frame.assign(outcome=frame["outcome"].map({True: "TRUE", False: "false"}))), "csv"),
+    ]:
+        raw = landed(tmp_path, content, suffix)
+        split = split_valid_rows(raw, study)
+        assert split.quarantined_rows == 0
+        np.testing.assert_array_equal(
+            split.valid["outcome"].to_numpy(), frame["outcome"].to_numpy(dtype=float)
+        )
+
+
+def test_the_covariate_table_reads_the_stored_rows_as_the_suite_read_the_file(tmp_path: Path) -> None:
+    frame = good_frame(14).astype({"x": object, "treatment": object})
+    frame.loc[[1, 2], "x"] = [" 1e3 ", "abc"]
+    frame.loc[3, "treatment"] = "TRUE"
+    raw = landed(tmp_path, csv(frame))
+    stored = records_frame(raw_rows_table(raw)["record_json"])
+    pd.testing.assert_frame_equal(
+        type_batch(stored, STUDY).frame[list(raw.columns)], type_batch(raw, STUDY).frame, check_exact=True
+    )
+    assert type_batch(raw, STUDY).frame.at[1, "x"] == 1000.0
+
+
+def test_the_raw_rows_keep_extra_fields_beyond_the_header(tmp_path: Path) -> None:
+    rows = lines(good_frame(15))
+    rows[2] += ',"a,b",'
+    raw = landed(tmp_path, text(rows))
+    record = json.loads(raw_rows_table(raw)["record_json"][1])
+    assert json.loads(record[EXTRA_FIELDS]) == ["a,b"] and record["unit_id"] == "u15-1"
