@@ -56,6 +56,9 @@ def check_result(
         "rule": verdict.rule,
         "reason": verdict.reason,
     }
+    false_alarm_rate = getattr(verdict, "false_alarm_rate", None)  # calibrated gates state theirs
+    if false_alarm_rate is not None:
+        values["false_alarm_rate"] = float(false_alarm_rate)
     values.update(metadata or {})
     return dg.AssetCheckResult(
         asset_key=asset_key,

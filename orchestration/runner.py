@@ -2,7 +2,8 @@
 
 The demo and the pipeline tests use this to drive the real definitions without a daemon: the same
 landing sensor decides what to run, each request runs as a real Dagster run on the given instance,
-and the same alert logic as the alert sensors reads each finished run.
+and the same alert logic as the alert sensors reads each finished run. Like the daemon, it launches
+a run key once per instance, ever, so what the daemon would drop is dropped here too.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import dagster as dg
 
 from orchestration.alert_sensors import send_alerts_for_run
+from orchestration.instance_records import run_status
 from orchestration.jobs import study_job_name
 from orchestration.sensors import landing_sensor_name
 from orchestration.study_config import StudyConfig
@@ -104,6 +106,9 @@ def run_landed_batches(
     bar = progress(len(plan)) if progress else None
     results = []
     for study, request, selection in plan:
+        if request.run_key and run_status(instance, request.run_key) != "missing":
+            # As the daemon does: a run key is launched once per instance, ever.
+            continue
         results.append(execute_request(defs, instance, study, request, asset_selection=selection))
         if bar is not None:
             bar.update(1)

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.common import key
+from orchestration.instance_records import RULES_TAG, latest_materialized_sha256
 from orchestration.jobs import study_job_name
 from orchestration.landing import file_sha256, run_key
 from orchestration.partitions import study_partitions
@@ -10,19 +10,6 @@ from orchestration.study_config import StudyConfig
 from resources.landing import LandingFileError, LandingResource
 
 CRON = {"daily": "0 2 * * *", "weekly": "0 2 * * 0", "monthly": "0 2 1 * *"}
-
-
-def latest_materialized_sha256(
-    instance: dg.DagsterInstance, study: StudyConfig, partition_key: str
-) -> str | None:
-    """The content hash recorded by the newest raw_batch materialization of a partition."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key(study, "raw_batch"), asset_partitions=[partition_key]), limit=1
-    ).records
-    if not records or records[0].asset_materialization is None:
-        return None
-    value = records[0].asset_materialization.metadata.get("sha256")
-    return None if value is None else str(value.value)
 
 
 def build_schedule(study: StudyConfig) -> dg.ScheduleDefinition:
@@ -52,7 +39,11 @@ def build_schedule(study: StudyConfig) -> dg.ScheduleDefinition:
         return dg.RunRequest(
             run_key=run_key(study.name, newest, sha256),
             partition_key=newest,
-            tags={"assimilate/file": path.name, "assimilate/sha256": sha256},
+            tags={
+                "assimilate/file": path.name,
+                "assimilate/sha256": sha256,
+                RULES_TAG: study.batch_rules_hash,
+            },
         )
 
     return study_schedule

@@ -55,6 +55,13 @@ EstimatorName = Literal["difference_in_means", "regression_adjustment", "lin_int
 PropensityPolicy = Literal["clip", "trim", "none"]
 
 STUDY_NAME_PATTERN = r"[a-z][a-z0-9_]{0,39}"
+# Names the warehouse keeps for itself: a study (schema) or column with one of them would load, then
+# make every run fail. DuckDB's own schemas and catalogs, and the warehouse file's stem (a schema
+# named like the database is ambiguous).
+RESERVED_STUDY_NAMES = frozenset(
+    {"main", "temp", "system", "information_schema", "pg_catalog", "memory", "warehouse", "assimilate_meta"}
+)
+RESERVED_COLUMNS = frozenset({"partition_key", "row_index"})
 COLUMN_PATTERN = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
 ENV_VAR_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*"
 EMAIL_PATTERN = r"[^@\s]+@[^@\s]+"
@@ -144,6 +151,12 @@ class PropensitySettings(_Section):
         return self
 
 
+def _reason(value: str) -> str:
+    if not value.strip():
+        raise ValueError("needs a reason: say why the batch may be set aside")
+    return value.strip()
+
+
 class PriorSettings(_Section):
     """Belief about the effect before the first batch: a normal prior, or diffuse."""
 
@@ -195,6 +208,12 @@ class Thresholds(_Section):
     innovation_z: Annotated[Number, Field(gt=0)] = 3.0
     min_ess_fraction: Annotated[Number, Field(gt=0, le=1)] = 0.2
     max_quarantine_share: Annotated[Number, Field(ge=0, le=1)] = 0.05
+    # "calibrated": a gate fails only when a violation is both beyond its practical bound above and
+    # beyond sampling noise at the stated false-alarm rate (docs/GATES.md); "fixed": the bounds alone.
+    gate_rule: Literal["calibrated", "fixed"] = "calibrated"
+    balance_alpha: Probability = 0.01
+    overlap_alpha: Probability = 0.01
+    srm_false_alarm_per_year: Probability = 0.01
 
 
 class AlertSettings(_Section):
@@ -238,6 +257,22 @@ class StudyConfig(_Section):
     thresholds: Thresholds = Thresholds()
     alerts: AlertSettings = AlertSettings()
     seed: Annotated[Integer, Field(ge=0)] = 0
+    # An analyst's word on an excluded batch: batch start date -> why it may be set aside. The memo
+    # then stops counting it against the status (it stays excluded and named); the audit keeps it.
+    acknowledged_exclusions: dict[date, Annotated[str, AfterValidator(_reason)]] = Field(default_factory=dict)
+    # How many times the study will be looked at: tunes the always-valid interval (None: a year of
+    # batches at the cadence). It stays valid at any number of looks; it is narrowest near this one.
+    planned_looks: Annotated[Integer, Field(ge=1)] | None = None
+
+    @property
+    def looks_planned(self) -> int:
+        """``planned_looks``, or a year of batches at the study's cadence."""
+        return self.planned_looks or {"daily": 365, "weekly": 52, "monthly": 12}[self.cadence]
+
+    @property
+    def acknowledged(self) -> dict[str, str]:
+        """``acknowledged_exclusions`` keyed by partition key (``YYYY-MM-DD``)."""
+        return {day.isoformat(): reason for day, reason in self.acknowledged_exclusions.items()}
 
     @model_validator(mode="before")
     @classmethod
@@ -258,8 +293,31 @@ class StudyConfig(_Section):
             raise ValueError("\n".join(problems))
         return self
 
-    def _column_problems(self) -> list[str]:
+    def _reserved_problems(self) -> list[str]:
         problems = []
+        if self.name in RESERVED_STUDY_NAMES:
+            problems.append(f"name: {self.name!r} is reserved by the warehouse (a DuckDB schema or catalog)")
+        columns = [
+            ("unit_id", self.unit_id),
+            ("treatment", self.treatment),
+            ("outcome", self.outcome),
+            *(("covariates", c) for c in self.covariates),
+            *(("categorical", c) for c in self.categorical),
+            *(("post_treatment", c) for c in self.post_treatment),
+        ]
+        first: dict[str, str] = {}
+        for key, column in columns:
+            if column.lower() in RESERVED_COLUMNS:
+                problems.append(f"{key}: column name {column!r} is reserved by the warehouse")
+            other = first.setdefault(column.lower(), column)
+            if other != column:
+                problems.append(
+                    f"{key}: columns {other!r} and {column!r} differ only in case (the warehouse does not tell them apart)"
+                )
+        return problems
+
+    def _column_problems(self) -> list[str]:
+        problems = self._reserved_problems()
         roles = {"unit_id": self.unit_id, "treatment": self.treatment, "outcome": self.outcome}
         seen: dict[str, str] = {}
         for role, column in roles.items():
@@ -305,7 +363,9 @@ class StudyConfig(_Section):
             problems.append(
                 "cross_fitting_folds: applies only to the aipw estimator, which is not in estimators"
             )
-        srm_keys = sorted({"srm_alpha", "srm_min_units"} & self.thresholds.model_fields_set)
+        srm_keys = sorted(
+            {"srm_alpha", "srm_min_units", "srm_false_alarm_per_year"} & self.thresholds.model_fields_set
+        )
         if srm_keys and self.design.kind != "randomized":
             problems.append(
                 f"thresholds.{srm_keys[0]}: the sample-ratio-mismatch check needs a randomized design "
@@ -406,10 +466,40 @@ class StudyConfig(_Section):
         )
 
     @property
+    def batch_rules_hash(self) -> str:
+        """sha256 (16 hex) of what decides how a batch is read, judged and estimated.
+
+        A batch materialized under other rules is re-run (orchestration/sensors.py), so the posterior
+        never mixes batches judged under old and new rules. The filter's settings, the card, the
+        alerts and the calendar are left out: they change no batch.
+        """
+        data = self.model_dump(mode="json", exclude=_NOT_BATCH_RULES)
+        data["thresholds"] = {k: v for k, v in data["thresholds"].items() if k not in _POSTERIOR_THRESHOLDS}
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+    @property
     def config_hash(self) -> str:
         """sha256 of the canonical JSON of the whole config (sorted keys), for the audit trail."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+_NOT_BATCH_RULES = {
+    "description",
+    "landing_folder",
+    "cadence",
+    "start_date",
+    "desired_direction",
+    "estimand_card",
+    "prior",
+    "process_var",
+    "backend",
+    "alerts",
+    "acknowledged_exclusions",
+    "planned_looks",
+}
+_POSTERIOR_THRESHOLDS = {"innovation_z", "min_ess_fraction"}
 
 
 def _duplicates(values: Iterable[str]) -> list[str]:

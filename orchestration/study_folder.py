@@ -62,8 +62,8 @@ class StudyFolder:
 def scan_study_folder(folder: str | Path) -> StudyFolder:
     """Load every ``*.yaml`` / ``*.yml`` file of ``folder``; a file that fails is kept as broken.
 
-    A study name defined by an earlier file (in file-name order) makes the later file broken, naming
-    both files, so that adding a copy never takes the original study down.
+    A study name or landing folder taken by an earlier file (in file-name order) makes the later file
+    broken, naming both files, so that adding a copy never takes the original study down.
 
     Raises
     ------
@@ -76,6 +76,7 @@ def scan_study_folder(folder: str | Path) -> StudyFolder:
     paths = sorted(p for p in root.iterdir() if p.suffix in STUDY_SUFFIXES and p.is_file())
     files: list[StudyFile] = []
     first_file: dict[str, Path] = {}
+    folder_owner: dict[str, Path] = {}
     for path in paths:
         sha256 = _sha256(path)
         try:
@@ -87,7 +88,15 @@ def scan_study_folder(folder: str | Path) -> StudyFolder:
             message = f"{path}: name: study {study.name!r} is already defined in {first_file[study.name]}"
             files.append(StudyFile(path, sha256, None, message))
             continue
+        if study.landing_folder in folder_owner:
+            message = (
+                f"{path}: landing_folder: {study.landing_folder!r} is already the landing folder of "
+                f"{folder_owner[study.landing_folder]} (each study needs its own)"
+            )
+            files.append(StudyFile(path, sha256, None, message))
+            continue
         first_file[study.name] = path
+        folder_owner[study.landing_folder] = path
         files.append(StudyFile(path, sha256, study))
     return StudyFolder(root, tuple(files))
 

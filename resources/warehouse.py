@@ -22,6 +22,7 @@ from __future__ import annotations
 import random
 import re
 import time
+import uuid
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +34,9 @@ import pandas as pd
 
 IDENTIFIER_PATTERN = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
 PARTITION_COLUMN = "partition_key"
+# Written at a warehouse file's first write; a study may not take this schema's name.
+IDENTITY_SCHEMA = "assimilate_meta"
+IDENTITY_TABLE = "identity"
 _INCOMING = "__assimilate_incoming"
 _INTEGER = {
     "TINYINT",
@@ -195,6 +199,7 @@ class Warehouse:
         with self.connect() as connection:
             connection.begin()
             try:
+                _ensure_identity(connection)
                 yield connection
             except BaseException:
                 connection.rollback()
@@ -259,6 +264,19 @@ class Warehouse:
         return int(rows[0][0]) if rows else 0
 
     # -- reads --------------------------------------------------------------------------------
+
+    def identity(self) -> str | None:
+        """The id this warehouse file was given at its first write (None: no file, or never written).
+
+        A deleted warehouse comes back with another id, so a reader that remembers the id can
+        tell a rebuilt (or swapped) warehouse from the one it knew.
+        """
+        if not self.path.exists():
+            return None
+        if self.table_exists(IDENTITY_SCHEMA, IDENTITY_TABLE):
+            rows = self.execute_read(f"SELECT warehouse_id FROM {IDENTITY_SCHEMA}.{IDENTITY_TABLE} LIMIT 1")
+            return None if rows.empty else str(rows.iloc[0, 0])
+        return None
 
     def table_exists(self, schema: str, table: str) -> bool:
         """Whether ``schema.table`` exists (False when the file does not exist yet)."""
@@ -349,6 +367,17 @@ def _replace_one_partition(
     if len(frame.columns):
         _insert(connection, target, list(frame.columns), partition_key)
         connection.unregister(_INCOMING)
+
+
+def _ensure_identity(connection: duckdb.DuckDBPyConnection) -> None:
+    table = f"{IDENTITY_SCHEMA}.{IDENTITY_TABLE}"
+    _sql(connection, f"CREATE SCHEMA IF NOT EXISTS {IDENTITY_SCHEMA}")
+    _sql(connection, f"CREATE TABLE IF NOT EXISTS {table} (warehouse_id VARCHAR, created_at TIMESTAMPTZ)")
+    _sql(
+        connection,
+        f"INSERT INTO {table} SELECT ?, now() WHERE NOT EXISTS (SELECT 1 FROM {table})",
+        [uuid.uuid4().hex],
+    )
 
 
 def _sql(connection: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | None = None) -> list[Any]:

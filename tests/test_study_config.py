@@ -457,3 +457,24 @@ def test_post_treatment_check_catches_a_copy_of_a_graph_descendant() -> None:
     assert offenders == {
         "call_minutes": "'call_minutes' is derived from post-treatment column 'calls_logged' (|correlation| >= 0.95)"
     }
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"covariates": ["x", "partition_key"]}, r"covariates: column name 'partition_key' is reserved"),
+        ({"covariates": ["x", "row_index"]}, r"covariates: column name 'row_index' is reserved"),
+        ({"covariates": ["x", "X"]}, r"covariates: columns 'x' and 'X' differ only in case"),
+        ({"treatment": "T", "covariates": ["t"]}, r"covariates: columns 'T' and 't' differ only in case"),
+        ({"name": "temp", "landing_folder": "temp"}, r"name: 'temp' is reserved by the warehouse"),
+        ({"name": "information_schema"}, r"name: 'information_schema' is reserved"),
+        ({"name": "pg_catalog"}, r"name: 'pg_catalog' is reserved"),
+    ],
+)
+def test_names_the_warehouse_reserves_are_load_errors(tmp_path: Path, change: dict[str, Any], expected: str) -> None:
+    """Finding M9: these loaded, then made every run fail."""
+    data = example("ab_checkout") | change
+    data.pop("causal_graph", None)
+    data.pop("estimand_card", None)
+    with pytest.raises(StudyConfigError, match=expected):
+        load_study(write(tmp_path, data))

@@ -123,3 +123,15 @@ def test_a_removed_broken_file_recovers_and_other_alerts_are_ignored(tmp_path: P
 def test_the_project_code_location_loads_with_the_study_file_sensor() -> None:
     defs = build_definitions(data_dir=Path("unused"))
     assert defs.resolve_sensor_def(STUDY_FILE_SENSOR).name == STUDY_FILE_SENSOR
+
+
+def test_two_studies_never_share_a_landing_folder(tmp_path: Path) -> None:
+    """Finding L7: two studies on one landing folder both ingested every file."""
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    write(studies, "alpha.yaml", ab_study("alpha"))
+    write(studies, "beta.yaml", ab_study("beta") | {"landing_folder": "alpha"})
+    folder = scan_study_folder(studies)
+    assert [s.name for s in folder.studies] == ["alpha"]
+    (beta,) = folder.broken
+    assert "beta.yaml: landing_folder: 'alpha' is already the landing folder of" in beta.error

@@ -1,4 +1,8 @@
-"""A run killed with SIGKILL mid-way leaves a consistent warehouse; re-running completes it."""
+"""A run killed with SIGKILL mid-way leaves a consistent warehouse; re-running completes it.
+
+The kills are placed by what the run has done, not by the clock: each one waits in the event log
+for a named step to start, so a loaded machine changes when they happen, never whether.
+"""
 
 from __future__ import annotations
 
@@ -42,6 +46,29 @@ def _start(home: Path, data: Path, key: str) -> subprocess.Popen[bytes]:
     )
 
 
+KILL_AFTER_STEP_STARTS = (
+    "raw_batch",
+    "covariate_table",
+    "propensity_model",
+    "batch_effect",
+    "effect_posterior",
+)
+
+
+def _wait_for_step_start(
+    instance: dg.DagsterInstance, process: subprocess.Popen[bytes], step_key: str, timeout_s: float = 300
+) -> bool:
+    """Until the newest started run has begun ``step_key`` (True), or the process ended first (False)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and process.poll() is None:
+        for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]), limit=1):
+            started = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)
+            if any(event.step_key == step_key for event in started):
+                return True
+        time.sleep(0.05)
+    return False
+
+
 def _fail_orphaned_runs(instance: dg.DagsterInstance) -> None:
     """What the daemon's run monitoring does for a dead run worker: fail the run, free its pool slots."""
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
@@ -67,22 +94,18 @@ def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path: Path) 
             write_batch(project.landing("ab_checkout"), month, ab_batch(seed))
     assert all(r.success for r in reference.tick())
 
-    # Time a whole run in a fresh process, then kill runs at points spread across it.
-    start = time.monotonic()
     assert _start(home, killed.data, "2025-01-01").wait(timeout=300) == 0
-    duration = time.monotonic() - start
-    kills = 0
-    for fraction in (0.55, 0.7, 0.8, 0.9, 0.97):
+    kills = []
+    for step in KILL_AFTER_STEP_STARTS:
         process = _start(home, killed.data, "2025-02-01")
-        time.sleep(duration * fraction)
-        if process.poll() is None:
+        if _wait_for_step_start(killed.instance, process, f"ab_checkout__{step}"):
             process.send_signal(signal.SIGKILL)
-            kills += 1
+            kills.append(step)
         process.wait(timeout=60)
         _fail_orphaned_runs(killed.instance)
         steps = killed.steps("ab_checkout")  # the warehouse opens and reads after every kill
         assert steps["batch"].is_unique
-    assert kills >= 3
+    assert len(kills) >= 3, f"killed after {kills} only"
     for key in ("2025-02-01", "2025-03-01"):
         assert _start(home, killed.data, key).wait(timeout=300) == 0
 
