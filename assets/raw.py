@@ -52,6 +52,9 @@ def build_raw_batch(study: StudyConfig, partitions: dg.PartitionsDefinition) -> 
             # and the posterior takes a predict-only step for this batch.
             raw = pd.DataFrame()
             verdict, expectations = _unreadable(str(error)), pd.DataFrame()
+        twins = _same_content_elsewhere(warehouse, study, batch, sha256)
+        if twins and not verdict.failed:
+            verdict = _delivered_twice(batch, sha256, twins)
         verdict = naming_batch(verdict, batch)
         file_row = pd.DataFrame(
             [
@@ -102,6 +105,31 @@ def _quality(raw: pd.DataFrame, study: StudyConfig, batch: str) -> tuple[Verdict
     judged = [study.unit_id, study.treatment, study.outcome]
     result = run_quality_suite(type_batch(raw, study, columns=judged).frame, study, batch=batch)
     return result.verdict, result.expectations
+
+
+def _same_content_elsewhere(
+    warehouse: WarehouseResource, study: StudyConfig, batch: str, sha256: str
+) -> list[str]:
+    files = warehouse.get().read_table(study.name, "raw_files")
+    if files.empty:
+        return []
+    same = files[(files["sha256"] == sha256) & (files["partition_key"] != batch)]
+    return sorted(same["partition_key"].astype(str))
+
+
+def _delivered_twice(batch: str, sha256: str, twins: list[str]) -> Verdict:
+    # The same units counted as two periods would shrink the posterior as if the evidence doubled.
+    return Verdict.evaluate(
+        "data_quality",
+        value=float(len(twins)),
+        threshold=0.0,
+        rule="a batch's file is not the file of another batch",
+        passed=False,
+        reason=(
+            f"batch {batch}: the same file (sha256 {sha256[:12]}) was landed for batch {', '.join(twins)}: "
+            "one delivery would be counted twice; replace the wrong one"
+        ),
+    )
 
 
 def _unreadable(reason: str) -> Verdict:

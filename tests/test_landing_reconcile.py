@@ -256,3 +256,17 @@ def test_an_edited_study_re_judges_every_batch_under_its_new_rules(project: Proj
 def test_a_cursor_this_version_cannot_read_starts_afresh_from_the_instance(cursor: str) -> None:
     read = LandingCursor.read(cursor)
     assert (read.files, read.state, read.warehouse_id) == ({}, ReconcileState(), None)
+
+
+def test_the_same_file_landed_for_two_periods_is_refused_naming_both(project: Project) -> None:
+    """Finding M10: it was assimilated twice, the posterior shrinking as for independent evidence."""
+    landing = project.landing("ab_checkout")
+    first = write_batch(landing, "2025-01", ab_batch(1))
+    shutil.copyfile(first, landing / "2025-02.csv")
+    assert all(r.success for r in project.tick())
+    verdicts = project.warehouse.read_table("ab_checkout", "verdicts_raw_batch").set_index("partition_key")
+    assert verdicts.at[P1, "status"] == "pass"
+    assert verdicts.at[P2, "status"] == "fail"
+    assert "the same file" in verdicts.at[P2, "reason"] and P1 in verdicts.at[P2, "reason"]
+    steps = project.steps("ab_checkout").set_index("batch")
+    assert not steps.at[P1, "excluded"] and steps.at[P2, "excluded"]
