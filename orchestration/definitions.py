@@ -49,6 +49,8 @@ def build_definitions(
         # partition of each check evaluation, which the alerts and the UI need.
         warnings.simplefilter("ignore", dg.PreviewWarning)
         assets = [a for study in studies for a in build_study_assets(study)]
+    alerts = AlertsResource(log_path=str(data_dir / "alerts.jsonl"))
+    alerts.check_sink_settings({study.name: study.alerts for study in studies})  # logs; never raises
     return dg.Definitions(
         assets=assets,
         jobs=[build_study_job(study) for study in studies],
@@ -62,7 +64,7 @@ def build_definitions(
             "warehouse": WarehouseResource(path=str(data_dir / "warehouse.duckdb")),
             "landing": LandingResource(root=str(data_dir / "landing")),
             "reports": ReportsResource(root=str(data_dir / "reports")),
-            "alerts": AlertsResource(log_path=str(data_dir / "alerts.jsonl")),
+            "alerts": alerts,
         },
     )
 

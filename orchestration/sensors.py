@@ -163,7 +163,7 @@ def build_landing_sensor(study: StudyConfig) -> dg.SensorDefinition:
             batches = sum(s is not None for s in cursor.state.confirmed.values())
             alert = lost_warehouse_alert(study, identity if identity != "busy" else None, batches)
             context.log.error(alert.message)
-            alerts.router(study.alerts).send(alert)
+            alerts.router(study.alerts).queue(alert)
             state, materialized = ReconcileState(), _nothing
         valid_keys = set(partitions.get_partition_keys(dynamic_partitions_store=None))
         scan = scan_landing(folder, cadence=study.cadence, cursor=cursor.files, valid_keys=valid_keys)
@@ -198,7 +198,7 @@ def build_landing_sensor(study: StudyConfig) -> dg.SensorDefinition:
             for partition_key, attempt in zip(result.gave_up_keys, result.gave_up, strict=True):
                 alert = gave_up_alert(study, partition_key, attempt.content, attempt.number)
                 context.log.error(alert.message)
-                router.send(alert)
+                router.queue(alert)
         known = cursor.warehouse_id if identity == "busy" else identity
         next_cursor = LandingCursor(scan.next_cursor, result.state, known)
         return dg.SensorResult(run_requests=requests, cursor=next_cursor.write())

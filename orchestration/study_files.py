@@ -90,7 +90,7 @@ def build_study_file_sensor(studies_dir: Path, loaded: StudyFolder) -> dg.Sensor
         router = alerts.router()
         for alert in study_file_alerts(folder, router.log.last_kinds()):
             context.log.warning(alert.message)
-            router.send(alert)
+            router.queue(alert)  # delivered by the alert_deliveries sensor, within its budget
         return dg.SkipReason(folder_status(fingerprint, folder))
 
     return study_files
