@@ -3,13 +3,16 @@
 One row per update in ``<study>.audit_trail`` (keyed by the run that made it): the study config
 (its hash and full text, so the estimand card, causal graph, thresholds and seed are all there),
 the code version and a fingerprint of the project's source, the hash of every input file, every
-check verdict, which batches were excluded and why, and the posterior it produced.
+check verdict, which batches were excluded and why, and the posterior it produced with the
+always-valid interval beside it. The analysts' acknowledged exclusions are part of the study
+config (``acknowledged_exclusions`` in ``config_json``), so each update records those it was made under.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from datetime import UTC, datetime
 from functools import cache
 
@@ -17,6 +20,7 @@ import pandas as pd
 
 from assets.common import code_version
 from assimilate.result import AssimilationResult
+from assimilate.sequential import ConfidenceSequence
 from orchestration.instance import PROJECT_ROOT
 from orchestration.study_config import StudyConfig
 
@@ -59,6 +63,7 @@ def audit_record(
     observed: pd.DataFrame,
     result: AssimilationResult | None,
     recomputed_from: str | None,
+    always_valid: ConfidenceSequence | None = None,
 ) -> pd.DataFrame:
     """One audit row for a posterior update (columns are documented in the module docstring)."""
     excluded = observed[observed["excluded"].astype(bool)] if not observed.empty else observed
@@ -86,6 +91,9 @@ def audit_record(
         "ci_lower": None,
         "ci_upper": None,
         "ci_level": None,
+        "always_valid_lower": None,
+        "always_valid_upper": None,
+        "always_valid_correlated": None,
     }
     if result is not None and result.n_batches:
         lower, upper = result.final_ci
@@ -96,4 +104,15 @@ def audit_record(
             "ci_upper": upper,
             "ci_level": result.level,
         }
+    if always_valid is not None and len(always_valid.labels):
+        lower, upper = always_valid.conf_int()
+        row |= {
+            "always_valid_lower": _finite(lower),
+            "always_valid_upper": _finite(upper),
+            "always_valid_correlated": always_valid.correlated,
+        }
     return pd.DataFrame([row])
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None

@@ -18,6 +18,7 @@ from assets.common import (
 from assets.raw_records import records_frame
 from assets.typed_batch import type_batch
 from assimilate.diagnostics import Verdict, sample_ratio_mismatch
+from assimilate.diagnostics.calibration import looks_per_year
 from checks.post_treatment import post_treatment_verdict
 from checks.results import ERROR, check_result, check_spec, naming_batch, verdict_rows
 from orchestration.study_config import StudyConfig
@@ -85,8 +86,21 @@ def srm_verdict(study: StudyConfig, valid: pd.DataFrame) -> Verdict:
         expected_treated_share=study.design.treated_share,
         alpha=study.thresholds.srm_alpha,
         min_units=study.thresholds.srm_min_units,
+        rule=study.thresholds.gate_rule,
+        looks=looks_per_year(study.cadence),
+        family_alpha=study.thresholds.srm_false_alarm_per_year,
     )
     return report.verdict
+
+
+def srm_description(study: StudyConfig) -> str:
+    if study.thresholds.gate_rule == "fixed":
+        return f"chi-square test of the designed treatment split at alpha {study.thresholds.srm_alpha}"
+    rate = study.thresholds.srm_false_alarm_per_year
+    return (
+        f"exact binomial test of the designed treatment split; a healthy study fails some batch "
+        f"with probability {rate:g} a year ({looks_per_year(study.cadence)} looks)"
+    )
 
 
 def build_covariate_table(
@@ -101,9 +115,7 @@ def build_covariate_table(
             "no model column is a descendant of the treatment (causal graph) or derives from a post-treatment column",
             partitions,
         ),
-        check_spec(
-            asset_key, "sample_ratio_mismatch", "chi-square test of the designed treatment split", partitions
-        ),
+        check_spec(asset_key, "sample_ratio_mismatch", srm_description(study), partitions),
     ]
 
     @dg.asset(

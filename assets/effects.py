@@ -21,9 +21,15 @@ from assets.common import (
 )
 from assets.models import usable_rows
 from assimilate.diagnostics import Verdict, weighted_balance
-from assimilate.estimators import EffectEstimate, estimate_effect
+from assimilate.estimators import (
+    EffectEstimate,
+    InfluenceContributions,
+    estimate_effect,
+    influence_contributions,
+)
 from assimilate.report import figure_to_png, love_plot
-from checks.results import ERROR, check_result, check_spec, naming_batch, verdict_rows
+from checks.results import ERROR, WARN, check_result, check_spec, naming_batch, verdict_rows
+from checks.returning_units import INFLUENCE_TABLE, influence_frame, returning_units_verdict
 from orchestration.study_config import StudyConfig
 from resources.reports import ReportsResource
 from resources.warehouse import WarehouseResource
@@ -40,20 +46,30 @@ EFFECT_COLUMNS = [
     "se_method",
     "error",
     "diagnostics_json",
+    "batch_rules",
 ]
 
 
-def estimate_batch(study: StudyConfig, valid: pd.DataFrame, batch: str) -> tuple[pd.DataFrame, Verdict]:
-    """All configured estimators; the verdict says whether the primary one gave a usable number."""
+def estimate_batch(
+    study: StudyConfig, valid: pd.DataFrame, batch: str
+) -> tuple[pd.DataFrame, Verdict, pd.DataFrame]:
+    """All configured estimators, the verdict on the primary one, and its per-row influence values.
+
+    The primary estimator returns its influence values from the same fit as its estimate, so the
+    nuisance models are fitted once.
+    """
     rule = "the primary estimator returns a finite estimate and a positive standard error"
     problem = usable_rows(study, valid)
     rows = []
     rng = batch_rng(study, batch)
+    primary_fit: InfluenceContributions | None = None
     for method in study.estimators:
         row: dict[str, object] = {"method": method, "is_primary": method == study.primary_estimator}
         if problem is None:
             try:
-                est = run_estimator(study, valid, method, rng)
+                fit = run_estimator(study, valid, method, rng, influence=bool(row["is_primary"]))
+                est = fit.estimate if isinstance(fit, InfluenceContributions) else fit
+                primary_fit = fit if isinstance(fit, InfluenceContributions) else primary_fit
                 lower, upper = est.conf_int(0.05)
                 row |= {
                     "estimate": est.estimate,
@@ -73,6 +89,7 @@ def estimate_batch(study: StudyConfig, valid: pd.DataFrame, batch: str) -> tuple
         rows.append(row)
     table = pd.DataFrame(rows).reindex(columns=EFFECT_COLUMNS)
     table["error"] = table["error"].fillna("")
+    table["batch_rules"] = study.batch_rules_hash  # the posterior never mixes batches judged otherwise
     table = table.astype({"n_treated": "Int64", "n_control": "Int64"})  # one column type for every batch
     primary = table[table["is_primary"]].iloc[0]
     usable = primary["error"] == "" and np.isfinite(primary["estimate"]) and primary["std_error"] > 0
@@ -85,19 +102,20 @@ def estimate_batch(study: StudyConfig, valid: pd.DataFrame, batch: str) -> tuple
         passed=bool(usable),
         reason="" if usable else f"batch {batch}: {study.primary_estimator}: {problem_text}",
     )
-    return table, verdict
+    return table, verdict, influence_frame(valid, study.unit_id, primary_fit if usable else None)
 
 
 def run_estimator(
-    study: StudyConfig, valid: pd.DataFrame, method: str, rng: np.random.Generator
-) -> EffectEstimate:
+    study: StudyConfig, valid: pd.DataFrame, method: str, rng: np.random.Generator, *, influence: bool = False
+) -> EffectEstimate | InfluenceContributions:
     covariates = list(study.model_columns)
     options: dict[str, object] = {}
     if method in ("ipw", "aipw"):
         options |= {"policy": study.propensity.policy, "bounds": tuple(study.propensity.bounds)}
     if method == "aipw" and study.cross_fitting_folds:
         options |= {"n_folds": study.cross_fitting_folds, "rng": rng}
-    return estimate_effect(
+    run = influence_contributions if influence else estimate_effect
+    return run(  # type: ignore[operator]
         valid,
         method=method,
         treatment=study.treatment,
@@ -126,6 +144,8 @@ def balance_verdict(
         merged[study.treatment],
         propensity=merged["used_propensity"],
         threshold=threshold,
+        rule=study.thresholds.gate_rule,
+        alpha=study.thresholds.balance_alpha,
     )
     return comparison.verdict, comparison.to_frame()
 
@@ -139,6 +159,12 @@ def build_batch_effect(
             asset_key, "balance", "max |SMD| of the covariates after inverse-propensity weighting", partitions
         ),
         check_spec(asset_key, "estimation", "the primary estimator gave a usable estimate", partitions),
+        check_spec(
+            asset_key,
+            "returning_units",
+            "share of the batch's units seen in earlier batches, and whether their correlation matters",
+            partitions,
+        ),
     ]
 
     @dg.asset(
@@ -161,21 +187,28 @@ def build_batch_effect(
             withdrawn = is_withdrawn(reader, study, batch)
             valid = reader.read_table(study.name, "covariates", partition_key=batch)
             scores = reader.read_table(study.name, "propensity_scores", partition_key=batch)
+            stored_influence = reader.read_table(study.name, INFLUENCE_TABLE)
         if withdrawn:
-            withdraw(store, study, batch, ["batch_effects", "balance", verdict_table("batch_effect")])
-            yield from withdrawn_results(asset_key, ["balance", "estimation"])
+            tables = ["batch_effects", INFLUENCE_TABLE, "balance", verdict_table("batch_effect")]
+            withdraw(store, study, batch, tables)
+            yield from withdrawn_results(asset_key, ["balance", "estimation", "returning_units"])
             return
-        effects, estimation = estimate_batch(study, valid, batch)
+        effects, estimation, influence = estimate_batch(study, valid, batch)
         balance, balance_table = balance_verdict(study, valid, scores, batch)
+        returning, returning_metadata = returning_units_verdict(
+            stored_influence, influence, batch, kalman=study.backend.kind == "kalman"
+        )
         verdicts = {
             "balance": (naming_batch(balance, batch), ERROR),
             "estimation": (naming_batch(estimation, batch), ERROR),
+            "returning_units": (naming_batch(returning, batch), WARN),
         }
         store.replace_partition_tables(
             study.name,
             batch,
             {
                 "batch_effects": effects,
+                INFLUENCE_TABLE: influence,
                 "balance": balance_table,
                 verdict_table("batch_effect"): verdict_rows("batch_effect", verdicts),
             },
@@ -204,6 +237,7 @@ def build_batch_effect(
             }
         )
         for prop, (verdict, severity) in verdicts.items():
-            yield check_result(asset_key, prop, verdict, severity=severity)
+            extra = returning_metadata if prop == "returning_units" else None
+            yield check_result(asset_key, prop, verdict, severity=severity, metadata=extra)
 
     return batch_effect

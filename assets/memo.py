@@ -12,6 +12,7 @@ from assimilate.diagnostics import innovation_diagnostics
 from assimilate.estimators import EffectEstimate
 from assimilate.report import DesignSummary, MemoInputs, verdicts_from_frame
 from assimilate.result import AssimilationResult
+from assimilate.sequential import ConfidenceSequence
 from orchestration.study_config import StudyConfig
 from resources.warehouse import Warehouse
 
@@ -35,8 +36,18 @@ def latest_estimates(effects: pd.DataFrame, batch: str) -> tuple[EffectEstimate,
     )
 
 
-def memo_inputs(store: Warehouse, study: StudyConfig, result: AssimilationResult) -> MemoInputs:
-    """Everything the memo states, for the study's posterior ``result``."""
+def memo_inputs(
+    store: Warehouse,
+    study: StudyConfig,
+    result: AssimilationResult,
+    *,
+    always_valid: ConfidenceSequence | None = None,
+) -> MemoInputs:
+    """Everything the memo states, for the study's posterior ``result`` and its stored always-valid interval.
+
+    The study file's acknowledged exclusions and planned looks go in as they are; the memo's
+    status and decision rules are in :mod:`assimilate.report.decision`.
+    """
     verdicts = read_verdicts(store, study)
     latest = result.labels[-1]  # the last landed period, from the same steps as the posterior
     estimates = latest_estimates(store.read_table(study.name, "batch_effects"), latest)
@@ -63,6 +74,9 @@ def memo_inputs(store: Warehouse, study: StudyConfig, result: AssimilationResult
         ),
         desired_direction=study.desired_direction,
         latest_batch=latest,
+        acknowledged_exclusions=study.acknowledged,
+        always_valid=always_valid,
+        planned_looks=study.looks_planned,
     )
 
 

@@ -8,12 +8,35 @@ import pandas as pd
 
 from assets.common import batch_asset_options, described, key, plot_metadata, verdict_table
 from assimilate.diagnostics import Verdict, overlap_report
+from assimilate.diagnostics.overlap import OverlapReport
 from assimilate.estimators import DesignMatrix, encode_covariates, fit_outcome_model, fit_propensity
 from assimilate.report import figure_to_png, overlap_plot
 from checks.results import ERROR, check_result, check_spec, naming_batch, verdict_rows
 from orchestration.study_config import StudyConfig
 from resources.reports import ReportsResource
 from resources.warehouse import WarehouseResource
+
+
+def calibrated_overlap(
+    study: StudyConfig, scores: np.ndarray, treatment: np.ndarray, design: np.ndarray, *, trimmed: int
+) -> OverlapReport:
+    """The overlap gate under the study's rule; the calibrated rule corrects for the fit's own noise.
+
+    Its correction needs the plain maximum-likelihood fit on ``design``; when the fit had to fall
+    back (a penalized fit after separation), the scores are judged as known propensities instead.
+    """
+    thresholds = study.thresholds
+    options = {
+        "eps": thresholds.overlap_eps,
+        "max_share_outside": thresholds.overlap_max_share_outside,
+        "trimmed": trimmed,
+        "rule": thresholds.gate_rule,
+        "alpha": thresholds.overlap_alpha,
+    }
+    try:
+        return overlap_report(scores, treatment, design=design, **options)
+    except ValueError:
+        return overlap_report(scores, treatment, **options)
 
 
 def usable_rows(study: StudyConfig, valid: pd.DataFrame) -> str | None:
@@ -56,9 +79,10 @@ def fit_and_check_overlap(
         )
         return verdict, coefficients, scores, {}
     treatment = valid[study.treatment].to_numpy(dtype=np.int64)
+    design = design_for(study, valid)
     try:
         fit = fit_propensity(
-            design_for(study, valid),
+            design,
             treatment,
             policy=study.propensity.policy,
             bounds=tuple(study.propensity.bounds),
@@ -85,13 +109,7 @@ def fit_and_check_overlap(
             "kept": fit.keep,
         }
     )
-    report = overlap_report(
-        fit.scores,
-        treatment,
-        eps=thresholds.overlap_eps,
-        max_share_outside=thresholds.overlap_max_share_outside,
-        trimmed=fit.n_trimmed,
-    )
+    report = calibrated_overlap(study, fit.scores, treatment, design.values, trimmed=fit.n_trimmed)
     metadata: dict[str, object] = {
         "converged": fit.converged,
         "clipped": fit.n_clipped,

@@ -1,40 +1,30 @@
 """effect_posterior: the filter folded over every period's observation, resumed where inputs changed."""
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
 from assets.audit import AUDIT_TABLE, audit_record
-from assets.common import WRITE_POOL, code_version, described, key, read_verdicts
-from assets.posterior_inputs import observations
-from assimilate.diagnostics import innovation_diagnostics
-from assimilate.incremental import FilterSettings, refilter_from_first_change
+from assets.common import WRITE_POOL, code_version, described, key
+from assets.posterior_inputs import correlation_table
+from assets.posterior_state import (
+    CORRELATION_TABLE,
+    PosteriorInputs,
+    fusion_metadata,
+    read_state,
+    same_state,
+    update_posterior,
+)
+from assimilate.diagnostics import TrendTest, innovation_diagnostics, trend_test_of
+from assimilate.incremental import FilterSettings
 from assimilate.result import AssimilationResult
 from checks.results import WARN, check_result, check_spec
-from orchestration.partitions import study_partitions
 from orchestration.study_config import StudyConfig
-from resources.warehouse import Warehouse, WarehouseResource
+from resources.warehouse import WarehouseResource
 
-
-@dataclass(frozen=True)
-class PosteriorInputs:
-    """What the posterior is computed from: stored files, every verdict, and the observations."""
-
-    files: pd.DataFrame
-    verdicts: pd.DataFrame
-    observed: pd.DataFrame
-
-
-def load_inputs(store: Warehouse, study: StudyConfig) -> PosteriorInputs:
-    """Every period's observation, from the stored files, primary estimates and verdicts."""
-    verdicts = read_verdicts(store, study)
-    files = store.read_table(study.name, "raw_files")
-    keys = study_partitions(study).get_partition_keys()
-    observed = observations(keys, files, store.read_table(study.name, "batch_effects"), verdicts)
-    return PosteriorInputs(files, verdicts, observed)
+__all__ = ["CORRELATION_TABLE", "build_effect_posterior", "filter_settings"]
 
 
 def filter_settings(study: StudyConfig) -> FilterSettings:
@@ -61,6 +51,14 @@ def posterior_metadata(
 ) -> dict[str, object]:
     """The posterior after the latest period, and after the run's own batch (with its input hash)."""
     metadata: dict[str, object] = {"batches": len(inputs.observed), "code_version": code_version(study)}
+    if not steps.empty and "always_valid_lower" in steps.columns:
+        last = steps.iloc[-1]
+        lower, upper = float(last["always_valid_lower"]), float(last["always_valid_upper"])
+        metadata |= {
+            "always_valid_lower": lower,
+            "always_valid_upper": upper,
+            "always_valid_interval": f"[{lower:.4g}, {upper:.4g}] (95%, always valid)",
+        }
     if result is not None and result.n_batches:
         lower, upper = result.final_ci
         metadata |= {
@@ -86,16 +84,17 @@ def posterior_metadata(
     return metadata
 
 
-def read_state(store: Warehouse, study: StudyConfig) -> tuple[PosteriorInputs, pd.DataFrame]:
-    """The posterior's inputs and its stored steps."""
-    return load_inputs(store, study), store.read_table(study.name, "posterior_steps")
-
-
-def same_state(a: tuple[PosteriorInputs, pd.DataFrame], b: tuple[PosteriorInputs, pd.DataFrame]) -> bool:
-    """Whether nothing the update depends on changed between two reads."""
-    (inputs_a, steps_a), (inputs_b, steps_b) = a, b
-    fields = ("files", "verdicts", "observed")
-    return steps_a.equals(steps_b) and all(getattr(inputs_a, f).equals(getattr(inputs_b, f)) for f in fields)
+def trend_metadata(trend: TrendTest) -> dict[str, object]:
+    """The trend test's numbers and the steady-state effect, for the check's metadata."""
+    metadata: dict[str, object] = {"direction": trend.direction, "p_value": trend.p_value or "n/a"}
+    if trend.steady_state is not None:
+        lower, upper = trend.steady_state.conf_int
+        metadata |= {
+            "steady_state_effect": trend.steady_state.estimate,
+            "steady_state_interval": f"[{lower:.4g}, {upper:.4g}]",
+            "steady_state_batches": f"{trend.steady_state.first_batch} .. {trend.steady_state.last_batch}",
+        }
+    return metadata
 
 
 def build_effect_posterior(study: StudyConfig, upstream: dg.AssetKey) -> dg.AssetsDefinition:
@@ -106,6 +105,12 @@ def build_effect_posterior(study: StudyConfig, upstream: dg.AssetKey) -> dg.Asse
         ),
         check_spec(asset_key, "one_sided_innovations", "innovations are not persistently one-sided (drift)"),
         check_spec(asset_key, "particle_ess", f"particle ESS/N >= {study.thresholds.min_ess_fraction}"),
+        check_spec(
+            asset_key,
+            "effect_trend",
+            "no trend in the effect over the batches (novelty or primacy) at the 5% level, given the "
+            "filter's process variance; the steady-state effect is the last third of the batches",
+        ),
     ]
 
     @dg.asset(
@@ -125,15 +130,15 @@ def build_effect_posterior(study: StudyConfig, upstream: dg.AssetKey) -> dg.Asse
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         store, settings = warehouse.get(), filter_settings(study)
         state = read_state(store, study)
-        update = refilter_from_first_change(state[0].observed, state[1], settings)
+        fused = update_posterior(*state, study, settings)
         # Write under the lock only what follows from the current inputs: if another run changed
         # them meanwhile, filter again under the lock, so a stale update is never the last one.
         # (The filtering itself, a numba compile on a cold cache included, stays outside the lock.)
         with store.exclusive() as locked:
             current = read_state(locked, study)
             if not same_state(current, state):
-                update = refilter_from_first_change(current[0].observed, current[1], settings)
-            inputs = current[0]
+                fused = update_posterior(*current, study, settings)
+            inputs, update = current[0], fused.update
             audit = audit_record(
                 study,
                 run_id=context.run.run_id,
@@ -142,17 +147,22 @@ def build_effect_posterior(study: StudyConfig, upstream: dg.AssetKey) -> dg.Asse
                 observed=inputs.observed,
                 result=update.result,
                 recomputed_from=update.first_recomputed_label,
+                always_valid=fused.sequence,
             )
+            labels = inputs.observed["batch"].astype(str).tolist()
             locked.write(
                 study.name,
-                whole_tables={"posterior_steps": update.steps},
+                whole_tables={
+                    "posterior_steps": fused.steps,
+                    CORRELATION_TABLE: correlation_table(fused.correlation, labels),
+                },
                 partition_key=context.run.run_id,
                 partition_tables={AUDIT_TABLE: audit},
             )
         result = update.result
         batch = context.run.tags.get("dagster/partition")
-        metadata = posterior_metadata(study, inputs, update.steps, result, batch)
-        metadata |= {
+        metadata = posterior_metadata(study, inputs, fused.steps, result, batch)
+        metadata |= fusion_metadata(study, fused) | {
             "recomputed_from": update.first_recomputed_label,
             "steps_recomputed": update.n_recomputed,
         }
@@ -165,5 +175,9 @@ def build_effect_posterior(study: StudyConfig, upstream: dg.AssetKey) -> dg.Asse
         yield check_result(asset_key, "innovation", report.latest_innovation, severity=WARN)
         yield check_result(asset_key, "one_sided_innovations", report.one_sided, severity=WARN)
         yield check_result(asset_key, "particle_ess", report.ess, severity=WARN)
+        trend = trend_test_of(result)
+        yield check_result(
+            asset_key, "effect_trend", trend.verdict, severity=WARN, metadata=trend_metadata(trend)
+        )
 
     return effect_posterior

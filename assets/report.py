@@ -4,7 +4,8 @@ import dagster as dg
 
 from assets.common import code_version, described, frame_to_records_md, key, plot_metadata
 from assets.memo import causal_dag_png, memo_inputs
-from assets.posterior import filter_settings
+from assets.posterior import CORRELATION_TABLE, filter_settings
+from assets.posterior_inputs import correlation_from_table, stored_always_valid
 from assimilate.incremental import full_filter
 from assimilate.report import decision_memo_html, decision_memo_markdown, fan_chart, figure_to_png
 from orchestration.study_config import StudyConfig
@@ -25,13 +26,20 @@ def build_posterior_report(study: StudyConfig, upstream: dg.AssetKey) -> dg.Asse
         ),
     )
     def posterior_report(warehouse: WarehouseResource, reports: ReportsResource) -> dg.MaterializeResult:
-        store = warehouse.get()
-        steps = store.read_table(study.name, "posterior_steps")
+        store, settings = warehouse.get(), filter_settings(study)
+        with store.reading() as reader:
+            steps = reader.read_table(study.name, "posterior_steps")
+            correlations = reader.read_table(study.name, CORRELATION_TABLE)
         if steps.empty:
             return dg.MaterializeResult(metadata={"batches": 0})
-        result = full_filter(steps, filter_settings(study), smooth=True)
+        labels = steps["batch"].astype(str).tolist()
+        # The stored correlation and interval: the report smooths what the posterior fused.
+        correlation = correlation_from_table(correlations, labels)
+        result = full_filter(steps, settings, smooth=True, correlation=correlation)
         trajectory = result.trajectory()
-        memo = memo_inputs(store, study, result)
+        memo = memo_inputs(
+            store, study, result, always_valid=stored_always_valid(steps, alpha=settings.alpha)
+        )
         memo_md = decision_memo_markdown(memo)
         paths = {
             "memo": reports.write_text(study.name, "memo.md", memo_md),
@@ -48,6 +56,8 @@ def build_posterior_report(study: StudyConfig, upstream: dg.AssetKey) -> dg.Asse
         return dg.MaterializeResult(
             metadata={
                 "memo_status": memo.status,
+                "memo_decision": memo.decision,
+                "always_valid_interval": "[{:.4g}, {:.4g}]".format(*memo.decision_interval.conf_int()),
                 "memo": dg.MetadataValue.md(memo_md),
                 "summary": dg.MetadataValue.md(f"```\n{result.summary()}\n```"),
                 "trajectory": frame_to_records_md(shown),

@@ -7,6 +7,10 @@ batch, so the result equals a full re-filter while an append costs O(1) filter w
 
 With ``process_var="mle"`` the process variance is re-estimated from all batches, and with the
 particle backend the cloud is not stored: both re-filter from the start (documented trade-off).
+Batches that share units (a ``correlation`` of their errors with off-diagonal entries among the
+used batches) are fused by exact conditioning (:func:`assimilate.filters.correlated_kalman`), also
+from the start: a new batch correlated with old ones revises their errors' expected part. Without
+such a correlation the path, and every stored number, is the one above, bit for bit.
 
 Example
 -------
@@ -29,10 +33,12 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike, NDArray
 
 from assimilate.filters import (
     KalmanState,
     causal_kalman,
+    correlated_kalman,
     fit_process_variance,
     initial_state,
     particle_filter,
@@ -158,15 +164,23 @@ def first_change(previous: list[str], current: list[str]) -> int:
 
 
 def resolved_process_var(observed: pd.DataFrame, settings: FilterSettings) -> float:
-    """The numeric process variance: as configured, or its MLE over the admitted batches."""
+    """The numeric process variance: as configured, or its MLE over the admitted batches.
+
+    The MLE uses the filter's own observation model (Student-t for a robust particle filter).
+    """
     if settings.process_var != "mle":
         return float(settings.process_var)
     usable = observed[~observed["excluded"].astype(bool)]
     if len(usable) < 3:
         return 0.0
+    # Fitted under the likelihood the filter uses: a Gaussian fit would read a heavy-tailed outlier
+    # as drift and undo the robust filter.
+    robust = settings.backend == "particle" and settings.observation == "student_t"
     fit = fit_process_variance(
         observed["estimate"].where(~observed["excluded"].astype(bool)).to_numpy(dtype=float),
         observed["std_error"].to_numpy(dtype=float),
+        likelihood="student_t" if robust else "gaussian",
+        df=settings.df if robust else None,
         **_prior_kwargs(settings),
     )
     return float(fit.process_var)
@@ -178,10 +192,34 @@ def _prior_kwargs(settings: FilterSettings) -> dict[str, Any]:
     return {"prior_mean": settings.prior_mean, "prior_var": settings.prior_var}
 
 
+def correlated_batches(observed: pd.DataFrame, correlation: ArrayLike | None) -> NDArray[np.float64] | None:
+    """``correlation`` when it correlates two used batches, else None (the independent path applies)."""
+    if correlation is None:
+        return None
+    matrix = np.asarray(correlation, dtype=np.float64)
+    if matrix.shape != (len(observed), len(observed)):
+        raise ValueError(f"correlation must be {len(observed)} x {len(observed)}, got shape {matrix.shape}")
+    estimate = observed["estimate"].to_numpy(dtype=float)
+    used = ~observed["excluded"].astype(bool).to_numpy() & np.isfinite(estimate)
+    block = matrix[np.ix_(used, used)]
+    return matrix if np.any(block[~np.eye(len(block), dtype=bool)]) else None
+
+
 def full_filter(
-    observed: pd.DataFrame, settings: FilterSettings, *, smooth: bool = True
+    observed: pd.DataFrame,
+    settings: FilterSettings,
+    *,
+    smooth: bool = True,
+    correlation: ArrayLike | None = None,
 ) -> AssimilationResult:
-    """Filter every batch from the start with the configured backend."""
+    """Filter every batch from the start with the configured backend.
+
+    ``correlation`` (``T x T``, the batches' error correlation) fuses by exact conditioning when it
+    correlates used batches; the particle backend assumes independent batches and ignores it.
+    """
+    correlated = correlated_batches(observed, correlation)
+    if correlated is not None and settings.backend == "kalman":
+        return _correlated_filter(observed, settings, correlated, smooth=smooth)
     q = resolved_process_var(observed, settings)
     excluded = observed["excluded"].astype(bool).to_numpy()
     estimates = observed["estimate"].to_numpy(dtype=float)
@@ -213,6 +251,28 @@ def full_filter(
     )
 
 
+def _correlated_filter(
+    observed: pd.DataFrame, settings: FilterSettings, correlation: NDArray[np.float64], *, smooth: bool
+) -> AssimilationResult:
+    estimates = observed["estimate"].to_numpy(dtype=float)
+    used = ~observed["excluded"].astype(bool).to_numpy() & np.isfinite(estimates)
+    process_var = settings.process_var
+    if process_var == "mle" and int(used.sum()) < 3:
+        process_var = 0.0  # as resolved_process_var: too few batches to fit one
+    return correlated_kalman(
+        estimates,
+        observed["std_error"].to_numpy(dtype=float),
+        correlation=correlation,
+        process_var=process_var,
+        labels=[str(b) for b in observed["batch"]],
+        excluded=(~used).tolist(),
+        exclusion_reasons=[str(r) for r in observed["exclusion_reason"]],
+        alpha=settings.alpha,
+        smooth=smooth,
+        **_prior_kwargs(settings),
+    )
+
+
 def _diffuse_particle_var(observed: pd.DataFrame) -> float:
     """A wide but proper prior for particles: (10 x the scale of the data)^2."""
     values = np.abs(observed["estimate"].to_numpy(dtype=float))
@@ -222,7 +282,11 @@ def _diffuse_particle_var(observed: pd.DataFrame) -> float:
 
 
 def refilter_from_first_change(
-    observed: pd.DataFrame, previous: pd.DataFrame | None, settings: FilterSettings
+    observed: pd.DataFrame,
+    previous: pd.DataFrame | None,
+    settings: FilterSettings,
+    *,
+    correlation: ArrayLike | None = None,
 ) -> IncrementalUpdate:
     """Resume the Kalman filter from the first batch whose observation changed.
 
@@ -234,6 +298,9 @@ def refilter_from_first_change(
         The steps stored by the last update (``STEP_COLUMNS``), or None / empty at the start.
     settings : FilterSettings
         Backend, process variance and prior.
+    correlation : array_like, optional
+        ``T x T`` correlation of the batches' errors (batches that share units). When it correlates
+        two used batches (Kalman backend), every batch is re-fused by exact conditioning.
 
     Returns
     -------
@@ -243,6 +310,12 @@ def refilter_from_first_change(
     observed = observed.reset_index(drop=True)
     if observed.empty:
         return IncrementalUpdate(pd.DataFrame(columns=STEP_COLUMNS), None, 0, "")
+    correlated = correlated_batches(observed, correlation)
+    if correlated is not None and settings.backend == "kalman":
+        result = _correlated_filter(observed, settings, correlated, smooth=False)
+        # Steps fused with a correlation are never resumed from: their settings print says so.
+        marked = hashlib.sha256(settings.fingerprint(result.process_var).encode() + correlated.tobytes())
+        return _from_result(result, observed, _fingerprints(observed), "correlated:" + marked.hexdigest())
     q = resolved_process_var(observed, settings)
     settings_print = settings.fingerprint(q)
     if settings.backend == "particle":

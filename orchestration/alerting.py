@@ -9,7 +9,9 @@ starts failing and once when it passes again, however often it is re-evaluated. 
   check of the batch, and re-running the batch does not alert twice;
 * one check (study, asset, check) for the checks of unpartitioned assets (the posterior's): each
   batch's run re-evaluates them for the whole study, so keying them by the run's partition would
-  raise a new onset for every batch of a lasting drift and never send the recovery.
+  raise a new onset for every batch of a lasting drift and never send the recovery. A per-batch
+  check about the stream rather than the batch (returning units: a standing panel returns every
+  batch) says so with ``alert_scope: study`` in its metadata and is tracked the same way.
 """
 
 from __future__ import annotations
@@ -67,7 +69,9 @@ def check_outcomes(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[Che
                 value=metadata.get("observed_value"),
                 threshold=metadata.get("threshold"),
                 reason=str(metadata.get("reason", "")),
-                scope="study" if event.partition is None else "batch",
+                scope="study"
+                if event.partition is None or metadata.get("alert_scope") == "study"
+                else "batch",
             )
         )
     return outcomes

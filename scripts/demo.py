@@ -18,18 +18,23 @@ import argparse
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from assimilate.simulate import simulate_ab_stream, simulate_outreach_batch, simulate_outreach_stream
+from assimilate.simulate import simulate_ab_stream, simulate_outreach_stream
 from orchestration.instance import PROJECT_ROOT, pipeline_data_dir, prepare_dagster_home
+
+if TYPE_CHECKING:
+    from resources.warehouse import Warehouse
 
 DEMO_DATA = PROJECT_ROOT / "demo_data"
 EXAMPLE_STUDIES = PROJECT_ROOT / "studies"
 EXAMPLE_STUDY_NAMES = ("ab_checkout", "retention_outreach")
 BAD_OUTREACH_MONTH = 7  # the 7th batch is assigned by a health rule: no overlap, kept out
+HEALTH_RULE = 62.0  # that month every account with health below it gets outreach, and no other
 REPORT_FILES = ("fan_chart.png", "trajectory.csv", "summary.txt", "memo.md", "memo.html", "causal_dag.png")
 TRAJECTORY_COLUMNS = [
     "batch",
@@ -55,9 +60,16 @@ DEMO_OUTPUTS = (
 
 
 def land_example_batches(landing: Path) -> dict[str, list[Path]]:
-    """Write the two example streams as monthly files (CSV for the A/B test, Parquet for outreach)."""
+    """Write the two example streams as monthly files (CSV for the A/B test, Parquet for outreach).
+
+    The outreach study's population is "all active accounts at the start of the month": the same
+    2,000 accounts come back every month (``returning_share=1``), so its monthly estimates are
+    correlated and the pipeline fuses them with that correlation.
+    """
     ab = simulate_ab_stream(rng=np.random.default_rng(20250101))
-    outreach = simulate_outreach_stream(rng=np.random.default_rng(20250102), n_per_batch=2000)
+    outreach = simulate_outreach_stream(
+        rng=np.random.default_rng(20250102), n_per_batch=2000, returning_share=1.0
+    )
     written: dict[str, list[Path]] = {name: [] for name in EXAMPLE_STUDY_NAMES}
     (landing / "ab_checkout").mkdir(parents=True, exist_ok=True)
     (landing / "retention_outreach").mkdir(parents=True, exist_ok=True)
@@ -66,8 +78,8 @@ def land_example_batches(landing: Path) -> dict[str, list[Path]]:
         batch.to_csv(path, index=False)
         written["ab_checkout"].append(path)
     for month, (label, batch) in enumerate(zip(outreach.labels, outreach.batches, strict=True), start=1):
-        if month == BAD_OUTREACH_MONTH:
-            batch = simulate_outreach_batch(2000, rng=np.random.default_rng(99), assignment="health_rule")
+        if month == BAD_OUTREACH_MONTH:  # the same accounts, reached out to by a rule: no overlap
+            batch = batch.assign(outreach=(batch["health_score"] < HEALTH_RULE).astype(np.int64))
         path = landing / "retention_outreach" / f"{label}.parquet"
         batch.to_parquet(path, index=False)
         written["retention_outreach"].append(path)
@@ -161,6 +173,12 @@ def print_summary(data: Path, study_names: list[str]) -> None:
         print(f"\nexcluded batches: {len(excluded)}")
         for row in excluded.itertuples(index=False):
             print(f"  {row.batch}: {row.exclusion_reason}")
+        print(returning_units_line(store, study))
+        last = steps.iloc[-1]
+        print(
+            f"always-valid 95% interval after {last['batch']}: "
+            f"[{last['always_valid_lower']:.4f}, {last['always_valid_upper']:.4f}] (what the memo decides on)"
+        )
         folder = data / "reports" / study
         reports = [folder / name for name in REPORT_FILES if (folder / name).is_file()]
         print(f"reports ({len(reports)} in {shown(folder)}/):")
@@ -173,6 +191,29 @@ def print_summary(data: Path, study_names: list[str]) -> None:
     print(
         f"browse the runs, checks and lineage: ASSIMILATE_DATA_DIR={shown(data)} bash scripts/ui.sh"
         "  (http://127.0.0.1:3000)"
+    )
+
+
+def returning_units_line(store: Warehouse, study: str) -> str:
+    """The share of each batch's units seen in an earlier batch, from the stored influence values."""
+    from assimilate.filters import shared_unit_covariance
+    from checks.returning_units import INFLUENCE_TABLE, unit_batches
+
+    influence = store.read_table(study, INFLUENCE_TABLE)
+    labels = sorted(set(influence["partition_key"])) if not influence.empty else []
+    if len(labels) < 2:
+        return "returning units: fewer than two estimated batches"
+    shared = shared_unit_covariance(unit_batches(influence, labels), labels=labels)
+    share, correlation = shared.returning_share[1:], shared.correlation_with_previous[1:]
+    fused = not store.read_table(study, "posterior_error_correlation").empty
+    how = (
+        "the posterior fuses the batches with this correlation"
+        if fused
+        else "the posterior treats the batches as independent"
+    )
+    return (
+        f"returning units: {np.mean(share):.0%} of each batch's units were seen in an earlier batch "
+        f"(batches after the first); correlation with the previous batch {np.mean(correlation):.2f} on average; {how}"
     )
 
 

@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 
 from assimilate import assimilative_causal, causal_kalman, difference_in_means, particle_filter
-from assimilate.incremental import FilterSettings, full_filter, refilter_from_first_change
+from assimilate.incremental import (
+    FilterSettings,
+    full_filter,
+    refilter_from_first_change,
+    resolved_process_var,
+)
 from assimilate.simulate import simulate_ab_stream
 
 
@@ -187,3 +192,17 @@ def test_summary_names_the_backend_the_real_level_the_numbers_and_the_exclusions
         particle.summary().startswith("Assimilated effect (particle filter")
         and "min ESS" in particle.summary()
     )
+
+
+def test_the_pipelines_mle_of_a_robust_particle_filter_uses_its_student_t_likelihood() -> None:
+    """Issue 13: a Gaussian fit read one 20-SE outlier in 24 static batches as drift (q 0 -> 0.08)."""
+    rng = np.random.default_rng(11)
+    values = list(0.5 + 0.1 * rng.standard_normal(24))
+    values[12] += 20 * 0.1
+    observed = _observations(values)
+    robust = FilterSettings(process_var="mle", backend="particle", observation="student_t", df=4.0)
+    gaussian = FilterSettings(process_var="mle", backend="particle")
+    q_robust = resolved_process_var(observed, robust)
+    q_gaussian = resolved_process_var(observed, gaussian)
+    assert q_gaussian > 0.02
+    assert q_robust < 0.1 * q_gaussian

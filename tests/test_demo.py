@@ -76,6 +76,19 @@ def test_the_demo_runs_every_study_and_shows_exclusions_and_reports(tmp_path: Pa
         assert {"fan_chart.png", "trajectory.csv", "summary.txt"} <= {p.name for p in listed}
 
     outreach = by_study["retention_outreach"]
+    # The outreach study keeps the same accounts every month (its card's population): detected and fused with.
+    assert re.search(
+        r"^returning units: 100% of each batch's units were seen in an earlier batch .*; "
+        r"the posterior fuses the batches with this correlation$",
+        outreach,
+        flags=re.MULTILINE,
+    ), outreach
+    assert re.search(
+        r"^returning units: 0% .*treats the batches as independent$",
+        by_study["ab_checkout"],
+        flags=re.MULTILINE,
+    )
+    assert re.search(r"^always-valid 95% interval after 2025-12-01: \[", outreach, flags=re.MULTILINE)
     excluded = re.search(r"^excluded batches: (\d+)$", outreach, flags=re.MULTILINE)
     assert excluded is not None and int(excluded.group(1)) >= 1
     # The seventh month is assigned by a health rule: no overlap, so it is kept out, check named.

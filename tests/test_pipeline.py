@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from assets.posterior_inputs import observations
 from assimilate import causal_kalman
 from assimilate.simulate import simulate_outreach_batch
 from orchestration.runner import QUIET
@@ -230,3 +231,27 @@ def test_plots_are_written_and_attached_to_the_materializations(project: Project
         event = project.instance.get_latest_materialization_event(dg.AssetKey(["ab_checkout", asset]))
         assert event is not None and event.asset_materialization is not None
         assert "data:image/png;base64," in event.asset_materialization.metadata[label].value
+
+
+def test_observations_never_mix_batch_rules_and_ignore_batches_before_the_start() -> None:
+    """Findings M8: a batch judged under earlier rules is held out until re-run; a moved start date
+    used to crash the posterior (max() of an empty sequence)."""
+    keys = ["2025-01-01", "2025-02-01", "2025-03-01"]
+    files = pd.DataFrame({"partition_key": [*keys[:2], "2024-12-01"]})
+    effects = pd.DataFrame(
+        {
+            "partition_key": keys[:2],
+            "method": "difference_in_means",
+            "is_primary": True,
+            "estimate": [0.5, 0.6],
+            "std_error": [0.1, 0.1],
+            "error": "",
+            "batch_rules": ["new", "old"],
+        }
+    )
+    verdicts = pd.DataFrame(columns=["partition_key", "check_name", "severity", "status", "reason"])
+    observed = observations(keys, files, effects, verdicts, batch_rules="new")
+    assert list(observed["batch"]) == keys[:2]
+    assert list(observed["excluded"]) == [False, True]
+    assert "judged under earlier study rules" in observed["exclusion_reason"].iloc[1]
+    assert observations(keys[2:], files, effects, verdicts).empty
