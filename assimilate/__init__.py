@@ -24,6 +24,7 @@ from assimilate.estimators import (
     estimate_effect,
     influence_contributions,
     ipw,
+    n_of_1,
     regression_adjustment,
 )
 from assimilate.filters import (
@@ -64,6 +65,7 @@ __all__ = [
     "influence_contributions",
     "innovation_diagnostics",
     "ipw",
+    "n_of_1",
     "overlap_report",
     "particle_filter",
     "per_look_alpha",

@@ -3,6 +3,9 @@
 Both filter backends (Kalman, particle) return an ``AssimilationResult`` with the same meaning for
 every field: at batch t, the *forecast* is the belief about the effect before batch t's estimate,
 the *posterior* the belief after it, and the *innovation* is ``estimate_t - forecast_mean_t``.
+A result is read-only, pickles and deep-copies (its arrays stay read-only), round-trips through
+JSON with :meth:`AssimilationResult.to_dict` / :meth:`AssimilationResult.from_dict`, and draws
+its fan chart with :meth:`AssimilationResult.plot`.
 
 Example
 -------
@@ -13,18 +16,24 @@ Example
 0.502
 >>> res.trajectory().columns[:3].tolist()
 ['batch', 'estimate', 'std_error']
+>>> AssimilationResult.from_dict(res.to_dict()).final_mean == res.final_mean
+True
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
+
+from assimilate._frozen import FrozenDict, ReadOnlyArrays, array_from_json, float_from_json, to_jsonable
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FloatArray = NDArray[np.float64]
 Backend = Literal["kalman", "particle"]
@@ -49,8 +58,26 @@ def _read_only_all_the_way(array: NDArray[Any]) -> bool:
     return current is None
 
 
+_ARRAYS = (
+    "estimates",
+    "standard_errors",
+    "excluded",
+    "forecast_mean",
+    "forecast_var",
+    "posterior_mean",
+    "posterior_var",
+    "posterior_lower",
+    "posterior_upper",
+    "innovations",
+    "innovation_var",
+    "ess",
+    "smoothed_mean",
+    "smoothed_var",
+)
+
+
 @dataclass(frozen=True)
-class AssimilationResult:
+class AssimilationResult(ReadOnlyArrays):
     """Filtered (and optionally smoothed) posterior of the effect, batch by batch.
 
     Parameters
@@ -90,7 +117,8 @@ class AssimilationResult:
     smoothed_mean, smoothed_var : ndarray or None
         Smoothed belief given all batches (RTS smoother), when computed.
     details : Mapping
-        Backend specifics (process variance fit, particle counts, observation family, ...).
+        Backend specifics (process variance fit, particle counts, observation family, ...),
+        read-only.
     """
 
     backend: Backend
@@ -118,26 +146,11 @@ class AssimilationResult:
     details: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in (
-            "estimates",
-            "standard_errors",
-            "excluded",
-            "forecast_mean",
-            "forecast_var",
-            "posterior_mean",
-            "posterior_var",
-            "posterior_lower",
-            "posterior_upper",
-            "innovations",
-            "innovation_var",
-            "ess",
-            "smoothed_mean",
-            "smoothed_var",
-        ):
+        for name in _ARRAYS:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, _frozen(value))
-        object.__setattr__(self, "details", MappingProxyType(dict(self.details)))
+        object.__setattr__(self, "details", FrozenDict(self.details))
         n = len(self.labels)
         if any(len(getattr(self, k)) != n for k in ("estimates", "posterior_mean", "excluded")):
             raise ValueError("AssimilationResult arrays must all have one entry per batch label")
@@ -240,3 +253,118 @@ class AssimilationResult:
 
     def __str__(self) -> str:
         return self.summary()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe fields: arrays as lists, NaN as ``None``, infinities as ``"inf"``/``"-inf"``.
+
+        Returns
+        -------
+        dict
+            One key per field; objects in ``details`` (the process-variance fit, the shared units)
+            as dicts of their fields. :meth:`from_dict` reads it back.
+        """
+        return {f.name: to_jsonable(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AssimilationResult:
+        """The result :meth:`to_dict` wrote (every array and number exactly).
+
+        Parameters
+        ----------
+        data : Mapping
+            The fields, e.g. ``json.loads(json.dumps(result.to_dict()))``.
+
+        Returns
+        -------
+        AssimilationResult
+            ``details["process_var_fit"]``, ``details["shared_units"]`` and
+            ``details["error_correlation"]`` come back as their objects; other details as JSON data.
+
+        Raises
+        ------
+        ValueError
+            When a field is missing or an unknown key is present.
+        """
+        names = {f.name for f in fields(cls)}
+        optional = {"ess", "smoothed_mean", "smoothed_var", "details"}
+        missing, unknown = sorted(names - optional - set(data)), sorted(set(data) - names)
+        if missing or unknown:
+            raise ValueError(
+                f"AssimilationResult.from_dict: missing field(s) {missing}, unknown key(s) {unknown}"
+            )
+        arrays: dict[str, Any] = {}
+        for name in _ARRAYS:
+            value = data.get(name)
+            dtype = np.bool_ if name == "excluded" else np.float64
+            arrays[name] = None if value is None else array_from_json(value, dtype)
+        return cls(
+            backend=data["backend"],
+            alpha=float(data["alpha"]),
+            labels=tuple(str(label) for label in data["labels"]),
+            exclusion_reasons=tuple(str(reason) for reason in data["exclusion_reasons"]),
+            process_var=float_from_json(data["process_var"]),
+            log_likelihood=float_from_json(data["log_likelihood"]),
+            prior_mean=float_from_json(data["prior_mean"]),
+            prior_var=float_from_json(data["prior_var"]),
+            details=_details_from_json(data.get("details") or {}),
+            **arrays,
+        )
+
+    def plot(self, *, true_effects: Sequence[float] | None = None, title: str | None = None) -> Figure:
+        """Fan chart: the posterior band and mean, the batch estimates, excluded batches named.
+
+        Parameters
+        ----------
+        true_effects : sequence of float, optional
+            The true effect per batch, when known (simulations).
+        title : str, optional
+            Figure title (default ``"Assimilated treatment effect"``).
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The caller shows, saves or closes it (``assimilate.report.plots.figure_to_png``).
+        """
+        from assimilate.report.plots import fan_chart
+
+        if title is None:
+            return fan_chart(self, true_effects=true_effects)
+        return fan_chart(self, true_effects=true_effects, title=title)
+
+
+def _details_from_json(details: Mapping[str, Any]) -> dict[str, Any]:
+    """``details`` with the objects the filters put there rebuilt from their JSON form."""
+    out = dict(details)
+    fit = out.get("process_var_fit")
+    if isinstance(fit, Mapping):
+        from assimilate.filters.mle import ProcessVarianceFit
+
+        out["process_var_fit"] = ProcessVarianceFit(
+            process_var=float_from_json(fit["process_var"]),
+            std_error=float_from_json(fit["std_error"]),
+            conf_int=(float_from_json(fit["conf_int"][0]), float_from_json(fit["conf_int"][1])),
+            log_likelihood=float_from_json(fit["log_likelihood"]),
+            log_likelihood_static=float_from_json(fit["log_likelihood_static"]),
+            lr_statistic=float_from_json(fit["lr_statistic"]),
+            p_value_static=float_from_json(fit["p_value_static"]),
+            profile=pd.DataFrame({k: array_from_json(v) for k, v in fit["profile"].items()}),
+            likelihood=fit.get("likelihood", "gaussian"),
+            df=None if fit.get("df") is None else float(fit["df"]),
+        )
+    shared = out.get("shared_units")
+    if isinstance(shared, Mapping):
+        from assimilate.filters.shared_units import SharedUnits
+
+        out["shared_units"] = SharedUnits(
+            labels=tuple(str(label) for label in shared["labels"]),
+            covariance=array_from_json(shared["covariance"]),
+            correlation=array_from_json(shared["correlation"]),
+            n_units=array_from_json(shared["n_units"], np.int64),
+            n_returning=array_from_json(shared["n_returning"], np.int64),
+            n_shared=array_from_json(shared["n_shared"], np.int64),
+            min_eigenvalue=float_from_json(shared["min_eigenvalue"]),
+            psd_adjusted=bool(shared["psd_adjusted"]),
+        )
+    if isinstance(out.get("error_correlation"), list):
+        out["error_correlation"] = array_from_json(out["error_correlation"])
+    return out

@@ -46,6 +46,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy import linalg, special
 
+from assimilate._frozen import ReadOnlyArrays
 from assimilate._validation import as_float_vector, check_alpha, check_positive
 
 FloatArray = NDArray[np.float64]
@@ -101,7 +102,7 @@ def normal_mixture_boundary(information: ArrayLike, *, rho: float, alpha: float 
 
 
 @dataclass(frozen=True)
-class ConfidenceSequence:
+class ConfidenceSequence(ReadOnlyArrays):
     """An always-valid interval per look, with the running estimate it is centred on.
 
     Parameters

@@ -5,7 +5,10 @@ Two streams:
 * a randomized A/B stream: ``y = tau_t d + 0.2 x + N(0, 0.3^2)``, ``d ~ Bernoulli(0.5)``, with
   ``tau_t`` drifting linearly from 0.5 to 0.6 over the batches;
 * an observational retention-outreach stream: accounts at risk of churning are more likely to get
-  outreach, so the naive difference in churn has the wrong sign; the true ATE is about -0.046.
+  outreach, so the naive difference in churn has the wrong sign; the true ATE is about -0.046;
+* an N-of-1 trial (:func:`simulate_n_of_1_stream`, from ``assimilate._n_of_1_stream``): one
+  person's daily outcome with AR(1) errors under randomized alternating treatment blocks with
+  carry-over.
 
 Example
 -------
@@ -27,6 +30,9 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy import special
 
+from assimilate._n_of_1_stream import NOf1Stream as NOf1Stream
+from assimilate._n_of_1_stream import n_of_1_series as n_of_1_series
+from assimilate._n_of_1_stream import simulate_n_of_1_stream as simulate_n_of_1_stream
 from assimilate._validation import check_choice
 
 Assignment = Literal["propensity", "health_rule"]

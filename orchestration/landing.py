@@ -42,10 +42,11 @@ from typing import Literal
 
 Cadence = Literal["daily", "weekly", "monthly"]
 SUFFIXES = (".csv", ".parquet")
+# ASCII digits only: \d would also match other scripts' digits, so a look-alike name could take a period.
 _STEM = {
-    "daily": r"(\d{4})-(\d{2})-(\d{2})",
-    "weekly": r"(\d{4})-(\d{2})-(\d{2})",
-    "monthly": r"(\d{4})-(\d{2})",
+    "daily": r"([0-9]{4})-([0-9]{2})-([0-9]{2})",
+    "weekly": r"([0-9]{4})-([0-9]{2})-([0-9]{2})",
+    "monthly": r"([0-9]{4})-([0-9]{2})",
 }
 _FORM = {"daily": "YYYY-MM-DD", "weekly": "YYYY-MM-DD (the Sunday the week starts)", "monthly": "YYYY-MM"}
 _SUNDAY = 6  # date.weekday()
@@ -193,7 +194,10 @@ def scan_landing(
         key, mismatch = (None, "") if reason else _mapping(name, checked)
         reason = reason or mismatch
         if key is not None and valid is not None and key not in valid:
-            key, reason = None, f"partition {key} is not one of the study's partitions (before its start?)"
+            key, reason = (
+                None,
+                f"partition {key} is not one of the study's partitions (before its start date, or a period not begun yet)",
+            )
         if key is None:
             unmapped.append((name, reason))
         else:

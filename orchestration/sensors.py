@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import dagster as dg
+import duckdb
 
 from orchestration.instance_records import RULES_TAG, latest_materialization, run_status
 from orchestration.jobs import study_job_name
@@ -28,7 +29,7 @@ from orchestration.reconcile import ReconcileState, plan
 from orchestration.study_config import StudyConfig
 from resources.alerts import Alert, AlertsResource
 from resources.landing import LandingResource
-from resources.warehouse import Warehouse, WarehouseLockedError, WarehouseResource
+from resources.warehouse import Warehouse, WarehouseError, WarehouseResource
 
 
 def landing_sensor_name(study: StudyConfig) -> str:
@@ -60,10 +61,10 @@ class LandingCursor:
 
 
 def warehouse_identity(warehouse: WarehouseResource) -> str | Literal["busy"] | None:
-    """The warehouse's id, None when it has no file (or no write yet), "busy" while a writer holds it."""
+    """The warehouse's id, None when it has no file (or no write yet), "busy" while it cannot be read."""
     try:
         return Warehouse(warehouse.path, lock_timeout_s=5.0).identity()
-    except WarehouseLockedError:
+    except (WarehouseError, duckdb.Error):  # locked, or unreadable now: judged at a later tick
         return "busy"
 
 

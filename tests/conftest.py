@@ -13,6 +13,7 @@ Doctests in the library are ``library``.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
@@ -45,3 +46,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         for name in layer_of(Path(str(item.path))):
             item.add_marker(getattr(pytest.mark, name))
+
+
+@pytest.fixture(autouse=True)
+def _no_stale_defs_state_storage() -> Iterator[None]:
+    """Each test starts with no Dagster defs-state storage in context.
+
+    A Dagster instance puts its defs-state storage in a context variable and leaves it there until
+    the instance is disposed; a test's ephemeral instance that was garbage-collected without that
+    leaves a dead reference, and the next ``Definitions`` built before any new instance fails with
+    "Attempted to resolve undefined DagsterInstance weakref".
+    """
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    with set_defs_state_storage(None):
+        yield

@@ -31,6 +31,9 @@ from orchestration.landing import file_sha256, partition_key_for_file, run_key, 
         ("2025-03.csv.tmp", "monthly", None),
         ("notes.txt", "monthly", None),
         ("x2025-03.csv", "monthly", None),
+        # Finding L4: other scripts' digits (fullwidth, Arabic-Indic) are not a date.
+        ("\uff12\uff10\uff12\uff15-01-24.csv", "daily", None),
+        ("\u0662\u0660\u0662\u0665-03.csv", "monthly", None),
     ],
 )
 def test_partition_key_for_file(name: str, cadence: str, expected: str | None) -> None:
@@ -128,7 +131,10 @@ def test_keys_outside_the_study_partitions_are_unmapped(tmp_path: Path) -> None:
     scan = scan_landing(tmp_path, cadence="monthly", cursor={}, valid_keys=valid)
     assert [f.partition_key for f in scan.new_or_changed] == ["2025-01-01"]
     assert scan.unmapped == (
-        ("2024-12.csv", "partition 2024-12-01 is not one of the study's partitions (before its start?)"),
+        (
+            "2024-12.csv",
+            "partition 2024-12-01 is not one of the study's partitions (before its start date, or a period not begun yet)",
+        ),
     )
 
 

@@ -471,7 +471,9 @@ def test_post_treatment_check_catches_a_copy_of_a_graph_descendant() -> None:
         ({"name": "pg_catalog"}, r"name: 'pg_catalog' is reserved"),
     ],
 )
-def test_names_the_warehouse_reserves_are_load_errors(tmp_path: Path, change: dict[str, Any], expected: str) -> None:
+def test_names_the_warehouse_reserves_are_load_errors(
+    tmp_path: Path, change: dict[str, Any], expected: str
+) -> None:
     """Finding M9: these loaded, then made every run fail."""
     data = example("ab_checkout") | change
     data.pop("causal_graph", None)

@@ -27,6 +27,7 @@ from assimilate.estimators.influence import (
     influence_from_arrays,
 )
 from assimilate.estimators.models import PropensityModel, fit_propensity
+from assimilate.estimators.n_of_1 import n_of_1, n_of_1_from_arrays, washout_mask
 from assimilate.estimators.outcome import OutcomeFallback, OutcomeModel, fit_outcome_model
 from assimilate.estimators.regression import regression_adjustment, regression_adjustment_from_arrays
 from assimilate.estimators.result import EffectEstimate
@@ -40,12 +41,15 @@ ESTIMATORS: tuple[EstimatorName, ...] = (
     "ipw",
     "aipw",
 )
+MethodName = EstimatorName | Literal["n_of_1"]
+SINGLE_SUBJECT: tuple[Literal["n_of_1"], ...] = ("n_of_1",)
+"""Estimators of one subject's series (not of units): by name in ``estimate_effect`` only."""
 
 
 def estimate_effect(
     data: pd.DataFrame,
     *,
-    method: EstimatorName,
+    method: MethodName,
     treatment: str,
     outcome: str,
     covariates: Sequence[str] = (),
@@ -57,8 +61,9 @@ def estimate_effect(
     ----------
     data : DataFrame
         One row per unit.
-    method : {"difference_in_means", "regression_adjustment", "lin_interacted", "ipw", "aipw"}
-        The estimator.
+    method : {"difference_in_means", "regression_adjustment", "lin_interacted", "ipw", "aipw", "n_of_1"}
+        The estimator (``"n_of_1"``: one subject's daily series; needs ``time=`` and takes
+        ``washout=``, ``trend=``, ``se_method=``, see :func:`n_of_1`).
     treatment, outcome : str
         Column names.
     covariates : sequence of str
@@ -70,7 +75,9 @@ def estimate_effect(
     -------
     EffectEstimate
     """
-    check_choice("method", method, ESTIMATORS)
+    check_choice("method", method, (*ESTIMATORS, *SINGLE_SUBJECT))
+    if method == "n_of_1":
+        return n_of_1(data, treatment=treatment, outcome=outcome, covariates=covariates, **options)
     if method == "difference_in_means":
         return difference_in_means(data, treatment=treatment, outcome=outcome)
     if method in ("regression_adjustment", "lin_interacted"):
@@ -117,10 +124,12 @@ def estimate_all(
 
 __all__ = [
     "ESTIMATORS",
+    "SINGLE_SUBJECT",
     "DesignMatrix",
     "EffectEstimate",
     "EstimatorName",
     "InfluenceContributions",
+    "MethodName",
     "OutcomeFallback",
     "OutcomeModel",
     "PropensityModel",
@@ -136,6 +145,9 @@ __all__ = [
     "influence_from_arrays",
     "ipw",
     "ipw_from_arrays",
+    "n_of_1",
+    "n_of_1_from_arrays",
     "regression_adjustment",
     "regression_adjustment_from_arrays",
+    "washout_mask",
 ]

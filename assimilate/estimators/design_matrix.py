@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
+
+from assimilate._frozen import FrozenDict
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class DesignMatrix:
     categories: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "categories", MappingProxyType(dict(self.categories)))
+        object.__setattr__(self, "categories", FrozenDict(self.categories))
 
     @property
     def n_rows(self) -> int:

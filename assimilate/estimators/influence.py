@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from assimilate._frozen import ReadOnlyArrays
 from assimilate._validation import check_choice
 from assimilate.estimators._inputs import batch_arrays
 from assimilate.estimators.aipw import aipw_with_influence
@@ -49,7 +50,7 @@ INFLUENCE_METHODS: tuple[InfluenceMethod, ...] = (
 
 
 @dataclass(frozen=True)
-class InfluenceContributions:
+class InfluenceContributions(ReadOnlyArrays):
     """A batch estimate with the influence-function value of every row of the batch.
 
     Parameters

@@ -1,7 +1,9 @@
 """The result of a per-batch effect estimator.
 
 ``EffectEstimate`` is frozen: a different variance estimator means a new fit, never a mutation.
-Its interval is the normal (Wald) interval ``estimate ± z_{1-alpha/2} · std_error``.
+Its interval is the normal (Wald) interval ``estimate ± z_{1-alpha/2} · std_error``. It pickles,
+deep-copies, and round-trips through JSON with :meth:`EffectEstimate.to_dict` and
+:meth:`EffectEstimate.from_dict`.
 
 Example
 -------
@@ -9,19 +11,21 @@ Example
 ...                      method="difference_in_means", se_method="welch")
 >>> est.conf_int(alpha=0.05)
 (0.304..., 0.695...)
+>>> EffectEstimate.from_dict(est.to_dict()) == est
+True
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import pandas as pd
 from scipy import stats
 
+from assimilate._frozen import FrozenDict, float_from_json, to_jsonable
 from assimilate._validation import check_alpha
 
 
@@ -44,7 +48,7 @@ class EffectEstimate:
     estimand : str
         ``"ATE"`` (default) or ``"ATT"``.
     diagnostics : Mapping[str, Any]
-        JSON-serialisable facts about the fit (trimming counts and bounds, folds, ...).
+        JSON-serialisable facts about the fit (trimming counts and bounds, folds, ...), read-only.
     """
 
     estimate: float
@@ -57,7 +61,7 @@ class EffectEstimate:
     diagnostics: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "diagnostics", MappingProxyType(dict(self.diagnostics)))
+        object.__setattr__(self, "diagnostics", FrozenDict(self.diagnostics))
 
     @property
     def n(self) -> int:
@@ -96,6 +100,52 @@ class EffectEstimate:
             "se_method": self.se_method,
         }
         return pd.DataFrame([row])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe fields (NaN as ``None``, infinities as ``"inf"``); :meth:`from_dict` reads them back.
+
+        Returns
+        -------
+        dict
+            One key per field; ``diagnostics`` as plain JSON data (tuples become lists).
+        """
+        return {f.name: to_jsonable(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EffectEstimate:
+        """The estimate :meth:`to_dict` wrote.
+
+        Parameters
+        ----------
+        data : Mapping
+            The fields, e.g. ``json.loads(json.dumps(estimate.to_dict()))``.
+
+        Returns
+        -------
+        EffectEstimate
+
+        Raises
+        ------
+        ValueError
+            When a field is missing or an unknown key is present.
+        """
+        names = {f.name for f in fields(cls)}
+        required = {f.name for f in fields(cls) if f.name not in ("estimand", "diagnostics")}
+        missing, unknown = sorted(required - set(data)), sorted(set(data) - names)
+        if missing or unknown:
+            raise ValueError(
+                f"EffectEstimate.from_dict: missing field(s) {missing}, unknown key(s) {unknown}"
+            )
+        return cls(
+            estimate=float_from_json(data["estimate"]),
+            std_error=float_from_json(data["std_error"]),
+            n_treated=int(data["n_treated"]),
+            n_control=int(data["n_control"]),
+            method=str(data["method"]),
+            se_method=str(data["se_method"]),
+            estimand=str(data.get("estimand", "ATE")),
+            diagnostics=dict(data.get("diagnostics", {})),
+        )
 
     def summary(self, alpha: float = 0.05) -> str:
         """A short human-readable report."""

@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import fft, stats
 
+from assimilate._frozen import ReadOnlyArrays
 from assimilate._validation import check_alpha, check_non_negative
 from assimilate.filters.model import Observation, RandomWalkEffectModel
 from assimilate.filters.stream import StreamInputs, prepare_inputs, resolve_prior
@@ -53,7 +54,7 @@ class Grid(NamedTuple):
 
 
 @dataclass(frozen=True)
-class GridFilterResult:
+class GridFilterResult(ReadOnlyArrays):
     """Filtered belief after each batch, and the log-likelihood of the stream.
 
     Attributes

@@ -14,7 +14,13 @@ static effect over thousands of batches does not collapse onto a handful of part
 the posterior slightly (a kernel of variance ``(1 - a^2) sd^2``), so it only tops up what the
 random walk does not already add before the next batch: ``max(0, (1 - a^2) sd^2 - q)`` (the full
 kernel for a static effect, nothing once ``q`` is enough); ``rejuvenate=False`` turns it off.
-The loop is compiled (``_particle_loop``); its randomness comes only from ``rng``.
+The loop is compiled (``_particle_loop``); its randomness comes only from ``rng`` (a
+``numpy.random.Generator`` or an int seed).
+
+A call written for StatsPAI's ``statspai.assimilation.particle_filter`` runs unchanged when it
+names the random walk and the seed (see :data:`STATSPAI_ARGUMENTS`): ``process_sd``,
+``random_state`` and ``ess_resample_threshold`` are accepted as aliases, and StatsPAI options we
+do not have raise a ``TypeError`` naming what to use instead.
 
 Example
 -------
@@ -23,6 +29,11 @@ Example
 ...                       rng=np.random.default_rng(0), n_particles=1000)
 >>> res.backend
 'particle'
+>>> same = particle_filter([0.5, 0.6], [0.1, 0.1], process_sd=0.1, prior_mean=0.0, prior_var=1.0,
+...                        random_state=0, n_particles=1000)
+>>> bool(same.final_mean == particle_filter([0.5, 0.6], [0.1, 0.1], process_var=0.1**2, prior_mean=0.0,
+...      prior_var=1.0, rng=0, n_particles=1000).final_mean)
+True
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Never
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -63,14 +74,30 @@ PROPOSALS: tuple[Proposal, ...] = ("bootstrap", "optimal")
 LOW_ESS_FRACTION = 0.2
 LOW_ESS_RUN = 10
 LIU_WEST_DELTA = 0.98
+DEFAULT_ESS_THRESHOLD = 0.5
+Seed = np.random.Generator | int
+
+STATSPAI_ARGUMENTS: dict[str, str] = {
+    "process_sd": "process_var = process_sd ** 2 (accepted as an alias)",
+    "random_state": "rng, a numpy Generator or an int seed (accepted as an alias; None is refused)",
+    "ess_resample_threshold": "ess_threshold (accepted as an alias)",
+    "prior_mean": "prior_mean (StatsPAI's default 0; ours is taken from the first batch)",
+    "prior_var": "prior_var (StatsPAI's default 1; ours is taken from the batches)",
+    "prior_sampler": "prior_sampler (same signature: (rng, n) -> draws)",
+    "n_particles": "n_particles",
+    "alpha": "alpha",
+    "transition_sampler": "not supported: the effect follows the random walk; set process_var (or process_sd)",
+    "observation_log_pdf": "not supported: use observation='student_t' with df for heavy-tailed batches",
+}
+"""How each argument of StatsPAI's ``particle_filter`` maps onto ours."""
 
 
 def particle_filter(
     estimates: ArrayLike,
     standard_errors: ArrayLike,
     *,
-    process_var: float | Literal["mle"],
-    rng: np.random.Generator,
+    process_var: float | Literal["mle"] | None = None,
+    rng: Seed | None = None,
     prior_mean: float | None = None,
     prior_var: float | None = None,
     prior_sampler: PriorSampler | None = None,
@@ -78,12 +105,16 @@ def particle_filter(
     df: float | None = None,
     n_particles: int = 2000,
     proposal: Proposal = "bootstrap",
-    ess_threshold: float = 0.5,
+    ess_threshold: float | None = None,
     rejuvenate: bool = True,
     alpha: float = 0.05,
     labels: Sequence[str] | None = None,
     excluded: Sequence[bool] | None = None,
     exclusion_reasons: Sequence[str] | None = None,
+    process_sd: float | None = None,
+    random_state: Seed | None = None,
+    ess_resample_threshold: float | None = None,
+    **statspai_only: Never,
 ) -> AssimilationResult:
     """Filter a stream of batch estimates with a particle filter.
 
@@ -92,13 +123,14 @@ def particle_filter(
     estimates, standard_errors : array_like
         One estimate and its standard error per batch (NaN estimate = no observation).
     process_var : float or "mle"
-        Variance of the effect's random-walk step per batch; ``"mle"`` estimates it by maximum
+        Required (or its alias ``process_sd``). Variance of the effect's random-walk step per batch; ``"mle"`` estimates it by maximum
         likelihood under this filter's observation model and prior (Kalman likelihood for
         Gaussian, grid-filter likelihood for Student-t; see :func:`fit_process_variance`), reported
         in ``details["process_var_fit"]``. The fit uses the Gaussian prior even when
         ``prior_sampler`` draws the initial cloud.
-    rng : numpy.random.Generator
-        Source of randomness; the same seed gives the same result.
+    rng : numpy.random.Generator or int
+        Required (or its alias ``random_state``). Source of randomness, or a seed for
+        ``numpy.random.default_rng``; the same seed gives the same result.
     prior_mean, prior_var : float, optional
         Gaussian prior of the effect before batch 1 (defaults as in ``causal_kalman``).
     prior_sampler : callable, optional
@@ -113,14 +145,20 @@ def particle_filter(
         How particles move: by the random walk (any observation), or by the locally optimal
         proposal (Gaussian observation only; far fewer wasted particles when batches are
         informative relative to the drift).
-    ess_threshold : float
-        Resample when ESS < ``ess_threshold * n_particles``.
+    ess_threshold : float, optional
+        Resample when ESS < ``ess_threshold * n_particles`` (default 0.5).
     rejuvenate : bool
         Apply the (topped-up) Liu-West kernel after each resampling.
     alpha : float
         Credible bands at level ``1 - alpha`` (weighted quantiles).
     labels, excluded, exclusion_reasons
         As in ``causal_kalman``.
+    process_sd, random_state, ess_resample_threshold : optional
+        StatsPAI's names for ``sqrt(process_var)``, ``rng`` and ``ess_threshold``. Giving an
+        argument and its alias is a ``TypeError``.
+    **statspai_only
+        StatsPAI options we do not have (``transition_sampler``, ``observation_log_pdf``): a
+        ``TypeError`` says what to use instead (:data:`STATSPAI_ARGUMENTS`).
 
     Returns
     -------
@@ -138,6 +176,9 @@ def particle_filter(
     A ``RuntimeWarning`` is issued when ESS / N stays below 0.2 for 10 batches in a row.
     """
     check_alpha(alpha)
+    process_var, rng, ess_threshold = _statspai_aliases(
+        process_var, process_sd, rng, random_state, ess_threshold, ess_resample_threshold, statspai_only
+    )
     if isinstance(process_var, str) and process_var != "mle":
         raise ValueError(f"process_var must be a number >= 0 or 'mle', got {process_var!r}")
     fixed = 0.0 if process_var == "mle" else check_non_negative("process_var", process_var)
@@ -223,6 +264,57 @@ def particle_filter(
         ess=table[ESS],
         details=details,
     )
+
+
+def _statspai_aliases(
+    process_var: float | Literal["mle"] | None,
+    process_sd: float | None,
+    rng: Seed | None,
+    random_state: Seed | None,
+    ess_threshold: float | None,
+    ess_resample_threshold: float | None,
+    others: dict[str, Any],
+) -> tuple[float | Literal["mle"], np.random.Generator, float]:
+    """Our arguments from ours or StatsPAI's names: one of each pair, never both."""
+    for name in others:
+        if name in STATSPAI_ARGUMENTS:
+            raise TypeError(
+                f"particle_filter() does not take StatsPAI's {name!r}: {STATSPAI_ARGUMENTS[name]}"
+            )
+        raise TypeError(f"particle_filter() got an unexpected keyword argument {name!r}")
+    for ours, theirs, value, alias in (
+        ("process_var", "process_sd", process_var, process_sd),
+        ("rng", "random_state", rng, random_state),
+        ("ess_threshold", "ess_resample_threshold", ess_threshold, ess_resample_threshold),
+    ):
+        if value is not None and alias is not None:
+            raise TypeError(
+                f"particle_filter() got both {ours!r} and its StatsPAI alias {theirs!r}: give one"
+            )
+    if process_sd is not None:
+        process_var = check_non_negative("process_sd", process_sd) ** 2
+    if process_var is None:
+        raise TypeError(
+            "particle_filter() needs process_var, the variance of the effect's random-walk step per batch "
+            "(0 for a static effect, or 'mle'; StatsPAI's process_sd is accepted as its square root)"
+        )
+    seed = rng if rng is not None else random_state
+    if seed is None:
+        raise TypeError(
+            "particle_filter() needs rng: a numpy.random.Generator or an int seed (StatsPAI's random_state "
+            "is accepted as an alias); an unseeded filter is refused so that every run can be replayed"
+        )
+    threshold = ess_threshold if ess_threshold is not None else ess_resample_threshold
+    return process_var, as_generator(seed), DEFAULT_ESS_THRESHOLD if threshold is None else float(threshold)
+
+
+def as_generator(seed: Seed) -> np.random.Generator:
+    """``seed`` if it is a Generator, else ``numpy.random.default_rng(seed)`` for an int seed."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, int | np.integer) and not isinstance(seed, bool | np.bool_):
+        return np.random.default_rng(int(seed))
+    raise TypeError(f"rng must be a numpy.random.Generator or an int seed, got {type(seed).__name__}")
 
 
 def _warn_on_low_ess(ess: FloatArray, n: int) -> None:

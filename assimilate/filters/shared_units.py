@@ -31,6 +31,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy import sparse
 
+from assimilate._frozen import ReadOnlyArrays
 from assimilate._validation import as_float_vector, check_positive
 from assimilate.filters.stream import default_labels
 
@@ -47,7 +48,7 @@ def _read_only(array: NDArray[Any]) -> NDArray[Any]:
 
 
 @dataclass(frozen=True)
-class SharedUnits:
+class SharedUnits(ReadOnlyArrays):
     """Which units the batches share, and the covariance and correlation of their estimates.
 
     Parameters

@@ -96,10 +96,12 @@ def fan_chart(
             color="tab:red",
             ms=7,
             capsize=2,
-            label="excluded batch (not assimilated)",
+            label=_named("excluded, not assimilated", result, dropped),
         )
-    for index in np.flatnonzero(result.excluded & ~has):
-        ax.axvline(float(index), color="tab:red", alpha=0.3, ls=":")
+    missing = result.excluded & ~has
+    for count, index in enumerate(np.flatnonzero(missing)):
+        label = _named("no estimate", result, missing) if count == 0 else None
+        ax.axvline(float(index), color="tab:red", alpha=0.3, ls=":", label=label)
     if true_effects is not None:
         ax.plot(x, np.asarray(true_effects, dtype=float), color="tab:orange", lw=1.5, label="true effect")
     ax.axhline(0.0, color="grey", lw=0.8)
@@ -109,6 +111,13 @@ def fan_chart(
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig
+
+
+def _named(what: str, result: AssimilationResult, mask: np.ndarray, most: int = 4) -> str:
+    """A legend entry naming the batches in ``mask`` (the first ``most``, then how many more)."""
+    labels = [result.labels[i] for i in np.flatnonzero(mask)]
+    shown = ", ".join(labels[:most]) + (f" and {len(labels) - most} more" if len(labels) > most else "")
+    return f"{what}: {shown}"
 
 
 def love_plot(

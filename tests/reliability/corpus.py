@@ -436,7 +436,7 @@ CASES: list[Case] = [
         "excluded",
         "covariate_table_sample_ratio_mismatch",
         ("treated share",),
-        rule="p-value >= 0.001",
+        rule="exact binomial p-value >= 2.75e-05",
     ),
     Case("hundred_times_larger", "large batch", lambda s: csv(good_frame(s, n=40_000)), "admitted"),
     Case(

@@ -1,0 +1,21 @@
+"""A notebook user pickles the library's own results (to cache or send them): a real round trip.
+
+The only file allowed to import pickle (tests/test_library_purity.py names it): it pickles objects
+the library made; nothing a user hands the pipeline is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from tests.test_ergonomics import RESULTS, _assert_same, _read_only_arrays
+
+
+@pytest.mark.parametrize("name", list(RESULTS))
+def test_every_result_survives_a_pickle_round_trip_read_only(name: str) -> None:
+    original = RESULTS[name]()
+    restored = pickle.loads(pickle.dumps(original, protocol=pickle.HIGHEST_PROTOCOL))
+    _assert_same(original, restored)
+    assert _read_only_arrays(restored) == _read_only_arrays(original)
