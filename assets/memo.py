@@ -8,7 +8,7 @@ import pandas as pd
 
 from assets.common import read_verdicts
 from assimilate.design import render_png, to_dot
-from assimilate.diagnostics import innovation_diagnostics
+from assimilate.diagnostics import innovation_diagnostics, trend_test_of
 from assimilate.estimators import EffectEstimate
 from assimilate.report import DesignSummary, MemoInputs, verdicts_from_frame
 from assimilate.result import AssimilationResult
@@ -77,6 +77,7 @@ def memo_inputs(
         acknowledged_exclusions=study.acknowledged,
         always_valid=always_valid,
         planned_looks=study.looks_planned,
+        trend=trend_test_of(result),
     )
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from assimilate import balance_table, causal_kalman, estimate_all, sample_ratio_mismatch
 from assimilate.design.card import EstimandCard
-from assimilate.diagnostics import Verdict
+from assimilate.diagnostics import Verdict, trend_test_of
 from assimilate.report import (
     DesignSummary,
     MemoInputs,
@@ -568,3 +568,21 @@ def test_a_status_other_than_pass_never_acts() -> None:
                 assert decision in ("fix first", "no decision")
     with pytest.raises(ValueError, match="status"):
         decide(status="fine", lower=0.1, upper=0.2, desired_direction=None)  # type: ignore[arg-type]
+
+
+def test_the_memo_says_whether_the_effect_wears_off_with_the_steady_state_effect() -> None:
+    decaying = [0.30 - 0.2 * i / 23 for i in range(24)]
+    result = causal_kalman(decaying, [0.02] * 24, process_var=0.0)
+    trend = trend_test_of(result)
+    assert trend.direction == "novelty"
+    inputs = MemoInputs(
+        study="wearing_off",
+        result=result,
+        design=DesignSummary(kind="randomized"),
+        latest_estimates=(),
+        primary_estimator="difference_in_means",
+    )
+    assert "Does the effect wear off?" not in decision_memo_markdown(inputs)
+    text = decision_memo_markdown(replace(inputs, trend=trend))
+    assert "Does the effect wear off?" in text
+    assert "novelty effect" in text and "Steady-state effect" in text

@@ -56,6 +56,33 @@ def _probability(p: float) -> str:
     return f"{p:.3g}"
 
 
+def _wear_off(inputs: MemoInputs, num: Numbers) -> list[Block]:
+    """Does the effect wear off (novelty) or grow (primacy)? The trend test, in words."""
+    trend = inputs.trend
+    if trend is None or trend.p_value is None:
+        return []
+    d = num.decimals
+    found = {
+        "novelty": "the effect shrinks toward zero over the batches (a novelty effect)",
+        "primacy": "the effect grows over the batches (a primacy effect)",
+        "none": "no trend in the effect over the batches",
+    }[trend.direction]
+    text = f"{found} (trend test p = {_probability(trend.p_value)}, {trend.n_batches} batches"
+    text += ", given the filter's process variance)." if trend.process_var > 0 else ")."
+    blocks: list[Block] = [Heading("Does the effect wear off?"), Paragraph(text[0].upper() + text[1:])]
+    steady = trend.steady_state
+    if steady is not None:
+        lower, upper = steady.conf_int
+        blocks.append(
+            Paragraph(
+                f"{format_effect(steady.estimate, d)} over batches {steady.first_batch} to {steady.last_batch} "
+                f"(interval [{format_effect(lower, d)}, {format_effect(upper, d)}]).",
+                lead="Steady-state effect (the last third of the batches):",
+            )
+        )
+    return blocks
+
+
 def _evidence(inputs: MemoInputs, num: Numbers) -> Section:
     result, latest, d = inputs.result, inputs.latest, num.decimals
     prefix = "Provisional: " if inputs.status != "pass" else ""
@@ -69,6 +96,7 @@ def _evidence(inputs: MemoInputs, num: Numbers) -> Section:
             f"{format_statistic(result.process_var)} per batch)."
         ),
     ]
+    blocks += _wear_off(inputs, num)
     if inputs.true_effect is not None:
         lower, upper = result.final_ci
         inside = "inside" if lower <= inputs.true_effect <= upper else "outside"

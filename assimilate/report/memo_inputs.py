@@ -36,6 +36,7 @@ import pandas as pd
 from assimilate._validation import check_choice
 from assimilate.design.card import EstimandCard
 from assimilate.diagnostics.innovations import InnovationReport, innovation_diagnostics
+from assimilate.diagnostics.trend import TrendTest
 from assimilate.diagnostics.verdict import Status, Verdict
 from assimilate.estimators.result import EffectEstimate
 from assimilate.report.decision import (
@@ -133,6 +134,8 @@ class MemoInputs:
     always_valid : ConfidenceSequence, optional
         The always-valid interval per batch (e.g. with the batches' covariance); computed from the
         result's estimates, standard errors and exclusions (independent batches) if absent.
+    trend : TrendTest, optional
+        The test for a trend in the effect (does it wear off?) with the steady-state effect.
     planned_looks : int
         Horizon the computed sequence is tuned for: its interval is narrowest after this many
         batches as precise as the first admitted one (default 12).
@@ -154,6 +157,7 @@ class MemoInputs:
     max_unacknowledged_share: float = DEFAULT_MAX_UNACKNOWLEDGED_SHARE
     always_valid: ConfidenceSequence | None = None
     planned_looks: int = 12
+    trend: TrendTest | None = None
 
     def __post_init__(self) -> None:
         labels = self.result.labels
