@@ -234,8 +234,13 @@ def intervals(inputs: MemoInputs, num: Numbers) -> tuple[Block, ...]:
         (
             f"always-valid {level} interval (confidence sequence)",
             num.cs_interval,
-            f"the average effect over the {cs.n_used} admitted batches so far, each weighted by its precision "
-            f"(estimate {num.cs_estimate})",
+            f"the average effect over the {cs.n_used} admitted batches so far, "
+            + (
+                "weighted for the units they share (GLS) "
+                if cs.correlated
+                else "each weighted by its precision "
+            )
+            + f"(estimate {num.cs_estimate})",
             f"stays valid however often the memo is read: the chance that it ever, at any batch, excludes the "
             f"true average is at most {100 * result.alpha:g}%",
             "decide: the recommendation reads this interval",

@@ -69,6 +69,12 @@ def _wear_off(inputs: MemoInputs, num: Numbers) -> list[Block]:
     }[trend.direction]
     text = f"{found} (trend test p = {_probability(trend.p_value)}, {trend.n_batches} batches"
     text += ", given the filter's process variance)." if trend.process_var > 0 else ")."
+    if trend.process_var > 0:
+        # An estimated drift variance absorbs a slow decay: the test then rarely sees one.
+        text += (
+            " If that variance was estimated from these same batches (process_var: mle), a slow"
+            " wearing off may read as drift instead, and this test rarely sees it."
+        )
     blocks: list[Block] = [Heading("Does the effect wear off?"), Paragraph(text[0].upper() + text[1:])]
     steady = trend.steady_state
     if steady is not None:
