@@ -586,3 +586,21 @@ def test_the_memo_says_whether_the_effect_wears_off_with_the_steady_state_effect
     text = decision_memo_markdown(replace(inputs, trend=trend))
     assert "Does the effect wear off?" in text
     assert "novelty effect" in text and "Steady-state effect" in text
+
+
+def test_a_warning_repeated_on_many_admitted_batches_is_one_line_of_the_status() -> None:
+    result = causal_kalman(
+        [0.5] * 6, [0.1] * 6, process_var=0.0, labels=[f"2025-0{m}-01" for m in range(1, 7)]
+    )
+    warning = Verdict.evaluate("returning_units", value=0.3, threshold=0.05, rule="r", passed=False)
+    inputs = MemoInputs(
+        study="panel",
+        result=result,
+        design=DesignSummary(kind="randomized"),
+        latest_estimates=(),
+        primary_estimator="difference_in_means",
+        verdicts={label: (warning,) for label in result.labels[1:]},
+    )
+    status = _sections(decision_memo_markdown(inputs))[SECTIONS[0]]
+    assert "Warning on 5 batches (2025-02-01 to 2025-06-01): returning_units" in status
+    assert "Batch 2025-03-01" not in status

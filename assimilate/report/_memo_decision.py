@@ -145,9 +145,33 @@ def recommendation(inputs: MemoInputs, num: Numbers) -> tuple[str, tuple[str, ..
     return headline, tuple(details)
 
 
+REPEATED_WARNING = 3  # a warning on this many admitted batches is one line, not one per batch
+
+
+def _repeated_warnings(inputs: MemoInputs, failed: dict[str, tuple[Verdict, ...]]) -> dict[str, list[str]]:
+    """Check name -> the admitted batches it warned on, for checks that warned on many of them."""
+    excluded = inputs.excluded_batches()
+    batches: dict[str, list[str]] = {}
+    for batch, verdicts in failed.items():
+        if batch not in excluded:
+            for verdict in verdicts:
+                batches.setdefault(verdict.name, []).append(batch)
+    return {name: found for name, found in batches.items() if len(found) >= REPEATED_WARNING}
+
+
 def _batch_issues(inputs: MemoInputs) -> list[str]:
     excluded, failed, acknowledged = inputs.excluded_batches(), inputs.failed_checks(), inputs.acknowledged()
-    issues = []
+    repeated = _repeated_warnings(inputs, failed)
+    issues = [
+        f"Warning on {len(batches)} batches ({batches[0]} to {batches[-1]}): {name}, latest "
+        f"{verdict_text(next(v for v in failed[batches[-1]] if v.name == name))}; they still updated the posterior."
+        for name, batches in repeated.items()
+    ]
+    failed = {
+        b: kept
+        for b, verdicts in failed.items()
+        if (kept := tuple(v for v in verdicts if b in excluded or v.name not in repeated))
+    }
     for batch in inputs.batch_order():
         parts = [f"excluded from the posterior ({', '.join(excluded[batch])})"] if batch in excluded else []
         if batch in failed:
