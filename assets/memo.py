@@ -7,13 +7,14 @@ import math
 import pandas as pd
 
 from assets.common import read_verdicts
-from assimilate.design import render_png, to_dot
+from assimilate.design import to_dot
 from assimilate.diagnostics import innovation_diagnostics, trend_test_of
 from assimilate.estimators import EffectEstimate
 from assimilate.report import DesignSummary, MemoInputs, verdicts_from_frame
 from assimilate.result import AssimilationResult
 from assimilate.sequential import ConfidenceSequence
 from orchestration.study_config import StudyConfig
+from resources.graphviz import render_png
 from resources.warehouse import Warehouse
 
 

@@ -17,12 +17,11 @@ from assimilate.design import (
     CausalDAG,
     CausalGraphSpec,
     DesignError,
-    GraphvizError,
     method_shortlist,
-    render_png,
     to_dot,
 )
-from assimilate.design.render import PNG_SIGNATURE, ROLE_STYLES
+from assimilate.design.render import ROLE_STYLES
+from resources.graphviz import PNG_SIGNATURE, GraphvizError, render_png
 
 STUDIES = Path(__file__).resolve().parent.parent / "studies"
 OUTREACH_CONFOUNDERS = ("company_size", "health_score", "prior_tickets", "region", "tenure_months")

@@ -17,6 +17,17 @@ ROOT = Path(__file__).resolve().parent.parent
 LIBRARY = ROOT / "assimilate"
 PACKAGES = ("assimilate", "assets", "checks", "orchestration", "resources", "scripts", "benchmarks")
 FORBIDDEN_IMPORTS = {"dagster", "dagster_duckdb", "dagster_pandera", "duckdb", "pickle", "dill", "joblib"}
+# The library never runs a program, opens a connection or walks the file system: the shell does.
+SIDE_EFFECT_IMPORTS = {
+    "subprocess",
+    "multiprocessing",
+    "socket",
+    "http",
+    "urllib",
+    "requests",
+    "shutil",
+    "os",
+}
 RNG_ALLOWED = {"default_rng", "Generator", "SeedSequence", "PCG64", "BitGenerator"}
 # Modules whose only purpose is (de)serializing Python objects: loading their data runs code.
 PICKLING_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "shelve", "marshal"}
@@ -162,6 +173,30 @@ def test_library_never_imports_dagster_or_pickle() -> None:
         for path in _library_files()
     }
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_library_never_runs_a_program_or_touches_the_system() -> None:
+    offenders = {
+        str(path.relative_to(LIBRARY)): sorted(_imported_modules(path) & SIDE_EFFECT_IMPORTS)
+        for path in _library_files()
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+@pytest.mark.parametrize(
+    ("code", "caught"),
+    [
+        ("import subprocess\nsubprocess.run(['dot'])", {"subprocess"}),
+        ("from shutil import which", {"shutil"}),
+        ("import os.path", {"os"}),
+        ("from urllib.request import urlopen", {"urllib"}),
+        ("import numpy as np  # subprocess in a comment", set()),
+    ],
+)
+def test_the_import_guards_catch_a_planted_violation(tmp_path: Path, code: str, caught: set[str]) -> None:
+    planted = tmp_path / "planted.py"
+    planted.write_text(code, encoding="utf-8")
+    assert _imported_modules(planted) & (SIDE_EFFECT_IMPORTS | FORBIDDEN_IMPORTS) == caught
 
 
 def test_importing_the_library_does_not_import_dagster() -> None:

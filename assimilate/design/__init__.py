@@ -3,12 +3,12 @@
 :mod:`~assimilate.design.card` holds the schema (estimand card, declared graph and roles);
 :mod:`~assimilate.design.dag` the graph logic (forbidden controls, d-separation, backdoor
 adjustment sets); :mod:`~assimilate.design.shortlist` the estimators a design supports;
-:mod:`~assimilate.design.render` the graph as DOT source and PNG.
+:mod:`~assimilate.design.render` the graph as DOT source.
 """
 
 from assimilate.design.card import CausalGraphSpec, Estimand, EstimandCard, VariableRole
 from assimilate.design.dag import AdjustmentCheck, CausalDAG, Conflict, DesignError
-from assimilate.design.render import GraphvizError, render_png, to_dot
+from assimilate.design.render import to_dot
 from assimilate.design.shortlist import METHODS, DesignKind, method_shortlist
 
 __all__ = [
@@ -21,9 +21,7 @@ __all__ = [
     "DesignKind",
     "Estimand",
     "EstimandCard",
-    "GraphvizError",
     "VariableRole",
     "method_shortlist",
-    "render_png",
     "to_dot",
 ]

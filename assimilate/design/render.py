@@ -1,9 +1,9 @@
-"""The causal DAG as a picture: Graphviz DOT source, and a PNG drawn by the ``dot`` program.
+"""The causal DAG as Graphviz DOT source (the shell draws it with the ``dot`` program).
 
 Nodes are coloured and shaped by role; the treatment and outcome are highlighted; descendants of
 the treatment other than the outcome (forbidden controls) get a dashed red border; members of the
-adjustment set get a double border. ``render_png`` pipes the DOT source through ``dot -Tpng`` on
-stdin/stdout (Graphviz is a system package, not a Python one).
+adjustment set get a double border. The library never runs a program: drawing the PNG is the
+shell's job (``resources/graphviz.py``); from a notebook, ``graphviz.Source(to_dot(dag))`` draws it.
 
 Example
 -------
@@ -16,14 +16,9 @@ Example
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterable
 
 from assimilate.design.dag import CausalDAG
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-RENDER_TIMEOUT_SECONDS = 30.0
 
 # role -> (fill colour, shape)
 ROLE_STYLES: dict[str, tuple[str, str]] = {
@@ -39,10 +34,6 @@ ROLE_STYLES: dict[str, tuple[str, str]] = {
     "outcome_proxy": ("#e5e5e5", "ellipse"),
 }
 _UNLABELLED = ("#ffffff", "ellipse")
-
-
-class GraphvizError(RuntimeError):
-    """The Graphviz ``dot`` program is missing or could not draw the graph."""
 
 
 def _quote(text: str) -> str:
@@ -93,33 +84,3 @@ def to_dot(dag: CausalDAG, *, adjustment: Iterable[str] = ()) -> str:
         lines.append(f"  {_quote(cause)} -> {_quote(effect)}{emphasis};")
     lines.append("}")
     return "\n".join(lines) + "\n"
-
-
-def render_png(dot_source: str) -> bytes:
-    """Draw DOT source as PNG bytes with Graphviz ``dot`` (stdin to stdout, no files).
-
-    Raises
-    ------
-    GraphvizError
-        If ``dot`` is not on the PATH (install the ``graphviz`` system package), or fails.
-    """
-    dot = shutil.which("dot")
-    if dot is None:
-        raise GraphvizError(
-            "the Graphviz 'dot' program is not on the PATH; install the graphviz system package "
-            "(scripts/setup.sh does) to draw the causal graph"
-        )
-    try:
-        done = subprocess.run(
-            [dot, "-Tpng"],
-            input=dot_source.encode("utf-8"),
-            capture_output=True,
-            timeout=RENDER_TIMEOUT_SECONDS,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as error:
-        raise GraphvizError(f"dot did not finish within {RENDER_TIMEOUT_SECONDS:g} s") from error
-    if done.returncode != 0 or not done.stdout.startswith(PNG_SIGNATURE):
-        message = done.stderr.decode("utf-8", errors="replace").strip()
-        raise GraphvizError(f"dot failed (exit {done.returncode}): {message or 'no PNG produced'}")
-    return done.stdout
