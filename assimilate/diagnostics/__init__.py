@@ -10,6 +10,13 @@ from assimilate.diagnostics.calibration import (
 )
 from assimilate.diagnostics.innovations import InnovationReport, innovation_diagnostics
 from assimilate.diagnostics.overlap import OverlapReport, kish_ess, overlap_report
+from assimilate.diagnostics.sensitivity import (
+    Benchmark,
+    SensitivityReport,
+    e_value,
+    robustness_value,
+    sensitivity_analysis,
+)
 from assimilate.diagnostics.srm import SRMReport, sample_ratio_mismatch
 from assimilate.diagnostics.trend import SteadyStateEffect, TrendTest, trend_test, trend_test_of
 from assimilate.diagnostics.verdict import Verdict
@@ -17,22 +24,27 @@ from assimilate.diagnostics.verdict import Verdict
 __all__ = [
     "LOOKS_PER_YEAR",
     "BalanceComparison",
+    "Benchmark",
     "BalanceReport",
     "GateRule",
     "GateVerdict",
     "InnovationReport",
     "OverlapReport",
     "SRMReport",
+    "SensitivityReport",
     "SteadyStateEffect",
     "TrendTest",
     "Verdict",
     "balance_table",
+    "e_value",
     "innovation_diagnostics",
     "kish_ess",
     "looks_per_year",
     "overlap_report",
     "per_look_alpha",
+    "robustness_value",
     "sample_ratio_mismatch",
+    "sensitivity_analysis",
     "trend_test",
     "trend_test_of",
     "weighted_balance",
