@@ -24,8 +24,8 @@ from assimilate.diagnostics.verdict import Verdict
 __all__ = [
     "LOOKS_PER_YEAR",
     "BalanceComparison",
-    "Benchmark",
     "BalanceReport",
+    "Benchmark",
     "GateRule",
     "GateVerdict",
     "InnovationReport",
