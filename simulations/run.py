@@ -24,7 +24,16 @@ from tqdm import tqdm
 
 from simulations.table import COLUMNS
 
-STUDIES = ("returning_units", "peeking", "gates", "row_gates", "robust_and_trend", "n_of_1")
+STUDIES = (
+    "returning_units",
+    "peeking",
+    "gates",
+    "row_gates",
+    "robust_and_trend",
+    "n_of_1",
+    "clustered",
+    "estimands",
+)
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "SIMULATIONS.md"
 
 

@@ -3,6 +3,10 @@
 ``SMD_j = (mean_1j - mean_0j) / s_j`` with ``s_j`` the SD named by ``denominator``, computed on the
 UNWEIGHTED sample (pooled: ``sqrt((s_1^2 + s_0^2) / 2)``, Austin 2009) so that before and after
 weighting are on the same scale. Variance ratio: treated over control (weighted when weighted).
+:func:`weighted_balance` judges the weighting of the estimand: ATE weights ``1/e`` and ``1/(1-e)``,
+pooled SD; ATT the treated (weight 1) against the odds-weighted controls ``e/(1-e)``, standardized
+by the treated SD, the population the ATT averages over (Stuart 2010; Austin & Stuart 2015); ATC
+the controls against the treated weighted ``(1-e)/e``, by the control SD.
 
 Two rules judge the table. ``rule="fixed"`` fails when some ``|SMD_j| > threshold``: at 550 units a
 batch, sampling noise alone crosses 0.1 in most batches. ``rule="calibrated"`` fails only when an
@@ -43,6 +47,7 @@ from assimilate.diagnostics.calibration import GateRule, bonferroni_critical, ch
 from assimilate.diagnostics.verdict import Verdict
 
 Denominator = Literal["pooled", "treated", "control"]
+_DENOMINATOR_OF: dict[str, Denominator] = {"ATE": "pooled", "ATT": "treated", "ATC": "control"}
 FloatArray = NDArray[np.float64]
 
 
@@ -294,10 +299,11 @@ def _calibrated_verdict(table: pd.DataFrame, threshold: float, critical: float, 
 
 @dataclass(frozen=True)
 class BalanceComparison:
-    """Balance before and after inverse-propensity weighting; the verdict is the one after."""
+    """Balance before and after weighting for ``estimand``; the verdict is the one after."""
 
     before: BalanceReport
     after: BalanceReport
+    estimand: Literal["ATE", "ATT", "ATC"] = "ATE"
 
     @property
     def verdict(self) -> Verdict:
@@ -319,7 +325,7 @@ class BalanceComparison:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
-        return {"before": self.before.to_dict(), "after": self.after.to_dict()}
+        return {"estimand": self.estimand, "before": self.before.to_dict(), "after": self.after.to_dict()}
 
 
 def weighted_balance(
@@ -327,23 +333,53 @@ def weighted_balance(
     treatment: ArrayLike,
     *,
     propensity: ArrayLike,
-    estimand: Literal["ATE", "ATT"] = "ATE",
+    estimand: Literal["ATE", "ATT", "ATC"] = "ATE",
     threshold: float = 0.1,
     names: Sequence[str] | None = None,
     rule: GateRule = "fixed",
     alpha: float = 0.01,
+    denominator: Denominator | None = None,
 ) -> BalanceComparison:
-    """Balance before and after weighting by the inverse propensity (ATE) or the odds (ATT).
+    """Balance before and after weighting by the inverse propensity (ATE) or the odds (ATT, ATC).
 
     ``threshold``, ``rule`` and ``alpha`` are those of :func:`balance_table`, for both tables.
+
+    Parameters
+    ----------
+    covariates : DataFrame or array_like
+        Covariates.
+    treatment : array_like
+        0/1 treatment.
+    propensity : array_like
+        Propensity scores strictly inside (0, 1).
+    estimand : {"ATE", "ATT", "ATC"}
+        ``"ATE"``: weights ``1/e`` (treated) and ``1/(1-e)`` (controls). ``"ATT"``: treated 1,
+        controls ``e/(1-e)``, so the controls are reweighted to the treated's covariates.
+        ``"ATC"``: controls 1, treated ``(1-e)/e``.
+    denominator : {"pooled", "treated", "control"}, optional
+        The SD that standardizes the differences; by default the pooled SD for the ATE, the
+        treated SD for the ATT and the control SD for the ATC (the population averaged over).
     """
-    check_choice("estimand", estimand, ("ATE", "ATT"))
+    check_choice("estimand", estimand, ("ATE", "ATT", "ATC"))
     e = np.asarray(propensity, dtype=np.float64)
     if not (np.isfinite(e).all() and ((e > 0) & (e < 1)).all()):
         raise ValueError("propensity must lie strictly between 0 and 1 and have no NaN")
     d = _binary("treatment", treatment)
-    weights = np.where(d, 1 / e, 1 / (1 - e)) if estimand == "ATE" else np.where(d, 1.0, e / (1 - e))
-    options: dict[str, Any] = {"threshold": threshold, "names": names, "rule": rule, "alpha": alpha}
+    if estimand == "ATE":
+        weights = np.where(d, 1 / e, 1 / (1 - e))
+    elif estimand == "ATT":
+        weights = np.where(d, 1.0, e / (1 - e))
+    else:
+        weights = np.where(d, (1 - e) / e, 1.0)
+    if denominator is None:
+        denominator = _DENOMINATOR_OF[estimand]
+    options: dict[str, Any] = {
+        "threshold": threshold,
+        "names": names,
+        "rule": rule,
+        "alpha": alpha,
+        "denominator": denominator,
+    }
     before = balance_table(covariates, d, **options)
     after = balance_table(covariates, d, weights=weights, **options)
-    return BalanceComparison(before, after)
+    return BalanceComparison(before, after, estimand)

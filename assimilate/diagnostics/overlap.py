@@ -4,6 +4,12 @@ Reports the range and quantiles of the scores per arm, the share of units outsid
 ``[eps, 1 - eps]``, the trimmed count, and the Kish effective sample size
 ``(sum w)^2 / sum w^2`` of the ATE weights ``d / e + (1 - d) / (1 - e)``.
 
+Judged for the estimand: the ATE needs ``eps <= e(x) <= 1 - eps`` everywhere; the ATT only where
+the treated are, ``e(x) <= 1 - eps`` (a treated unit with no comparable controls), so its share is
+that of the treated above ``1 - eps`` and controls with a tiny score are harmless; the ATC the
+mirror image, the share of the controls below ``eps`` (Crump et al. 2009; Imbens & Rubin 2015,
+ch. 14). The ATT's and ATC's effective sample sizes are those of their odds weights.
+
 ``rule="fixed"`` fails when the share outside exceeds ``max_share_outside``: a design whose true
 share sits at the bound fails half its batches at any size, one at 8% fails 40% of 200-unit
 batches. ``rule="calibrated"`` fails only when the share is above the bound beyond sampling noise,
@@ -32,18 +38,19 @@ Example
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy import special, stats
 
-from assimilate._validation import check_alpha
+from assimilate._validation import check_alpha, check_choice
 from assimilate.diagnostics.calibration import GateRule, check_rule, stating_rate
 from assimilate.diagnostics.verdict import Verdict
 
 FloatArray = NDArray[np.float64]
+OverlapEstimand = Literal["ATE", "ATT", "ATC"]
 
 QUANTILES = (0.0, 0.01, 0.05, 0.5, 0.95, 0.99, 1.0)
 
@@ -63,6 +70,10 @@ class OverlapReport:
     Calibrated rule only: ``alpha`` (stated false-alarm rate per batch), ``expected_excess`` (share
     outside that fitting the propensity adds on its own), ``share_std_error`` (of the share under
     the bound) and ``p_value`` (of the share exceeding the bound).
+
+    ``estimand`` says what "outside" means: ATE both tails over all units; ATT ``e > 1 - eps``,
+    ``share_outside`` over the treated; ATC ``e < eps``, over the controls. The per-arm shares use
+    the same tail(s); ``ess`` is of the estimand's weights.
     """
 
     eps: float
@@ -81,10 +92,11 @@ class OverlapReport:
     expected_excess: float = 0.0
     share_std_error: float | None = None
     p_value: float | None = None
+    estimand: OverlapEstimand = "ATE"
 
     @property
     def ess_fraction(self) -> float:
-        """ESS / n of the ATE weights."""
+        """ESS / n of the estimand's weights."""
         return self.ess / self.n
 
     def to_frame(self) -> pd.DataFrame:
@@ -108,6 +120,7 @@ class OverlapReport:
             "expected_excess": self.expected_excess,
             "share_std_error": self.share_std_error,
             "p_value": self.p_value,
+            "estimand": self.estimand,
             "quantiles": self.quantiles.reset_index().to_dict(orient="records"),
             "verdict": self.verdict.to_dict(),
         }
@@ -123,8 +136,9 @@ def overlap_report(
     rule: GateRule = "fixed",
     alpha: float = 0.01,
     design: ArrayLike | None = None,
+    estimand: OverlapEstimand = "ATE",
 ) -> OverlapReport:
-    """Overlap of the propensity distributions of the two arms.
+    """Overlap of the propensity distributions of the two arms, judged for the estimand.
 
     Parameters
     ----------
@@ -148,6 +162,9 @@ def overlap_report(
         maximum-likelihood fit gave ``propensity`` (checked: its score must vanish). The
         corrections are first order and assume the fitted linear predictor has a smooth
         distribution (some continuous covariate). None: the scores are known propensities.
+    estimand : {"ATE", "ATT", "ATC"}
+        ``"ATE"``: the share of all units outside ``[eps, 1 - eps]``. ``"ATT"``: the share of the
+        treated above ``1 - eps``. ``"ATC"``: the share of the controls below ``eps``.
 
     Returns
     -------
@@ -161,6 +178,7 @@ def overlap_report(
         raise ValueError(f"max_share_outside must lie in [0, 1], got {max_share_outside}")
     check_rule(rule)
     check_alpha(alpha)
+    check_choice("estimand", estimand, ("ATE", "ATT", "ATC"))
     e = np.asarray(propensity, dtype=np.float64)
     d = np.asarray(treatment, dtype=np.float64)
     if e.shape != d.shape:
@@ -171,8 +189,18 @@ def overlap_report(
         raise ValueError("treatment must be 0 or 1 (binary)")
     x = None if design is None or rule == "fixed" else _checked_design(design, e, d)
     treated = d == 1
-    outside = (e < eps) | (e > 1 - eps)
-    weights = np.where(treated, 1 / e, 1 / (1 - e))
+    if estimand == "ATE":
+        outside = (e < eps) | (e > 1 - eps)
+        weights = np.where(treated, 1 / e, 1 / (1 - e))
+        judged = np.ones(e.size, dtype=bool)
+    elif estimand == "ATT":
+        outside = e > 1 - eps
+        weights = np.where(treated, 1.0, e / (1 - e))
+        judged = treated
+    else:
+        outside = e < eps
+        weights = np.where(treated, (1 - e) / e, 1.0)
+        judged = ~treated
     quantiles = pd.DataFrame(
         {
             f"q{round(100 * q)}": [
@@ -186,16 +214,25 @@ def overlap_report(
     def share(mask: np.ndarray) -> float:
         return float(outside[mask].mean()) if mask.any() else float("nan")
 
-    value = float(outside.mean())
+    value = float(outside.mean()) if estimand == "ATE" else share(judged)
     calibration = _Calibration(value, 0.0, None, None, max_share_outside)
-    if rule == "calibrated":
+    if rule == "calibrated" and estimand == "ATE":
         calibration = _calibrate(value, e, x, eps=eps, bound=max_share_outside, alpha=alpha)
+    elif rule == "calibrated" and judged.any():
+        calibration = _calibrate(
+            value, e, x, eps=eps, bound=max_share_outside, alpha=alpha, judged=judged, upper=estimand == "ATT"
+        )
+    region, units = {
+        "ATE": (f"outside [{eps}, {1 - eps}]", "units outside"),
+        "ATT": (f"above {1 - eps} among the treated", f"treated units above {1 - eps}"),
+        "ATC": (f"below {eps} among the controls", f"controls below {eps}"),
+    }[estimand]
     if rule == "fixed":
-        text = f"share of units with propensity outside [{eps}, {1 - eps}] <= {max_share_outside}"
+        text = f"share of units with propensity {region} <= {max_share_outside}"
     else:
         source = "logistic fit" if x is not None else "known propensities"
         text = (
-            f"share outside [{eps}, {1 - eps}] <= {max_share_outside} + sampling noise ({source}): "
+            f"share {region} <= {max_share_outside} + sampling noise ({source}): "
             f"false-alarm rate <= {alpha} per batch"
         )
     if not treated.any() or treated.all():
@@ -215,7 +252,7 @@ def overlap_report(
             threshold=calibration.threshold,
             rule=text,
             passed=value <= calibration.threshold,
-            reason=f"{int(outside.sum())} of {len(e)} units outside; {trimmed} trimmed{detail}",
+            reason=f"{int(outside[judged].sum())} of {int(judged.sum())} {units}; {trimmed} trimmed{detail}",
         )
     return OverlapReport(
         eps=eps,
@@ -234,6 +271,7 @@ def overlap_report(
         expected_excess=calibration.excess,
         share_std_error=calibration.std_error,
         p_value=calibration.p_value,
+        estimand=estimand,
     )
 
 
@@ -260,18 +298,33 @@ def _checked_design(design: ArrayLike, e: FloatArray, d: FloatArray) -> FloatArr
 
 
 def _calibrate(
-    share: float, e: FloatArray, x: FloatArray | None, *, eps: float, bound: float, alpha: float
+    share: float,
+    e: FloatArray,
+    x: FloatArray | None,
+    *,
+    eps: float,
+    bound: float,
+    alpha: float,
+    judged: NDArray[np.bool_] | None = None,
+    upper: bool = True,
 ) -> _Calibration:
-    """Excess share from the fit, standard error under the bound, p-value and the passing threshold."""
-    n = e.size
+    """Excess share from the fit, standard error under the bound, p-value and the passing threshold.
+
+    ``judged`` None: the ATE's share of all units in both tails; else the share of the ``judged``
+    units (one arm) in the upper (ATT) or lower (ATC) tail.
+    """
+    n = e.size if judged is None else int(judged.sum())
     if x is None:  # known propensities: the count outside is Binomial(n, bound) at worst
         count = round(share * n)
         largest = float(stats.binom.isf(alpha, n, bound))
         p_value = float(stats.binom.sf(count - 1, n, bound))
         std_error = float(np.sqrt(bound * (1 - bound) / n))
         return _Calibration(share, 0.0, std_error, p_value, largest / n)
-    corrected, added = _fitted_share(e, x, eps)
-    std_error = float(np.sqrt((bound * (1 - bound) + added) / n))
+    if judged is None:
+        corrected, added = _fitted_share(e, x, eps)
+    else:
+        corrected, added = _fitted_tail_share(e, x, judged, eps=eps, bound=bound, upper=upper)
+    std_error = float(np.sqrt(max(bound * (1 - bound) + added, 0.0) / n))
     excess = share - corrected
     excess_over_bound = corrected - bound
     if std_error > 0:
@@ -282,9 +335,8 @@ def _calibrate(
     return _Calibration(share, excess, std_error, p_value, threshold)
 
 
-def _fitted_share(e: FloatArray, x: FloatArray, eps: float) -> tuple[float, float]:
-    """Share outside corrected for the fit's bias, and the variance (times n) the fit adds."""
-    n = e.size
+def _fit_noise(e: FloatArray, x: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Weights ``e (1 - e)``, ``I^-1``, each fitted linear predictor's variance, and the bias-corrected one."""
     w = e * (1 - e)
     try:
         inverse = np.linalg.inv((x * w[:, None]).T @ x)
@@ -292,7 +344,14 @@ def _fitted_share(e: FloatArray, x: FloatArray, eps: float) -> tuple[float, floa
         raise ValueError(f"design is singular at these scores: {error}") from error
     variance = np.einsum("ij,jk,ik->i", x, inverse, x)  # var of each fitted linear predictor
     cox_snell = inverse @ (x.T @ (w * variance * (e - 0.5)))  # first-order bias of the MLE
-    eta = special.logit(e) - x @ cox_snell
+    eta = np.asarray(special.logit(e) - x @ cox_snell, dtype=np.float64)
+    return w, np.asarray(inverse, dtype=np.float64), np.asarray(variance, dtype=np.float64), eta
+
+
+def _fitted_share(e: FloatArray, x: FloatArray, eps: float) -> tuple[float, float]:
+    """Share outside corrected for the fit's bias, and the variance (times n) the fit adds."""
+    n = e.size
+    _, inverse, variance, eta = _fit_noise(e, x)
     limit = float(special.logit(1 - eps))
     sd = np.sqrt(variance)
     plain = float(np.mean(np.abs(eta) > limit))
@@ -303,3 +362,28 @@ def _fitted_share(e: FloatArray, x: FloatArray, eps: float) -> tuple[float, floa
     gradient = (upper - lower) @ x / n
     corrected = min(max(2 * plain - noisy, 0.0), 1.0)  # first order: a smooth density of scores
     return corrected, float(n * gradient @ inverse @ gradient)
+
+
+def _fitted_tail_share(
+    e: FloatArray, x: FloatArray, judged: NDArray[np.bool_], *, eps: float, bound: float, upper: bool
+) -> tuple[float, float]:
+    """One arm's share in one tail corrected for the fit's bias, and the variance (times m) the fit adds.
+
+    As :func:`_fitted_share`, with one more term: which units are in the arm is the same treatment
+    the propensity is fitted on, so the arm's share and the coefficients covary,
+    ``Cov = ± g' I^-1 sum_i x_i e_i (1 - e_i) (a_i - bound) / m`` (``a_i``: unit i in the tail).
+    """
+    m = int(judged.sum())
+    w, inverse, variance, eta = _fit_noise(e, x)
+    sign = 1.0 if upper else -1.0
+    distance = sign * eta - float(special.logit(1 - eps))
+    sd = np.sqrt(variance)
+    arm_distance, arm_sd = distance[judged], sd[judged]
+    plain = float(np.mean(arm_distance > 0))
+    noisy = float(np.mean(stats.norm.cdf(arm_distance / arm_sd)))
+    gradient = sign * (stats.norm.pdf(arm_distance / arm_sd) / arm_sd) @ x[judged] / m
+    corrected = min(max(2 * plain - noisy, 0.0), 1.0)
+    tail = (distance > 0).astype(np.float64)
+    covariance = sign * (x.T @ (w * (tail - bound)))  # + for the treated (ATT), - for the controls
+    fit_part = float(m * gradient @ inverse @ gradient)
+    return corrected, fit_part + 2.0 * float(gradient @ inverse @ covariance)

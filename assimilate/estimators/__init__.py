@@ -30,7 +30,7 @@ from assimilate.estimators.models import PropensityModel, fit_propensity
 from assimilate.estimators.n_of_1 import n_of_1, n_of_1_from_arrays, washout_mask
 from assimilate.estimators.outcome import OutcomeFallback, OutcomeModel, fit_outcome_model
 from assimilate.estimators.regression import regression_adjustment, regression_adjustment_from_arrays
-from assimilate.estimators.result import EffectEstimate
+from assimilate.estimators.result import ESTIMAND_WORDS, ESTIMANDS, EffectEstimate, Estimand
 from assimilate.estimators.weighting import ipw, ipw_from_arrays
 
 EstimatorName = Literal["difference_in_means", "regression_adjustment", "lin_interacted", "ipw", "aipw"]
@@ -44,6 +44,47 @@ ESTIMATORS: tuple[EstimatorName, ...] = (
 MethodName = EstimatorName | Literal["n_of_1"]
 SINGLE_SUBJECT: tuple[Literal["n_of_1"], ...] = ("n_of_1",)
 """Estimators of one subject's series (not of units): by name in ``estimate_effect`` only."""
+_ESTIMANDS_OF: dict[str, tuple[Estimand, ...]] = {
+    **dict.fromkeys(ESTIMATORS, ESTIMANDS),
+    "n_of_1": ("ATE",),
+}
+
+
+def supported_estimands(method: str) -> tuple[Estimand, ...]:
+    """The estimands an estimator can deliver, so a study asking for another can be refused at load.
+
+    Parameters
+    ----------
+    method : str
+        An estimator name (:data:`ESTIMATORS` or ``"n_of_1"``).
+
+    Returns
+    -------
+    tuple of str
+        ``("ATE", "ATT", "ATC")`` for the unit-level estimators (the difference in means under
+        randomization, where the three are equal), ``("ATE",)`` for ``n_of_1`` (one subject: the
+        average effect over its days).
+
+    Examples
+    --------
+    >>> supported_estimands("aipw")
+    ('ATE', 'ATT', 'ATC')
+    >>> supported_estimands("n_of_1")
+    ('ATE',)
+    """
+    check_choice("method", method, (*ESTIMATORS, *SINGLE_SUBJECT))
+    return _ESTIMANDS_OF[method]
+
+
+def _check_estimand(method: str, estimand: str) -> Estimand:
+    checked = check_choice("estimand", estimand, ESTIMANDS)
+    supported = supported_estimands(method)
+    if checked not in supported:
+        raise ValueError(
+            f"estimator {method!r} cannot estimate the {checked} ({ESTIMAND_WORDS[checked]}); "
+            f"it estimates {', '.join(supported)} only"
+        )
+    return checked
 
 
 def estimate_effect(
@@ -53,6 +94,7 @@ def estimate_effect(
     treatment: str,
     outcome: str,
     covariates: Sequence[str] = (),
+    estimand: Estimand = "ATE",
     **options: Any,
 ) -> EffectEstimate:
     """Run one estimator by name; ``options`` go to that estimator (e.g. ``n_folds``, ``bounds``).
@@ -68,18 +110,28 @@ def estimate_effect(
         Column names.
     covariates : sequence of str
         Covariates (ignored by ``difference_in_means``).
+    estimand : {"ATE", "ATT", "ATC"}
+        Average effect over all units, the treated or the controls (see :func:`supported_estimands`;
+        ``n_of_1`` estimates the ATE only).
     **options
         Estimator-specific keyword options.
 
     Returns
     -------
     EffectEstimate
+        With ``estimand`` as asked.
+
+    Raises
+    ------
+    ValueError
+        Naming the method and the estimand when the method cannot deliver it.
     """
     check_choice("method", method, (*ESTIMATORS, *SINGLE_SUBJECT))
+    chosen = _check_estimand(method, estimand)
     if method == "n_of_1":
         return n_of_1(data, treatment=treatment, outcome=outcome, covariates=covariates, **options)
     if method == "difference_in_means":
-        return difference_in_means(data, treatment=treatment, outcome=outcome)
+        return difference_in_means(data, treatment=treatment, outcome=outcome, estimand=chosen)
     if method in ("regression_adjustment", "lin_interacted"):
         return regression_adjustment(
             data,
@@ -87,11 +139,14 @@ def estimate_effect(
             outcome=outcome,
             covariates=covariates,
             interacted=method == "lin_interacted",
+            estimand=chosen,
             **options,
         )
     if method == "ipw":
-        return ipw(data, treatment=treatment, outcome=outcome, covariates=covariates, **options)
-    return aipw(data, treatment=treatment, outcome=outcome, covariates=covariates, **options)
+        return ipw(
+            data, treatment=treatment, outcome=outcome, covariates=covariates, estimand=chosen, **options
+        )
+    return aipw(data, treatment=treatment, outcome=outcome, covariates=covariates, estimand=chosen, **options)
 
 
 def estimate_all(
@@ -103,12 +158,16 @@ def estimate_all(
     methods: Sequence[EstimatorName] = ESTIMATORS,
     rng: np.random.Generator | None = None,
     n_folds: int | None = None,
+    estimand: Estimand = "ATE",
     **propensity_options: Any,
 ) -> dict[str, EffectEstimate]:
     """Every requested estimator on one batch, keyed by method name.
 
-    ``propensity_options`` (``policy``, ``bounds``) go to IPW and AIPW; ``n_folds`` and ``rng`` to AIPW.
+    ``propensity_options`` (``policy``, ``bounds``) go to IPW and AIPW; ``n_folds`` and ``rng`` to AIPW;
+    ``estimand`` to every estimator (checked for all of them before any runs).
     """
+    for method in methods:
+        _check_estimand(method, estimand)
     results: dict[str, EffectEstimate] = {}
     for method in methods:
         options: dict[str, Any] = {}
@@ -117,16 +176,25 @@ def estimate_all(
         if method == "aipw" and n_folds:
             options.update(n_folds=n_folds, rng=rng)
         results[method] = estimate_effect(
-            data, method=method, treatment=treatment, outcome=outcome, covariates=covariates, **options
+            data,
+            method=method,
+            treatment=treatment,
+            outcome=outcome,
+            covariates=covariates,
+            estimand=estimand,
+            **options,
         )
     return results
 
 
 __all__ = [
+    "ESTIMANDS",
+    "ESTIMAND_WORDS",
     "ESTIMATORS",
     "SINGLE_SUBJECT",
     "DesignMatrix",
     "EffectEstimate",
+    "Estimand",
     "EstimatorName",
     "InfluenceContributions",
     "MethodName",
@@ -149,5 +217,47 @@ __all__ = [
     "n_of_1_from_arrays",
     "regression_adjustment",
     "regression_adjustment_from_arrays",
+    "supported_estimands",
     "washout_mask",
 ]
+
+# Standard-error choices (HC0-HC3, CR1, CR2) and duplicated units (issue 14).
+from assimilate.estimators.duplicates import (  # noqa: E402
+    DUPLICATE_POLICIES,
+    DuplicatePolicy,
+    DuplicateUnits,
+    DuplicateUnitsError,
+    duplicate_unit_clusters,
+    find_duplicate_units,
+)
+from assimilate.estimators.variance import (  # noqa: E402
+    SE_TYPES,
+    SandwichResult,
+    SEType,
+    cluster_robust_standard_error,
+    ols_standard_error,
+    t_conf_int,
+    with_standard_error,
+)
+
+__all__ += [
+    "DUPLICATE_POLICIES",
+    "SE_TYPES",
+    "DuplicatePolicy",
+    "DuplicateUnits",
+    "DuplicateUnitsError",
+    "SEType",
+    "SandwichResult",
+    "cluster_robust_standard_error",
+    "duplicate_unit_clusters",
+    "find_duplicate_units",
+    "ols_standard_error",
+    "t_conf_int",
+    "with_standard_error",
+]
+
+# Separation and singular designs in the logistic fits (issue 14).
+from assimilate.estimators.models import SeparationError, SingularDesignError  # noqa: E402
+from assimilate.estimators.separation import Separation, detect_separation  # noqa: E402
+
+__all__ += ["Separation", "SeparationError", "SingularDesignError", "detect_separation"]

@@ -1,8 +1,11 @@
 """Augmented IPW (doubly robust) with an influence-function SE and optional K-fold cross-fitting.
 
-``phi_i = mu1(x) - mu0(x) + d (y - mu1(x)) / e(x) - (1-d)(y - mu0(x)) / (1-e(x))``,
-``tau = mean(phi)``, ``SE = sd(phi) / sqrt(n)``. Consistent when either the propensity or the
-outcome model is right; with cross-fitting each unit's nuisances come from the other folds.
+ATE: ``phi_i = mu1(x) - mu0(x) + d (y - mu1(x)) / e(x) - (1-d)(y - mu0(x)) / (1-e(x))``,
+``tau = mean(phi)``, ``SE = sd(phi) / sqrt(n)``. ATT: ``tau = sum[d (y - mu0) - (1-d) e/(1-e)
+(y - mu0)] / sum(d)`` with the score ``psi = [d (y - mu0) - (1-d) e/(1-e) (y - mu0) - tau d] / p``,
+``p = mean(d)`` (Chernozhukov et al. 2018, section 5.1; Moodie & Stephens); the ATC swaps the arms.
+Consistent when either the propensity or the outcome model is right; with cross-fitting each
+unit's nuisances come from the other folds.
 
 Example
 -------
@@ -26,12 +29,14 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy import special
 
+from assimilate._validation import check_choice
 from assimilate.estimators._inputs import arm_counts, batch_arrays, check_arms
 from assimilate.estimators._threads import one_blas_thread
 from assimilate.estimators.design_matrix import DesignMatrix
 from assimilate.estimators.models import PropensityPolicy, fit_propensity
 from assimilate.estimators.outcome import OutcomeKind, fit_outcome_model, predict_outcome
-from assimilate.estimators.result import EffectEstimate
+from assimilate.estimators.result import ESTIMANDS, EffectEstimate, Estimand
+from assimilate.estimators.weighting import SIDE_OF, Side, bounded_scores
 
 FloatArray = NDArray[np.float64]
 
@@ -69,13 +74,21 @@ def nuisances(
     outcome_kind: OutcomeKind = "auto",
     policy: PropensityPolicy = "clip",
     bounds: tuple[float, float] = (0.01, 0.99),
+    side: Side = "both",
 ) -> Nuisances:
     """Propensity scores and both arms' outcome predictions, in-sample or by K-fold cross-fitting.
 
     Parameters are those of :func:`aipw_from_arrays`. With ``n_folds``, the units are split into
     ``np.array_split(rng.permutation(n), n_folds)`` and each fold's predictions come from models
-    fitted on the other folds only.
+    fitted on the other folds only. ``side`` says which bound(s) ``policy`` applies to
+    (:data:`~assimilate.estimators.weighting.SIDE_OF`: the upper one only for the ATT).
     """
+    if n_folds is None and side != "both":
+        propensity = fit_propensity(design, d, policy="none")
+        outcome = fit_outcome_model(design, d, y, kind=outcome_kind)
+        used, keep, n_outside = bounded_scores(propensity.scores, policy, bounds, side=side)
+        records = [fallback.as_dict() for fallback in outcome.fallbacks]
+        return Nuisances(np.where(keep, used, 0.5), outcome.mu0, outcome.mu1, keep, n_outside, records)
     if n_folds is None:
         propensity = fit_propensity(design, d, policy=policy, bounds=bounds)
         outcome = fit_outcome_model(design, d, y, kind=outcome_kind)
@@ -104,6 +117,9 @@ def nuisances(
         mu0[fold] = predict_outcome(outcome.kind, design.values[fold] @ beta0)
         mu1[fold] = predict_outcome(outcome.kind, design.values[fold] @ beta1)
         records += [fallback.as_dict(fold=number) for fallback in outcome.fallbacks]
+    if side != "both":
+        scores, keep, n_outside = bounded_scores(raw, policy, bounds, side=side)
+        return Nuisances(np.where(keep, scores, 0.5), mu0, mu1, keep, n_outside, records)
     scores, keep = _bounded(raw, policy, bounds)
     low, high = bounds
     n_outside = int(((raw < low) | (raw > high)).sum()) if policy != "none" else 0
@@ -125,6 +141,39 @@ def _influence(
     return residual
 
 
+def _target_score(
+    treatment: NDArray[np.int64],
+    y: FloatArray,
+    e: FloatArray,
+    mu0: FloatArray,
+    mu1: FloatArray,
+    estimand: Estimand,
+) -> tuple[float, FloatArray]:
+    """The ATT (or ATC) and its doubly robust score ``psi`` (mean exactly 0), one per unit.
+
+    ATT: ``tau = sum[d (y - mu0) - (1-d) e/(1-e) (y - mu0)] / sum(d)`` and
+    ``psi = [d (y - mu0) - (1-d) e/(1-e) (y - mu0) - tau d] / mean(d)``. ATC: ``tau =
+    sum[(1-d)(mu1 - y) + d (1-e)/e (y - mu1)] / sum(1-d)``, ``psi = [... - tau (1-d)] / mean(1-d)``.
+    """
+    d = treatment.astype(np.float64)
+    target = d if estimand == "ATT" else 1.0 - d
+    other = 1.0 - target
+    reweighted = other == 1.0
+    if estimand == "ATT":
+        odds = e / np.where(reweighted, 1.0 - e, 1.0)
+        numerator = (target - other * odds) * (y - mu0)
+    else:
+        odds = (1.0 - e) / np.where(reweighted, e, 1.0)
+        numerator = (other * odds - target) * (y - mu1)
+    total = float(target.sum())
+    if total == 0 or total == len(y):
+        raise ValueError(f"after trimming, one arm has no units: the {estimand} is undefined")
+    tau = float(numerator.sum()) / total
+    psi = numerator - tau * target
+    psi *= len(y) / total
+    return tau, psi
+
+
 @one_blas_thread
 def aipw_from_arrays(
     design: DesignMatrix,
@@ -136,6 +185,7 @@ def aipw_from_arrays(
     outcome_kind: OutcomeKind = "auto",
     policy: PropensityPolicy = "clip",
     bounds: tuple[float, float] = (0.01, 0.99),
+    estimand: Estimand = "ATE",
 ) -> EffectEstimate:
     """AIPW on arrays (the core of :func:`aipw`)."""
     return aipw_with_influence(
@@ -147,6 +197,7 @@ def aipw_from_arrays(
         outcome_kind=outcome_kind,
         policy=policy,
         bounds=bounds,
+        estimand=estimand,
     )[0]
 
 
@@ -161,8 +212,14 @@ def aipw_with_influence(
     outcome_kind: OutcomeKind = "auto",
     policy: PropensityPolicy = "clip",
     bounds: tuple[float, float] = (0.01, 0.99),
+    estimand: Estimand = "ATE",
 ) -> tuple[EffectEstimate, FloatArray, NDArray[np.bool_]]:
-    """:func:`aipw_from_arrays` with ``phi_i - tau`` of the kept units and the kept-unit mask."""
+    """:func:`aipw_from_arrays` with the influence values of the kept units and the kept-unit mask.
+
+    The values are ``phi_i - tau`` for the ATE and the score ``psi_i`` of :func:`_target_score` for
+    the ATT and ATC: in every case ``SE = |values| / n_kept``.
+    """
+    check_choice("estimand", estimand, ESTIMANDS)
     e, mu0, mu1, keep, n_outside, fallbacks = nuisances(
         design,
         treatment,
@@ -172,14 +229,38 @@ def aipw_with_influence(
         outcome_kind=outcome_kind,
         policy=policy,
         bounds=bounds,
+        side=SIDE_OF[estimand],
     )
-    phi = _influence(treatment, outcome, e, mu0, mu1)
-    if not keep.all():
-        phi = phi[keep]
-    n = len(phi)
-    estimate = float(phi.mean())
-    centred = phi - estimate
+    if estimand == "ATE":
+        phi = _influence(treatment, outcome, e, mu0, mu1)
+        if not keep.all():
+            phi = phi[keep]
+        n = len(phi)
+        estimate = float(phi.mean())
+        centred = phi - estimate
+    else:
+        kept = keep.all()
+        estimate, centred = _target_score(
+            treatment if kept else treatment[keep],
+            outcome if kept else outcome[keep],
+            e if kept else e[keep],
+            mu0 if kept else mu0[keep],
+            mu1 if kept else mu1[keep],
+            estimand,
+        )
+        n = len(centred)
     n_treated, n_control = arm_counts(treatment[keep])
+    diagnostics: dict[str, Any] = {
+        "propensity_policy": policy,
+        "propensity_bounds": list(bounds),
+        "n_clipped": n_outside if policy == "clip" else 0,
+        "n_trimmed": n_outside if policy == "trim" else 0,
+        "cross_fitting_folds": int(n_folds) if n_folds else 0,
+        "outcome_model": outcome_kind,
+        "outcome_fallbacks": fallbacks,
+    }
+    if estimand != "ATE":
+        diagnostics["propensity_bounded_side"] = SIDE_OF[estimand]
     result = EffectEstimate(
         estimate=estimate,
         std_error=math.sqrt(float(centred @ centred)) / n,
@@ -187,15 +268,8 @@ def aipw_with_influence(
         n_control=n_control,
         method="aipw",
         se_method="influence_function",
-        diagnostics={
-            "propensity_policy": policy,
-            "propensity_bounds": list(bounds),
-            "n_clipped": n_outside if policy == "clip" else 0,
-            "n_trimmed": n_outside if policy == "trim" else 0,
-            "cross_fitting_folds": int(n_folds) if n_folds else 0,
-            "outcome_model": outcome_kind,
-            "outcome_fallbacks": fallbacks,
-        },
+        estimand=estimand,
+        diagnostics=diagnostics,
     )
     return result, centred, keep
 
@@ -212,8 +286,9 @@ def aipw(
     policy: PropensityPolicy = "clip",
     bounds: tuple[float, float] = (0.01, 0.99),
     categories: Mapping[str, Sequence[str]] | None = None,
+    estimand: Estimand = "ATE",
 ) -> EffectEstimate:
-    """Doubly robust ATE (augmented IPW) with an influence-function standard error.
+    """Doubly robust ATE, ATT or ATC (augmented IPW) with an influence-function standard error.
 
     Parameters
     ----------
@@ -230,16 +305,20 @@ def aipw(
     outcome_kind : {"auto", "linear", "logistic"}
         Arm-wise outcome model; ``"auto"`` is logistic for a 0/1 outcome.
     policy : {"clip", "trim", "none"}
-        What to do with propensity scores outside ``bounds`` (reported in ``diagnostics``).
+        What to do with propensity scores outside ``bounds`` (reported in ``diagnostics``); for
+        the ATT only above the upper bound, for the ATC only below the lower one.
     bounds : (float, float)
         Propensity bounds.
     categories : mapping, optional
         Allowed levels of categorical covariates.
+    estimand : {"ATE", "ATT", "ATC"}
+        The ATT needs the control outcome model and the odds ``e/(1-e)`` only (module docstring);
+        the ATC the treated outcome model and ``(1-e)/e``.
 
     Returns
     -------
     EffectEstimate
-        ``se_method="influence_function"``. ``diagnostics["outcome_fallbacks"]`` lists each arm
+        ``se_method="influence_function"``, ``estimand`` as asked. ``diagnostics["outcome_fallbacks"]`` lists each arm
         (and fold) whose outcome regression fell back to a minimum-norm or ridge fit because the
         arm's design is singular or separated, with the reason; it is empty when none did.
     """
@@ -255,4 +334,5 @@ def aipw(
         outcome_kind=outcome_kind,
         policy=policy,
         bounds=bounds,
+        estimand=estimand,
     )

@@ -1,6 +1,8 @@
 """Difference in means with Welch's standard error: the naive (unadjusted) effect.
 
-``tau = mean(y | d = 1) - mean(y | d = 0)``, ``SE = sqrt(s1^2 / n1 + s0^2 / n0)``.
+``tau = mean(y | d = 1) - mean(y | d = 0)``, ``SE = sqrt(s1^2 / n1 + s0^2 / n0)``. In a randomized
+design the treated and the controls are random samples of one population, so the ATT and the ATC
+equal the ATE and this one number estimates all three; ``estimand`` only labels the result.
 
 Example
 -------
@@ -18,13 +20,16 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from assimilate._validation import check_choice
 from assimilate.estimators._inputs import batch_arrays
-from assimilate.estimators.result import EffectEstimate
+from assimilate.estimators.result import ESTIMANDS, EffectEstimate, Estimand
 
 FloatArray = NDArray[np.float64]
 
 
-def difference_in_means(data: pd.DataFrame, *, treatment: str, outcome: str) -> EffectEstimate:
+def difference_in_means(
+    data: pd.DataFrame, *, treatment: str, outcome: str, estimand: Estimand = "ATE"
+) -> EffectEstimate:
     """Difference of the arm means with a Welch (unequal-variance) standard error.
 
     Parameters
@@ -35,6 +40,8 @@ def difference_in_means(data: pd.DataFrame, *, treatment: str, outcome: str) -> 
         0/1 treatment column.
     outcome : str
         Outcome column (binary or continuous).
+    estimand : {"ATE", "ATT", "ATC"}
+        The label of the result: randomized, the three are equal (module docstring).
 
     Returns
     -------
@@ -42,13 +49,20 @@ def difference_in_means(data: pd.DataFrame, *, treatment: str, outcome: str) -> 
         ``method="difference_in_means"``, ``se_method="welch"``.
     """
     arrays = batch_arrays(data, treatment=treatment, outcome=outcome)
-    return difference_in_means_from_arrays(arrays.treatment, arrays.outcome, outcome_name=outcome)
+    return difference_in_means_from_arrays(
+        arrays.treatment, arrays.outcome, outcome_name=outcome, estimand=estimand
+    )
 
 
 def difference_in_means_from_arrays(
-    treatment: NDArray[np.int64], outcome: FloatArray, *, outcome_name: str = "outcome"
+    treatment: NDArray[np.int64],
+    outcome: FloatArray,
+    *,
+    outcome_name: str = "outcome",
+    estimand: Estimand = "ATE",
 ) -> EffectEstimate:
     """Difference in means on arrays (the core of :func:`difference_in_means`)."""
+    check_choice("estimand", estimand, ESTIMANDS)
     treated = treatment == 1
     y1, y0 = outcome[treated], outcome[~treated]
     estimate = float(y1.mean() - y0.mean())
@@ -64,4 +78,5 @@ def difference_in_means_from_arrays(
         n_control=len(y0),
         method="difference_in_means",
         se_method="welch",
+        estimand=estimand,
     )

@@ -35,7 +35,7 @@ from assimilate.estimators.aipw import aipw_with_influence
 from assimilate.estimators.design_matrix import DesignMatrix
 from assimilate.estimators.difference import difference_in_means_from_arrays
 from assimilate.estimators.regression import regression_with_influence
-from assimilate.estimators.result import EffectEstimate
+from assimilate.estimators.result import ESTIMANDS, EffectEstimate, Estimand
 from assimilate.estimators.weighting import ipw_with_influence
 
 FloatArray = NDArray[np.float64]
@@ -106,6 +106,7 @@ def influence_contributions(
     outcome: str,
     covariates: Sequence[str] = (),
     categories: Mapping[str, Sequence[str]] | None = None,
+    estimand: Estimand = "ATE",
     **options: Any,
 ) -> InfluenceContributions:
     """Run one estimator by name and return its estimate with each row's influence value.
@@ -122,6 +123,8 @@ def influence_contributions(
         Covariates (ignored by ``difference_in_means``).
     categories : mapping, optional
         Allowed levels of categorical covariates.
+    estimand : {"ATE", "ATT", "ATC"}
+        The estimand, as in :func:`assimilate.estimators.estimate_effect`.
     **options
         Estimator options (``n_folds``, ``rng``, ``policy``, ``bounds``, ``outcome_kind`` ...).
 
@@ -139,17 +142,26 @@ def influence_contributions(
     whose squares sum to the HC3 variance (MacKinnon & White 1985). ``ipw``: the stacked
     M-estimation influence with the estimated propensity (Lunceford & Davidian 2004). ``aipw``:
     ``psi_i = (n / n_kept) (phi_i - tau)`` for kept units and 0 for trimmed ones.
+
+    The ATT and ATC: the difference in means and the plain regression give the ATE's values (the
+    same number estimates all three); the interacted regression adds the estimated covariate means'
+    part; IPW stacks its odds-weighted means with the propensity score; AIPW's are
+    ``(n / n_kept)`` times its doubly robust score (:mod:`assimilate.estimators.aipw`). Every
+    estimand keeps ``sum psi^2 / n^2 = std_error^2``.
     """
     check_choice("method", method, INFLUENCE_METHODS)
+    check_choice("estimand", estimand, ESTIMANDS)
     if method == "difference_in_means":
         if options or categories:
             raise TypeError(f"difference_in_means takes no options, got {sorted(options) or ['categories']}")
         arrays = batch_arrays(data, treatment=treatment, outcome=outcome)
-        return _difference(arrays.treatment, arrays.outcome, outcome_name=outcome)
+        return _difference(arrays.treatment, arrays.outcome, outcome_name=outcome, estimand=estimand)
     arrays = batch_arrays(
         data, treatment=treatment, outcome=outcome, covariates=covariates, categories=categories
     )
-    return influence_from_arrays(arrays.design, arrays.treatment, arrays.outcome, method=method, **options)
+    return influence_from_arrays(
+        arrays.design, arrays.treatment, arrays.outcome, method=method, estimand=estimand, **options
+    )
 
 
 def influence_from_arrays(
@@ -158,26 +170,28 @@ def influence_from_arrays(
     outcome: FloatArray,
     *,
     method: InfluenceMethod,
+    estimand: Estimand = "ATE",
     **options: Any,
 ) -> InfluenceContributions:
     """:func:`influence_contributions` on validated arrays (``design`` may be None for the difference in means)."""
     check_choice("method", method, INFLUENCE_METHODS)
+    check_choice("estimand", estimand, ESTIMANDS)
     if method == "difference_in_means":
         if options:
             raise TypeError(f"difference_in_means takes no options, got {sorted(options)}")
-        return _difference(treatment, outcome)
+        return _difference(treatment, outcome, estimand=estimand)
     if design is None:
         raise ValueError(f"{method} needs a design matrix")
     if method in ("regression_adjustment", "lin_interacted"):
         fit, values = regression_with_influence(
-            design, treatment, outcome, interacted=method == "lin_interacted", **options
+            design, treatment, outcome, interacted=method == "lin_interacted", estimand=estimand, **options
         )
         assert values is not None
         return InfluenceContributions(fit, _read_only(values))
     if method == "ipw":
-        fit, values = ipw_with_influence(design, treatment, outcome, **options)
+        fit, values = ipw_with_influence(design, treatment, outcome, estimand=estimand, **options)
         return InfluenceContributions(fit, _read_only(values))
-    fit, centred, keep = aipw_with_influence(design, treatment, outcome, **options)
+    fit, centred, keep = aipw_with_influence(design, treatment, outcome, estimand=estimand, **options)
     n = len(outcome)
     if len(centred) == n:
         return InfluenceContributions(fit, _read_only(centred))
@@ -187,9 +201,13 @@ def influence_from_arrays(
 
 
 def _difference(
-    treatment: NDArray[np.int64], outcome: FloatArray, *, outcome_name: str = "outcome"
+    treatment: NDArray[np.int64],
+    outcome: FloatArray,
+    *,
+    outcome_name: str = "outcome",
+    estimand: Estimand = "ATE",
 ) -> InfluenceContributions:
-    fit = difference_in_means_from_arrays(treatment, outcome, outcome_name=outcome_name)
+    fit = difference_in_means_from_arrays(treatment, outcome, outcome_name=outcome_name, estimand=estimand)
     treated = treatment == 1
     y1, y0 = outcome[treated], outcome[~treated]
     n, n1, n0 = len(outcome), len(y1), len(y0)

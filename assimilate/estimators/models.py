@@ -4,6 +4,12 @@ Propensity: ``P(d = 1 | x) = 1 / (1 + exp(-x'beta))`` fitted by Newton's method 
 arrays. Scores outside the bounds are clipped or the units trimmed, and the report says how many,
 never silently. The arm-wise outcome regressions are in :mod:`assimilate.estimators.outcome`.
 
+A fit ends in one of three ways. The maximum-likelihood estimate exists: it is returned, however
+extreme its probabilities (an overlap problem, for the overlap gate to judge with numbers). The
+data are separated, completely or quasi-completely: no estimate exists, and
+:class:`SeparationError` names the column, or the combination of columns, that separates them.
+The design is singular: :class:`SingularDesignError` names the collinear columns.
+
 Example
 -------
 >>> import numpy as np, pandas as pd
@@ -14,6 +20,11 @@ Example
 >>> fit = fit_propensity(encode_covariates(frame, ["x"]), d)
 >>> fit.converged
 True
+>>> try:
+...     fit_propensity(encode_covariates(frame, ["x"]), frame["x"] > 0.3)
+... except SeparationError as error:
+...     print(error.kind, error.columns)
+complete ('x',)
 """
 
 from __future__ import annotations
@@ -24,18 +35,60 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
-from scipy import linalg, special
+from scipy import linalg
 
 from assimilate._validation import check_choice
 from assimilate.estimators._threads import one_blas_thread
 from assimilate.estimators.design_matrix import DesignMatrix
 from assimilate.estimators.passes import logistic_pass, logistic_score
+from assimilate.estimators.separation import Separation, detect_separation
 
 FloatArray = NDArray[np.float64]
 PropensityPolicy = Literal["clip", "trim", "none"]
 MAX_NEWTON_STEPS = 50
 WARM_START_ROWS = 25_000
-SEPARATION_BOUND = 30.0  # |x'beta| beyond this means probabilities of 1e-13: separation
+# Column-scaled X'X with its smallest eigenvalue below this fraction of the largest: collinear
+# (the tolerance of assimilate.estimators.outcome.singular_columns).
+SINGULAR_TOLERANCE = 1e-12
+# The same ratio for the information X'WX at a converged fit: a direction the data hardly
+# inform, as when the fit has run off along a separating direction. Only then the LP test runs.
+WEAK_DIRECTION = 1e-10
+
+
+class SingularDesignError(ValueError):
+    """The design's columns are collinear (or one is constant or zero): no coefficient is identified.
+
+    Parameters
+    ----------
+    columns : tuple of str
+        The columns spanning the null direction of ``X'X``.
+    """
+
+    def __init__(self, columns: tuple[str, ...]) -> None:
+        self.columns = columns
+        super().__init__(
+            f"singular design: column(s) {list(columns)} are constant or collinear, "
+            "so the data do not identify their coefficients"
+        )
+
+
+class SeparationError(ValueError):
+    """The 0/1 response is separated by the covariates: the maximum-likelihood estimate does not exist.
+
+    Parameters
+    ----------
+    separation : Separation
+        Which covariate (or combination) separates which units; its fields are also attributes
+        of the error (``kind``, ``columns``, ``direction``, ``n_separated``).
+    """
+
+    def __init__(self, separation: Separation) -> None:
+        self.separation = separation
+        self.kind, self.columns = separation.kind, separation.columns
+        self.direction, self.n_separated = separation.direction, separation.n_separated
+        super().__init__(
+            f"{separation.description}. The maximum-likelihood estimate does not exist (its coefficients diverge)"
+        )
 
 
 @dataclass(frozen=True)
@@ -51,7 +104,12 @@ class LogisticFit:
 
 @one_blas_thread
 def fit_logistic(
-    X: FloatArray, y: FloatArray, *, ridge: float = 0.0, names: tuple[str, ...] = ()
+    X: FloatArray,
+    y: FloatArray,
+    *,
+    ridge: float = 0.0,
+    names: tuple[str, ...] = (),
+    response: str = "y",
 ) -> LogisticFit:
     """Newton-Raphson for the logistic log-likelihood (with an optional ridge on non-intercept terms).
 
@@ -64,17 +122,25 @@ def fit_logistic(
     ridge : float
         L2 penalty on the coefficients (not on a column named ``"intercept"`` first in ``names``).
     names : tuple of str
-        Column names, for the error message.
+        Column names, for the error messages.
+    response : str
+        Name of the response, for the error messages.
 
     Returns
     -------
     LogisticFit
-        Coefficients, probabilities and information at the last Newton iterate.
+        Coefficients, probabilities and information at the last Newton iterate. The estimate is
+        returned however close to 0 or 1 its probabilities are, as long as it exists.
 
     Raises
     ------
+    SingularDesignError
+        When ``X'X`` is singular, naming the collinear columns.
+    SeparationError
+        (Unpenalized fit only.) When the data are completely or quasi-completely separated, so
+        that no maximum-likelihood estimate exists, naming the separating column or direction.
     ValueError
-        Naming the covariate when the data are perfectly separated, or when the design is singular.
+        When Newton's method breaks down on data that are neither separated nor collinear.
 
     Notes
     -----
@@ -90,25 +156,55 @@ def fit_logistic(
     quadratic convergence removes the rest in about three Newton passes instead of the six to
     eight a start from zero needs. Should that path fail or not converge, the fit is redone from
     zero, so the answer and the errors are those of plain Newton.
+
+    The maximum-likelihood estimate fails to exist exactly when the data are separated
+    (:mod:`~assimilate.estimators.separation`). Newton's iterates then run off along the
+    separating direction: they stop converging, break down (weights of exactly 0) or stop where
+    the information ``X'WX`` is numerically singular in some direction (scaled eigenvalue ratio
+    below ``WEAK_DIRECTION``). Only then does :func:`~assimilate.estimators.separation.detect_separation`
+    run (a linear program). A converged fit whose information is regular is the unique maximum
+    of a concave likelihood and is returned without it, however extreme its probabilities.
     """
     n, p = X.shape
+    labels = names if len(names) == p else tuple(f"column {j}" for j in range(p))
     penalty = np.full(p, float(ridge))
     if names and names[0] == "intercept":
         penalty[0] = 0.0
     zeros = np.zeros(p)
+    fit: LogisticFit | None = None
+    broke = False
     if n >= 2 * WARM_START_ROWS:
         stride = n // WARM_START_ROWS
         rows = np.ascontiguousarray(X[::stride])
         scale = len(rows) / n
         try:
-            warm = _newton(rows, np.ascontiguousarray(y[::stride]), zeros, penalty * scale, names)
-            if warm.converged:
-                fit = _newton(X, y, warm.coefficients, penalty, names, first_hessian=warm.hessian / scale)
-                if fit.converged:
-                    return fit
+            warm, broke = _newton(rows, np.ascontiguousarray(y[::stride]), zeros, penalty * scale, labels)
+            if warm.converged and not broke:
+                start = warm.coefficients
+                full, broke = _newton(X, y, start, penalty, labels, first_hessian=warm.hessian / scale)
+                fit = full if full.converged and not broke else None
         except ValueError:
-            pass  # separated or singular in the subsample, or a poor start: the plain start decides
-    return _newton(X, y, zeros, penalty, names)
+            pass  # singular in the subsample, or a poor start: the plain start decides
+    if fit is None:
+        fit, broke = _newton(X, y, zeros, penalty, labels)
+    diverging = broke or not fit.converged or _weak_direction(fit.hessian)
+    if diverging and not penalty.any():  # a penalized likelihood always has its maximum
+        try:
+            separation = detect_separation(
+                X, y, names=labels, response=response, probabilities=fit.probabilities
+            )
+        except ValueError as error:  # the linear program failed: a converged fit stands
+            if fit.converged and not broke:
+                return fit
+            raise ValueError(f"the logistic fit diverges and the separation test failed: {error}") from error
+        if separation is not None:
+            raise SeparationError(separation)
+    if broke:
+        raise ValueError(
+            f"Newton's method broke down after {fit.n_iter} steps (fitted probabilities of exactly 0 "
+            "or 1) although the data are neither separated nor collinear"
+        )
+    return fit
 
 
 def _newton(
@@ -119,7 +215,8 @@ def _newton(
     names: tuple[str, ...],
     *,
     first_hessian: FloatArray | None = None,
-) -> LogisticFit:
+) -> tuple[LogisticFit, bool]:
+    """Newton iterates to convergence; True beside the fit when a step could not be solved."""
     beta = start
     probabilities = np.empty(X.shape[0])
     done = 0
@@ -130,43 +227,55 @@ def _newton(
         beta = beta + linalg.solve(first_hessian, score - penalty * beta, assume_a="pos")
         done = 1
     converged, iteration = False, done
-    for iteration in range(done + 1, MAX_NEWTON_STEPS + 1):  # noqa: B007 - n_iter is reported
+    for iteration in range(done + 1, MAX_NEWTON_STEPS + 1):
         score, information = logistic_pass(X, y, beta, probabilities)
         gradient = score - penalty * beta
         hessian = information + np.diag(penalty)
+        if iteration == 1 and not start.any():  # at zero, information = X'X / 4: is X of full rank?
+            columns = _collinear_columns(hessian, names)
+            if columns:
+                raise SingularDesignError(columns)
         try:
-            delta = linalg.solve(hessian, gradient, assume_a="pos")
-        except (linalg.LinAlgError, ValueError) as error:
-            if _largest_linear_predictor(probabilities) > 10.0:  # weights vanish as the fit runs off
-                _raise_separation(beta, names)
-            raise ValueError(
-                f"logistic model is singular (collinear or constant covariates): {error}"
-            ) from error
+            # Cholesky without the condition estimate: a diverging fit is ill-conditioned by design
+            delta = linalg.cho_solve(linalg.cho_factor(hessian), gradient)
+        except (linalg.LinAlgError, ValueError):
+            return LogisticFit(beta, probabilities, hessian, False, iteration), True
         if np.max(np.abs(delta)) < 1e-10 * (1.0 + np.max(np.abs(beta + delta))):
             converged = True
             break
         beta = beta + delta
     else:  # no convergence: report the model at the last iterate, as a converged fit would be
         hessian = logistic_pass(X, y, beta, probabilities)[1] + np.diag(penalty)
-    if _largest_linear_predictor(probabilities) > SEPARATION_BOUND:
-        _raise_separation(beta, names)
-    return LogisticFit(beta, probabilities, hessian, converged, iteration)
+    return LogisticFit(beta, probabilities, hessian, converged, iteration), False
 
 
-def _largest_linear_predictor(probabilities: FloatArray) -> float:
-    """``max |x'beta|`` read back from the probabilities (expit is monotone): no pass over X."""
-    if len(probabilities) == 0:
-        return 0.0
-    low, high = special.logit([np.min(probabilities), np.max(probabilities)])
-    return float(max(high, -low))
+def _scaled(matrix: FloatArray) -> FloatArray | None:
+    """``D^-1 M D^-1`` with ``D`` the root of the diagonal; None when a diagonal entry is zero."""
+    norms = np.sqrt(np.maximum(np.diag(matrix), 0.0))
+    if not (norms > 0.0).all():
+        return None
+    return np.asarray(matrix / np.outer(norms, norms), dtype=np.float64)
 
 
-def _raise_separation(beta: FloatArray, names: tuple[str, ...]) -> None:
-    worst = int(np.argmax(np.abs(beta[1:]))) + 1 if len(beta) > 1 else 0
-    name = names[worst] if names else f"column {worst}"
-    raise ValueError(
-        f"perfect separation: the 0/1 variable is (almost) determined by the covariates (largest coefficient: {name!r})"
-    )
+def _collinear_columns(gram: FloatArray, names: tuple[str, ...]) -> tuple[str, ...]:
+    """Columns of zero norm, else those loading on the null direction of the scaled ``X'X``."""
+    scaled = _scaled(gram)
+    if scaled is None:
+        return tuple(name for name, value in zip(names, np.diag(gram), strict=True) if not value > 0.0)
+    values, vectors = linalg.eigh(scaled)
+    if values[0] > SINGULAR_TOLERANCE * values[-1]:
+        return ()
+    loading = np.abs(vectors[:, 0])
+    return tuple(name for name, w in zip(names, loading, strict=True) if w >= 0.1 * loading.max())
+
+
+def _weak_direction(information: FloatArray) -> bool:
+    """True when the data hardly inform some direction (scaled eigenvalue ratio below WEAK_DIRECTION)."""
+    scaled = _scaled(information)
+    if scaled is None:
+        return True
+    values = linalg.eigvalsh(scaled)
+    return bool(values[0] <= WEAK_DIRECTION * values[-1])
 
 
 @dataclass(frozen=True)
@@ -248,12 +357,19 @@ def fit_propensity(
     Returns
     -------
     PropensityModel
+        Its ``scores`` lie strictly inside (0, 1): a fitted probability that rounds to 0 or 1 in
+        double precision (``|x'beta|`` beyond about 37 or 745) is the nearest number inside.
+
+    Raises
+    ------
+    SeparationError, SingularDesignError
+        As :func:`fit_logistic` (both are ``ValueError``): there is no estimate.
     """
     check_choice("policy", policy, ("clip", "trim", "none"))
     low, high = _check_bounds(bounds)
     d = as_binary("treatment", treatment).astype(np.float64)
-    fit = fit_logistic(design.values, d, ridge=ridge, names=design.columns)
-    scores = fit.probabilities
+    fit = fit_logistic(design.values, d, ridge=ridge, names=design.columns, response="treatment")
+    scores = np.clip(fit.probabilities, np.finfo(np.float64).tiny, np.nextafter(1.0, 0.0))
     outside = (scores < low) | (scores > high)
     keep = np.ones(len(scores), dtype=bool)
     used = scores.copy()

@@ -3,6 +3,9 @@
 Plain: ``y = a + tau d + x'b + e``. Interacted (Lin 2013): ``y = a + tau d + x_c'b + d x_c'g + e`` with
 ``x_c`` the covariates centred at their sample means, so ``tau`` is the ATE.
 ``HC3 = (X'X)^-1 X' diag(e_i^2 / (1 - h_ii)^2) X (X'X)^-1`` (MacKinnon & White 1985).
+ATT (ATC): the mean of ``m1(x) - m0(x)`` over the treated (controls). For the plain model it is
+``tau`` itself; for the interacted one the covariates are centred at the treated (control) means,
+and the influence values add the estimated means' part ``g' 1{arm} (x - xbar_arm) n / n_arm``.
 
 Example
 -------
@@ -24,6 +27,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy import linalg
 
+from assimilate._validation import check_choice
 from assimilate.estimators._inputs import batch_arrays
 from assimilate.estimators._threads import one_blas_thread
 from assimilate.estimators.design_matrix import DesignMatrix
@@ -37,7 +41,7 @@ from assimilate.estimators.passes import (
     symmetric,
     transposed_writer,
 )
-from assimilate.estimators.result import EffectEstimate
+from assimilate.estimators.result import ESTIMANDS, EffectEstimate, Estimand
 
 FloatArray = NDArray[np.float64]
 
@@ -111,10 +115,17 @@ def ols_hc3_pass(
 
 @one_blas_thread
 def regression_adjustment_from_arrays(
-    design: DesignMatrix, treatment: NDArray[np.int64], outcome: FloatArray, *, interacted: bool = False
+    design: DesignMatrix,
+    treatment: NDArray[np.int64],
+    outcome: FloatArray,
+    *,
+    interacted: bool = False,
+    estimand: Estimand = "ATE",
 ) -> EffectEstimate:
     """Regression adjustment on arrays (the core of :func:`regression_adjustment`)."""
-    return regression_with_influence(design, treatment, outcome, interacted=interacted, influence=False)[0]
+    return regression_with_influence(
+        design, treatment, outcome, interacted=interacted, influence=False, estimand=estimand
+    )[0]
 
 
 @one_blas_thread
@@ -125,12 +136,28 @@ def regression_with_influence(
     *,
     interacted: bool = False,
     influence: bool = True,
+    estimand: Estimand = "ATE",
 ) -> tuple[EffectEstimate, FloatArray | None]:
-    """:func:`regression_adjustment_from_arrays` with each row's HC3 contribution to ``tau``."""
+    """:func:`regression_adjustment_from_arrays` with each row's HC3 contribution to ``tau``.
+
+    Notes
+    -----
+    The interacted ATT (ATC) is the treatment coefficient with the covariates centred at the
+    treated (control) means ``xbar_a``; its influence values are the HC3 contributions plus
+    ``n 1{arm a} (x_i - xbar_a)' g / n_a`` for the estimated means (``g``: the interactions), and
+    its standard error is theirs, ``sqrt(sum psi_i^2) / n``.
+    """
+    check_choice("estimand", estimand, ESTIMANDS)
     d = treatment.astype(np.float64)
     x = design.without_intercept()
     k = x.shape[1]
-    centre = x.mean(axis=0)[:, None] if interacted else None
+    arm = None if estimand == "ATE" or not interacted else (treatment == (1 if estimand == "ATT" else 0))
+    if not interacted:
+        centre = None
+    elif arm is None:
+        centre = x.mean(axis=0)[:, None]
+    else:
+        centre = x[arm].mean(axis=0)[:, None]
 
     def regressors(rows: slice, out: FloatArray) -> None:
         # [1, d, x] or Lin's [1, d, x - mean, d (x - mean)], one block of rows at a time.
@@ -144,19 +171,27 @@ def regression_with_influence(
 
     n_columns = 2 + k * (2 if interacted else 1)
     beta, cov, contributions = ols_hc3_pass(
-        regressors, outcome, n_columns=n_columns, influence_of=1 if influence else None
+        regressors, outcome, n_columns=n_columns, influence_of=1 if influence or arm is not None else None
     )
+    std_error = math.sqrt(float(cov[1, 1]))
+    if arm is not None and centre is not None and contributions is not None:
+        # The arm's covariate means are estimated too: tau(xbar_a) moves by g' (xbar_a - mean).
+        n = len(outcome)
+        shift = (x[arm] - centre[:, 0]) @ beta[2 + k :]
+        contributions[arm] += shift * (n / int(arm.sum()))
+        std_error = math.sqrt(float(contributions @ contributions)) / n
     n_treated = int(treatment.sum())
     result = EffectEstimate(
         estimate=float(beta[1]),
-        std_error=math.sqrt(float(cov[1, 1])),
+        std_error=std_error,
         n_treated=n_treated,
         n_control=len(treatment) - n_treated,
         method="lin_interacted" if interacted else "regression_adjustment",
-        se_method="hc3",
+        se_method="hc3" if arm is None else "hc3_with_covariate_means",
+        estimand=estimand,
         diagnostics={"n_covariate_terms": int(k)},
     )
-    return result, contributions
+    return result, contributions if influence else None
 
 
 def regression_adjustment(
@@ -167,6 +202,7 @@ def regression_adjustment(
     covariates: Sequence[str],
     interacted: bool = False,
     categories: Mapping[str, Sequence[str]] | None = None,
+    estimand: Estimand = "ATE",
 ) -> EffectEstimate:
     """Treatment coefficient of an OLS regression with covariates, HC3 standard error.
 
@@ -182,6 +218,10 @@ def regression_adjustment(
         Lin's fully interacted regression with centred covariates (``method="lin_interacted"``).
     categories : mapping, optional
         Allowed levels of categorical covariates.
+    estimand : {"ATE", "ATT", "ATC"}
+        Mean of ``m1(x) - m0(x)`` over all units, the treated or the controls. The plain model's
+        ``m1 - m0`` is the constant ``tau``, so its three estimands are one number; the interacted
+        model's differ (``se_method="hc3_with_covariate_means"`` for the ATT and ATC).
 
     Returns
     -------
@@ -191,5 +231,5 @@ def regression_adjustment(
         data, treatment=treatment, outcome=outcome, covariates=covariates, categories=categories
     )
     return regression_adjustment_from_arrays(
-        arrays.design, arrays.treatment, arrays.outcome, interacted=interacted
+        arrays.design, arrays.treatment, arrays.outcome, interacted=interacted, estimand=estimand
     )

@@ -20,13 +20,22 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from scipy import stats
 
 from assimilate._frozen import FrozenDict, float_from_json, to_jsonable
-from assimilate._validation import check_alpha
+from assimilate._validation import check_alpha, check_choice
+
+Estimand = Literal["ATE", "ATT", "ATC"]
+ESTIMANDS: tuple[Estimand, ...] = ("ATE", "ATT", "ATC")
+"""Average effect over all units, over the treated, over the controls."""
+ESTIMAND_WORDS: dict[str, str] = {
+    "ATE": "average effect",
+    "ATT": "average effect on the treated",
+    "ATC": "average effect on the controls",
+}
 
 
 @dataclass(frozen=True)
@@ -45,8 +54,8 @@ class EffectEstimate:
         Estimator name, e.g. ``"aipw"``.
     se_method : str
         How ``std_error`` was computed, e.g. ``"influence_function"``, ``"hc3"``.
-    estimand : str
-        ``"ATE"`` (default) or ``"ATT"``.
+    estimand : {"ATE", "ATT", "ATC"}
+        The population the effect averages over: all units (default), the treated, the controls.
     diagnostics : Mapping[str, Any]
         JSON-serialisable facts about the fit (trimming counts and bounds, folds, ...), read-only.
     """
@@ -57,10 +66,11 @@ class EffectEstimate:
     n_control: int
     method: str
     se_method: str
-    estimand: str = "ATE"
+    estimand: Estimand = "ATE"
     diagnostics: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "estimand", check_choice("estimand", self.estimand, ESTIMANDS))
         object.__setattr__(self, "diagnostics", FrozenDict(self.diagnostics))
 
     @property
@@ -143,7 +153,7 @@ class EffectEstimate:
             n_control=int(data["n_control"]),
             method=str(data["method"]),
             se_method=str(data["se_method"]),
-            estimand=str(data.get("estimand", "ATE")),
+            estimand=check_choice("estimand", str(data.get("estimand", "ATE")), ESTIMANDS),
             diagnostics=dict(data.get("diagnostics", {})),
         )
 
