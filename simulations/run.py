@@ -33,6 +33,7 @@ STUDIES = (
     "n_of_1",
     "clustered",
     "estimands",
+    "iv",
 )
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "SIMULATIONS.md"
 

@@ -261,3 +261,38 @@ from assimilate.estimators.models import SeparationError, SingularDesignError  #
 from assimilate.estimators.separation import Separation, detect_separation  # noqa: E402
 
 __all__ += ["Separation", "SeparationError", "SingularDesignError", "detect_separation"]
+
+# Instrumental variables: 2SLS with weak-instrument diagnostics and gate (issue 15).
+from assimilate.estimators.iv import (  # noqa: E402
+    IV_SE_TYPES,
+    IVSEType,
+    two_stage_least_squares,
+    two_stage_least_squares_from_arrays,
+    two_stage_least_squares_with_influence,
+)
+from assimilate.estimators.iv_diagnostics import (  # noqa: E402
+    AndersonRubinSet,
+    ReducedForm,
+    anderson_rubin_set_of,
+    weak_instrument_verdict,
+)
+from assimilate.estimators.result import RESULT_ESTIMANDS, ResultEstimand  # noqa: E402
+
+__all__ += [
+    "IV_SE_TYPES",
+    "RESULT_ESTIMANDS",
+    "AndersonRubinSet",
+    "IVSEType",
+    "ReducedForm",
+    "ResultEstimand",
+    "anderson_rubin_set_of",
+    "two_stage_least_squares",
+    "two_stage_least_squares_from_arrays",
+    "two_stage_least_squares_with_influence",
+    "weak_instrument_verdict",
+]
+
+# Threads of the block-wise passes (issue 17): the same results on any thread count.
+from assimilate.estimators._threads import parallel_passes, pass_threads  # noqa: E402
+
+__all__ += ["parallel_passes", "pass_threads"]

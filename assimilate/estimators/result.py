@@ -35,7 +35,12 @@ ESTIMAND_WORDS: dict[str, str] = {
     "ATE": "average effect",
     "ATT": "average effect on the treated",
     "ATC": "average effect on the controls",
+    "LATE": "local average effect on the compliers",
 }
+ResultEstimand = Estimand | Literal["LATE"]
+RESULT_ESTIMANDS: tuple[ResultEstimand, ...] = (*ESTIMANDS, "LATE")
+"""What an ``EffectEstimate`` may state: the ``ESTIMANDS`` of the adjustment estimators and the LATE
+of an instrument's compliers (Imbens & Angrist 1994), which only the IV estimator delivers."""
 
 
 @dataclass(frozen=True)
@@ -54,8 +59,9 @@ class EffectEstimate:
         Estimator name, e.g. ``"aipw"``.
     se_method : str
         How ``std_error`` was computed, e.g. ``"influence_function"``, ``"hc3"``.
-    estimand : {"ATE", "ATT", "ATC"}
-        The population the effect averages over: all units (default), the treated, the controls.
+    estimand : {"ATE", "ATT", "ATC", "LATE"}
+        The population the effect averages over: all units (default), the treated, the controls,
+        or (IV) the compliers.
     diagnostics : Mapping[str, Any]
         JSON-serialisable facts about the fit (trimming counts and bounds, folds, ...), read-only.
     """
@@ -66,11 +72,11 @@ class EffectEstimate:
     n_control: int
     method: str
     se_method: str
-    estimand: Estimand = "ATE"
+    estimand: ResultEstimand = "ATE"
     diagnostics: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "estimand", check_choice("estimand", self.estimand, ESTIMANDS))
+        object.__setattr__(self, "estimand", check_choice("estimand", self.estimand, RESULT_ESTIMANDS))
         object.__setattr__(self, "diagnostics", FrozenDict(self.diagnostics))
 
     @property
@@ -153,7 +159,7 @@ class EffectEstimate:
             n_control=int(data["n_control"]),
             method=str(data["method"]),
             se_method=str(data["se_method"]),
-            estimand=check_choice("estimand", str(data.get("estimand", "ATE")), ESTIMANDS),
+            estimand=check_choice("estimand", str(data.get("estimand", "ATE")), RESULT_ESTIMANDS),
             diagnostics=dict(data.get("diagnostics", {})),
         )
 
