@@ -14,9 +14,11 @@ from orchestration.partitions import study_partitions
 from orchestration.study_config import StudyConfig
 
 
-def build_study_assets(study: StudyConfig) -> list[dg.AssetsDefinition]:
-    """The asset group of one study, keys prefixed by the study name."""
-    partitions = study_partitions(study)
+def build_study_assets(
+    study: StudyConfig, partitions: dg.TimeWindowPartitionsDefinition | None = None
+) -> list[dg.AssetsDefinition]:
+    """The asset group of one study, keys prefixed by the study name (default: every period up to now)."""
+    partitions = partitions or study_partitions(study)
     raw = build_raw_batch(study, partitions)
     covariates = build_covariate_table(study, partitions, raw.key)
     propensity = build_propensity_model(study, partitions, covariates.key)

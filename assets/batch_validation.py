@@ -115,12 +115,14 @@ def _extra_json(values: tuple[str, ...]) -> str:
 class SplitBatch:
     """Valid typed rows and quarantined rows of one batch.
 
-    ``missing_columns`` lists required columns absent from the file: then no row is valid.
+    ``missing_columns`` lists required columns absent from the file: then no row is valid;
+    ``missing_reason`` names the study key of each and the file's closest column.
     """
 
     valid: pd.DataFrame
     quarantine: pd.DataFrame
     missing_columns: tuple[str, ...]
+    missing_reason: str = ""
 
     @property
     def quarantined_rows(self) -> int:
@@ -164,7 +166,9 @@ def split_valid_rows(raw: pd.DataFrame, study: StudyConfig, *, typed: TypedBatch
     """
     typed = type_batch(raw, study) if typed is None else typed
     if typed.missing_columns:
-        return SplitBatch(_empty_valid(study), _empty_quarantine(), typed.missing_columns)
+        return SplitBatch(
+            _empty_valid(study), _empty_quarantine(), typed.missing_columns, typed.missing_reason
+        )
     schema = covariate_schema(study)
     candidates = typed.frame.loc[~typed.frame.index.isin(typed.problems["row_index"]), list(schema.columns)]
     candidates = candidates.astype({study.treatment: "int64"})  # every remaining treatment is 0 or 1

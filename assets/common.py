@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import inspect
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,9 @@ import numpy as np
 import pandas as pd
 
 import assimilate
+from assets.partition_range import SINGLE_RUN
 from assimilate.diagnostics import Verdict
-from checks.results import ERROR, check_result
+from checks.results import ERROR, gate_failures, mark_excluded, not_assessed
 from orchestration.study_config import StudyConfig
 from resources.reports import ReportsResource
 from resources.warehouse import Warehouse
@@ -31,12 +34,16 @@ def key(study: StudyConfig, name: str) -> dg.AssetKey:
 
 
 def batch_asset_options(study: StudyConfig, partitions: dg.PartitionsDefinition) -> dict[str, Any]:
-    """What every partitioned asset of a study shares: group, partitions, write pool, retries, version."""
+    """What every partitioned asset of a study shares: group, partitions, write pool, retries, version.
+
+    A backfill of a range runs each asset once over the range (assets/partition_range.py).
+    """
     return {
         "partitions_def": partitions,
         "group_name": study.name,
         "pool": WRITE_POOL,
         "retry_policy": RETRY,
+        "backfill_policy": SINGLE_RUN,
         "code_version": code_version(study),
     }
 
@@ -54,14 +61,57 @@ def withdraw(store: Warehouse, study: StudyConfig, batch: str, tables: list[str]
     store.replace_partition_tables(study.name, batch, {table: pd.DataFrame() for table in tables})
 
 
-def withdrawn_results(
-    asset_key: dg.AssetKey, properties: list[str]
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """A withdrawn batch's materialization: its checks do not apply (undefined, with the reason)."""
-    yield dg.MaterializeResult(metadata={"withdrawn": True, "reason": WITHDRAWN})
-    for prop in properties:
-        verdict = Verdict.undefined(prop, threshold=None, rule="applies to a landed batch", reason=WITHDRAWN)
-        yield check_result(asset_key, prop, verdict, severity=ERROR)
+def withdrawn_results(asset_key: dg.AssetKey, properties: list[str]) -> Iterator[dg.MaterializeResult]:
+    """A withdrawn batch's materialization: its checks are not assessed (left unreported), with the reason."""
+    verdicts = {
+        prop: (
+            Verdict.undefined(prop, threshold=None, rule="applies to a landed batch", reason=WITHDRAWN),
+            ERROR,
+        )
+        for prop in properties
+    }
+    yield dg.MaterializeResult(
+        metadata={"withdrawn": True, "reason": WITHDRAWN, **not_assessed(asset_key.path[-1], verdicts)}
+    )
+
+
+OP_OPTIONS = ("pool", "retry_policy", "backfill_policy", "op_tags")  # the rest describe the asset
+
+
+def checked_asset(
+    *, key: dg.AssetKey, check_specs: list[dg.AssetCheckSpec], **options: Any
+) -> Callable[[Callable[..., Iterator[Any]]], dg.AssetsDefinition]:
+    """``@dg.asset`` for an asset with checks (same keyword arguments), as a one-asset multi-asset.
+
+    Two things a plain ``@asset`` cannot do. A check that was not assessed is left unreported and
+    Dagster records it as skipped, never as passed: only a subsettable multi-asset may leave a
+    declared check out (a plain asset fails the step). And a run in which an ERROR check fails is
+    tagged ``assimilate/excluded`` with the check's name, since the run itself stays green.
+    """
+    op_options = {name: options.pop(name) for name in OP_OPTIONS if name in options}
+    spec = dg.AssetSpec(key, **options)
+
+    def decorate(body: Callable[..., Iterator[Any]]) -> dg.AssetsDefinition:
+        if not inspect.isgeneratorfunction(body):
+            raise TypeError(f"{body.__name__}: a checked asset yields its results")
+
+        @functools.wraps(body)
+        def marking_exclusions(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            events = []
+            for event in body(*args, **kwargs):
+                events.append(event)
+                yield event
+            mark_excluded(dg.AssetExecutionContext.get(), gate_failures(events))
+
+        return dg.multi_asset(
+            name=key.to_python_identifier(),  # the op name (and step key) @asset gives
+            specs=[spec],
+            check_specs=check_specs,
+            can_subset=True,
+            **op_options,
+        )(marking_exclusions)
+
+    return decorate
 
 
 def plot_metadata(reports: ReportsResource, study: StudyConfig, name: str, png: bytes) -> dict[str, Any]:

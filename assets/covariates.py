@@ -8,6 +8,7 @@ import pandas as pd
 from assets.batch_validation import covariate_schema, split_valid_rows
 from assets.common import (
     batch_asset_options,
+    checked_asset,
     described,
     is_withdrawn,
     key,
@@ -15,13 +16,13 @@ from assets.common import (
     withdraw,
     withdrawn_results,
 )
+from assets.partition_range import each_batch
 from assets.raw_records import records_frame
 from assets.typed_batch import type_batch
 from assimilate.diagnostics import Verdict, sample_ratio_mismatch
-from assimilate.diagnostics.calibration import looks_per_year
 from checks.post_treatment import post_treatment_verdict
-from checks.results import ERROR, check_result, check_spec, naming_batch, verdict_rows
-from orchestration.study_config import StudyConfig
+from checks.results import ERROR, check_results, check_spec, naming_batch, not_assessed, verdict_rows
+from orchestration.study_config import ONE_SUBJECT, StudyConfig
 from resources.warehouse import Warehouse, WarehouseResource
 
 
@@ -40,8 +41,12 @@ def schema_verdict(
     n_rows: int,
     n_quarantined: int,
     batch: str,
+    missing_reason: str = "",
 ) -> Verdict:
-    """The valid table conforms (pandera) and the quarantined share stays under the threshold."""
+    """The valid table conforms (pandera) and the quarantined share stays under the threshold.
+
+    ``missing_reason``: the study key and closest column of each missing one (``type_batch``).
+    """
     rule = f"required columns present and quarantined share <= {study.thresholds.max_quarantine_share}"
     if missing:
         return Verdict.evaluate(
@@ -50,7 +55,8 @@ def schema_verdict(
             threshold=study.thresholds.max_quarantine_share,
             rule=rule,
             passed=False,
-            reason=f"batch {batch}: missing required columns {list(missing)}",
+            reason=f"batch {batch}: missing required columns {list(missing)}"
+            + (f": {missing_reason}" if missing_reason else ""),
         )
     if not valid.empty:
         covariate_schema(study).validate(valid.drop(columns="row_index"))
@@ -67,6 +73,9 @@ def schema_verdict(
 
 
 def srm_verdict(study: StudyConfig, valid: pd.DataFrame) -> Verdict:
+    if study.single_subject:
+        rule = f"p-value >= {study.thresholds.srm_alpha}"
+        return Verdict.undefined("sample_ratio_mismatch", threshold=None, rule=rule, reason=ONE_SUBJECT)
     if study.design.kind != "randomized" or valid.empty:
         reason = (
             "observational design: no designed split"
@@ -87,19 +96,23 @@ def srm_verdict(study: StudyConfig, valid: pd.DataFrame) -> Verdict:
         alpha=study.thresholds.srm_alpha,
         min_units=study.thresholds.srm_min_units,
         rule=study.thresholds.gate_rule,
-        looks=looks_per_year(study.cadence),
+        looks=study.batches_per_year,
         family_alpha=study.thresholds.srm_false_alarm_per_year,
     )
     return report.verdict
 
 
 def srm_description(study: StudyConfig) -> str:
+    if study.single_subject:
+        return ONE_SUBJECT
+    if study.design.kind != "randomized":
+        return "not assessed: an observational design has no designed split"
     if study.thresholds.gate_rule == "fixed":
-        return f"chi-square test of the designed treatment split at alpha {study.thresholds.srm_alpha}"
+        return f"chi-square test of the designed treatment split at srm_alpha = {study.thresholds.srm_alpha}"
     rate = study.thresholds.srm_false_alarm_per_year
     return (
         f"exact binomial test of the designed treatment split; a healthy study fails some batch "
-        f"with probability {rate:g} a year ({looks_per_year(study.cadence)} looks)"
+        f"with probability {rate:g} a year ({study.batches_per_year} looks)"
     )
 
 
@@ -108,17 +121,17 @@ def build_covariate_table(
 ) -> dg.AssetsDefinition:
     asset_key = key(study, "covariate_table")
     specs = [
-        check_spec(asset_key, "schema", "pandera schema; quarantined share under the threshold", partitions),
         check_spec(
             asset_key,
-            "post_treatment_exclusion",
-            "no model column is a descendant of the treatment (causal graph) or derives from a post-treatment column",
+            "schema",
+            f"pandera schema; max_quarantine_share = {study.thresholds.max_quarantine_share}",
             partitions,
         ),
+        check_spec(asset_key, "post_treatment_exclusion", "", partitions),
         check_spec(asset_key, "sample_ratio_mismatch", srm_description(study), partitions),
     ]
 
-    @dg.asset(
+    @checked_asset(
         key=asset_key,
         deps=[upstream],
         **batch_asset_options(study, partitions),
@@ -129,6 +142,7 @@ def build_covariate_table(
             f"{study.name}: typed, validated pre-treatment covariates; bad rows quarantined with the reason.",
         ),
     )
+    @each_batch
     def covariate_table(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
@@ -148,7 +162,13 @@ def build_covariate_table(
         verdicts = {
             "schema": (
                 schema_verdict(
-                    study, split.valid, split.missing_columns, len(raw), split.quarantined_rows, batch
+                    study,
+                    split.valid,
+                    split.missing_columns,
+                    len(raw),
+                    split.quarantined_rows,
+                    batch,
+                    missing_reason=split.missing_reason,
                 ),
                 ERROR,
             ),
@@ -171,9 +191,9 @@ def build_covariate_table(
                 "quarantined_rows": split.quarantined_rows,
                 "missing_columns": ", ".join(split.missing_columns) or "none",
                 "dagster/row_count": len(split.valid),
+                **not_assessed("covariate_table", verdicts),
             }
         )
-        for prop, (verdict, severity) in verdicts.items():
-            yield check_result(asset_key, prop, verdict, severity=severity)
+        yield from check_results(asset_key, verdicts)
 
     return covariate_table

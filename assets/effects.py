@@ -1,6 +1,7 @@
 """batch_effect: every configured estimator on one batch; the primary one is the filter's observation."""
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import dagster as dg
 import numpy as np
@@ -10,6 +11,7 @@ from assets.common import (
     as_json,
     batch_asset_options,
     batch_rng,
+    checked_asset,
     described,
     frame_to_records_md,
     is_withdrawn,
@@ -20,6 +22,7 @@ from assets.common import (
     withdrawn_results,
 )
 from assets.models import usable_rows
+from assets.partition_range import each_batch
 from assimilate.diagnostics import Verdict, weighted_balance
 from assimilate.estimators import (
     EffectEstimate,
@@ -28,9 +31,14 @@ from assimilate.estimators import (
     influence_contributions,
 )
 from assimilate.report import figure_to_png, love_plot
-from checks.results import ERROR, WARN, check_result, check_spec, naming_batch, verdict_rows
-from checks.returning_units import INFLUENCE_TABLE, influence_frame, returning_units_verdict
-from orchestration.study_config import StudyConfig
+from checks.results import ERROR, WARN, check_results, check_spec, naming_batch, not_assessed, verdict_rows
+from checks.returning_units import (
+    INFLUENCE_TABLE,
+    MATERIAL_SE_CHANGE,
+    influence_frame,
+    returning_units_verdict,
+)
+from orchestration.study_config import ONE_SUBJECT, StudyConfig
 from resources.reports import ReportsResource
 from resources.warehouse import WarehouseResource
 
@@ -114,6 +122,17 @@ def run_estimator(
         options |= {"policy": study.propensity.policy, "bounds": tuple(study.propensity.bounds)}
     if method == "aipw" and study.cross_fitting_folds:
         options |= {"n_folds": study.cross_fitting_folds, "rng": rng}
+    if method == "n_of_1" and study.n_of_1 is not None:
+        # One subject's days (no per-unit influence): the study file's washout, and the Kenward-Roger
+        # df carried into the fused posterior (docs in assimilate/estimators/n_of_1.py).
+        days = study.n_of_1
+        options |= {
+            "time": days.time,
+            "washout": days.washout_days,
+            "trend": days.trend,
+            "fusion_correction": True,
+        }
+        influence = False
     run = influence_contributions if influence else estimate_effect
     return run(  # type: ignore[operator]
         valid,
@@ -130,6 +149,13 @@ def balance_verdict(
 ) -> tuple[Verdict, pd.DataFrame]:
     """max |SMD| after inverse-propensity weighting, with the stored propensity scores."""
     threshold = study.thresholds.max_abs_smd
+    if study.single_subject:
+        return Verdict.undefined(
+            "balance",
+            threshold=threshold,
+            rule=f"max |SMD| after weighting <= {threshold}",
+            reason=ONE_SUBJECT,
+        ), pd.DataFrame()
     if usable_rows(study, valid) is not None or scores.empty:
         return Verdict.undefined(
             "balance",
@@ -156,18 +182,22 @@ def build_batch_effect(
     asset_key = key(study, "batch_effect")
     specs = [
         check_spec(
-            asset_key, "balance", "max |SMD| of the covariates after inverse-propensity weighting", partitions
+            asset_key,
+            "balance",
+            f"inverse-propensity weighting; max_abs_smd = {study.thresholds.max_abs_smd} "
+            f"({study.thresholds.gate_rule} rule)",
+            partitions,
         ),
-        check_spec(asset_key, "estimation", "the primary estimator gave a usable estimate", partitions),
+        check_spec(asset_key, "estimation", f"primary estimator {study.primary_estimator}", partitions),
         check_spec(
             asset_key,
             "returning_units",
-            "share of the batch's units seen in earlier batches, and whether their correlation matters",
+            f"material: the running average's standard error changes by more than {MATERIAL_SE_CHANGE:.0%}",
             partitions,
         ),
     ]
 
-    @dg.asset(
+    @checked_asset(
         key=asset_key,
         deps=upstream,
         **batch_asset_options(study, partitions),
@@ -178,6 +208,7 @@ def build_batch_effect(
             f"{study.name}: naive, regression, IPW and AIPW estimates; {study.primary_estimator} feeds the filter.",
         ),
     )
+    @each_batch
     def batch_effect(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, reports: ReportsResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
@@ -198,6 +229,8 @@ def build_batch_effect(
         returning, returning_metadata = returning_units_verdict(
             stored_influence, influence, batch, kalman=study.backend.kind == "kalman"
         )
+        if study.single_subject:  # no per-unit values: one subject's days, none of which returns
+            returning = replace(returning, reason=ONE_SUBJECT)
         verdicts = {
             "balance": (naming_batch(balance, batch), ERROR),
             "estimation": (naming_batch(estimation, batch), ERROR),
@@ -234,10 +267,9 @@ def build_batch_effect(
                 "estimates": frame_to_records_md(
                     effects[["method", "estimate", "std_error", "ci_lower", "ci_upper"]]
                 ),
+                **not_assessed("batch_effect", verdicts),
             }
         )
-        for prop, (verdict, severity) in verdicts.items():
-            extra = returning_metadata if prop == "returning_units" else None
-            yield check_result(asset_key, prop, verdict, severity=severity, metadata=extra)
+        yield from check_results(asset_key, verdicts, {"returning_units": returning_metadata})
 
     return batch_effect

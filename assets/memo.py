@@ -10,7 +10,7 @@ from assets.common import read_verdicts
 from assimilate.design import to_dot
 from assimilate.diagnostics import innovation_diagnostics, trend_test_of
 from assimilate.estimators import EffectEstimate
-from assimilate.report import DesignSummary, MemoInputs, verdicts_from_frame
+from assimilate.report import Baseline, DesignSummary, MemoInputs, verdicts_from_frame
 from assimilate.result import AssimilationResult
 from assimilate.sequential import ConfidenceSequence
 from orchestration.study_config import StudyConfig
@@ -35,6 +35,40 @@ def latest_estimates(effects: pd.DataFrame, batch: str) -> tuple[EffectEstimate,
         for row in rows.itertuples(index=False)
         if math.isfinite(row.estimate) and math.isfinite(row.std_error) and row.std_error > 0
     )
+
+
+def baseline(store: Warehouse, study: StudyConfig, result: AssimilationResult) -> Baseline | None:
+    """The control units' mean outcome in the latest admitted batch (None without one)."""
+    admitted = [label for label, out in zip(result.labels, result.excluded, strict=True) if not out]
+    if not admitted:
+        return None
+    rows = store.read_table(study.name, "covariates", partition_key=admitted[-1])
+    if rows.empty or not {study.treatment, study.outcome} <= set(rows.columns):
+        return None
+    control = pd.to_numeric(rows.loc[rows[study.treatment] == 0, study.outcome], errors="coerce").dropna()
+    if control.empty:
+        return None
+    return Baseline(mean=float(control.mean()), batch=admitted[-1], n_control=len(control))
+
+
+def failed_gates(verdicts: pd.DataFrame, result: AssimilationResult) -> dict[str, list[str]]:
+    """The failed ERROR checks of each batch the result kept out because of them."""
+    out = {
+        label
+        for label, flag, reason in zip(result.labels, result.excluded, result.exclusion_reasons, strict=True)
+        if flag and reason.startswith("failed ")
+    }
+    if verdicts.empty or not out:
+        return {}
+    failed = verdicts[
+        (verdicts["status"] == "fail")
+        & (verdicts["severity"] == "ERROR")
+        & verdicts["partition_key"].isin(out)
+    ]
+    gates: dict[str, list[str]] = {}
+    for row in failed.itertuples(index=False):
+        gates.setdefault(str(row.partition_key), []).append(str(row.check_name))
+    return gates
 
 
 def memo_inputs(
@@ -79,6 +113,11 @@ def memo_inputs(
         always_valid=always_valid,
         planned_looks=study.looks_planned,
         trend=trend_test_of(result),
+        exclusions=failed_gates(verdicts, result),
+        outcome_type=study.outcome_type,
+        outcome_unit=study.outcome_unit,
+        baseline=baseline(store, study, result),
+        process_var_source="estimated" if study.process_var == "mle" else "set",
     )
 
 

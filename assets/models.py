@@ -6,13 +6,22 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets.common import batch_asset_options, described, key, plot_metadata, verdict_table
+from assets.common import (
+    batch_asset_options,
+    checked_asset,
+    described,
+    frame_to_records_md,
+    key,
+    plot_metadata,
+    verdict_table,
+)
+from assets.partition_range import each_batch
 from assimilate.diagnostics import Verdict, overlap_report
 from assimilate.diagnostics.overlap import OverlapReport
 from assimilate.estimators import DesignMatrix, encode_covariates, fit_outcome_model, fit_propensity
 from assimilate.report import figure_to_png, overlap_plot
-from checks.results import ERROR, check_result, check_spec, naming_batch, verdict_rows
-from orchestration.study_config import StudyConfig
+from checks.results import ERROR, check_results, check_spec, naming_batch, not_assessed, verdict_rows
+from orchestration.study_config import ONE_SUBJECT, StudyConfig
 from resources.reports import ReportsResource
 from resources.warehouse import WarehouseResource
 
@@ -69,7 +78,7 @@ def fit_and_check_overlap(
     scores = pd.DataFrame(
         columns=["row_index", "unit_id", "treatment", "propensity", "used_propensity", "kept"]
     )
-    problem = usable_rows(study, valid)
+    problem = ONE_SUBJECT if study.single_subject else usable_rows(study, valid)
     if problem is not None:
         verdict = Verdict.undefined(
             "overlap",
@@ -88,16 +97,12 @@ def fit_and_check_overlap(
             bounds=tuple(study.propensity.bounds),
         )
     except ValueError as error:
-        # The library's ValueError says why this batch cannot be modelled (e.g. separation).
-        verdict = Verdict.evaluate(
-            "overlap",
-            value=float("inf"),
-            threshold=thresholds.overlap_max_share_outside,
-            rule=rule,
-            passed=False,
-            reason=f"batch {batch}: {error}",
+        # The library's ValueError says why this batch cannot be modelled (e.g. separation). There
+        # are no scores, so no overlap numbers: the value is n/a, never a stand-in such as inf.
+        verdict = Verdict(
+            "overlap", None, thresholds.overlap_max_share_outside, rule, "fail", f"batch {batch}: {error}"
         )
-        return verdict, coefficients, scores, {}
+        return verdict, coefficients, scores, {"fit": f"not fitted: {error}"}
     coefficients = fit.coefficients.rename_axis("term").reset_index(name="coefficient")
     scores = pd.DataFrame(
         {
@@ -117,26 +122,42 @@ def fit_and_check_overlap(
         "propensity_min": float(np.min(fit.scores)),
         "propensity_max": float(np.max(fit.scores)),
     }
-    return report.verdict, coefficients, scores, metadata
+    return report.verdict, coefficients, scores, metadata | overlap_metadata(report)
+
+
+def overlap_metadata(report: OverlapReport) -> dict[str, object]:
+    """The overlap numbers of a fitted batch, failed or not: shares outside, ESS, quantiles per arm."""
+    return {
+        "overlap_eps": report.eps,
+        "share_outside": report.share_outside,
+        "share_outside_treated": report.share_outside_treated,
+        "share_outside_control": report.share_outside_control,
+        "ess_fraction": report.ess_fraction,
+        "propensity_quantiles": frame_to_records_md(report.to_frame().reset_index(), float_digits=3),
+    }
 
 
 def build_propensity_model(
     study: StudyConfig, partitions: dg.PartitionsDefinition, upstream: dg.AssetKey
 ) -> dg.AssetsDefinition:
     asset_key = key(study, "propensity_model")
+    thresholds = study.thresholds
+    overlap = (
+        f"overlap_eps = {thresholds.overlap_eps}, overlap_max_share_outside = "
+        f"{thresholds.overlap_max_share_outside} ({thresholds.gate_rule} rule)"
+    )
 
-    @dg.asset(
+    @checked_asset(
         key=asset_key,
         deps=[upstream],
         **batch_asset_options(study, partitions),
         kinds={"duckdb"},
-        check_specs=[
-            check_spec(asset_key, "overlap", "share of propensity mass outside [eps, 1 - eps]", partitions)
-        ],
+        check_specs=[check_spec(asset_key, "overlap", overlap, partitions)],
         description=described(
             study, f"{study.name}: logistic propensity model (coefficients) and per-row propensity scores."
         ),
     )
+    @each_batch
     def propensity_model(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, reports: ReportsResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
@@ -144,16 +165,14 @@ def build_propensity_model(
         store = warehouse.get()
         valid = store.read_table(study.name, "covariates", partition_key=batch)
         verdict, coefficients, scores, metadata = fit_and_check_overlap(study, valid, batch)
-        verdict = naming_batch(verdict, batch)
+        verdicts = {"overlap": (naming_batch(verdict, batch), ERROR)}
         store.replace_partition_tables(
             study.name,
             batch,
             {
                 "propensity_coefficients": coefficients,
                 "propensity_scores": scores,
-                verdict_table("propensity_model"): verdict_rows(
-                    "propensity_model", {"overlap": (verdict, ERROR)}
-                ),
+                verdict_table("propensity_model"): verdict_rows("propensity_model", verdicts),
             },
         )
         if not scores.empty:
@@ -165,8 +184,17 @@ def build_propensity_model(
                 title=f"{study.name} {batch}: propensity overlap",
             )
             metadata |= plot_metadata(reports, study, f"{batch}/overlap.png", figure_to_png(figure))
-        yield dg.MaterializeResult(metadata={"rows": len(scores), "terms": len(coefficients), **metadata})
-        yield check_result(asset_key, "overlap", verdict, severity=ERROR)
+        yield dg.MaterializeResult(
+            # rows: the batch's valid rows, fitted or not (a failed fit still had its rows)
+            metadata={
+                "rows": len(valid),
+                "scored_rows": len(scores),
+                "terms": len(coefficients),
+                **metadata,
+                **not_assessed("propensity_model", verdicts),
+            }
+        )
+        yield from check_results(asset_key, verdicts)
 
     return propensity_model
 
@@ -183,6 +211,7 @@ def build_outcome_model(
             study, f"{study.name}: arm-wise outcome regressions (coefficients) and mu0/mu1 per row."
         ),
     )
+    @each_batch
     def outcome_model(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:

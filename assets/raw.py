@@ -3,17 +3,29 @@
 import hashlib
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 
 import dagster as dg
 import pandas as pd
 
 from assets.batch_validation import BatchFileError, read_batch_file
-from assets.common import batch_asset_options, described, key, verdict_table, withdraw, withdrawn_results
+from assets.common import (
+    batch_asset_options,
+    checked_asset,
+    described,
+    is_withdrawn,
+    key,
+    verdict_table,
+    withdraw,
+    withdrawn_results,
+)
+from assets.partition_range import each_batch
 from assets.raw_records import raw_rows_table
 from assets.typed_batch import type_batch
 from assimilate.diagnostics import Verdict
 from checks.quality import run_quality_suite
 from checks.results import ERROR, check_result, check_spec, naming_batch, verdict_rows
+from orchestration.cadence import expected_name
 from orchestration.study_config import StudyConfig
 from resources.landing import LandingResource
 from resources.warehouse import WarehouseResource
@@ -22,7 +34,7 @@ from resources.warehouse import WarehouseResource
 def build_raw_batch(study: StudyConfig, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     asset_key = key(study, "raw_batch")
 
-    @dg.asset(
+    @checked_asset(  # a withdrawn batch's check is skipped, not passed; a failed one tags the run
         key=asset_key,
         **batch_asset_options(study, partitions),
         kinds={"duckdb"},
@@ -33,12 +45,15 @@ def build_raw_batch(study: StudyConfig, partitions: dg.PartitionsDefinition) -> 
             check_spec(asset_key, "data_quality", "Great Expectations suite on the landed rows", partitions)
         ],
     )
+    @each_batch
     def raw_batch(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing: LandingResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         batch = context.partition_key
         path = landing.find_file(study, batch)
         if path is None:
+            if not _withdrawal(context.run, warehouse, study, batch):
+                raise dg.Failure(description=missing_file(study, batch), allow_retries=False)
             withdraw(warehouse.get(), study, batch, ["raw_files", "raw_rows", verdict_table("raw_batch")])
             yield from withdrawn_results(asset_key, ["data_quality"])
             return
@@ -97,13 +112,33 @@ def build_raw_batch(study: StudyConfig, partitions: dg.PartitionsDefinition) -> 
     return raw_batch
 
 
+def _withdrawal(run: dg.DagsterRun, warehouse: WarehouseResource, study: StudyConfig, batch: str) -> bool:
+    """Whether a partition without a file is a withdrawal: a file was read for it before."""
+    if run.tags.get("assimilate/withdrawn") == "true":  # the landing sensor saw it materialized
+        return True
+    return not is_withdrawn(warehouse.get(), study, batch)  # the warehouse still holds its batch
+
+
+def missing_file(study: StudyConfig, batch: str) -> str:
+    # DECISIONS 6: a partition is materialized from its file; one that never had a file is an error.
+    name = expected_name(batch, study.cadence)
+    return (
+        f"study {study.name}, batch {batch}: no file landed for this partition, so there is nothing to "
+        f"materialize; expected {name} (or .parquet) in the landing folder {study.landing_folder}/ "
+        "(the landing sensor runs the batch once it lands)"
+    )
+
+
 def _quality(raw: pd.DataFrame, study: StudyConfig, batch: str) -> tuple[Verdict, pd.DataFrame]:
     if raw.empty:
         return _unreadable(f"batch {batch}: the file has no data rows"), pd.DataFrame()
     # The suite reads the batch as the covariate table does (one reader types each column); it judges
     # the values of these columns only (the others: whether they exist).
     judged = [study.unit_id, study.treatment, study.outcome]
-    result = run_quality_suite(type_batch(raw, study, columns=judged).frame, study, batch=batch)
+    typed = type_batch(raw, study, columns=judged)
+    result = run_quality_suite(typed.frame, study, batch=batch)
+    if typed.missing_reason:  # the suite says "expect_column_to_exist": name the study key and closest column
+        return replace(result.verdict, reason=f"batch {batch}: {typed.missing_reason}"), result.expectations
     return result.verdict, result.expectations
 
 

@@ -4,10 +4,17 @@ import dagster as dg
 
 from assets.common import code_version, described, frame_to_records_md, key, plot_metadata
 from assets.memo import causal_dag_png, memo_inputs
+from assets.partition_range import SINGLE_RUN
 from assets.posterior import CORRELATION_TABLE, filter_settings
 from assets.posterior_inputs import correlation_from_table, stored_always_valid
 from assimilate.incremental import full_filter
-from assimilate.report import decision_memo_html, decision_memo_markdown, fan_chart, figure_to_png
+from assimilate.report import (
+    MemoFigures,
+    decision_memo_html,
+    decision_memo_markdown,
+    fan_chart,
+    figure_to_png,
+)
 from orchestration.study_config import StudyConfig
 from resources.reports import ReportsResource
 from resources.warehouse import WarehouseResource
@@ -18,6 +25,7 @@ def build_posterior_report(study: StudyConfig, upstream: dg.AssetKey) -> dg.Asse
         key=key(study, "posterior_report"),
         deps=[upstream],
         group_name=study.name,
+        backfill_policy=SINGLE_RUN,  # once after a range of batches
         code_version=code_version(study),
         kinds={"python"},
         description=described(
@@ -40,18 +48,28 @@ def build_posterior_report(study: StudyConfig, upstream: dg.AssetKey) -> dg.Asse
         memo = memo_inputs(
             store, study, result, always_valid=stored_always_valid(steps, alpha=settings.alpha)
         )
-        memo_md = decision_memo_markdown(memo)
+        scale = memo.scale
+        chart = fan_chart(
+            result,
+            title=f"{study.name}: assimilated effect",
+            ylabel=f"effect on {memo.outcome_name} ({scale.unit})",
+            factor=scale.factor,
+        )
+        fan, dag_png = figure_to_png(chart), causal_dag_png(study)
+        plots = plot_metadata(reports, study, "fan_chart.png", fan)
+        if dag_png is not None:
+            plots |= plot_metadata(reports, study, "causal_dag.png", dag_png)
+        # The markdown links the figure files written above; the HTML page embeds them.
+        figures = MemoFigures(fan_chart=fan, causal_dag=dag_png)
+        memo_md = decision_memo_markdown(memo, figures=figures)
         paths = {
             "memo": reports.write_text(study.name, "memo.md", memo_md),
-            "memo_html": reports.write_text(study.name, "memo.html", decision_memo_html(memo)),
+            "memo_html": reports.write_text(
+                study.name, "memo.html", decision_memo_html(memo, figures=figures)
+            ),
             "trajectory": reports.write_text(study.name, "trajectory.csv", trajectory.to_csv(index=False)),
             "summary": reports.write_text(study.name, "summary.txt", result.summary() + "\n"),
         }
-        fan = figure_to_png(fan_chart(result, title=f"{study.name}: assimilated effect"))
-        plots = plot_metadata(reports, study, "fan_chart.png", fan)
-        dag_png = causal_dag_png(study)
-        if dag_png is not None:
-            plots |= plot_metadata(reports, study, "causal_dag.png", dag_png)
         shown = trajectory[["batch", "estimate", "std_error", "excluded", "posterior_mean", "posterior_sd"]]
         return dg.MaterializeResult(
             metadata={

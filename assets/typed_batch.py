@@ -14,7 +14,11 @@ all read the frame it returns, so they never disagree on what a value is:
   number (pandera says it is not finite);
 - categorical columns: stripped text; any other column: numbers when every value parses, else text;
 - in every required column, blank and ``nan`` are missing ("value must not be missing");
-- a value holding a NUL byte, or a row with more fields than the header, breaks a rule of its own.
+- a value holding a NUL byte, or a row with more fields than the header, breaks a rule of its own;
+- an N-of-1 study's day column (its unit id) holds dates ``YYYY-MM-DD`` ("day must be a date").
+
+A required column the file lacks is named with the study file's key that asks for it and the
+file's closest column (``missing_reason``): a misspelled covariate is caught on the first batch.
 
 Example
 -------
@@ -27,8 +31,9 @@ Example
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +50,7 @@ BINARY_TREATMENT = "treatment must be 0 or 1"
 UNIQUE_ID = "unit id must be unique"
 NUL_BYTE = "value must not contain a NUL byte"
 EXTRA_FIELD = "the row has more fields than the header"
+DAY_DATE = "day must be a date (YYYY-MM-DD)"
 
 _BOOLEANS = {"true": 1.0, "false": 0.0}
 _NAN_WORDS = {"nan", "+nan", "-nan"}
@@ -57,12 +63,13 @@ class TypedBatch:
 
     ``frame`` holds every column of the raw batch but ``EXTRA_FIELDS``, on the raw batch's index;
     ``problems`` one row per (row_index, column, rule); ``missing_columns`` the required columns
-    the file lacks.
+    the file lacks, and ``missing_reason`` says which study key names each and the closest column.
     """
 
     frame: pd.DataFrame
     problems: pd.DataFrame
     missing_columns: tuple[str, ...]
+    missing_reason: str = ""
 
 
 def required_columns(study: StudyConfig) -> list[str]:
@@ -112,11 +119,51 @@ def type_batch(
             breaks(missing, column, MISSING)
             if column == study.unit_id:
                 breaks(stripped.duplicated(keep=False) & ~missing, column, UNIQUE_ID)
+            if study.n_of_1 is not None and column == study.n_of_1.time:
+                days = pd.to_datetime(stripped.mask(missing), format="%Y-%m-%d", errors="coerce")
+                breaks(days.isna() & ~missing, column, DAY_DATE)
         else:
             values = _numbers_if_all_parse(text)
         typed[column] = values
     missing_columns = tuple(c for c in required_columns(study) if c not in raw.columns)
-    return TypedBatch(pd.DataFrame(typed, index=raw.index), _problem_table(problems), missing_columns)
+    present = [str(c) for c in raw.columns if c != EXTRA_FIELDS]
+    return TypedBatch(
+        pd.DataFrame(typed, index=raw.index),
+        _problem_table(problems),
+        missing_columns,
+        missing_columns_reason(study, missing_columns, present),
+    )
+
+
+def missing_columns_reason(study: StudyConfig, missing: Sequence[str], present: Sequence[str]) -> str:
+    """One clause per missing column: the study key that names it and the file's closest column.
+
+    >>> missing_columns_reason(study, ["tenure_month"], ["account_id", "tenure_months"])  # doctest: +SKIP
+    "covariates: column 'tenure_month' is not in the file; closest column: 'tenure_months' (check the study file's covariates)"
+    """
+    clauses = []
+    for column in missing:
+        key = _study_key(study, column)
+        closest = [c for c in present if c.lower() == column.lower()]
+        closest = closest or difflib.get_close_matches(column, present, n=1, cutoff=0.6)
+        clause = f"{key}: column {column!r} is not in the file; "
+        if closest:
+            clause += f"closest column: {closest[0]!r} (check the study file's {key})"
+        else:
+            shown = ", ".join(repr(c) for c in present[:12]) + (", ..." if len(present) > 12 else "")
+            clause += f"no column is close (the file has {shown or 'no columns'})"
+        clauses.append(clause)
+    return "; ".join(clauses)
+
+
+def _study_key(study: StudyConfig, column: str) -> str:
+    """The study file's key that asks for ``column`` (the first, when several do)."""
+    if study.n_of_1 is not None and column == study.n_of_1.time:
+        return "n_of_1.time"
+    for key in ("unit_id", "treatment", "outcome"):
+        if getattr(study, key) == column:
+            return key
+    return "covariates" if column in study.covariates else "categorical"
 
 
 def _numbers(text: pd.Series, *, booleans: bool) -> tuple[pd.Series, pd.Series, pd.Series]:

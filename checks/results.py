@@ -1,18 +1,30 @@
-"""Verdicts from the library, turned into Dagster asset check results and stored rows."""
+"""Verdicts from the library, turned into Dagster asset check results, run tags and stored rows.
+
+Dagster shows what a check result says, so a result is yielded only for an assessed verdict
+(pass or fail). A verdict that is undefined (the test does not apply: SRM in an observational
+study, ESS on the Kalman backend, any check of a withdrawn batch) is not reported: the instance
+records the check as skipped in that run (the assets are one-asset multi-assets that may leave a
+check out, ``assets.common.checked_asset``), its reason goes into the materialization's metadata,
+and the warehouse's verdict rows keep the status "undefined" with the reason.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 
-from assimilate.diagnostics import Verdict
+from assimilate.diagnostics import Verdict, catalogue
 
 ERROR = dg.AssetCheckSeverity.ERROR
 WARN = dg.AssetCheckSeverity.WARN
+EXCLUDED_TAG = "assimilate/excluded"
+"""Run tag naming the failed ERROR checks that keep the run's batch out of the posterior."""
+
+Verdicts = Mapping[str, tuple[Verdict, dg.AssetCheckSeverity]]
 
 
 def naming_batch(verdict: Verdict, batch: str) -> Verdict:
@@ -28,14 +40,26 @@ def check_name(asset: str, prop: str) -> str:
     return f"check_{asset}_{prop}"
 
 
+def check_description(prop: str, detail: str = "") -> str:
+    """The catalogue's question, the study's numbers (``detail``), and what a failure does."""
+    entry = catalogue.check_spec(prop)
+    consequence = catalogue.ERROR_CONSEQUENCE if entry.severity == "ERROR" else catalogue.WARN_CONSEQUENCE
+    study = f" This study: {detail}." if detail else ""
+    return f"{entry.question}{study} {consequence}"
+
+
 def check_spec(
-    asset_key: dg.AssetKey, prop: str, description: str, partitions: dg.PartitionsDefinition | None = None
+    asset_key: dg.AssetKey, prop: str, detail: str = "", partitions: dg.PartitionsDefinition | None = None
 ) -> dg.AssetCheckSpec:
-    """Spec of a check computed inside its asset's step (so the verdict exists before the posterior)."""
+    """Spec of a check computed inside its asset's step (so the verdict exists before the posterior).
+
+    The description is the catalogue's (``assimilate/diagnostics/catalogue.py``) with the study's
+    thresholds in ``detail``.
+    """
     return dg.AssetCheckSpec(
         check_name(asset_key.path[-1], prop),
         asset=asset_key,
-        description=description,
+        description=check_description(prop, detail),
         partitions_def=partitions,
     )
 
@@ -48,7 +72,12 @@ def check_result(
     severity: dg.AssetCheckSeverity,
     metadata: Mapping[str, Any] | None = None,
 ) -> dg.AssetCheckResult:
-    """An undefined verdict passes (the test does not apply) with its reason in the metadata."""
+    """The result of an assessed verdict; an undefined one has none (see :func:`check_results`)."""
+    if verdict.status == "undefined":
+        raise ValueError(
+            f"{check_name(asset_key.path[-1], prop)} was not assessed ({verdict.reason}): "
+            "a check that was not assessed is left unreported, never reported as passed"
+        )
     values: dict[str, Any] = {
         "status": verdict.status,
         "observed_value": verdict.value if verdict.value is not None else "n/a",
@@ -63,14 +92,65 @@ def check_result(
     return dg.AssetCheckResult(
         asset_key=asset_key,
         check_name=check_name(asset_key.path[-1], prop),
-        passed=not verdict.failed,
+        passed=verdict.passed,
         severity=severity,
         metadata=values,
         description=str(verdict),
     )
 
 
-def verdict_rows(asset: str, verdicts: Mapping[str, tuple[Verdict, dg.AssetCheckSeverity]]) -> pd.DataFrame:
+def check_results(
+    asset_key: dg.AssetKey, verdicts: Verdicts, metadata: Mapping[str, Mapping[str, Any]] | None = None
+) -> Iterator[dg.AssetCheckResult]:
+    """Results of the assessed verdicts only; ``metadata`` adds entries per property."""
+    for prop, (verdict, severity) in verdicts.items():
+        if verdict.status != "undefined":
+            yield check_result(
+                asset_key, prop, verdict, severity=severity, metadata=(metadata or {}).get(prop)
+            )
+
+
+def not_assessed(asset: str, verdicts: Verdicts) -> dict[str, Any]:
+    """Materialization metadata naming each check that was not assessed, with the reason."""
+    lines = [
+        f"- **{check_name(asset, prop)}**: {verdict.reason or verdict.rule}"
+        for prop, (verdict, _) in verdicts.items()
+        if verdict.status == "undefined"
+    ]
+    return {"not_assessed": dg.MetadataValue.md("\n".join(lines))} if lines else {}
+
+
+def gate_failures(events: Iterable[object]) -> list[str]:
+    """Names of the failed ERROR checks among a step's yielded events (each keeps its batch out).
+
+    A step over a range of batches reports its checks as evaluations (assets/partition_range.py).
+    """
+    return [
+        str(event.check_name)
+        for event in events
+        if isinstance(event, dg.AssetCheckResult | dg.AssetCheckEvaluation)
+        and not event.passed
+        and event.severity == ERROR
+    ]
+
+
+def mark_excluded(context: dg.AssetExecutionContext, failed_checks: Iterable[str]) -> None:
+    """Tag the run with the ERROR checks that failed in it, so the run list shows the exclusion.
+
+    A failed gate does not fail the run (the posterior must still take the batch's predict-only
+    step), so without the tag the run is as green as any other.
+    """
+    failed = set(failed_checks)
+    if not failed:
+        return
+    run_id = context.run.run_id
+    run = context.instance.get_run_by_id(run_id)  # earlier steps of this run may have tagged it
+    earlier = (run.tags if run else context.run.tags).get(EXCLUDED_TAG, "")
+    names = sorted(failed | {name for name in earlier.split(", ") if name})
+    context.instance.add_run_tags(run_id, {EXCLUDED_TAG: ", ".join(names)})
+
+
+def verdict_rows(asset: str, verdicts: Verdicts) -> pd.DataFrame:
     """Rows for the warehouse's verdict table of one asset partition."""
     return pd.DataFrame(
         [

@@ -1,24 +1,26 @@
 """The landing-folder diff: which batch files are new or changed since the sensor's cursor.
 
-Pure functions, no Dagster: the landing sensor calls ``scan_landing`` with its JSON cursor (file
-name -> sha256) and turns ``new_or_changed`` into run requests keyed by ``run_key``.
+No Dagster context: the landing sensor calls ``scan_landing`` with its JSON cursor (file name ->
+sha256) and turns ``new_or_changed`` into run requests keyed by ``run_key``.
 
-File names map to Dagster time-window partition keys (``%Y-%m-%d`` of the window's start):
+A file is named after the date its period starts, in the form of the study's cadence; its Dagster
+partition key is that date (``orchestration/cadence.py``; README, "Batch files and cadences"):
 
 ==========  ==========================  =============================================
 cadence     file name                   partition key
 ==========  ==========================  =============================================
 daily       ``2025-03-14.csv``          ``2025-03-14``
-weekly      ``2025-03-09.parquet``      ``2025-03-09`` -- the Sunday the week starts, as
-                                        ``WeeklyPartitionsDefinition`` keys are (weeks
-                                        start on Sunday by default); other days: no match
+weekly      ``2025-03-09.parquet``      ``2025-03-09`` -- the Sunday the week starts
 monthly     ``2025-03.csv``             ``2025-03-01``
+yearly      ``2025.csv``                ``2025-01-01``
+cron        ``2025-01-06.csv``          ``2025-01-06`` -- a day the cron starts a period
 ==========  ==========================  =============================================
 
+A name that maps to no period is unmapped with a reason naming the expected names around its date.
 Suffixes ``.csv`` and ``.parquet`` (any case). Hidden files (``.name``) are ignored, so a writer
 can land a file atomically by writing ``.2025-03.csv.tmp`` and renaming it. A file written in place
-is read once its size and modification time held for ``SETTLE_SECONDS`` (until then it is
-"still being written" and the next scan looks again).
+is read once its size and modification time held for ``SETTLE_SECONDS`` (until then it is "still
+being written" and the next scan looks again).
 
 Example
 -------
@@ -32,24 +34,14 @@ Example
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
-from typing import Literal
 
-Cadence = Literal["daily", "weekly", "monthly"]
-SUFFIXES = (".csv", ".parquet")
-# ASCII digits only: \d would also match other scripts' digits, so a look-alike name could take a period.
-_STEM = {
-    "daily": r"([0-9]{4})-([0-9]{2})-([0-9]{2})",
-    "weekly": r"([0-9]{4})-([0-9]{2})-([0-9]{2})",
-    "monthly": r"([0-9]{4})-([0-9]{2})",
-}
-_FORM = {"daily": "YYYY-MM-DD", "weekly": "YYYY-MM-DD (the Sunday the week starts)", "monthly": "YYYY-MM"}
-_SUNDAY = 6  # date.weekday()
+from orchestration.cadence import SUFFIXES, check_cadence, key_for_stem
+
+Cadence = str  # daily, weekly, monthly, yearly or a cron expression (orchestration/cadence.py)
 SETTLE_SECONDS = 1.0  # a file nobody wrote to for this long is taken as complete
 
 
@@ -78,38 +70,30 @@ class LandingScan:
         leaving the folder, two files for one partition, ...).
     next_cursor : dict
         File name -> sha256 of every mapped file; store it as the sensor's cursor.
+    waiting : tuple of str
+        The unmapped names that a later scan may read without anyone acting: still being written,
+        or a period of the study that is not (yet) among the loaded partitions. The others need a
+        person (a name to fix, a file to remove).
     """
 
     new_or_changed: tuple[LandedFile, ...]
     unchanged: tuple[LandedFile, ...]
     unmapped: tuple[tuple[str, str], ...]
     next_cursor: dict[str, str] = field(default_factory=dict)
+    waiting: tuple[str, ...] = ()
 
-
-def _check_cadence(cadence: str) -> Cadence:
-    for choice in ("daily", "weekly", "monthly"):
-        if cadence == choice:
-            return choice
-    raise ValueError(f"cadence must be one of 'daily', 'weekly', 'monthly', got {cadence!r}")
+    @property
+    def misnamed(self) -> dict[str, str]:
+        """Unmapped name -> reason, for the names no later scan reads until someone acts."""
+        return {name: reason for name, reason in self.unmapped if name not in self.waiting}
 
 
 def _mapping(name: str, cadence: Cadence) -> tuple[str | None, str]:
-    """The partition key of a file name, or None with the reason."""
+    """The partition key of a file name, or None with the reason (naming the expected names)."""
     suffix = next((s for s in SUFFIXES if name.lower().endswith(s)), None)
     if suffix is None:
         return None, f"not a batch file: the suffix must be one of {', '.join(SUFFIXES)}"
-    stem = name[: -len(suffix)]
-    match = re.fullmatch(_STEM[cadence], stem)
-    if match is None:
-        return None, f"name does not match {_FORM[cadence]}{suffix} for a {cadence} study"
-    numbers = [int(g) for g in match.groups()]
-    try:
-        start = date(numbers[0], numbers[1], numbers[2] if len(numbers) == 3 else 1)
-    except ValueError as error:
-        return None, f"name {stem!r} is not a calendar date ({error})"
-    if cadence == "weekly" and start.weekday() != _SUNDAY:
-        return None, f"{stem} is a {start:%A}: weekly batches are named after the Sunday the week starts"
-    return start.isoformat(), ""
+    return key_for_stem(name[: -len(suffix)], cadence, name[-len(suffix) :])
 
 
 def partition_key_for_file(name: str, cadence: Cadence) -> str | None:
@@ -119,10 +103,10 @@ def partition_key_for_file(name: str, cadence: Cadence) -> str | None:
     ----------
     name : str
         A file name (no folder), e.g. ``"2025-03.csv"``.
-    cadence : {"daily", "weekly", "monthly"}
+    cadence : str
         The study's cadence (see the module docstring for the name forms).
     """
-    return _mapping(name, _check_cadence(cadence))[0]
+    return _mapping(name, check_cadence(cadence))[0]
 
 
 def file_sha256(path: str | Path, *, chunk_size: int = 1 << 20) -> str:
@@ -151,6 +135,7 @@ def scan_landing(
     cadence: Cadence,
     cursor: Mapping[str, str],
     valid_keys: Collection[str] | None = None,
+    bounds: tuple[str, str | None] | None = None,
     settle_seconds: float = SETTLE_SECONDS,
 ) -> LandingScan:
     """Compare a landing folder with the cursor: new or changed, unchanged and unmapped files.
@@ -159,12 +144,16 @@ def scan_landing(
     ----------
     folder : str or Path
         The study's landing folder.
-    cadence : {"daily", "weekly", "monthly"}
+    cadence : str
         How file names map to partition keys.
     cursor : mapping of str to str
         File name -> sha256 from the previous scan (``{}`` on the first).
     valid_keys : collection of str, optional
         The study's partition keys; a file mapping elsewhere is unmapped. None accepts any key.
+    bounds : (str, str or None), optional
+        The study's first and last period keys (start_date, end_date): a file outside them is
+        unmapped for good; one inside them but not in ``valid_keys`` is waiting (the partitions end
+        after the last landed batch and grow when the code location reloads).
     settle_seconds : float
         A file is read only when its size and modification time stayed the same for this long
         (the scan waits at most this long once); one written meanwhile is unmapped with the
@@ -176,7 +165,7 @@ def scan_landing(
     ``..``, is unmapped with the reason. Two files mapping to one partition (``2025-03.csv`` and
     ``2025-03.parquet``) are both unmapped, naming each other, until one is removed.
     """
-    checked = _check_cadence(cadence)
+    checked = check_cadence(cadence)
     for name, sha256 in cursor.items():
         if not isinstance(name, str) or not isinstance(sha256, str):
             raise ValueError("cursor must map file names (str) to sha256 hex digests (str)")
@@ -185,6 +174,7 @@ def scan_landing(
         raise ValueError(f"landing folder {folder} does not exist or is not a folder")
     valid = None if valid_keys is None else set(valid_keys)
     unmapped: list[tuple[str, str]] = []
+    waiting: list[str] = []
     candidates: dict[str, list[Path]] = {}
     for entry in sorted(root.iterdir(), key=lambda p: p.name):
         name = entry.name
@@ -194,10 +184,9 @@ def scan_landing(
         key, mismatch = (None, "") if reason else _mapping(name, checked)
         reason = reason or mismatch
         if key is not None and valid is not None and key not in valid:
-            key, reason = (
-                None,
-                f"partition {key} is not one of the study's partitions (before its start date, or a period not begun yet)",
-            )
+            key, reason, later = None, *_outside(key, bounds)
+            if later:
+                waiting.append(name)
         if key is None:
             unmapped.append((name, reason))
         else:
@@ -224,13 +213,35 @@ def scan_landing(
             unmapped.append(
                 (path.name, f"still being written (changed within {settle_seconds:g} s): deferred")
             )
+            waiting.append(path.name)
             if path.name in cursor:
                 next_cursor[path.name] = cursor[path.name]
             continue
         landed = LandedFile(partition_key=key, path=path, sha256=sha256, size=size)
         (unchanged if cursor.get(path.name) == sha256 else new).append(landed)
         next_cursor[path.name] = sha256
-    return LandingScan(tuple(new), tuple(unchanged), tuple(sorted(unmapped)), next_cursor)
+    return LandingScan(
+        tuple(new), tuple(unchanged), tuple(sorted(unmapped)), next_cursor, tuple(sorted(waiting))
+    )
+
+
+def _outside(key: str, bounds: tuple[str, str | None] | None) -> tuple[str, bool]:
+    """Why a period is not a partition, and whether it may become one without anyone acting."""
+    if bounds is None:
+        return (
+            f"partition {key} is not one of the study's partitions (before its start date, or a period not begun yet)",
+            True,
+        )
+    first, last = bounds
+    if key < first:
+        return f"partition {key} is before the study's start_date (its first batch is {first})", False
+    if last is not None and key > last:
+        return f"partition {key} is after the study's end_date (its last batch is {last})", False
+    return (
+        f"partition {key} is not among the study's partitions yet (a period not begun, or more than one "
+        "period after the last landed batch): read once the code location reloads",
+        True,
+    )
 
 
 def _stat(path: Path) -> tuple[int, int]:

@@ -6,7 +6,8 @@ restored or removed file, a file that was away when its run read it, and a faile
 a run, each with a fresh run key (the daemon launches a run key once, ever). A content whose runs
 keep failing is given up after a few attempts, with one alert, until its file changes. A warehouse
 that is deleted or swapped (its id differs from the one the sensor knew) is alerted and rebuilt
-from the landing folder: every landed batch is run again.
+from the landing folder: every landed batch is run again. A file no scan will read until someone
+acts (misnamed, outside the study's dates) is alerted once, naming the expected names.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ from typing import Any, Literal
 import dagster as dg
 import duckdb
 
+from orchestration.cadence import expected_name
+from orchestration.freshness import misnamed_file_alerts
 from orchestration.instance_records import RULES_TAG, latest_materialization, run_status
 from orchestration.jobs import study_job_name
 from orchestration.landing import LandingScan, partition_key_for_file, scan_landing
-from orchestration.partitions import study_partitions
+from orchestration.partitions import study_bounds, study_partitions
 from orchestration.reconcile import ReconcileState, plan
 from orchestration.study_config import StudyConfig
-from resources.alerts import Alert, AlertsResource
+from resources.alerts import Alert, AlertRouter, AlertsResource
 from resources.landing import LandingResource
 from resources.warehouse import Warehouse, WarehouseError, WarehouseResource
 
@@ -126,8 +129,27 @@ def content(sha256: str | None, rules: str) -> str | None:
     return None if sha256 is None else f"{sha256}+{rules}"
 
 
-def build_landing_sensor(study: StudyConfig) -> dg.SensorDefinition:
-    partitions = study_partitions(study)
+def alert_misnamed(
+    context: dg.SensorEvaluationContext,
+    study: StudyConfig,
+    scan: LandingScan,
+    router: AlertRouter,
+    valid_keys: set[str],
+) -> None:
+    """Alert once per file no scan will read until someone acts; log the ones a later scan reads."""
+    for name in scan.waiting:
+        context.log.info(f"{study.name}: file {name!r} waits: {dict(scan.unmapped)[name]}")
+    next_due = expected_name(max(valid_keys, default=study_bounds(study)[0]), study.cadence)
+    for alert in misnamed_file_alerts(study, scan.misnamed, router.log.last_kinds(), next_due=next_due):
+        context.log.warning(alert.message)
+        router.queue(alert)
+
+
+def build_landing_sensor(
+    study: StudyConfig, partitions: dg.TimeWindowPartitionsDefinition | None = None
+) -> dg.SensorDefinition:
+    """The study's landing sensor over ``partitions`` (default: every period up to now)."""
+    partitions = partitions or study_partitions(study)
 
     @dg.sensor(
         name=landing_sensor_name(study),
@@ -167,9 +189,14 @@ def build_landing_sensor(study: StudyConfig) -> dg.SensorDefinition:
             alerts.router(study.alerts).queue(alert)
             state, materialized = ReconcileState(), _nothing
         valid_keys = set(partitions.get_partition_keys(dynamic_partitions_store=None))
-        scan = scan_landing(folder, cadence=study.cadence, cursor=cursor.files, valid_keys=valid_keys)
-        for name, reason in scan.unmapped:
-            context.log.warning(f"{study.name}: file {name!r} left untouched: {reason}")
+        scan = scan_landing(
+            folder,
+            cadence=study.cadence,
+            cursor=cursor.files,
+            valid_keys=valid_keys,
+            bounds=study_bounds(study),
+        )
+        alert_misnamed(context, study, scan, alerts.router(study.alerts), valid_keys)
         landed = {f.partition_key: f for f in (*scan.new_or_changed, *scan.unchanged)}
         result = plan(
             {p: content(f.sha256, rules) for p, f in landed.items()},
@@ -180,7 +207,9 @@ def build_landing_sensor(study: StudyConfig) -> dg.SensorDefinition:
             new_key=lambda p, token: (
                 f"{study.name}:{p}:{(token or 'withdrawn')[:16]}:{uuid.uuid4().hex[:12]}"
             ),
-            undecided=undecided_partitions(scan, study),
+            # A partition outside the loaded ones cannot be run (a later load of the code includes it).
+            undecided=undecided_partitions(scan, study)
+            | frozenset(p for p in (*state.confirmed, *state.attempts) if p not in valid_keys),
         )
         requests = []
         for request in result.requests:

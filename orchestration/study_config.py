@@ -25,14 +25,16 @@ at load time; a model column caused by the treatment is an error::
 
 from __future__ import annotations
 
+import calendar
+import difflib
 import hashlib
 import json
 import math
 import re
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import pandas as pd
 import yaml
@@ -43,15 +45,20 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
+    TypeAdapter,
     ValidationError,
     model_validator,
 )
 
 from assimilate.design import CausalDAG, CausalGraphSpec, DesignError, EstimandCard, method_shortlist
+from orchestration.cadence import cadence_from_config, periods_per_year
 
 Cadence = Literal["daily", "weekly", "monthly"]
 OutcomeType = Literal["continuous", "binary"]
-EstimatorName = Literal["difference_in_means", "regression_adjustment", "lin_interacted", "ipw", "aipw"]
+EstimatorName = Literal[
+    "difference_in_means", "regression_adjustment", "lin_interacted", "ipw", "aipw", "n_of_1"
+]
+UNIT_ESTIMATORS = ("difference_in_means", "regression_adjustment", "lin_interacted", "ipw", "aipw")
 PropensityPolicy = Literal["clip", "trim", "none"]
 
 STUDY_NAME_PATTERN = r"[a-z][a-z0-9_]{0,39}"
@@ -157,6 +164,47 @@ def _reason(value: str) -> str:
     return value.strip()
 
 
+_DURATION = re.compile(r"(?:([0-9]+(?:\.[0-9]+)?)([wdhm]))+")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)([wdhm])")
+_DURATION_UNIT = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes"}
+
+
+def _duration(value: Any) -> timedelta | None:
+    """Hours as a number, or a duration written like ``36h``, ``2d``, ``1d12h``, ``90m``, ``1w``."""
+    rule = 'must be a duration >= 0: hours as a number, or text like "36h", "2d", "1d12h", "90m"'
+    if value is None or isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError(rule)
+    if isinstance(value, int | float):
+        hours = float(value)
+        if not math.isfinite(hours) or hours < 0:
+            raise ValueError(rule)
+        return timedelta(hours=hours)
+    text = str(value).replace(" ", "").lower() if isinstance(value, str) else ""
+    if text.startswith("p"):  # ISO 8601, as the config's JSON form writes it
+        try:
+            iso = TypeAdapter(timedelta).validate_python(text.upper())
+        except ValidationError:
+            raise ValueError(rule) from None
+        if iso < timedelta(0):
+            raise ValueError(rule)
+        return iso
+    if not _DURATION.fullmatch(text):
+        raise ValueError(rule)
+    parts: dict[str, float] = {}
+    for number, unit in _DURATION_PART.findall(text):
+        parts[_DURATION_UNIT[unit]] = parts.get(_DURATION_UNIT[unit], 0.0) + float(number)
+    return timedelta(**parts)
+
+
+def _unit(value: str) -> str:
+    text = " ".join(value.split())
+    if not text or len(text) > 40:
+        raise ValueError("must be a short unit name of 1 to 40 characters, e.g. USD or minutes")
+    return text
+
+
 class PriorSettings(_Section):
     """Belief about the effect before the first batch: a normal prior, or diffuse."""
 
@@ -224,19 +272,39 @@ class AlertSettings(_Section):
     email_from: EmailAddress = "assimilate@localhost"
 
 
+class NOf1Settings(_Section):
+    """One subject's N-of-1 trial: a row per day, randomized alternating treatment blocks, a washout.
+
+    The study's ``unit_id`` is the day column (one subject: each row is one of its days).
+    """
+
+    time: ColumnName  # the day of each row (YYYY-MM-DD)
+    washout_days: Annotated[Integer, Field(ge=0)]  # carry-over: days dropped after every switch
+    block_days: Annotated[Integer, Field(ge=1)]  # length of a treatment block, as designed
+    trend: bool = False  # also fit a linear drift of the subject's baseline
+
+
 class StudyConfig(_Section):
     """One study, as validated from its YAML file (see the module docstring for the layout)."""
 
     name: Annotated[str, _matching(STUDY_NAME_PATTERN, "a study name (DuckDB schema, Dagster key prefix)")]
     description: str = ""
     landing_folder: Annotated[str, AfterValidator(_relative_folder)]
-    cadence: Cadence
+    # daily, weekly, monthly, yearly, or a cron expression ({cron: "0 0 * * 1-5"}): orchestration/cadence.py
+    cadence: Annotated[str, BeforeValidator(cadence_from_config)]
     start_date: date
+    # The last day of the study: no batch is expected (or read) for a period that starts after it.
+    end_date: date | None = None
+    # How long after its period ends a batch may land before it is overdue (None: per cadence).
+    grace_period: Annotated[timedelta | None, BeforeValidator(_duration)] = None
     unit_id: ColumnName
     treatment: ColumnName
     outcome: ColumnName
     outcome_type: OutcomeType
     outcome_range: tuple[Number | None, Number | None] = (None, None)
+    # The outcome's unit (e.g. "USD", "minutes"): the memo writes every effect in it, per the card's
+    # unit. A binary outcome's effects are percentage points, so it takes none.
+    outcome_unit: Annotated[str, AfterValidator(_unit)] | None = None
     # Which change of the outcome is wanted: the memo's recommendation reads the sign with it.
     desired_direction: Literal["increase", "decrease"] | None = None
     design: Annotated[RandomizedDesign | ObservationalDesign, Field(discriminator="kind")]
@@ -247,6 +315,8 @@ class StudyConfig(_Section):
     causal_graph: CausalGraphSpec | None = None
     primary_estimator: EstimatorName
     estimators: tuple[EstimatorName, ...]
+    # One subject's daily series (primary_estimator: n_of_1): the day column, the washout, the blocks.
+    n_of_1: NOf1Settings | None = None
     propensity: PropensitySettings = PropensitySettings()
     cross_fitting_folds: Annotated[Integer, Field(ge=2)] | None = None
     prior: PriorSettings | None = None
@@ -267,7 +337,12 @@ class StudyConfig(_Section):
     @property
     def looks_planned(self) -> int:
         """``planned_looks``, or a year of batches at the study's cadence."""
-        return self.planned_looks or {"daily": 365, "weekly": 52, "monthly": 12}[self.cadence]
+        return self.planned_looks or self.batches_per_year
+
+    @property
+    def batches_per_year(self) -> int:
+        """How many periods of the study's cadence start in a year (daily 365, ..., yearly 1)."""
+        return periods_per_year(self.cadence)
 
     @property
     def acknowledged(self) -> dict[str, str]:
@@ -287,8 +362,35 @@ class StudyConfig(_Section):
         return data
 
     @model_validator(mode="after")
+    def _end_after_start(self) -> StudyConfig:
+        if self.end_date is not None and self.end_date < self.start_date:
+            raise ValueError(
+                f"end_date: must be on or after start_date {self.start_date} (got {self.end_date})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _unit_fits_outcome(self) -> StudyConfig:
+        if self.outcome_type == "binary" and self.outcome_unit is not None:
+            raise ValueError(
+                "outcome_unit: a binary outcome's effect is reported in percentage points; leave outcome_unit out"
+            )
+        return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _day_is_the_row_id(cls, data: Any) -> Any:
+        """An N-of-1 study's rows are one subject's days: ``unit_id`` defaults to ``n_of_1.time``."""
+        if isinstance(data, dict) and "unit_id" not in data and isinstance(data.get("n_of_1"), dict):
+            time = data["n_of_1"].get("time")
+            if isinstance(time, str):
+                data = {**data, "unit_id": time}
+        return data
+
+    @model_validator(mode="after")
     def _cross_field_rules(self) -> StudyConfig:
         problems = [*self._column_problems(), *self._option_problems(), *self._design_problems()]
+        problems += self._n_of_1_problems()
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -432,6 +534,70 @@ class StudyConfig(_Section):
                 )
         return problems
 
+    def _n_of_1_problems(self) -> list[str]:
+        settings = self.n_of_1
+        if "n_of_1" not in self.estimators:
+            return (
+                []
+                if settings is None
+                else ["n_of_1: applies only to the n_of_1 estimator, which is not in estimators"]
+            )
+        problems = [
+            f"estimators: {name!r} compares units, but an N-of-1 study follows one subject: "
+            "n_of_1 is its only estimator"
+            for name in self.estimators
+            if name != "n_of_1"
+        ]
+        if self.design.kind != "randomized":
+            problems.append(
+                "design.kind: an N-of-1 study randomizes the order of its treatment blocks: "
+                f"kind must be 'randomized' (got {self.design.kind!r})"
+            )
+        srm_keys = sorted(
+            {"srm_alpha", "srm_min_units", "srm_false_alarm_per_year"} & self.thresholds.model_fields_set
+        )
+        problems.extend(
+            f"thresholds.{k}: the sample-ratio-mismatch check compares randomized units; an N-of-1 study "
+            "randomizes blocks of one subject's days, so it does not apply"
+            for k in srm_keys
+        )
+        if settings is None:
+            return [
+                *problems,
+                "n_of_1: is required by the n_of_1 estimator: time (the day column), washout_days, block_days",
+            ]
+        if self.unit_id != settings.time:
+            problems.append(
+                f"unit_id: an N-of-1 study follows one subject, so each row is one of its days: leave unit_id "
+                f"out or set it to the day column {settings.time!r} (n_of_1.time), not {self.unit_id!r}"
+            )
+        roles = {"treatment": self.treatment, "outcome": self.outcome}
+        problems.extend(
+            f"n_of_1.time: column {settings.time!r} is the {r}"
+            for r, c in roles.items()
+            if c == settings.time
+        )
+        if settings.time in (*self.model_columns, *self.post_treatment):
+            problems.append(f"n_of_1.time: column {settings.time!r} is the day, not a covariate")
+        if settings.washout_days >= settings.block_days:
+            problems.append(
+                f"n_of_1.washout_days: must be < block_days ({settings.block_days}): a washout of "
+                f"{settings.washout_days} days would drop every day of every block"
+            )
+        days = _SHORTEST_PERIOD_DAYS.get(self.cadence, 365 // max(self.batches_per_year, 1))
+        if days < 2 * settings.block_days:
+            problems.append(
+                f"cadence: a {self.cadence!r} batch holds {days} day(s), fewer than two treatment blocks of "
+                f"{settings.block_days} days (n_of_1.block_days): a batch needs days of both arms; use a "
+                "longer cadence or shorter blocks"
+            )
+        return problems
+
+    @property
+    def single_subject(self) -> bool:
+        """Whether this is an N-of-1 study: one subject's days, so unit-level gates (SRM, overlap, balance) do not apply."""
+        return self.n_of_1 is not None
+
     @property
     def model_columns(self) -> tuple[str, ...]:
         """Every column that enters a propensity or outcome model: covariates, then categorical."""
@@ -456,8 +622,15 @@ class StudyConfig(_Section):
         """Which estimators this study's design supports and why others are rejected.
 
         Columns ``method``, ``valid``, ``reason`` (see :func:`assimilate.design.method_shortlist`);
-        the study's batches are cross-sections without a running variable.
+        the study's batches are cross-sections without a running variable. An N-of-1 study's table
+        holds ``n_of_1`` and the unit-level estimators it rules out.
         """
+        if self.single_subject:
+            return pd.DataFrame(
+                [{"method": "n_of_1", "valid": True, "reason": _N_OF_1_FIT}]
+                + [{"method": m, "valid": False, "reason": _UNIT_LEVEL} for m in UNIT_ESTIMATORS],
+                columns=["method", "valid", "reason"],
+            )
         return method_shortlist(
             self.causal_dag(),
             design=self.design.kind,
@@ -474,6 +647,8 @@ class StudyConfig(_Section):
         alerts and the calendar are left out: they change no batch.
         """
         data = self.model_dump(mode="json", exclude=_NOT_BATCH_RULES)
+        if data.get("n_of_1") is None:  # a study without the section keeps the hash it had before it
+            data.pop("n_of_1", None)
         data["thresholds"] = {k: v for k, v in data["thresholds"].items() if k not in _POSTERIOR_THRESHOLDS}
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
@@ -490,7 +665,10 @@ _NOT_BATCH_RULES = {
     "landing_folder",
     "cadence",
     "start_date",
+    "end_date",
+    "grace_period",
     "desired_direction",
+    "outcome_unit",
     "estimand_card",
     "prior",
     "process_var",
@@ -499,6 +677,17 @@ _NOT_BATCH_RULES = {
     "acknowledged_exclusions",
     "planned_looks",
 }
+_SHORTEST_PERIOD_DAYS = {"daily": 1, "weekly": 7, "monthly": 28, "yearly": 365}
+# Why the unit-level gates (sample-ratio mismatch, overlap, balance) are not assessed in an N-of-1 study.
+ONE_SUBJECT = (
+    "not assessed: an N-of-1 study follows one subject whose days are randomized in blocks, "
+    "so there are no units to compare"
+)
+_N_OF_1_FIT = (
+    "one subject's randomized blocks of days: GLS with AR(1) errors by REML and a Kenward-Roger "
+    "interval, the washout days dropped"
+)
+_UNIT_LEVEL = "compares units; an N-of-1 study has one subject, whose days are autocorrelated"
 _POSTERIOR_THRESHOLDS = {"innovation_z", "min_ess_fraction"}
 
 
@@ -526,7 +715,9 @@ def load_study(path: str | Path) -> StudyConfig:
     except (OSError, UnicodeDecodeError) as error:
         raise StudyConfigError(f"{where}: cannot be read: {error}") from error
     try:
-        data = yaml.safe_load(text)
+        data = _safe_load_study(text)
+    except _RepeatedKey as error:
+        raise StudyConfigError(f"{where}: {error}") from error
     except yaml.YAMLError as error:
         raise StudyConfigError(f"{where}: not valid YAML: {error}") from error
     if not isinstance(data, dict):
@@ -551,15 +742,22 @@ def error_lines(error: ValidationError) -> list[str]:
         kind = item["type"]
         message = str(item["msg"]).removeprefix("Value error, ").replace("Input should be", "must be")
         context = item.get("ctx") or {}
+        hint = ""  # a suggestion after the value: "; did you mean 'covariates'?"
         if kind in _BOUNDS:
             message = f"must be {_BOUNDS[kind]} {context[_BOUND_KEYS[kind]]}"
         elif kind == "missing":
             message = "is required"
         elif kind == "extra_forbidden":
             message = "unknown key"
+            hint = _suggestion(str(item["loc"][-1]), _known_keys(tuple(item["loc"][:-1])), list_known=True)
         elif kind in ("literal_error", "union_tag_invalid"):
             expected = context.get("expected", context.get("expected_tags", ""))
             message = f"must be one of {expected}"
+            if isinstance(item.get("input"), str):
+                hint = _suggestion(item["input"], re.findall(r"'([^']*)'", str(expected)))
+        elif kind.startswith("date_") and tuple(item["loc"]) not in _SECRET_KEYS:
+            lines.append(f"{location}: {_date_problem(item.get('input'))}")
+            continue
         elif kind == "string_type":
             message = "must be text (quote it in YAML)"
         elif kind == "union_tag_not_found":
@@ -568,11 +766,106 @@ def error_lines(error: ValidationError) -> list[str]:
         if "\n" in message or (kind == "value_error" and isinstance(item.get("input"), dict)):
             # A cross-field rule: its lines already name their keys and values.
             lines.extend(f"{prefix}{line}" for line in message.splitlines())
-        elif kind == "missing" or tuple(item["loc"]) in _SECRET_KEYS:
-            lines.append(f"{prefix}{message}")
+        elif kind in ("missing", "extra_forbidden") or tuple(item["loc"]) in _SECRET_KEYS:
+            lines.append(f"{prefix}{message}{hint}")
         else:
-            lines.append(f"{prefix}{message} (got {_short(item.get('input'))})")
+            lines.append(f"{prefix}{message} (got {_short(item.get('input'))}){hint}")
     return lines
+
+
+def _safe_load_study(text: str) -> Any:
+    """``yaml.safe_load`` through ``_StudyLoader`` (a SafeLoader: no Python objects are built)."""
+    loader = _StudyLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+class _RepeatedKey(yaml.YAMLError):
+    """A key given twice in one mapping: YAML would silently keep the last."""
+
+
+class _StudyLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` with two changes for study files.
+
+    A date stays text, so that pydantic reads it and a bad one (``2026-09-31``) is reported under
+    its key rather than raised by the YAML reader; a key given twice in a mapping is an error.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise _RepeatedKey(f"{key}: is given twice (lines {seen[key]} and {line}); keep one")
+            if isinstance(key, str | int | float | bool):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _date_as_text(loader: _StudyLoader, node: yaml.Node) -> str:
+    return str(loader.construct_scalar(node))  # type: ignore[arg-type]
+
+
+_StudyLoader.add_constructor("tag:yaml.org,2002:timestamp", _date_as_text)
+_DATE_PARTS = re.compile(r"\s*([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})\s*")
+
+
+def _date_problem(value: Any) -> str:
+    """Why a study file's date is not one, e.g. ``'2026-09-31' is not a valid date (September has 30 days)``."""
+    shown = _short(value)
+    parts = _DATE_PARTS.fullmatch(value) if isinstance(value, str) else None
+    if parts is None:
+        return f"{shown} is not a date: write it as YYYY-MM-DD, e.g. 2025-01-31"
+    year, month, day = (int(p) for p in parts.groups())
+    if not 1 <= month <= 12:
+        return f"{shown} is not a valid date (there is no month {month}: months run 1 to 12)"
+    days = calendar.monthrange(year, month)[1]
+    if not 1 <= day <= days:
+        name = calendar.month_name[month] + (f" {year}" if month == 2 else "")
+        return f"{shown} is not a valid date ({name} has {days} days)"
+    return f"{shown} is not a date written YYYY-MM-DD: write {year:04d}-{month:02d}-{day:02d}"
+
+
+def _suggestion(word: str, known: Iterable[str], *, list_known: bool = False) -> str:
+    """``; did you mean 'covariates'?`` for the closest known word; else, with ``list_known``, the
+    known words when there are few."""
+    options = [k for k in known if k != word]
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    if list_known and 0 < len(options) <= 12:
+        return f"; the known keys here: {', '.join(options)}"
+    return ""
+
+
+def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the section at ``loc`` accepts (a discriminated section: its ``kind``'s keys)."""
+    model: type[BaseModel] = StudyConfig
+    parts = list(loc)
+    while parts:
+        field = model.model_fields.get(str(parts.pop(0)))
+        candidates = _models_in(field.annotation) if field is not None else []
+        if len(candidates) > 1 and parts:  # a union: pydantic puts the chosen kind in the path
+            tag = parts.pop(0)
+            candidates = [m for m in candidates if tag in _kinds(m)]
+        if len(candidates) != 1:
+            return []
+        model = candidates[0]
+    return list(model.model_fields)
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def _kinds(model: type[BaseModel]) -> tuple[Any, ...]:
+    kind = model.model_fields.get("kind")
+    return get_args(kind.annotation) if kind is not None else ()
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

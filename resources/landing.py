@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from orchestration.cadence import expected_name
 from orchestration.landing import partition_key_for_file
 from orchestration.study_config import StudyConfig
 
@@ -50,7 +51,9 @@ class LandingResource(dg.ConfigurableResource):  # type: ignore[misc]
         """The one file that maps to ``partition_key`` (an error naming the batch otherwise)."""
         path = self.find_file(study, partition_key)
         if path is None:
+            expected = expected_name(partition_key, study.cadence)
             raise LandingFileError(
-                f"study {study.name}, batch {partition_key}: no file landed in {study.landing_folder}/"
+                f"study {study.name}, batch {partition_key}: no file landed in {study.landing_folder}/ "
+                f"(expected {expected} or its .parquet)"
             )
         return path

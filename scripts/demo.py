@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from assimilate.simulate import simulate_ab_stream, simulate_outreach_stream
+from assimilate.simulate import n_of_1_series, simulate_ab_stream, simulate_outreach_stream
 from orchestration.instance import PROJECT_ROOT, pipeline_data_dir, prepare_dagster_home
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 DEMO_DATA = PROJECT_ROOT / "demo_data"
 EXAMPLE_STUDIES = PROJECT_ROOT / "studies"
-EXAMPLE_STUDY_NAMES = ("ab_checkout", "retention_outreach")
+EXAMPLE_STUDY_NAMES = ("ab_checkout", "retention_outreach", "n_of_1_sleep")
 BAD_OUTREACH_MONTH = 7  # the 7th batch is assigned by a health rule: no overlap, kept out
 HEALTH_RULE = 62.0  # that month every account with health below it gets outreach, and no other
 REPORT_FILES = ("fan_chart.png", "trajectory.csv", "summary.txt", "memo.md", "memo.html", "causal_dag.png")
@@ -60,7 +60,8 @@ DEMO_OUTPUTS = (
 
 
 def land_example_batches(landing: Path) -> dict[str, list[Path]]:
-    """Write the two example streams as monthly files (CSV for the A/B test, Parquet for outreach).
+    """Write the example streams as monthly files (CSV for the A/B test and the N-of-1 trial, Parquet
+    for outreach).
 
     The outreach study's population is "all active accounts at the start of the month": the same
     2,000 accounts come back every month (``returning_share=1``), so its monthly estimates are
@@ -83,7 +84,36 @@ def land_example_batches(landing: Path) -> dict[str, list[Path]]:
         path = landing / "retention_outreach" / f"{label}.parquet"
         batch.to_parquet(path, index=False)
         written["retention_outreach"].append(path)
+    (landing / "n_of_1_sleep").mkdir(parents=True, exist_ok=True)
+    for label, batch in sleep_trial_months(np.random.default_rng(20250103)):
+        path = landing / "n_of_1_sleep" / f"{label}.csv"
+        batch.to_csv(path, index=False)
+        written["n_of_1_sleep"].append(path)
     return written
+
+
+def sleep_trial_months(rng: np.random.Generator) -> list[tuple[str, pd.DataFrame]]:
+    """The N-of-1 example (studies/n_of_1_sleep.yaml): one person's nights of 2025, a file per month.
+
+    Magnesium in weekly blocks, the order within each pair of weeks drawn at random; it lingers
+    2 days after a switch (the study's washout); it raises the sleep score by 5 points; day-to-day
+    scores are autocorrelated (AR(1), rho 0.5, SD 5 around 70).
+    """
+    days = pd.date_range("2025-01-01", "2025-12-31", freq="D")
+    n_days = 14 * -(-len(days) // 14)  # whole pairs of weekly blocks
+    treatment, score = n_of_1_series(
+        rng, n_streams=1, n_days=n_days, block_days=7, effect=5.0, rho=0.5, sd=5.0, baseline=70.0
+    )
+    frame = pd.DataFrame(
+        {
+            "date": days.strftime("%Y-%m-%d"),
+            "magnesium": treatment[0, : len(days)],
+            "sleep_score": score[0, : len(days)].round(1),
+        }
+    )
+    return [
+        (str(month), batch.reset_index(drop=True)) for month, batch in frame.groupby(days.strftime("%Y-%m"))
+    ]
 
 
 def main() -> None:
@@ -116,8 +146,13 @@ def main() -> None:
     studies = [s for s in load_studies(EXAMPLE_STUDIES) if s.name in EXAMPLE_STUDY_NAMES]
     defs = build_definitions(studies=studies, data_dir=data)
     instance = dg.DagsterInstance.get()
+    # Each study's history landed at once: a backfill runs it in one run over its batches.
     runs = run_landed_batches(
-        defs, instance, studies, progress=lambda total: tqdm(total=total, desc="materializing", unit="run")
+        defs,
+        instance,
+        studies,
+        progress=lambda total: tqdm(total=total, desc="materializing", unit="run"),
+        backfill=True,
     )
     print(f"{len(runs)} runs finished ({sum(r.success for r in runs)} succeeded)\n")
     print_summary(data, [study.name for study in studies])
@@ -201,6 +236,8 @@ def returning_units_line(store: Warehouse, study: str) -> str:
 
     influence = store.read_table(study, INFLUENCE_TABLE)
     labels = sorted(set(influence["partition_key"])) if not influence.empty else []
+    if influence.empty and not store.read_table(study, "batch_effects").empty:
+        return "returning units: none (no per-unit values: an N-of-1 study has one subject)"
     if len(labels) < 2:
         return "returning units: fewer than two estimated batches"
     shared = shared_unit_covariance(unit_batches(influence, labels), labels=labels)

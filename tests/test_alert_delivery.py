@@ -477,7 +477,7 @@ def test_under_the_daemon_a_hanging_webhook_fails_no_tick_and_delays_no_alert(tm
             daemon.wait(timeout=60)
     runs = {r.tags.get("dagster/partition"): r for r in finished()}
     assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs.values())
-    for onset in log.alerts():
+    for onset in (a for a in log.alerts() if a.asset != "landing_folder"):  # not the overdue months
         record = instance.get_run_record_by_id(runs[onset.partition_key].run_id)
         assert record is not None and record.end_time is not None
         late = datetime.fromisoformat(onset.created_at).timestamp() - record.end_time

@@ -57,14 +57,15 @@ def test_the_demo_runs_every_study_and_shows_exclusions_and_reports(tmp_path: Pa
     assert done.returncode == 0, done.stderr[-3000:]
     assert snapshot(team) == before, "the demo touched the pipeline's data folder"
     out = done.stdout
-    assert "Landed 24 batch files" in out
+    assert "Landed 36 batch files" in out
     finished = re.search(r"^(\d+) runs finished \((\d+) succeeded\)$", out, flags=re.MULTILINE)
-    assert finished is not None and finished.groups() == ("24", "24"), out[:2000]
+    # Each study's 12 months landed at once: one backfill run over them per study.
+    assert finished is not None and finished.groups() == ("3", "3"), out[:2000]
 
     by_study = sections(out)
     assert sorted(by_study) == sorted(s.name for s in load_studies(EXAMPLE_STUDIES))
     assert {"ab_checkout", "retention_outreach"} <= set(by_study)
-    for study in ("ab_checkout", "retention_outreach"):
+    for study in ("ab_checkout", "retention_outreach", "n_of_1_sleep"):
         text = by_study[study]
         assert all(month in text for month in MONTHS), text
         # The report files are listed after the trajectory: exactly the ones that exist.
@@ -75,6 +76,10 @@ def test_the_demo_runs_every_study_and_shows_exclusions_and_reports(tmp_path: Pa
         ]
         assert {"fan_chart.png", "trajectory.csv", "summary.txt"} <= {p.name for p in listed}
 
+    # The N-of-1 example: one person's year of nights, a memo like any study's.
+    sleep = by_study["n_of_1_sleep"]
+    assert re.search(r"^always-valid 95% interval after 2025-12-01: \[", sleep, flags=re.MULTILINE), sleep
+    assert "memo.md" in {p.name for p in listed_reports(sleep)}
     outreach = by_study["retention_outreach"]
     # The outreach study keeps the same accounts every month (its card's population): detected and fused with.
     assert re.search(

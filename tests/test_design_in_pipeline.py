@@ -32,10 +32,13 @@ def test_the_memo_of_a_study_with_an_excluded_batch_says_so_first(project: Proje
     reports = project.data / "reports" / "ab_checkout"
     memo = (reports / "memo.md").read_text()
     first = _first_section(memo)
-    assert "2025-02-01" in first and "sample_ratio_mismatch" in first
-    assert "provisional" in first.lower()
+    assert "2025-02-01: excluded from the posterior: Sample-ratio mismatch" in first
+    assert "provisional" in first.lower() and "sample_ratio_mismatch" not in first
+    assert "USD per visitor" in first  # the study's outcome_unit, per the card's unit
+    assert "](causal_dag.png)" in memo and "](fan_chart.png)" in memo  # the files beside it
     html = (reports / "memo.html").read_text()
     assert html.lstrip().lower().startswith("<!doctype html>") and "2025-02-01" in html
+    assert html.count('<img src="data:image/png;base64,') == 2 and "http" not in html
     steps = project.steps("ab_checkout")
     assert f"{steps['posterior_mean'].iloc[-1]:.3f}"[:4] in memo  # the memo quotes the stored posterior
 

@@ -347,7 +347,8 @@ def test_plot_returns_a_figure_naming_the_excluded_batch() -> None:
     assert isinstance(figure, Figure)
     texts = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
     excluded = [t for t in texts if t.startswith("excluded")]
-    assert excluded == [f"excluded, not assimilated: {result.labels[2]}"]
+    assert excluded == ["excluded batch"]
+    assert [t.get_text() for t in figure.axes[0].texts] == [result.labels[2]]
     assert figure.axes[0].get_title() == "Churn effect"
     assert figure_to_png(figure)[:4] == b"\x89PNG"
 
@@ -356,8 +357,9 @@ def test_plot_names_batches_without_an_estimate() -> None:
     result = a.causal_kalman(
         [0.5, math.nan, 0.4], [0.1, math.nan, 0.1], process_var=0.0, labels=["w1", "w2", "w3"]
     )
-    texts = [t.get_text() for t in result.plot().axes[0].get_legend().get_texts()]
-    assert "no estimate: w2" in texts
+    axes = result.plot().axes[0]
+    assert "excluded batch (no estimate)" in [t.get_text() for t in axes.get_legend().get_texts()]
+    assert [t.get_text() for t in axes.texts] == ["w2"]
 
 
 # --- particle filter: seeds and StatsPAI's names ------------------------------------------------------

@@ -198,4 +198,4 @@ def test_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cursor must map"):
         scan_landing(tmp_path, cadence="monthly", cursor={"2025-01.csv": 5})  # type: ignore[dict-item]
     with pytest.raises(ValueError, match="cadence"):
-        scan_landing(tmp_path, cadence="yearly", cursor={})  # type: ignore[arg-type]
+        scan_landing(tmp_path, cadence="hourly", cursor={})  # yearly is a cadence now

@@ -164,7 +164,11 @@ def test_a_file_away_while_its_run_reads_it_is_run_again_when_it_is_back(project
     project.cursors[study.name] = tick.cursor
     content = path.read_bytes()
     path.unlink()  # away while the requested runs read (a delete-then-copy upload)
-    assert all(execute_request(project.defs, project.instance, study, r).success for r in tick.run_requests)
+    results = [execute_request(project.defs, project.instance, study, r) for r in tick.run_requests]
+    # DECISIONS 6: a requested partition without its file fails its run, naming the file expected.
+    assert [r.success for r in results] == [True, False]
+    failure = results[1].get_step_failure_events()[0].step_failure_data.error
+    assert failure is not None and "expected 2025-02.csv" in failure.message
     assert list(stored(project)) == [P1]
     path.write_bytes(content)
     runs = project.tick()

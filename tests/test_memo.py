@@ -23,7 +23,6 @@ from assimilate.report import (
     diagnostic_checklist,
     verdicts_from_frame,
 )
-from assimilate.report.memo_inputs import effect_decimals
 from assimilate.sequential import confidence_sequence
 from assimilate.simulate import simulate_ab_stream, simulate_outreach_stream
 
@@ -39,6 +38,7 @@ SECTIONS = [
     "Interpretation under stated assumptions",
     "Limitations",
     "Recommendation",
+    "Appendix: check names",
 ]
 # Phrases that state a causal number as settled fact or recommend acting on it.
 OVERCLAIMS = re.compile(
@@ -148,8 +148,7 @@ def test_an_excluded_batch_is_named_with_its_failed_check_in_the_first_section(
     markdown = decision_memo_markdown(with_exclusion)
     first = _sections(markdown)[SECTIONS[0]]
     assert "Status: provisional" in first
-    assert f"Batch {IMBALANCED}: excluded from the posterior (balance)" in first
-    assert "failed check(s) balance" in first
+    assert f"Batch {IMBALANCED}: excluded from the posterior: Covariate balance (" in first
     assert "Fix or verify first" in first
     assert "Status: pass" not in markdown
     assert OVERCLAIMS.findall(markdown) == []
@@ -242,18 +241,17 @@ def test_observational_design_states_unobserved_confounding_as_an_assumption() -
     markdown = decision_memo_markdown(inputs)
     assert "The estimand was not stated" in _sections(markdown)["Estimand and design"]
     naive_gap = estimates[-1]["difference_in_means"].estimate - estimates[-1]["aipw"].estimate
-    decimals = effect_decimals(result)
-    assert f"Naive difference minus primary estimate: {naive_gap:.{decimals}f}," in markdown
+    assert f"Naive difference minus primary estimate: {inputs.scale.effect(naive_gap)}," in markdown
 
 
 def test_numbers_in_the_memo_are_the_results_final_posterior(clean: MemoInputs) -> None:
     result = clean.result
-    decimals = effect_decimals(result)
-    assert 10.0**-decimals <= result.final_sd / 50  # enough digits to tell the interval apart
+    decimals = clean.scale.decimals
+    assert result.final_sd / 10 >= 10.0**-decimals > result.final_sd / 100  # two significant digits
     evidence = _sections(decision_memo_markdown(clean))["Evidence"]
     found = re.search(
-        r"posterior mean of the effect on order value (-?[\d.]+), posterior sd ([\d.]+), "
-        r"95% credible interval \[(-?[\d.]+), (-?[\d.]+)\]",
+        r"the effect on order value has posterior mean ([-+]?[\d.]+) outcome units, posterior sd ([\d.]+) "
+        r"outcome units, 95% credible interval \[(-?[\d.]+), (-?[\d.]+)\] outcome units",
         evidence,
     )
     assert found is not None
@@ -347,7 +345,7 @@ def test_a_drifting_posterior_is_provisional_and_names_the_failed_posterior_chec
     )
     assert inputs.status == "provisional"
     sections = _sections(decision_memo_markdown(inputs))
-    assert "Posterior check failed: one_sided_innovations" in sections[SECTIONS[0]]
+    assert "Check of the posterior failed: Persistent one-sided surprises" in sections[SECTIONS[0]]
     assert sections["Recommendation"].startswith("Fix or verify first")
     assert "revisit its process variance" in sections["Recommendation"]
 
@@ -367,7 +365,7 @@ def test_no_admitted_batch_means_no_evidence_and_no_decision() -> None:
     markdown = decision_memo_markdown(inputs)
     first = _sections(markdown)[SECTIONS[0]]
     assert first.startswith("**Status: no evidence.**")
-    assert "Batch m2: excluded from the posterior (check_propensity_model_overlap)" in first
+    assert "Batch m2: excluded from the posterior: Propensity overlap failed" in first
     assert _sections(markdown)["Recommendation"].startswith("No decision")
     assert OVERCLAIMS.findall(markdown) == []
 
@@ -434,7 +432,7 @@ def test_acknowledging_an_excluded_batch_recovers_the_status(with_exclusion: Mem
     sections = _sections(decision_memo_markdown(acknowledged))
     first = sections[SECTIONS[0]]
     assert first.startswith("**Status: pass.**")
-    assert f"Batch {IMBALANCED}: excluded from the posterior (balance)" in first
+    assert f"Batch {IMBALANCED}: excluded from the posterior: Covariate balance (" in first
     assert "acknowledged: assignment bug, fixed." in first
     assert "(1 excluded, 1 of them acknowledged)" in first
     assert sections["Recommendation"].startswith("Act: adopt new checkout.")
@@ -446,13 +444,11 @@ def test_a_failed_latest_batch_is_provisional_until_acknowledged() -> None:
     flags = [False] * 11 + [True]
     inputs = _monthly(_clear_effect(), excluded=flags)
     assert inputs.status == "provisional"
-    assert inputs.status_reasons() == (
-        "the latest batch 2025-12-01 was excluded (failed sample_ratio_mismatch) and is not acknowledged",
-    )
+    assert inputs.status_reasons() == ("the latest batch 2025-12-01 was excluded and is not acknowledged",)
     first = _sections(decision_memo_markdown(inputs))[SECTIONS[0]]
     assert "Provisional because the latest batch 2025-12-01 was excluded" in first
     assert (
-        "Batch 2025-12-01: excluded from the posterior (failed sample_ratio_mismatch); not acknowledged."
+        "Batch 2025-12-01: excluded from the posterior: failed sample_ratio_mismatch; not acknowledged."
         in first
     )
     assert (
@@ -479,7 +475,7 @@ def test_older_exclusions_hold_the_status_back_only_above_a_share(
     first = _sections(decision_memo_markdown(inputs))[SECTIONS[0]]
     for month in excluded_months:
         assert (
-            f"Batch 2025-{month:02d}-01: excluded from the posterior (failed sample_ratio_mismatch)" in first
+            f"Batch 2025-{month:02d}-01: excluded from the posterior: failed sample_ratio_mismatch" in first
         )
     assert f"more than {share:.0%} of the batches are excluded without acknowledgement" in first
 
@@ -504,8 +500,9 @@ def test_the_memo_says_which_interval_is_which_with_the_decision_intervals_numbe
     inputs = _monthly(_clear_effect())
     evidence = _sections(decision_memo_markdown(inputs))["Evidence"]
     lower, upper = inputs.decision_interval.conf_int()
-    d = effect_decimals(inputs.result)
+    d = inputs.scale.decimals
     assert "### Which interval is which" in evidence
+    assert "| interval | range (outcome units) |" in evidence
     assert f"| always-valid 95% interval (confidence sequence) | [{lower:.{d}f}, {upper:.{d}f}] |" in evidence
     assert "| 95% credible interval (posterior) |" in evidence
     assert "decide: the recommendation reads this interval" in evidence
@@ -602,5 +599,5 @@ def test_a_warning_repeated_on_many_admitted_batches_is_one_line_of_the_status()
         verdicts={label: (warning,) for label in result.labels[1:]},
     )
     status = _sections(decision_memo_markdown(inputs))[SECTIONS[0]]
-    assert "Warning on 5 batches (2025-02-01 to 2025-06-01): returning_units" in status
+    assert "Warning on 5 batches (2025-02-01 to 2025-06-01): Returning units" in status
     assert "Batch 2025-03-01" not in status

@@ -10,7 +10,9 @@ import pickle
 
 import pytest
 
+from assimilate.report import decision_memo_markdown
 from tests.test_ergonomics import RESULTS, _assert_same, _read_only_arrays
+from tests.test_memo_readable import memo_inputs_for_copying
 
 
 @pytest.mark.parametrize("name", list(RESULTS))
@@ -19,3 +21,10 @@ def test_every_result_survives_a_pickle_round_trip_read_only(name: str) -> None:
     restored = pickle.loads(pickle.dumps(original, protocol=pickle.HIGHEST_PROTOCOL))
     _assert_same(original, restored)
     assert _read_only_arrays(restored) == _read_only_arrays(original)
+
+
+def test_memo_inputs_survive_a_pickle_round_trip_and_write_the_same_memo() -> None:
+    inputs = memo_inputs_for_copying()
+    restored = pickle.loads(pickle.dumps(inputs, protocol=pickle.HIGHEST_PROTOCOL))
+    assert decision_memo_markdown(restored) == decision_memo_markdown(inputs)
+    assert restored.acknowledged_exclusions == inputs.acknowledged_exclusions

@@ -148,7 +148,7 @@ def test_returning_units_are_fused_with_their_correlation_as_the_library_does(
     np.testing.assert_allclose(trajectory["smoothed_mean"], expected.smoothed_mean, rtol=0, atol=TIGHT)
     posterior = latest_values(project, "effect_posterior")
     assert "share units with earlier ones" in posterior["error_correlation"]
-    assert posterior["returning_share_latest"] == 1.0
+    assert float(posterior["returning_share_latest"]) == 1.0
 
 
 def test_the_returning_units_check_warns_with_the_share_and_the_correlation(
@@ -194,8 +194,8 @@ def test_the_always_valid_interval_is_in_the_metadata_the_steps_and_the_memo(
     np.testing.assert_allclose(steps["always_valid_upper"], sequence.upper, rtol=0, atol=TIGHT)
     assert steps["always_valid_correlated"].all()
     posterior = latest_values(project, "effect_posterior")
-    assert posterior["always_valid_lower"] == steps["always_valid_lower"].iloc[-1]
-    assert posterior["always_valid_upper"] == steps["always_valid_upper"].iloc[-1]
+    assert float(posterior["always_valid_lower"]) == steps["always_valid_lower"].iloc[-1]
+    assert float(posterior["always_valid_upper"]) == steps["always_valid_upper"].iloc[-1]
     assert posterior["always_valid_promise"] == sequence.promise and "GLS-weighted" in sequence.promise
     report = latest_values(project, "posterior_report")
     memo = report["memo"]

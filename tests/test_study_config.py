@@ -67,7 +67,7 @@ def test_retention_outreach_example_loads_with_its_settings() -> None:
 
 
 def test_load_studies_sorts_by_name_and_the_repository_folder_loads() -> None:
-    assert [s.name for s in load_studies(STUDIES)] == ["ab_checkout", "retention_outreach"]
+    assert [s.name for s in load_studies(STUDIES)] == ["ab_checkout", "n_of_1_sleep", "retention_outreach"]
 
 
 def test_defaults_fill_thresholds_alerts_folder_and_estimators(tmp_path: Path) -> None:
@@ -154,7 +154,7 @@ RULES: list[tuple[str, str, Edit, str]] = [
     ("folder_parent", "ab_checkout", _set("landing_folder", "../elsewhere"), "landing_folder: must be a relative"),
     ("folder_absolute", "ab_checkout", _set("landing_folder", "/srv/landing"), "landing_folder: must be a relative"),
     ("cadence_choice", "ab_checkout", _set("cadence", "hourly"), "cadence: must be one of 'daily', 'weekly'"),
-    ("bad_date", "ab_checkout", _set("start_date", "2025-13-01"), "start_date: must be a valid date"),
+    ("bad_date", "ab_checkout", _set("start_date", "2025-13-01"), "start_date: '2025-13-01' is not a valid date (there is no month 13"),
     ("outcome_type", "ab_checkout", _set("outcome_type", "count"), "outcome_type: must be one of"),
     ("column_pattern", "ab_checkout", _set("covariates", ["x", "2.5%"]), "covariates[1]: must be a safe column name"),
     ("unit_pattern", "ab_checkout", _set("unit_id", "unit id"), "unit_id: must be a safe column name"),

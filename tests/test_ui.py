@@ -112,7 +112,12 @@ def test_webserver_shows_the_study_graph_and_check_results(tmp_path: Path) -> No
     # February's split is 30/70 where 50/50 was designed: its sample-ratio check fails.
     skewed = ab_batch(1, n=1000).assign(treatment=lambda f: (np.arange(len(f)) % 10 < 3).astype(int))
     write_batch(project.landing("ab_checkout"), "2025-02", skewed)
-    assert all(r.success for r in project.tick())
+    runs = project.tick()
+    assert all(r.success for r in runs)
+    january, february = (
+        next(r.run_id for r in runs if r.dagster_run.tags["dagster/partition"] == batch)
+        for batch in ("2025-01-01", "2025-02-01")
+    )
     verdicts = {
         asset: project.warehouse.read_table(
             "ab_checkout", f"verdicts_{asset}", partition_key="2025-02-01"
@@ -152,7 +157,8 @@ def test_webserver_shows_the_study_graph_and_check_results(tmp_path: Path) -> No
     checks = f"{base}/assets/ab_checkout/{{}}?view=checks&checkDetail={{}}"
     try:
         _wait_for(f"{base}/server_info", 120)
-        _graphql(base, "mutation { setNuxSeen }")
+        # No "Join the community" modal: the project's dagster.yaml turns it off (nothing posted here).
+        show_nux = _graphql(base, "{ shouldShowNux }")["data"]["shouldShowNux"]  # type: ignore[index]
         relaunched = _settle(base, 600)
         page = f"{base}/assets/ab_checkout/batch_effect?view=lineage&lineageScope=upstream"
         dom = _chromium(page, tmp_path / "profile", "--dump-dom")
@@ -165,6 +171,15 @@ def test_webserver_shows_the_study_graph_and_check_results(tmp_path: Path) -> No
         )
         srm_page = checks.format("covariate_table", "check_covariate_table_sample_ratio_mismatch")
         srm_dom = _text(_chromium(srm_page, tmp_path / "profile5", "--dump-dom"))
+        first_page = _text(_chromium(f"{base}/", tmp_path / "profile6", "--dump-dom"))
+        runs_dom = _text(_chromium(f"{base}/runs", tmp_path / "profile7", "--dump-dom"))
+        _chromium(
+            f"{base}/runs", tmp_path / "profile8", f"--screenshot={ARTIFACTS / 'ui_ab_checkout_runs.png'}"
+        )
+        partitions_page = f"{base}/assets/ab_checkout/batch_effect?view=partitions"
+        partitions_dom = _text(_chromium(partitions_page, tmp_path / "profile9", "--dump-dom"))
+        ess_page = checks.format("effect_posterior", "check_effect_posterior_particle_ess")
+        ess_dom = _text(_chromium(ess_page, tmp_path / "profile10", "--dump-dom"))
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
@@ -181,5 +196,23 @@ def test_webserver_shows_the_study_graph_and_check_results(tmp_path: Path) -> No
     assert "Partition 2025-02-01" in srm_dom
     assert f"reason {srm['reason']}" in srm_dom
     assert "check_covariate_table_sample_ratio_mismatch" in srm_dom
+    # The check's description is the catalogue's: what it asks, the study's numbers, what a failure does.
+    assert "A failure keeps the batch out of the posterior" in srm_dom
+    # In the run list the excluded batch's run carries a tag naming the failed gate (the run itself
+    # stays green: the posterior must still take the batch's predict-only step); January's does not.
+    row = {
+        run_id: runs_dom.split(run_id[:8], 1)[1].split("View all tags", 1)[0]
+        for run_id in (january, february)
+    }
+    assert "assimilate/excluded: check_covariate_table_sample_ratio_mismatch" in row[february]
+    assert "assimilate/excluded" not in row[january]
+    # A check that does not apply (particle ESS on the Kalman backend) is skipped, never passed.
+    assert "Evaluation result Skipped" in ess_dom
+    assert "check_effect_posterior_particle_ess Skipped" in ess_dom
+    # No "Join the Dagster community" modal over the first page (it opens unless the instance says no).
+    assert show_nux is False
+    assert "Timeline" in first_page and "Join the Dagster community" not in first_page
+    # Partitions end one period after the last landed batch: one "Missing" (the batch due next).
+    assert "3 Partitions" in partitions_dom and "Missing (1)" in partitions_dom
     # Runs driven in-process (demo, tests) are not run again by the daemon's landing sensor.
     assert relaunched == [], f"dagster dev's landing sensor re-ran {len(relaunched)} landed batches"

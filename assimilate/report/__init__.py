@@ -7,14 +7,19 @@ from assimilate.report.checklist import (
     estimator_agreement,
 )
 from assimilate.report.decision import decide, provisional_reasons
+from assimilate.report.figures import MemoFigures
 from assimilate.report.memo import decision_memo_html, decision_memo_markdown
 from assimilate.report.memo_inputs import DesignSummary, MemoInputs, verdicts_from_frame
 from assimilate.report.plots import fan_chart, figure_to_png, love_plot, overlap_plot
+from assimilate.report.units import Baseline, EffectScale
 
 __all__ = [
+    "Baseline",
     "ChecklistRow",
     "DesignSummary",
+    "EffectScale",
     "EstimatorAgreement",
+    "MemoFigures",
     "MemoInputs",
     "decide",
     "decision_memo_html",

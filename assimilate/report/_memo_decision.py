@@ -7,74 +7,86 @@ from dataclasses import dataclass
 
 from assimilate.diagnostics.verdict import Verdict
 from assimilate.report._document import Block, Bullets, Heading, Paragraph, Section, Table
-from assimilate.report.memo_inputs import MemoInputs, effect_decimals, format_effect, format_statistic
+from assimilate.report._words import check_name, stable, without_batch
+from assimilate.report.memo_inputs import MemoInputs, format_statistic
+from assimilate.report.units import EffectScale
 
 
 @dataclass(frozen=True)
 class Numbers:
-    """The memo's numbers, each formatted once so every section shows the same text."""
+    """The memo's numbers, each written once (scaled, rounded, with the unit) so every section agrees."""
 
+    scale: EffectScale
     mean: str
     sd: str
-    lower: str
-    upper: str
+    interval: str
+    bounds: str
     level: str
-    decimals: int
     cs_estimate: str
-    cs_lower: str
-    cs_upper: str
-
-    @property
-    def interval(self) -> str:
-        return f"[{self.lower}, {self.upper}]"
-
-    @property
-    def cs_interval(self) -> str:
-        return f"[{self.cs_lower}, {self.cs_upper}]"
-
-
-def _bound(value: float, decimals: int) -> str:
-    return format_effect(value, decimals) if abs(value) < float("inf") else ("-inf" if value < 0 else "inf")
+    cs_interval: str
+    cs_bounds: str
 
 
 def numbers(inputs: MemoInputs) -> Numbers:
-    result, cs = inputs.result, inputs.decision_interval
-    d = effect_decimals(result)
+    result, cs, scale = inputs.result, inputs.decision_interval, inputs.scale
     lower, upper = result.final_ci
     cs_lower, cs_upper = cs.conf_int()
     return Numbers(
-        format_effect(result.final_mean, d),
-        format_effect(result.final_sd, d),
-        format_effect(lower, d),
-        format_effect(upper, d),
-        f"{100 * result.level:g}%",
-        d,
-        format_effect(cs.final_estimate, d),
-        _bound(cs_lower, d),
-        _bound(cs_upper, d),
+        scale=scale,
+        mean=scale.effect(result.final_mean),
+        sd=scale.size(result.final_sd),
+        interval=scale.interval(lower, upper),
+        bounds=scale.bounds(lower, upper),
+        level=f"{100 * result.level:g}%",
+        cs_estimate=scale.effect(cs.final_estimate),
+        cs_interval=scale.interval(cs_lower, cs_upper),
+        cs_bounds=scale.bounds(cs_lower, cs_upper),
     )
 
 
 def verdict_text(verdict: Verdict) -> str:
+    """``Covariate balance (0.31 vs threshold 0.25)``: the title, and the numbers when there are any."""
+    if verdict.value is None:
+        return check_name(verdict.name)
     return (
-        f"{verdict.name} {format_statistic(verdict.value)} vs threshold {format_statistic(verdict.threshold)}"
+        f"{check_name(verdict.name)} ({format_statistic(verdict.value)} vs threshold "
+        f"{format_statistic(verdict.threshold)})"
     )
+
+
+def failures(verdicts: tuple[Verdict, ...], batch: str) -> str:
+    """Failed checks with their reasons, each reason once: checks that give the same reason share it."""
+    groups: list[tuple[list[Verdict], list[str]]] = []
+    for verdict in verdicts:
+        reason = without_batch(verdict.reason, batch)
+        for names, text in groups:
+            if reason and text[0] and (reason in text[0] or text[0] in reason):
+                names.append(verdict)
+                text[0] = max(reason, text[0], key=len)
+                break
+        else:
+            groups.append(([verdict], [reason]))
+    parts = []
+    for names, text in groups:
+        said = " and ".join(verdict_text(v) for v in names)
+        parts.append(f"{said} failed" + (f": {text[0]}" if text[0] else ""))
+    return "; ".join(parts)
 
 
 def _fix_first(inputs: MemoInputs, num: Numbers) -> tuple[str, tuple[str, ...]]:
     excluded, acknowledged = inputs.excluded_batches(), inputs.acknowledged()
-    problems = [f"{b}: {', '.join(names)}" for b, names in excluded.items() if b not in acknowledged]
-    model = [f"posterior: {v.name}" for v in inputs.posterior_verdicts() if v.failed]
+    open_batches = [b for b in excluded if b not in acknowledged]
+    model = [v for v in inputs.posterior_verdicts() if v.failed]
     steps = ["Provisional because " + "; ".join(inputs.status_reasons()) + "."]
-    if problems:
+    if open_batches:
         steps.append(
-            "To resolve: " + "; ".join(problems) + ". A corrected, re-landed batch re-enters the posterior; "
-            "an exclusion that should stand can be acknowledged with a reason in the study file "
-            "(acknowledged_exclusions)."
+            f"To resolve: batch(es) {', '.join(open_batches)} (why each was excluded is in the status section). "
+            "A corrected, re-landed batch re-enters the posterior; an exclusion that should stand can be "
+            "acknowledged with a reason in the study file (acknowledged_exclusions)."
         )
     if model:
         steps.append(
-            "A failed innovation or drift check means the filter's model lags the data: revisit its process variance."
+            "A failed check of the posterior means the filter's model lags the data: revisit its process variance."
         )
     cs_side = "excludes 0" if inputs.decision_interval.excludes(0.0)[-1] else "includes 0"
     steps.append(
@@ -134,11 +146,17 @@ def recommendation(inputs: MemoInputs, num: Numbers) -> tuple[str, tuple[str, ..
             f"desired {inputs.desired_direction}."
         )
     near, far = sorted((abs(cs_lower), abs(cs_upper)))
+    scale = num.scale
+    monitor = (
+        "Keep monitoring: the posterior updates with every batch, and its checks warn if the effect starts to drift."
+        if stable(inputs.result.process_var)
+        else "Keep monitoring: the effect may drift, and the posterior updates with every batch."
+    )
     details = [
-        f"Plan with the interval, not the point: the average change consistent with the evidence ranges "
-        f"from {format_effect(near, num.decimals)} to {format_effect(far, num.decimals)}.",
+        f"Plan with the interval, not the point: the average {sign} consistent with the evidence ranges "
+        f"from {scale.number(near)} to {scale.size(far)}.",
         f"Where the effect stands now: posterior mean {num.mean} ({num.level} credible interval {num.interval}). "
-        "Keep monitoring: the effect may drift, and the posterior updates with every batch.",
+        + monitor,
     ]
     if inputs.design.kind == "observational":
         details.insert(1, "This rests on the untestable assumption of no unmeasured confounding.")
@@ -159,12 +177,31 @@ def _repeated_warnings(inputs: MemoInputs, failed: dict[str, tuple[Verdict, ...]
     return {name: found for name, found in batches.items() if len(found) >= REPEATED_WARNING}
 
 
+def _exclusion(inputs: MemoInputs, batch: str, failed: tuple[Verdict, ...]) -> list[str]:
+    """Why an excluded batch is out, said once, then the checks that only warned on it."""
+    named = inputs.exclusions.get(batch)
+    gates = tuple(v for v in failed if named is None or v.name in named)
+    others = tuple(v for v in failed if v not in gates)
+    if gates:
+        why = failures(gates, batch)
+    elif named:
+        why = " and ".join(check_name(name) for name in named) + " failed"
+    else:
+        index = inputs.result.labels.index(batch)
+        why = inputs.result.exclusion_reasons[index] or "excluded"
+    parts = [f"excluded from the posterior: {why}"]
+    if others:
+        parts.append(f"also {failures(others, batch)} (a warning)")
+    return parts
+
+
 def _batch_issues(inputs: MemoInputs) -> list[str]:
     excluded, failed, acknowledged = inputs.excluded_batches(), inputs.failed_checks(), inputs.acknowledged()
     repeated = _repeated_warnings(inputs, failed)
     issues = [
-        f"Warning on {len(batches)} batches ({batches[0]} to {batches[-1]}): {name}, latest "
-        f"{verdict_text(next(v for v in failed[batches[-1]] if v.name == name))}; they still updated the posterior."
+        f"Warning on {len(batches)} batches ({batches[0]} to {batches[-1]}): "
+        f"{verdict_text(next(v for v in failed[batches[-1]] if v.name == name))} in the latest of them; "
+        "they still updated the posterior."
         for name, batches in repeated.items()
     ]
     failed = {
@@ -173,23 +210,31 @@ def _batch_issues(inputs: MemoInputs) -> list[str]:
         if (kept := tuple(v for v in verdicts if b in excluded or v.name not in repeated))
     }
     for batch in inputs.batch_order():
-        parts = [f"excluded from the posterior ({', '.join(excluded[batch])})"] if batch in excluded else []
-        if batch in failed:
-            parts.append("failed check(s) " + "; ".join(verdict_text(v) for v in failed[batch]))
+        parts = _exclusion(inputs, batch, failed.get(batch, ())) if batch in excluded else []
         if batch in acknowledged:
             parts.append(f"acknowledged: {acknowledged[batch]}")
         elif batch in excluded:
             parts.append("not acknowledged")
         elif batch in failed:
-            parts.append("it still updated the posterior (a warning)")
+            parts += [failures(failed[batch], batch), "it still updated the posterior (a warning)"]
         if parts:
             issues.append(f"Batch {batch}: " + "; ".join(parts) + ".")
     issues += [
         f"Acknowledgement of batch {b} not applied: the batch was not excluded."
         for b in inputs.unmatched_acknowledgements()
     ]
-    issues += [f"Posterior check failed: {verdict_text(v)}." for v in inputs.posterior_verdicts() if v.failed]
+    issues += [
+        f"Check of the posterior failed: {verdict_text(v)}." for v in inputs.posterior_verdicts() if v.failed
+    ]
     return issues
+
+
+def baseline_text(inputs: MemoInputs) -> str:
+    """``15.2% among the 1,333 control units of batch 2025-12-01`` ('' without a baseline)."""
+    base = inputs.baseline
+    if base is None:
+        return ""
+    return f"{inputs.scale.level(base.mean)} among the {base.n_control:,} control units of batch {base.batch}"
 
 
 def status(inputs: MemoInputs, num: Numbers) -> Section:
@@ -203,10 +248,11 @@ def status(inputs: MemoInputs, num: Numbers) -> Section:
         checked = f"No check failed ({n_results} check results over the batches)"
     else:
         checked = "No assumption check results were reported, so none could fail"
+    baseline = baseline_text(inputs)
     numbers_text = (
         f"always-valid {num.level} interval for the average effect so far {num.cs_interval}; "
-        f"posterior mean of the effect on {outcome} after batch {result.labels[-1]} {num.mean} "
-        f"({num.level} credible interval {num.interval})."
+        f"effect on {outcome} after batch {result.labels[-1]}: posterior mean {num.mean} "
+        f"({num.level} credible interval {num.interval})" + (f"; baseline {baseline}." if baseline else ".")
     )
     blocks: list[Block] = []
     if state == "pass":
@@ -254,10 +300,15 @@ def intervals(inputs: MemoInputs, num: Numbers) -> tuple[Block, ...]:
     """Which interval is which, and what each promises, in a data team's words."""
     cs, result = inputs.decision_interval, inputs.result
     level = num.level
+    moves = (
+        "with the effect modelled as stable (the same in every batch)"
+        if stable(result.process_var)
+        else f"allowing it to move by about {num.scale.sd(result.process_var)} per batch"
+    )
     rows = (
         (
             f"always-valid {level} interval (confidence sequence)",
-            num.cs_interval,
+            num.cs_bounds,
             f"the average effect over the {cs.n_used} admitted batches so far, "
             + (
                 "weighted for the units they share (GLS) "
@@ -271,9 +322,8 @@ def intervals(inputs: MemoInputs, num: Numbers) -> tuple[Block, ...]:
         ),
         (
             f"{level} credible interval (posterior)",
-            num.interval,
-            f"the effect at the latest batch, allowing it to drift by a variance of "
-            f"{format_statistic(result.process_var)} per batch (estimate {num.mean})",
+            num.bounds,
+            f"the effect at the latest batch, {moves} (estimate {num.mean})",
             f"{level} probability under the filter's model and prior, read once; read after every batch it "
             "will sometimes exclude 0 by chance even when there is no effect",
             "see where the effect stands now and whether it drifts; not to decide",
@@ -281,6 +331,6 @@ def intervals(inputs: MemoInputs, num: Numbers) -> tuple[Block, ...]:
     )
     return (
         Heading("Which interval is which"),
-        Table(("interval", "range", "describes", "promise", "use it to"), rows),
+        Table(("interval", num.scale.header("range"), "describes", "promise", "use it to"), rows),
         Paragraph(cs.promise, lead="The always-valid interval, precisely:"),
     )

@@ -3,9 +3,11 @@ assumptions and limitations (the verdict sections live in :mod:`assimilate.repor
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
-from assimilate.report._document import Block, Bullets, Heading, Paragraph, Section, Table
+from assimilate.report._document import Block, Bullets, Heading, Image, Paragraph, Section, Table
+from assimilate.report._words import check_name, process_var_words, stable, without_batch
 from assimilate.report.checklist import diagnostic_checklist
 from assimilate.report.memo_inputs import MemoInputs, format_statistic
 
@@ -32,7 +34,7 @@ def question(inputs: MemoInputs) -> Section:
     )
 
 
-def estimand_and_design(inputs: MemoInputs) -> Section:
+def estimand_and_design(inputs: MemoInputs, dag: Image | None = None) -> Section:
     card, design = inputs.card, inputs.design
     blocks: list[Block] = []
     if card is None:
@@ -65,6 +67,8 @@ def estimand_and_design(inputs: MemoInputs) -> Section:
         kind = "observational: the study did not assign treatment; the estimate relies on adjusting for measured pre-treatment covariates."
     blocks.append(Paragraph(kind, lead="Design:"))
     blocks.append(Paragraph(", ".join(design.adjustment_set) or "none", lead="Adjustment set:"))
+    if dag is not None:
+        blocks.append(dag)
     direction = inputs.desired_direction or "not stated"
     blocks.append(
         Paragraph(
@@ -88,12 +92,12 @@ def key_diagnostics(inputs: MemoInputs) -> Section:
     if latest:
         rows = tuple(
             (
-                v.name,
+                check_name(v.name),
                 format_statistic(v.value),
                 format_statistic(v.threshold),
                 v.rule,
                 VERDICT_WORD[v.status],
-                v.reason,
+                without_batch(v.reason, inputs.latest),
             )
             for v in latest
         )
@@ -111,7 +115,7 @@ def key_diagnostics(inputs: MemoInputs) -> Section:
     if counts:
         totals = tuple(
             (
-                name,
+                check_name(name),
                 str(c["pass"]),
                 str(c["fail"]),
                 str(c["undefined"]),
@@ -140,9 +144,15 @@ def assumptions(inputs: MemoInputs) -> Section:
     else:
         adjusted = ", ".join(design.adjustment_set) or "no covariates"
         required.append(f"No unmeasured confounding given {adjusted}: untestable from the data.")
+    source = inputs.process_var_source
+    model = (
+        f"one effect, the same in every batch ({process_var_words(0.0, source)})"
+        if stable(result.process_var)
+        else f"the effect follows a random walk that moves by about {inputs.scale.sd(result.process_var)} "
+        f"per batch ({process_var_words(result.process_var, source)})"
+    )
     required.append(
-        f"The filter's model: the effect follows a random walk with process variance "
-        f"{format_statistic(result.process_var)} per batch, and each batch estimate is unbiased with its stated standard error."
+        f"The filter's model: {model}, and each batch estimate is unbiased with its stated standard error."
     )
     correlation = (
         "with the supplied covariance between batches"
@@ -188,15 +198,29 @@ def limitations(inputs: MemoInputs) -> Section:
         items.append(
             "Observational design: unmeasured confounding cannot be ruled out from the data; no sensitivity analysis is included."
         )
-    items.append(
-        f"The credible interval is conditional on the filter's model and its prior (mean {format_statistic(result.prior_mean)}, "
-        f"variance {format_statistic(result.prior_var)})."
+    scale = inputs.scale
+    prior = (
+        "a diffuse prior (no information before the first batch)"
+        if not math.isfinite(result.prior_var)
+        else f"its prior (mean {scale.effect(result.prior_mean)}, sd {scale.sd(result.prior_var)})"
     )
+    items.append(f"The credible interval is conditional on the filter's model and {prior}.")
     if result.backend == "particle":
         items.append("Particle filter: every posterior number carries Monte Carlo error.")
-    items.append(
-        "The posterior tracks a drifting effect: it describes the latest batch, not a long-run average."
-    )
+    if stable(result.process_var):
+        items.append(
+            "The filter models the effect as stable (the same in every batch): if it does drift, the posterior "
+            "lags behind, and the checks of the posterior (surprises of the batches) are what would show it."
+        )
+    else:
+        items.append(
+            f"The posterior lets the effect move by about {scale.sd(result.process_var)} per batch: it "
+            "describes the latest batch, not a long-run average."
+        )
+    if not scale.unit_known:
+        items.append(
+            "The outcome's unit is not stated (outcome_unit in the study file): effects are in the outcome's own units."
+        )
     items.append(
         "The always-valid interval describes the average over the admitted batches, not the latest batch: when the "
         "effect drifts the two intervals answer different questions. It is wider than a one-time interval; that "

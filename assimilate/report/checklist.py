@@ -27,6 +27,7 @@ from scipy import stats
 
 from assimilate.diagnostics.verdict import Verdict
 from assimilate.estimators.result import EffectEstimate
+from assimilate.report._words import check_name
 from assimilate.report.memo_inputs import NAIVE_METHODS, MemoInputs, format_statistic
 
 ChecklistStatus = Literal["pass", "fail", "not assessed", "assumption", "by design"]
@@ -90,7 +91,12 @@ def _from_checks(inputs: MemoInputs, matches: Callable[[Verdict], bool]) -> Chec
     batches = {b for b, _ in found}
     if failed:
         shown = "; ".join(
-            f"{b}: {v.name} {format_statistic(v.value)} vs threshold {format_statistic(v.threshold)}"
+            f"{b}: {check_name(v.name)}"
+            + (
+                ""
+                if v.value is None
+                else f" {format_statistic(v.value)} vs threshold {format_statistic(v.threshold)}"
+            )
             for b, v in failed
         )
         return ChecklistRow(
@@ -126,13 +132,18 @@ def _estimators_row(inputs: MemoInputs) -> ChecklistRow:
 
 def _caveats_row(inputs: MemoInputs) -> ChecklistRow:
     listed = {"balance", "smd", "overlap", "post_treatment", "timing", "temporal"}
+    batches: dict[str, list[str]] = {}
+    for b, verdicts in inputs.failed_checks().items():
+        for v in verdicts:
+            if not any(word in v.name.lower() for word in listed):
+                batches.setdefault(check_name(v.name), []).append(b)
     other = [
-        f"{b}: {v.name}"
-        for b, verdicts in inputs.failed_checks().items()
-        for v in verdicts
-        if not any(word in v.name.lower() for word in listed)
+        f"{title} in {found[0]}"
+        if len(found) == 1
+        else f"{title} in {len(found)} batches ({found[0]} to {found[-1]})"
+        for title, found in batches.items()
     ]
-    other += [f"posterior: {v.name}" for v in inputs.posterior_verdicts() if v.failed]
+    other += [f"{check_name(v.name)} (posterior)" for v in inputs.posterior_verdicts() if v.failed]
     acknowledged = inputs.acknowledged()
     excluded = [b for b in inputs.excluded_batches() if b not in acknowledged]
     notes = []

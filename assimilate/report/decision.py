@@ -107,30 +107,29 @@ def provisional_reasons(
     latest : str
         The latest batch.
     excluded : mapping of str to sequence of str
-        Excluded batches with the failed checks or reason.
+        Excluded batches with the failed checks or reason (the memo states the reasons once, in its
+        list of batches; the clauses only name the batch).
     acknowledged : mapping of str to str
         Acknowledged exclusions, batch -> the analyst's reason.
     failed_posterior_checks : sequence of str
-        Names of the posterior's own checks that failed.
+        Names (or titles) of the posterior's own checks that failed.
     max_unacknowledged_share : float
         Largest share of batches that may be excluded without acknowledgement.
 
     Returns
     -------
     tuple of str
-        Clauses such as ``"the latest batch 2025-03 was excluded (balance) and is not acknowledged"``.
+        Clauses such as ``"the latest batch 2025-03 was excluded and is not acknowledged"``.
     """
     limit = check_share(max_unacknowledged_share)
     reasons = []
     if latest in excluded and latest not in acknowledged:
-        reasons.append(
-            f"the latest batch {latest} was excluded ({', '.join(excluded[latest])}) and is not acknowledged"
-        )
+        reasons.append(f"the latest batch {latest} was excluded and is not acknowledged")
     open_batches = [b for b in batches if b in excluded and b not in acknowledged]
     if batches and len(open_batches) / len(batches) > limit:
         reasons.append(
             f"{len(open_batches)} of {len(batches)} batches ({len(open_batches) / len(batches):.0%}) were "
             f"excluded without acknowledgement, more than the {limit:.0%} allowed"
         )
-    reasons += [f"the posterior check {name} failed" for name in failed_posterior_checks]
+    reasons += [f"the check of the posterior '{name}' failed" for name in failed_posterior_checks]
     return tuple(reasons)

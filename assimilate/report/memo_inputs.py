@@ -2,10 +2,11 @@
 
 ``MemoInputs`` holds the study's estimand card, its design, the assimilated posterior, the latest
 batch's estimates and every batch's check verdicts (a mapping ``batch label -> verdicts``;
-:func:`verdicts_from_frame` builds it from a tidy verdict table), and optionally the analysts'
+:func:`verdicts_from_frame` builds it from a tidy verdict table), the outcome's type and unit (so
+every effect is written on its scale, :mod:`assimilate.report.units`), and optionally the analysts'
 acknowledged exclusions and an always-valid confidence sequence. From them it derives what the
 memo must lead with: which batches were excluded and why, which checks failed, the status and the
-decision (rules in :mod:`assimilate.report.decision`).
+decision (rules in :mod:`assimilate.report.decision`). The inputs pickle and deep-copy.
 
 Example
 -------
@@ -27,18 +28,19 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from types import MappingProxyType
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from assimilate._frozen import FrozenDict
 from assimilate._validation import check_choice
 from assimilate.design.card import EstimandCard
 from assimilate.diagnostics.innovations import InnovationReport, innovation_diagnostics
 from assimilate.diagnostics.trend import TrendTest
 from assimilate.diagnostics.verdict import Status, Verdict
 from assimilate.estimators.result import EffectEstimate
+from assimilate.report._words import check_name
 from assimilate.report.decision import (
     DEFAULT_MAX_UNACKNOWLEDGED_SHARE,
     Decision,
@@ -48,10 +50,12 @@ from assimilate.report.decision import (
     decide,
     provisional_reasons,
 )
+from assimilate.report.units import OUTCOME_TYPES, Baseline, EffectScale, OutcomeType
 from assimilate.result import AssimilationResult
 from assimilate.sequential import ConfidenceSequence, confidence_sequence
 
 DesignKind = Literal["randomized", "observational"]
+ProcessVarSource = Literal["set", "estimated"]
 SHORTLIST_COLUMNS = ("method", "valid", "reason")
 _STATUSES: tuple[Status, ...] = ("pass", "fail", "undefined")
 NAIVE_METHODS = frozenset({"difference_in_means", "naive"})
@@ -139,6 +143,16 @@ class MemoInputs:
     planned_looks : int
         Horizon the computed sequence is tuned for: its interval is narrowest after this many
         batches as precise as the first admitted one (default 12).
+    outcome_type : {"continuous", "binary"}
+        A binary outcome's effects are written in percentage points.
+    outcome_unit : str, optional
+        The continuous outcome's unit (e.g. ``"USD"``), written per the card's unit; without it
+        effects are in "outcome units". Must be None for a binary outcome.
+    baseline : Baseline, optional
+        The control units' mean outcome in a recent batch (a rate for a binary outcome).
+    process_var_source : {"set", "estimated"}, optional
+        Whether the filter's process variance was set by the study or estimated from the batches
+        (default: estimated when the result carries a ``process_var_fit``, else not said).
     """
 
     study: str
@@ -158,6 +172,10 @@ class MemoInputs:
     always_valid: ConfidenceSequence | None = None
     planned_looks: int = 12
     trend: TrendTest | None = None
+    outcome_type: OutcomeType = "continuous"
+    outcome_unit: str | None = None
+    baseline: Baseline | None = None
+    process_var_source: ProcessVarSource | None = None
 
     def __post_init__(self) -> None:
         labels = self.result.labels
@@ -165,6 +183,20 @@ class MemoInputs:
             raise ValueError("result has no batch: a memo needs at least one")
         if self.desired_direction is not None:
             check_choice("desired_direction", self.desired_direction, ("increase", "decrease"))
+        check_choice("outcome_type", self.outcome_type, OUTCOME_TYPES)
+        if self.outcome_unit is not None:
+            unit = " ".join(str(self.outcome_unit).split())
+            if not unit:
+                raise ValueError("outcome_unit must be None or a non-empty unit name")
+            if self.outcome_type == "binary":
+                raise ValueError(
+                    "a binary outcome's effects are in percentage points: outcome_unit must be None"
+                )
+            object.__setattr__(self, "outcome_unit", unit)
+        if self.process_var_source is None and "process_var_fit" in self.result.details:
+            object.__setattr__(self, "process_var_source", "estimated")
+        if self.process_var_source is not None:
+            check_choice("process_var_source", self.process_var_source, ("set", "estimated"))
         if self.true_effect is not None and not math.isfinite(self.true_effect):
             raise ValueError(f"true_effect must be finite, got {self.true_effect!r}")
         estimates = tuple(self.latest_estimates)
@@ -181,14 +213,14 @@ class MemoInputs:
         object.__setattr__(self, "latest_estimates", estimates)
         object.__setattr__(self, "latest_batch", latest)
         verdicts = {str(k): tuple(v) for k, v in self.verdicts.items()}
-        object.__setattr__(self, "verdicts", MappingProxyType(verdicts))
+        object.__setattr__(self, "verdicts", FrozenDict(verdicts))
         exclusions = {str(k): tuple(str(n) for n in v) for k, v in self.exclusions.items()}
-        object.__setattr__(self, "exclusions", MappingProxyType(exclusions))
+        object.__setattr__(self, "exclusions", FrozenDict(exclusions))
         acknowledged = {str(k): str(v).strip() for k, v in self.acknowledged_exclusions.items()}
         missing = sorted(k for k, v in acknowledged.items() if not v)
         if missing:
             raise ValueError(f"acknowledged exclusion(s) {missing} need a reason")
-        object.__setattr__(self, "acknowledged_exclusions", MappingProxyType(acknowledged))
+        object.__setattr__(self, "acknowledged_exclusions", FrozenDict(acknowledged))
         object.__setattr__(self, "max_unacknowledged_share", check_share(self.max_unacknowledged_share))
         if int(self.planned_looks) != self.planned_looks or self.planned_looks < 1:
             raise ValueError(f"planned_looks must be a positive integer, got {self.planned_looks!r}")
@@ -211,6 +243,16 @@ class MemoInputs:
     def treatment_name(self) -> str:
         """The treatment as the card names it."""
         return self.card.treatment if self.card is not None else "the treatment"
+
+    @cached_property
+    def scale(self) -> EffectScale:
+        """How every effect is written: percentage points or the unit, digits from the final posterior sd."""
+        return EffectScale.of(
+            outcome_type=self.outcome_type,
+            outcome_unit=self.outcome_unit,
+            per=self.card.unit if self.card is not None else None,
+            sd=self.result.final_sd,
+        )
 
     @property
     def primary(self) -> EffectEstimate | None:
@@ -266,7 +308,7 @@ class MemoInputs:
             latest=self.latest,
             excluded=self.excluded_batches(),
             acknowledged=self.acknowledged_exclusions,
-            failed_posterior_checks=[v.name for v in self.posterior_verdicts() if v.failed],
+            failed_posterior_checks=[check_name(v.name) for v in self.posterior_verdicts() if v.failed],
             max_unacknowledged_share=self.max_unacknowledged_share,
         )
 
@@ -297,22 +339,6 @@ class MemoInputs:
         """The recommendation: :func:`~assimilate.report.decision.decide` on the status and the latest always-valid interval."""
         lower, upper = self.decision_interval.conf_int()
         return decide(status=self.status, lower=lower, upper=upper, desired_direction=self.desired_direction)
-
-
-def effect_decimals(result: AssimilationResult) -> int:
-    """Decimals for every number on the effect's scale: three significant digits of the final sd."""
-    sd = result.final_sd
-    if not math.isfinite(sd) or sd <= 0:
-        return 3
-    return int(min(8, max(0, 2 - math.floor(math.log10(sd)))))
-
-
-def format_effect(value: float, decimals: int) -> str:
-    """``value`` with ``decimals`` decimals; never a negative zero, ``n/a`` when not finite."""
-    if not math.isfinite(value):
-        return "n/a"
-    text = f"{value:.{decimals}f}"
-    return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
 def format_statistic(value: float | None) -> str:

@@ -1,6 +1,8 @@
 r"""Plots: the fan chart of the posterior, the love plot of balance, propensity overlap.
 
 Returns matplotlib figures (the caller decides where they go); ``figure_to_png`` gives the bytes.
+The figures are built without pyplot, so importing or calling this module never selects or switches
+matplotlib's backend (a notebook keeps its own); PNG output needs no display.
 
 Example
 -------
@@ -16,10 +18,6 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -34,8 +32,13 @@ def fan_chart(
     *,
     true_effects: Sequence[float] | None = None,
     title: str = "Assimilated treatment effect",
+    ylabel: str = "effect",
+    factor: float = 1.0,
 ) -> Figure:
     """Per-batch estimates with intervals, the filtered band, the smoothed band, excluded batches.
+
+    Each excluded batch is drawn in red and labelled with its batch label (legend entry
+    ``excluded batch``; ``excluded batch (no estimate)`` for one without an estimate).
 
     Parameters
     ----------
@@ -45,31 +48,40 @@ def fan_chart(
         The true effect per batch, when known (simulations).
     title : str
         Figure title.
+    ylabel : str
+        Label of the effect axis (name the unit, e.g. ``"effect (percentage points)"``).
+    factor : float
+        Multiplier of every effect and true effect (100 draws a binary outcome in percentage points).
 
     Returns
     -------
     matplotlib.figure.Figure
         Interval levels are ``1 - result.alpha``.
     """
+    if not (np.isfinite(factor) and factor > 0):
+        raise ValueError(f"factor must be a positive number, got {factor!r}")
     x = np.arange(result.n_batches)
-    z = float(stats.norm.ppf(1 - result.alpha / 2))
+    z = float(stats.norm.ppf(1 - result.alpha / 2)) * factor
     level = f"{100 * result.level:g}%"
-    fig, ax = plt.subplots(figsize=(10, 5), dpi=100)
+    estimates = result.estimates * factor
+    fig = Figure(figsize=(10, 5), dpi=100)
+    ax = fig.subplots()
     ax.fill_between(
         x,
-        result.posterior_lower,
-        result.posterior_upper,
+        result.posterior_lower * factor,
+        result.posterior_upper * factor,
         color="tab:blue",
         alpha=0.25,
         label=f"filtered {level} band",
     )
-    ax.plot(x, result.posterior_mean, color="tab:blue", lw=2, label="filtered mean")
+    ax.plot(x, result.posterior_mean * factor, color="tab:blue", lw=2, label="filtered mean")
     if result.smoothed_mean is not None and result.smoothed_sd is not None:
-        ax.plot(x, result.smoothed_mean, color="tab:green", lw=1.5, ls="--", label="smoothed mean")
+        smoothed = result.smoothed_mean * factor
+        ax.plot(x, smoothed, color="tab:green", lw=1.5, ls="--", label="smoothed mean")
         ax.fill_between(
             x,
-            result.smoothed_mean - z * result.smoothed_sd,
-            result.smoothed_mean + z * result.smoothed_sd,
+            smoothed - z * result.smoothed_sd,
+            smoothed + z * result.smoothed_sd,
             color="tab:green",
             alpha=0.12,
             label=f"smoothed {level} band",
@@ -79,7 +91,7 @@ def fan_chart(
     dropped = has & result.excluded
     ax.errorbar(
         x[used],
-        result.estimates[used],
+        estimates[used],
         yerr=z * result.standard_errors[used],
         fmt="o",
         color="black",
@@ -90,34 +102,51 @@ def fan_chart(
     if dropped.any():
         ax.errorbar(
             x[dropped],
-            result.estimates[dropped],
+            estimates[dropped],
             yerr=z * result.standard_errors[dropped],
             fmt="x",
             color="tab:red",
             ms=7,
             capsize=2,
-            label=_named("excluded, not assimilated", result, dropped),
+            label="excluded batch",
         )
+        for index in np.flatnonzero(dropped):
+            ax.annotate(
+                result.labels[index],
+                (float(index), float(estimates[index] + z * result.standard_errors[index])),
+                xytext=(0, 4),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                color="tab:red",
+                fontsize=8,
+            )
     missing = result.excluded & ~has
     for count, index in enumerate(np.flatnonzero(missing)):
-        label = _named("no estimate", result, missing) if count == 0 else None
-        ax.axvline(float(index), color="tab:red", alpha=0.3, ls=":", label=label)
+        label = "excluded batch (no estimate)" if count == 0 else None
+        ax.axvline(float(index), color="tab:red", alpha=0.5, ls=":", label=label)
+        # Near the top of the axes whatever the data's range: the label names the batch on the line.
+        ax.text(
+            float(index),
+            0.97,
+            result.labels[index],
+            transform=ax.get_xaxis_transform(),
+            rotation=90,
+            ha="right",
+            va="top",
+            color="tab:red",
+            fontsize=8,
+        )
     if true_effects is not None:
-        ax.plot(x, np.asarray(true_effects, dtype=float), color="tab:orange", lw=1.5, label="true effect")
+        truth = np.asarray(true_effects, dtype=float) * factor
+        ax.plot(x, truth, color="tab:orange", lw=1.5, label="true effect")
     ax.axhline(0.0, color="grey", lw=0.8)
     ax.set_xticks(x, list(result.labels), rotation=45, ha="right", fontsize=8)
-    ax.set_ylabel("effect")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig
-
-
-def _named(what: str, result: AssimilationResult, mask: np.ndarray, most: int = 4) -> str:
-    """A legend entry naming the batches in ``mask`` (the first ``most``, then how many more)."""
-    labels = [result.labels[i] for i in np.flatnonzero(mask)]
-    shown = ", ".join(labels[:most]) + (f" and {len(labels) - most} more" if len(labels) > most else "")
-    return f"{what}: {shown}"
 
 
 def love_plot(
@@ -141,7 +170,8 @@ def love_plot(
     table = balance.assign(before=balance["smd_before"].abs(), after=balance["smd_after"].abs())
     table = table.sort_values("before")
     y = np.arange(len(table))
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(table) + 1.5), dpi=100)
+    fig = Figure(figsize=(7, 0.35 * len(table) + 1.5), dpi=100)
+    ax = fig.subplots()
     ax.scatter(
         table["before"], y, marker="o", facecolors="none", edgecolors="tab:red", label="before weighting"
     )
@@ -186,7 +216,8 @@ def overlap_plot(
     """
     e = np.asarray(propensity, dtype=np.float64)
     d = np.asarray(treatment, dtype=np.float64) == 1
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    fig = Figure(figsize=(7, 4), dpi=100)
+    ax = fig.subplots()
     edges = np.linspace(0.0, 1.0, 41).tolist()
     ax.hist(e[d], bins=edges, alpha=0.55, color="tab:blue", label=f"treated (n={int(d.sum())})", density=True)
     ax.hist(
@@ -212,8 +243,12 @@ def overlap_plot(
 
 
 def figure_to_png(figure: Figure) -> bytes:
-    """PNG bytes of a figure; the figure is closed."""
+    """PNG bytes of a figure (drawn by matplotlib's Agg renderer, whatever the backend)."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
-    plt.close(figure)
+    if figure.canvas.manager is not None:
+        # A pyplot figure (made by the caller) is closed, so a loop of plots does not pile them up.
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
     return buffer.getvalue()

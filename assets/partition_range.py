@@ -1,0 +1,141 @@
+"""One step over a range of batches, each batch recorded and checked as its own run would record it.
+
+Every asset of a study has ``BackfillPolicy.single_run()``, so a backfill (or ``dagster asset
+materialize --partition-range``) runs each asset once over the range instead of once per batch.
+The asset bodies stay per batch: ``@each_batch`` under ``@dg.asset`` calls the body once for every
+batch of the step, in order, with a context whose ``partition_key`` is that batch, and reports what
+it yields the way Dagster 1.13 allows in a range step:
+
+* one output for the step, from which Dagster writes one materialization per partition, each with
+  the metadata its batch's body gave (``context.add_asset_metadata(partition_key=...)``);
+* per batch, its check results as ``AssetCheckEvaluation`` events of that partition, after the
+  materializations so each targets its own batch's (an ``AssetCheckResult`` carries no partition:
+  Dagster gives it one only in a one-partition step).
+
+What a range step cannot record as a run per batch does: a data version per partition (Dagster
+tags every partition of a step's output with one), and Dagster's record of the batches done
+before a batch that raises (the warehouse keeps their rows; a re-run replaces them).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import dagster as dg
+
+# Not exported by dagster 1.13; the pointer Dagster itself gives a partitioned check evaluation.
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
+
+SINGLE_RUN = dg.BackfillPolicy.single_run()
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+BatchEvent = dg.MaterializeResult | dg.AssetCheckResult
+StepEvent = BatchEvent | dg.AssetCheckEvaluation | dg.Output[None]
+
+
+class BatchContext:
+    """The step's context as one batch's body may use it: its batch, the log, the run, the instance.
+
+    Anything else (output metadata above all) would belong to the whole range, not to the batch, so
+    it is refused here rather than silently shared.
+    """
+
+    def __init__(self, context: dg.AssetExecutionContext, batch: str) -> None:
+        self._context, self.partition_key = context, batch
+
+    @property
+    def log(self) -> Any:
+        return self._context.log
+
+    @property
+    def run(self) -> dg.DagsterRun:
+        return self._context.run
+
+    @property
+    def instance(self) -> dg.DagsterInstance:
+        return self._context.instance
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(
+            f"context.{name} is not available to a batch's body (assets/partition_range.py): in a step over "
+            "a range of batches it would belong to every batch of the range"
+        )
+
+
+def each_batch(body: Callable[..., Any]) -> Callable[..., Iterator[StepEvent]]:
+    """Under ``@dg.asset``: run ``body`` for the step's batch, or for each batch of its range in order."""
+
+    @functools.wraps(body)
+    def step(context: dg.AssetExecutionContext, **resources: Any) -> Iterator[StepEvent]:
+        batches = [context.partition_key] if context.has_partition_key else context.partition_keys
+        checks: list[tuple[str, dg.AssetCheckResult]] = []
+        for batch in batches:
+            for event in _events(body(BatchContext(context, batch), **resources)):
+                if context.has_partition_key:
+                    yield event
+                elif isinstance(event, dg.AssetCheckResult):
+                    checks.append((batch, event))
+                elif event.metadata:
+                    context.add_asset_metadata(dict(event.metadata), partition_key=batch)
+        if not context.has_partition_key:
+            yield dg.MaterializeResult()
+            yield from _check_events(context, checks)
+
+    return step
+
+
+def _events(returned: BatchEvent | Iterator[BatchEvent]) -> Iterator[BatchEvent]:
+    if isinstance(returned, dg.MaterializeResult | dg.AssetCheckResult):
+        yield returned
+    else:
+        yield from returned
+
+
+def _check_events(
+    context: dg.AssetExecutionContext, checks: list[tuple[str, dg.AssetCheckResult]]
+) -> Iterator[dg.Output[None] | dg.AssetCheckEvaluation]:
+    """Each check's output once (what Dagster yields for an ``AssetCheckResult``), then its evaluations."""
+    outputs = {spec.name: name for name, spec in context.assets_def.check_specs_by_output_name.items()}
+    for batch, result in checks:
+        name = outputs.pop(str(result.check_name), None)
+        if name is not None:
+            yield dg.Output(None, output_name=name)
+        yield _evaluation(context, batch, result)
+
+
+def _evaluation(
+    context: dg.AssetExecutionContext, batch: str, result: dg.AssetCheckResult
+) -> dg.AssetCheckEvaluation:
+    asset_key = result.asset_key or context.asset_key
+    spec = next(s for s in context.assets_def.check_specs if s.key.name == result.check_name)
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[batch]), limit=1
+    ).records
+    target = (
+        AssetCheckEvaluationTargetMaterializationData(
+            run_id=records[0].run_id, storage_id=records[0].storage_id, timestamp=records[0].timestamp
+        )
+        if records
+        else None
+    )
+    return dg.AssetCheckEvaluation(
+        asset_key=asset_key,
+        check_name=spec.name,
+        passed=result.passed,
+        metadata=result.metadata,
+        target_materialization_data=target,
+        severity=result.severity,
+        description=result.description,
+        blocking=spec.blocking,
+        partition=batch if spec.partitions_def is not None else None,
+    )
+
+
+def last_batch(context: dg.AssetExecutionContext) -> str | None:
+    """The run's batch, or the last batch of its range (what a run per batch would end on)."""
+    tags = context.run.tags
+    return tags.get("dagster/partition") or tags.get(RANGE_END_TAG)
