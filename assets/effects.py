@@ -88,7 +88,7 @@ def estimate_batch(
                     "n_control": est.n_control,
                     "se_method": est.se_method,
                     "error": "",
-                    "diagnostics_json": as_json(dict(est.diagnostics)),
+                    "diagnostics_json": as_json({**est.diagnostics, "estimand": est.estimand}),
                 }
             except ValueError as error:
                 row |= {"error": str(error)}
@@ -117,7 +117,7 @@ def run_estimator(
     study: StudyConfig, valid: pd.DataFrame, method: str, rng: np.random.Generator, *, influence: bool = False
 ) -> EffectEstimate | InfluenceContributions:
     covariates = list(study.model_columns)
-    options: dict[str, object] = {}
+    options: dict[str, object] = {"estimand": study.estimand}
     if method in ("ipw", "aipw"):
         options |= {"policy": study.propensity.policy, "bounds": tuple(study.propensity.bounds)}
     if method == "aipw" and study.cross_fitting_folds:
@@ -172,6 +172,7 @@ def balance_verdict(
         threshold=threshold,
         rule=study.thresholds.gate_rule,
         alpha=study.thresholds.balance_alpha,
+        estimand=study.estimand,
     )
     return comparison.verdict, comparison.to_frame()
 

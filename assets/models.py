@@ -41,6 +41,7 @@ def calibrated_overlap(
         "trimmed": trimmed,
         "rule": thresholds.gate_rule,
         "alpha": thresholds.overlap_alpha,
+        "estimand": study.estimand,
     }
     try:
         return overlap_report(scores, treatment, design=design, **options)

@@ -51,6 +51,7 @@ from pydantic import (
 )
 
 from assimilate.design import CausalDAG, CausalGraphSpec, DesignError, EstimandCard, method_shortlist
+from assimilate.estimators import supported_estimands
 from orchestration.cadence import cadence_from_config, periods_per_year
 
 Cadence = Literal["daily", "weekly", "monthly"]
@@ -461,6 +462,12 @@ class StudyConfig(_Section):
             )
         for name in _duplicates(self.estimators):
             problems.append(f"estimators: {name!r} is listed twice")
+        for name in self.estimators:
+            if self.estimand not in supported_estimands(name):
+                problems.append(
+                    f"estimand_card.estimand: {self.estimand} cannot be estimated by {name!r} "
+                    f"(in estimators; it estimates {', '.join(supported_estimands(name))})"
+                )
         if self.cross_fitting_folds is not None and "aipw" not in self.estimators:
             problems.append(
                 "cross_fitting_folds: applies only to the aipw estimator, which is not in estimators"
@@ -594,6 +601,11 @@ class StudyConfig(_Section):
         return problems
 
     @property
+    def estimand(self) -> Literal["ATE", "ATT", "ATC"]:
+        """Whose average effect every estimator estimates: the estimand card's, else the ATE."""
+        return self.estimand_card.estimand if self.estimand_card is not None else "ATE"
+
+    @property
     def single_subject(self) -> bool:
         """Whether this is an N-of-1 study: one subject's days, so unit-level gates (SRM, overlap, balance) do not apply."""
         return self.n_of_1 is not None
@@ -649,6 +661,8 @@ class StudyConfig(_Section):
         data = self.model_dump(mode="json", exclude=_NOT_BATCH_RULES)
         if data.get("n_of_1") is None:  # a study without the section keeps the hash it had before it
             data.pop("n_of_1", None)
+        if self.estimand != "ATE":  # the card is left out, but its estimand changes every estimate
+            data["estimand"] = self.estimand
         data["thresholds"] = {k: v for k, v in data["thresholds"].items() if k not in _POSTERIOR_THRESHOLDS}
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]

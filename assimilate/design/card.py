@@ -27,7 +27,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-Estimand = Literal["ATE", "ATT"]
+Estimand = Literal["ATE", "ATT", "ATC"]
 VariableRole = Literal[
     "treatment",
     "outcome",
@@ -39,10 +39,13 @@ VariableRole = Literal[
     "collider",
     "instrument",
     "outcome_proxy",
+    "negative_control",
 ]
 """Roles a variable can play. ``mediator`` and ``post_treatment`` are caused by the treatment and
 are never controls; ``collider`` must not be conditioned on; ``instrument`` affects the outcome only
-through the treatment (adjusting for it costs precision and can amplify bias)."""
+through the treatment (adjusting for it costs precision and can amplify bias); ``negative_control``
+is an outcome the treatment cannot affect but an unmeasured confounder would (its estimated effect
+should be zero: :func:`assimilate.diagnostics.refuters.negative_controls`); it is never a control."""
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 Variable = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
@@ -63,7 +66,7 @@ class EstimandCard(_Model):
         The same question as a contrast of potential outcomes.
     unit, treatment, control_condition, outcome, time_window, target_population : str
         The elements of the contrast.
-    estimand : {"ATE", "ATT"}
+    estimand : {"ATE", "ATT", "ATC"}
         Average effect over the target population, or over the treated.
     required_assumptions : list of str
         What must hold for the estimate to be causal (e.g. no unmeasured confounding, overlap).

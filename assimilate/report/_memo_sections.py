@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+from assimilate.estimators.result import ESTIMAND_WORDS
 from assimilate.report._document import Block, Bullets, Heading, Image, Paragraph, Section, Table
 from assimilate.report._words import check_name, process_var_words, stable, without_batch
 from assimilate.report.checklist import diagnostic_checklist
@@ -45,7 +46,7 @@ def estimand_and_design(inputs: MemoInputs, dag: Image | None = None) -> Section
             )
         )
     else:
-        meaning = {"ATE": "average effect over the target population", "ATT": "average effect on the treated"}
+        meaning = {**ESTIMAND_WORDS, "ATE": "average effect over the target population"}
         elements = (
             ("estimand", f"{card.estimand} ({meaning[card.estimand]})"),
             ("unit", card.unit),

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from scipy import stats
 
+from assimilate.estimators.result import ESTIMAND_WORDS
 from assimilate.report import _memo_sections as sections
 from assimilate.report._document import (
     Block,
@@ -207,7 +208,7 @@ def _interpretation(inputs: MemoInputs, num: Numbers) -> Section:
         return Section("Interpretation under stated assumptions", (Paragraph(text),))
     card, result = inputs.card, inputs.result
     if card is not None:
-        word = {"ATE": "average effect", "ATT": "average effect on the treated"}[card.estimand]
+        word = ESTIMAND_WORDS[card.estimand]
         contrast = (
             f"the {word} of {card.treatment} versus {card.control_condition} on {card.outcome}, per {card.unit}, "
             f"in {card.target_population} over {card.time_window},"
