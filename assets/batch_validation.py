@@ -142,7 +142,9 @@ def covariate_schema(study: StudyConfig) -> pa.DataFrameSchema:
     if study.outcome_type == "binary":
         outcome_checks.append(pa.Check.isin([0.0, 1.0], error="binary outcome must be 0 or 1"))
     columns = {
-        study.unit_id: pa.Column(str, pa.Check.str_length(min_value=1), unique=True, nullable=False),
+        study.unit_id: pa.Column(
+            str, pa.Check.str_length(min_value=1), unique=study.duplicate_units == "reject", nullable=False
+        ),
         study.treatment: pa.Column(
             "int64", pa.Check.isin([0, 1], error="treatment must be 0 or 1"), nullable=False
         ),
@@ -150,6 +152,8 @@ def covariate_schema(study: StudyConfig) -> pa.DataFrameSchema:
     }
     for name in study.covariates:
         columns[name] = pa.Column(float, finite, nullable=False)
+    if study.cluster is not None:
+        columns[study.cluster] = pa.Column(str, pa.Check.str_length(min_value=1), nullable=False)
     for name, levels in study.categorical.items():
         columns[name] = pa.Column(
             str, pa.Check.isin(list(levels), error=f"level must be one of {list(levels)}"), nullable=False

@@ -30,6 +30,8 @@ from assimilate.estimators import (
     estimate_effect,
     influence_contributions,
 )
+from assimilate.estimators.duplicates import duplicate_unit_clusters
+from assimilate.estimators.variance import t_conf_int, with_standard_error
 from assimilate.report import figure_to_png, love_plot
 from checks.results import ERROR, WARN, check_results, check_spec, naming_batch, not_assessed, verdict_rows
 from checks.returning_units import (
@@ -78,7 +80,8 @@ def estimate_batch(
                 fit = run_estimator(study, valid, method, rng, influence=bool(row["is_primary"]))
                 est = fit.estimate if isinstance(fit, InfluenceContributions) else fit
                 primary_fit = fit if isinstance(fit, InfluenceContributions) else primary_fit
-                lower, upper = est.conf_int(0.05)
+                est = study_standard_error(study, valid, est, batch)
+                lower, upper = t_conf_int(est, alpha=0.05)
                 row |= {
                     "estimate": est.estimate,
                     "std_error": est.std_error,
@@ -113,15 +116,45 @@ def estimate_batch(
     return table, verdict, influence_frame(valid, study.unit_id, primary_fit if usable else None)
 
 
-def run_estimator(
-    study: StudyConfig, valid: pd.DataFrame, method: str, rng: np.random.Generator, *, influence: bool = False
-) -> EffectEstimate | InfluenceContributions:
-    covariates = list(study.model_columns)
+def study_standard_error(
+    study: StudyConfig, valid: pd.DataFrame, est: EffectEstimate, batch: str
+) -> EffectEstimate:
+    """The estimate with the study's standard error: clustered on its cluster column and repeated units, or
+    the HC type it names; unchanged when the study asks for neither."""
+    if not study.clustered and study.standard_errors is None:
+        return est
+    labels = duplicate_unit_clusters(
+        valid, unit_id=study.unit_id, policy=study.duplicate_units, cluster=study.cluster
+    )
+    options = estimator_options(study, est.method, batch_rng(study, batch))  # the same fit, refitted
+    options.pop("estimand")  # read from the estimate
+    return with_standard_error(
+        est,
+        valid,
+        treatment=study.treatment,
+        outcome=study.outcome,
+        covariates=list(study.model_columns),
+        cluster=labels,
+        se_type=study.standard_errors,
+        **options,
+    )
+
+
+def estimator_options(study: StudyConfig, method: str, rng: np.random.Generator) -> dict[str, object]:
+    """The study's options of one estimator (estimand, propensity policy, cross-fitting)."""
     options: dict[str, object] = {"estimand": study.estimand}
     if method in ("ipw", "aipw"):
         options |= {"policy": study.propensity.policy, "bounds": tuple(study.propensity.bounds)}
     if method == "aipw" and study.cross_fitting_folds:
         options |= {"n_folds": study.cross_fitting_folds, "rng": rng}
+    return options
+
+
+def run_estimator(
+    study: StudyConfig, valid: pd.DataFrame, method: str, rng: np.random.Generator, *, influence: bool = False
+) -> EffectEstimate | InfluenceContributions:
+    covariates = list(study.model_columns)
+    options = estimator_options(study, method, rng)
     if method == "n_of_1" and study.n_of_1 is not None:
         # One subject's days (no per-unit influence): the study file's washout, and the Kenward-Roger
         # df carried into the fused posterior (docs in assimilate/estimators/n_of_1.py).

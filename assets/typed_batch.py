@@ -73,8 +73,9 @@ class TypedBatch:
 
 
 def required_columns(study: StudyConfig) -> list[str]:
-    """Unit id, treatment, outcome and every covariate the study adjusts for."""
-    return [study.unit_id, study.treatment, study.outcome, *study.model_columns]
+    """Unit id, treatment, outcome, every covariate the study adjusts for, and its cluster column."""
+    cluster = [study.cluster] if study.cluster is not None else []
+    return [study.unit_id, study.treatment, study.outcome, *study.model_columns, *cluster]
 
 
 def type_batch(
@@ -112,12 +113,12 @@ def type_batch(
             values, missing, failed = _numbers(text, booleans=numeric_roles[column])
             breaks(missing, column, MISSING)
             breaks(failed, column, NUMBER)
-        elif column == study.unit_id or column in study.categorical:
+        elif column in (study.unit_id, study.cluster) or column in study.categorical:
             stripped = _stripped(text)
             missing = stripped.eq("")
             values = stripped.mask(missing, None)
             breaks(missing, column, MISSING)
-            if column == study.unit_id:
+            if column == study.unit_id and study.duplicate_units == "reject":
                 breaks(stripped.duplicated(keep=False) & ~missing, column, UNIQUE_ID)
             if study.n_of_1 is not None and column == study.n_of_1.time:
                 days = pd.to_datetime(stripped.mask(missing), format="%Y-%m-%d", errors="coerce")
@@ -160,7 +161,7 @@ def _study_key(study: StudyConfig, column: str) -> str:
     """The study file's key that asks for ``column`` (the first, when several do)."""
     if study.n_of_1 is not None and column == study.n_of_1.time:
         return "n_of_1.time"
-    for key in ("unit_id", "treatment", "outcome"):
+    for key in ("unit_id", "treatment", "outcome", "cluster"):
         if getattr(study, key) == column:
             return key
     return "covariates" if column in study.covariates else "categorical"

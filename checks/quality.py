@@ -33,6 +33,7 @@ def _suite(study: StudyConfig, columns: set[str]) -> list[Any]:
     import great_expectations as gx
 
     required = [study.unit_id, study.treatment, study.outcome, *study.model_columns]
+    required += [study.cluster] if study.cluster is not None else []
     expectations: list[Any] = [gx.expectations.ExpectColumnToExist(column=c) for c in required]
     # The share of rows the covariate table may quarantine before the batch is excluded.
     mostly = 1.0 - study.thresholds.max_quarantine_share
@@ -56,10 +57,13 @@ def _suite(study: StudyConfig, columns: set[str]) -> list[Any]:
                 )
             )
     if study.unit_id in columns:
-        expectations += [
-            gx.expectations.ExpectColumnValuesToNotBeNull(column=study.unit_id, mostly=mostly),
-            gx.expectations.ExpectColumnValuesToBeUnique(column=study.unit_id, mostly=mostly),
-        ]
+        expectations.append(
+            gx.expectations.ExpectColumnValuesToNotBeNull(column=study.unit_id, mostly=mostly)
+        )
+        if study.duplicate_units == "reject":
+            expectations.append(
+                gx.expectations.ExpectColumnValuesToBeUnique(column=study.unit_id, mostly=mostly)
+            )
     return expectations
 
 

@@ -52,6 +52,7 @@ from pydantic import (
 
 from assimilate.design import CausalDAG, CausalGraphSpec, DesignError, EstimandCard, method_shortlist
 from assimilate.estimators import supported_estimands
+from assimilate.estimators.variance import OLS_METHODS
 from orchestration.cadence import cadence_from_config, periods_per_year
 
 Cadence = Literal["daily", "weekly", "monthly"]
@@ -312,6 +313,15 @@ class StudyConfig(_Section):
     covariates: tuple[ColumnName, ...] = ()
     categorical: dict[ColumnName, tuple[str, ...]] = Field(default_factory=dict)
     post_treatment: tuple[ColumnName, ...] = ()
+    # Units correlated within groups (a school, a store, a household): cluster-robust standard errors
+    # on this column, CR1 unless standard_errors says CR2, interval on t with G - 1 df (docs/INTERVALS.md).
+    cluster: ColumnName | None = None
+    # HC0-HC3 (difference in means and regression adjustment), CR1, CR2; None keeps each estimator's
+    # own (docs/INTERVALS.md).
+    standard_errors: Literal["HC0", "HC1", "HC2", "HC3", "CR1", "CR2"] | None = None
+    # A unit id repeated within a batch: "reject" quarantines the repeats (the default); "cluster"
+    # keeps them and clusters the standard errors on the unit id (with the cluster column, if any).
+    duplicate_units: Literal["reject", "cluster"] = "reject"
     estimand_card: EstimandCard | None = None
     causal_graph: CausalGraphSpec | None = None
     primary_estimator: EstimatorName
@@ -443,6 +453,12 @@ class StudyConfig(_Section):
                 )
         for column in set(self.covariates) & set(self.categorical):
             problems.append(f"categorical: column {column!r} is also a numeric covariate")
+        if self.cluster is not None and self.cluster in {
+            *roles.values(),
+            *self.model_columns,
+            *self.post_treatment,
+        }:
+            problems.append(f"cluster: column {self.cluster!r} is already a column of another role")
         for column in self.post_treatment:
             if column in roles.values():
                 problems.append(f"post_treatment: column {column!r} is the {seen[column]}")
@@ -462,6 +478,7 @@ class StudyConfig(_Section):
             )
         for name in _duplicates(self.estimators):
             problems.append(f"estimators: {name!r} is listed twice")
+        problems += self._standard_error_problems()
         for name in self.estimators:
             if self.estimand not in supported_estimands(name):
                 problems.append(
@@ -600,6 +617,30 @@ class StudyConfig(_Section):
             )
         return problems
 
+    def _standard_error_problems(self) -> list[str]:
+        problems = []
+        if self.standard_errors in ("CR1", "CR2") and not self.clustered:
+            problems.append(
+                f"standard_errors: {self.standard_errors} needs clusters: a cluster column or duplicate_units: cluster"
+            )
+        if self.standard_errors is not None and self.standard_errors.startswith("HC") and self.clustered:
+            problems.append(f"standard_errors: {self.standard_errors} ignores the clusters; use CR1 or CR2")
+        hat_matrix = {"HC0", "HC1", "HC2", "HC3", "CR2"}
+        for name in self.estimators:
+            if self.standard_errors in hat_matrix and name not in OLS_METHODS:
+                problems.append(
+                    f"standard_errors: {self.standard_errors} needs an OLS fit; {name!r} (in estimators) offers "
+                    "its influence-function SE and, with clusters, CR1"
+                )
+        if self.n_of_1 is not None and (self.clustered or self.standard_errors is not None):
+            problems.append("cluster: an N-of-1 study has one subject; its SE comes from the AR(1) model")
+        return problems
+
+    @property
+    def clustered(self) -> bool:
+        """Whether standard errors are clustered (a cluster column, or repeated units kept)."""
+        return self.cluster is not None or self.duplicate_units == "cluster"
+
     @property
     def estimand(self) -> Literal["ATE", "ATT", "ATC"]:
         """Whose average effect every estimator estimates: the estimand card's, else the ATE."""
@@ -661,6 +702,9 @@ class StudyConfig(_Section):
         data = self.model_dump(mode="json", exclude=_NOT_BATCH_RULES)
         if data.get("n_of_1") is None:  # a study without the section keeps the hash it had before it
             data.pop("n_of_1", None)
+        for key, default in (("cluster", None), ("standard_errors", None), ("duplicate_units", "reject")):
+            if data.get(key) == default:  # a study without the key keeps the hash it had before it
+                data.pop(key, None)
         if self.estimand != "ATE":  # the card is left out, but its estimand changes every estimate
             data["estimand"] = self.estimand
         data["thresholds"] = {k: v for k, v in data["thresholds"].items() if k not in _POSTERIOR_THRESHOLDS}
