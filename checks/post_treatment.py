@@ -5,6 +5,14 @@ the study marks it post-treatment, when its name embeds a marked post-treatment 
 derived column such as ``engagement_z``), or when its values track a post-treatment column (marked,
 or a descendant of the treatment in the graph) present in the landed file (|correlation| >= the
 threshold).
+
+Beside what the study declares, every model column is screened from the batch's data
+(``assimilate.diagnostics.post_treatment_screen``): a column (nearly) determined by the outcome or
+the treatment, or, in a randomized design, one whose distribution differs between the arms. A
+decisive finding fails the check naming the column and the statistic; a weaker one is reported in
+the reason (a warning: it alone does not fail the check). The arm test's level is the SRM gate's
+per-look level (``srm_false_alarm_per_year`` over a year of looks; ``srm_alpha`` under the fixed
+rule); an N-of-1 study's days are not independent draws, so it gets no arm test.
 """
 
 from __future__ import annotations
@@ -12,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from assimilate.diagnostics import Verdict
+from assimilate.diagnostics import PostTreatmentScreen, Verdict, per_look_alpha, post_treatment_screen
+from assimilate.diagnostics.calibration import stating_rate
 from orchestration.study_config import StudyConfig
 
 DERIVED_CORRELATION = 0.95
@@ -56,15 +65,51 @@ def _tracks(column: pd.Series, post: pd.Series) -> bool:
     return bool(abs(np.corrcoef(both.iloc[:, 0], both.iloc[:, 1])[0, 1]) >= DERIVED_CORRELATION)
 
 
+def screen_batch(study: StudyConfig, typed: pd.DataFrame) -> PostTreatmentScreen | None:
+    """The data screen of the study's model columns on one typed batch (None: a column is absent)."""
+    needed = [study.outcome, study.treatment, *study.model_columns]
+    if any(column not in typed for column in needed):
+        return None  # the schema check names the missing column
+    frame = typed[needed].copy()
+    for column, levels in study.categorical.items():  # unknown levels are quarantined: leave them out
+        frame[column] = frame[column].where(frame[column].isin(levels))
+    randomized = study.design.kind == "randomized" and not study.single_subject
+    thresholds = study.thresholds
+    return post_treatment_screen(
+        frame,
+        outcome=study.outcome,
+        treatment=study.treatment,
+        covariates=study.covariates,
+        categorical=tuple(study.categorical),
+        randomized=randomized,
+        error_alpha=thresholds.srm_alpha
+        if thresholds.gate_rule == "fixed"
+        else per_look_alpha(thresholds.srm_false_alarm_per_year, looks=study.batches_per_year),
+    )
+
+
 def post_treatment_verdict(study: StudyConfig, typed: pd.DataFrame, *, batch: str) -> Verdict:
-    """Fail when any model column is, descends from or derives from a post-treatment column."""
+    """Fail when a model column is, descends from or derives from a post-treatment column, or when the
+    data screen finds one decisively determined by the outcome or the treatment (or moved by it)."""
     offenders = post_treatment_offenders(study, typed)
-    reason = "; ".join(offenders.values())
-    return Verdict.evaluate(
+    screen = screen_batch(study, typed)
+    if screen is not None:
+        for column, reason in screen.errors().items():
+            offenders.setdefault(column, reason)
+    warnings = {} if screen is None else {c: r for c, r in screen.warnings().items() if c not in offenders}
+    reason = "; ".join(offenders.values()) if offenders else "no post-treatment column reaches a model"
+    if warnings:
+        reason += "; warning (alone it does not fail the check): " + "; ".join(warnings.values())
+    verdict = Verdict.evaluate(
         "post_treatment_exclusion",
         value=float(len(offenders)),
         threshold=0.0,
-        rule="no model column is a descendant of the treatment or derives from a post-treatment column",
+        rule=(
+            "no model column is a descendant of the treatment or derives from a post-treatment column"
+            + ("" if screen is None else f"; data screen: {screen.error.rule}")
+        ),
         passed=not offenders,
-        reason=f"batch {batch}: {reason}" if offenders else "no post-treatment column reaches a model",
+        reason=f"batch {batch}: {reason}" if offenders or warnings else reason,
     )
+    rate = None if screen is None else getattr(screen.error, "false_alarm_rate", None)
+    return verdict if rate is None else stating_rate(verdict, rate)

@@ -34,6 +34,7 @@ STUDIES = (
     "clustered",
     "estimands",
     "iv",
+    "post_treatment",
 )
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "SIMULATIONS.md"
 

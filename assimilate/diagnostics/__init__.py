@@ -10,6 +10,7 @@ from assimilate.diagnostics.calibration import (
 )
 from assimilate.diagnostics.innovations import InnovationReport, innovation_diagnostics
 from assimilate.diagnostics.overlap import OverlapReport, kish_ess, overlap_report
+from assimilate.diagnostics.post_treatment_screen import PostTreatmentScreen, ScreenRow, post_treatment_screen
 from assimilate.diagnostics.sensitivity import (
     Benchmark,
     SensitivityReport,
@@ -30,7 +31,9 @@ __all__ = [
     "GateVerdict",
     "InnovationReport",
     "OverlapReport",
+    "PostTreatmentScreen",
     "SRMReport",
+    "ScreenRow",
     "SensitivityReport",
     "SteadyStateEffect",
     "TrendTest",
@@ -42,6 +45,7 @@ __all__ = [
     "looks_per_year",
     "overlap_report",
     "per_look_alpha",
+    "post_treatment_screen",
     "robustness_value",
     "sample_ratio_mismatch",
     "sensitivity_analysis",

@@ -75,7 +75,8 @@ _SPECS = (
         "post_treatment_exclusion",
         "covariate_table",
         "No post-treatment controls",
-        "No model column descends from the treatment (causal graph) or derives from a post-treatment column.",
+        "No model column descends from the treatment (causal graph), derives from a declared post-treatment "
+        "column, or is determined by the outcome or the treatment in the data (the data screen).",
         "ERROR",
     ),
     CheckSpec(

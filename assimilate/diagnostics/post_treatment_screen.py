@@ -1,0 +1,464 @@
+"""Post-treatment screening from the data: model columns determined by the outcome or the treatment.
+
+A pre-treatment covariate is fixed before the treatment; a column computed from the outcome (an
+indicator "outcome is zero", the outcome in other units, parts of the outcome) or from the
+treatment is not, and adjusting for it biases the effect (Rosenbaum 1984; Montgomery, Nyhan and
+Torres 2018). For each model column ``c`` (each level of a categorical one), with the other model
+columns ``X``, the treatment ``d`` and a flexible basis ``B_y`` of the outcome:
+
+    P_y = 1 - s²(c ~ B_y + d + X) / s²(c ~ d + X),    P_d = 1 - s²(c ~ d + X) / s²(c ~ X)
+
+``s²`` is the residual variance on its degrees of freedom; ``B_y = [y, (y - k)_+ at 8 quantile
+knots, 1{y = v} at the outcome's point masses]``, with ``d y`` beside it in the full model. ``P``
+is the share of what the rest leaves that the outcome (the treatment) explains: it measures
+determination, not association. A genuine covariate with R² 0.8 with the outcome has ``P_y`` near
+0.8; a function of the outcome has 1.
+
+* ERROR (decisive): ``P >= error_bound`` (0.99; it implies R² >= 0.99 on the full model), or
+  ``R²(c ~ B_y) >= error_bound`` (a function of the outcome alone, whatever the other columns).
+* WARN: a one-sided test of ``H0: P <= warn_bound`` (0.97), or of ``H0: R²(c ~ B_y) <= warn_bound``,
+  rejects at ``warn_alpha``, Bonferroni over the batch's tests; the standard error is the delta
+  method's for a ratio of mean squared residuals, free of distributional assumptions (cf. Olkin
+  and Finn 1995).
+* Randomized designs: a pre-treatment column has the same distribution in both arms exactly. The
+  two-sided Kolmogorov-Smirnov test (numeric; conservative with ties) or Fisher's exact test
+  (binary, each level of a categorical), Bonferroni over levels and tests: ERROR below
+  ``error_alpha`` (a calibrated per-look level), WARN below ``warn_alpha``.
+
+Limits (docs/GATES.md measures them): a part of the outcome whose other parts are not model
+columns is not determined by the outcome (a pre-treatment part, e.g. a baseline share, behaves
+alike), so only the arm test sees it; a binary column that splits the outcome into groups that do
+not overlap is determined by the outcome whatever its timing; a step of a continuous outcome
+("outcome above 100") is not in ``B_y``; when ``y = a + b`` both ``a`` and ``b`` are flagged; the
+arm test assumes rows randomized one by one and independent (not clusters, not repeated rows).
+
+Example
+-------
+>>> rng = np.random.default_rng(0)
+>>> x = rng.standard_normal(500); d = rng.integers(0, 2, 500); y = d + x + rng.standard_normal(500)
+>>> frame = pd.DataFrame({"x": x, "d": d, "y": y, "y_cents": 100 * y})
+>>> screen = post_treatment_screen(frame, outcome="y", treatment="d", covariates=["x", "y_cents"])
+>>> screen.error.status, list(screen.errors()), screen.rows[1].outcome_partial_r2 > 0.9999
+('fail', ['y_cents'], True)
+>>> round(screen.rows[0].outcome_alone_r2, 2)  # x predicts y, but y does not determine x
+0.46
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from types import MappingProxyType
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from scipy import special, stats
+
+from assimilate._validation import check_alpha
+from assimilate.diagnostics.calibration import stating_rate
+from assimilate.diagnostics.verdict import Verdict
+from assimilate.estimators._threads import one_blas_thread
+
+ScreenStatus = Literal["pass", "warn", "error", "undefined"]
+ColumnKind = Literal["numeric", "binary", "categorical"]
+N_KNOTS = 8
+MASS_SHARE = 0.01  # a value of the outcome held by >= 1% of the units (and >= 10) is a point mass
+MAX_MASSES = 10
+MIN_GROUP = 10  # a column is screened when >= 10 units differ from its most common value
+RESIDUAL_FLOOR = 1e-9  # share of c's variance left below which nothing more can explain it
+SEVERITY = {"undefined": 0, "pass": 1, "warn": 2, "error": 3}
+Array = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class ScreenRow:
+    """One model column: ``*_partial_r2`` is ``P`` of the module docstring (None: not defined).
+
+    ``*_p_adjusted`` are Bonferroni-adjusted over the batch's ``tests`` and a categorical column's
+    levels; ``level`` names the categorical level reported (the most severe finding).
+    """
+
+    column: str
+    kind: ColumnKind
+    n: int
+    status: ScreenStatus
+    reason: str
+    level: str = ""
+    outcome_r2: float | None = None
+    outcome_alone_r2: float | None = None
+    outcome_partial_r2: float | None = None
+    outcome_p_adjusted: float | None = None
+    outcome_alone_p_adjusted: float | None = None
+    treatment_partial_r2: float | None = None
+    treatment_p_adjusted: float | None = None
+    arm_test: str = ""
+    arm_statistic: float | None = None
+    arm_p_adjusted: float | None = None
+
+
+@dataclass(frozen=True)
+class PostTreatmentScreen:
+    """Per-column rows, the ERROR verdict (decisive findings) and the WARN verdict (the others)."""
+
+    rows: tuple[ScreenRow, ...]
+    error: Verdict
+    warn: Verdict
+    tests: int
+    n: int
+    settings: Mapping[str, Any]
+
+    def errors(self) -> dict[str, str]:
+        """Column -> reason, for the decisive findings."""
+        return {r.column: r.reason for r in self.rows if r.status == "error"}
+
+    def warnings(self) -> dict[str, str]:
+        """Column -> reason, for the findings that are evidence but not decisive."""
+        return {r.column: r.reason for r in self.rows if r.status == "warn"}
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per model column, snake_case columns."""
+        return pd.DataFrame([asdict(r) for r in self.rows], columns=list(ScreenRow.__dataclass_fields__))
+
+
+class _Design:
+    """All standardized columns of a batch and their Gram matrix: least squares on any subset.
+
+    Residuals are ``c - M b`` with ``b`` zero off the subset, so no subset of ``M`` is copied.
+    """
+
+    def __init__(self, blocks: Mapping[str, Array]) -> None:
+        self.matrix = np.column_stack(list(blocks.values()))
+        self.gram = self.matrix.T @ self.matrix
+        self.index: dict[str, NDArray[np.intp]] = {}
+        start = 0
+        for name, block in blocks.items():
+            self.index[name] = np.arange(start, start + block.shape[1])
+            start += block.shape[1]
+
+    def residuals(self, names: Sequence[str], c: Array, cross: Array) -> tuple[Array, int]:
+        """Residuals of centered ``c`` on the named blocks (``cross = M' c``) and the rank used."""
+        subset = np.concatenate([self.index[name] for name in names] or [np.zeros(0, np.intp)])
+        if len(subset) == 0:
+            return c, 0
+        values, vectors = np.linalg.eigh(self.gram[np.ix_(subset, subset)])
+        keep = values > 1e-10 * max(values.max(), 1e-300)
+        inverse = (vectors[:, keep] / values[keep]) @ vectors[:, keep].T
+        coefficients = np.zeros(self.matrix.shape[1])
+        coefficients[subset] = inverse @ cross[subset]
+        residual = c - self.matrix @ coefficients
+        coefficients[subset] = inverse @ (self.matrix.T @ residual)[subset]  # one refinement step
+        return residual - self.matrix @ coefficients, int(keep.sum())
+
+
+def _standardized(columns: list[Array], n: int) -> Array:
+    """Centered columns scaled to unit SD; constant columns dropped."""
+    kept = [(c - c.mean()) / c.std() for c in columns if c.std() > 1e-12 * (1.0 + abs(c.mean()))]
+    return np.column_stack(kept) if kept else np.zeros((n, 0))
+
+
+def _outcome_basis(y: Array) -> Array:
+    """``[y, hinges at quantile knots, point-mass indicators]``, standardized."""
+    values, counts = np.unique(y, return_counts=True)
+    columns = [y]
+    if len(values) > 2:
+        knots = np.unique(np.quantile(y, np.arange(1, N_KNOTS + 1) / (N_KNOTS + 1)))
+        columns += [np.maximum(y - k, 0.0) for k in knots if values[0] < k < values[-1]]
+        floor = max(10.0, MASS_SHARE * len(y))
+        heavy = np.argsort(-counts, kind="stable")[:MAX_MASSES]
+        columns += [(y == values[i]).astype(np.float64) for i in heavy if counts[i] >= floor]
+    return _standardized(columns, len(y))
+
+
+def _partial(full: tuple[Array, int], reduced: tuple[Array, int], bound: float) -> tuple[float | None, float]:
+    """Adjusted partial R² of the added block and the one-sided p-value of ``H0: P <= bound``."""
+    (e1, k1), (e0, k0) = full, reduced
+    n, a, b = len(e1), e1**2, e0**2
+    if b.mean() <= 0.0:
+        return None, 1.0
+    ratio = float(a.mean() / b.mean())
+    partial = 1.0 - ratio * (n - 1 - k0) / (n - 1 - k1)
+    se = float(np.std(a - ratio * b) / math.sqrt(n) / b.mean())
+    if se == 0.0:
+        return partial, 0.0 if partial > bound else 1.0
+    return partial, 0.5 * math.erfc((partial - bound) / se / math.sqrt(2.0))  # normal upper tail
+
+
+def _r2(residual: tuple[Array, int], c: Array) -> float:
+    (e, k), n = residual, len(c)
+    return float(1.0 - (e @ e / (n - 1 - k)) / (c @ c / (n - 1)))
+
+
+def _arm_test(values: Array, d: Array, numeric: bool) -> tuple[str, float, float]:
+    """Two-sided test of one distribution in both arms: (name, statistic, p-value)."""
+    treated, control = values[d == 1], values[d == 0]
+    if numeric:
+        result = stats.ks_2samp(treated, control)
+        return "Kolmogorov-Smirnov D", float(result.statistic), float(result.pvalue)
+    top = values.max()
+    a, b = int((treated == top).sum()), int((control == top).sum())  # the 2x2 table [[a, n1-a], [b, n0-b]]
+    n1, n0 = len(treated), len(control)
+    low = max(0, a + b - n0)
+    support = np.arange(low, min(n1, a + b) + 1, dtype=np.float64)
+    log_pmf = _log_choose(n1, support) + _log_choose(n0, a + b - support) - _log_choose(n1 + n0, a + b)
+    pmf = np.exp(log_pmf)  # hypergeometric: treated units among the a + b at the top value
+    observed = pmf[a - low]
+    p_value = min(1.0, float(pmf[pmf <= observed * (1 + 1e-7)].sum()))  # two-sided, as scipy's fisher_exact
+    odds = (a * (n0 - b)) / ((n1 - a) * b) if (n1 - a) * b > 0 else math.inf
+    return "Fisher exact odds ratio", float(odds), p_value
+
+
+def _log_choose(n: float, k: Array | float) -> Array:
+    """``log C(n, k)`` through the log-gamma function (exact to ~1e-12 relative at 100,000 units)."""
+    return np.asarray(
+        special.gammaln(n + 1) - special.gammaln(np.asarray(k) + 1) - special.gammaln(n - np.asarray(k) + 1)
+    )
+
+
+def _complete_rows(
+    frame: pd.DataFrame, outcome: str, treatment: str, covariates: Sequence[str], categorical: Sequence[str]
+) -> pd.DataFrame:
+    numeric = [outcome, treatment, *covariates]
+    missing = [c for c in (*numeric, *categorical) if c not in frame]
+    if missing:
+        raise ValueError(f"frame lacks the columns {missing}")
+    values = frame[numeric].apply(pd.to_numeric, errors="coerce").astype(np.float64)
+    ok = np.isfinite(values.to_numpy()).all(axis=1) & values[treatment].isin([0.0, 1.0]).to_numpy()
+    for column in categorical:
+        ok &= frame[column].notna().to_numpy()
+    complete: pd.DataFrame = pd.concat([values, frame[list(categorical)].astype(str)], axis=1).loc[ok]
+    return complete
+
+
+@one_blas_thread
+def post_treatment_screen(
+    frame: pd.DataFrame,
+    *,
+    outcome: str,
+    treatment: str,
+    covariates: Sequence[str],
+    categorical: Sequence[str] = (),
+    randomized: bool = False,
+    warn_alpha: float = 0.01,
+    error_alpha: float = 2.75e-05,
+    warn_bound: float = 0.97,
+    error_bound: float = 0.99,
+    min_units: int = 50,
+) -> PostTreatmentScreen:
+    """Screen every model column for determination by the outcome or the treatment (and arm shift).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        One batch: the outcome, a 0/1 treatment, numeric ``covariates`` and ``categorical`` columns.
+        Rows with a missing or non-finite value in any of them are left out.
+    outcome, treatment : str
+        Column names.
+    covariates, categorical : sequence of str
+        The model columns: numeric ones, and categorical ones (screened level by level).
+    randomized : bool
+        Also test each column for a difference between the arms (a randomized design's exact null).
+    warn_alpha : float
+        Family-wise level of the WARN tests per batch (Bonferroni over its ``tests``).
+    error_alpha : float
+        Level of the arm test's ERROR per batch (default: ``per_look_alpha(0.01, looks=365)``).
+    warn_bound, error_bound : float
+        The ``P`` the WARN test is against, and the ``P`` that is decisive (ERROR).
+    min_units : int
+        With fewer complete rows the screen is undefined.
+
+    Returns
+    -------
+    PostTreatmentScreen
+        Rows per column; ``error`` fails on a decisive finding (in a randomized design it states
+        ``error_alpha`` as its false-alarm rate), ``warn`` on any other finding (it states
+        ``warn_alpha``, the rate for columns whose ``P`` is at most ``warn_bound``).
+    """
+    warn_alpha, error_alpha = check_alpha(warn_alpha), check_alpha(error_alpha)
+    if not 0.0 < warn_bound < error_bound < 1.0:
+        raise ValueError(f"need 0 < warn_bound < error_bound < 1, got {warn_bound}, {error_bound}")
+    model = [*covariates, *categorical]
+    if len(set(model)) != len(model) or {outcome, treatment} & set(model):
+        raise ValueError(f"model columns must be distinct and differ from {outcome!r} and {treatment!r}")
+    settings = {"warn_alpha": warn_alpha, "error_alpha": error_alpha, "warn_bound": warn_bound}
+    settings |= {"error_bound": error_bound, "randomized": randomized}
+    data = _complete_rows(frame, outcome, treatment, covariates, categorical)
+    n = len(data)
+    arms = f" nor differs between arms (adjusted p >= {error_alpha:.3g})" if randomized else ""
+    error_rule = f"no column is determined by the outcome or the treatment (P < {error_bound:g}){arms}"
+    warn_rule = (
+        f"no test of P <= {warn_bound:g}{' or of equal arms' if randomized else ''} rejects "
+        f"(family-wise level {warn_alpha:g} per batch)"
+    )
+    d = data[treatment].to_numpy(np.float64)
+    why = (
+        f"{n} complete rows (< {min_units})"
+        if n < min_units
+        else "no model column"
+        if not model
+        else "one arm only"
+        if d.min() == d.max()
+        else ""
+    )
+    if why:
+        error = Verdict.undefined("post_treatment_screen", threshold=error_bound, rule=error_rule, reason=why)
+        warn = Verdict.undefined(
+            "post_treatment_screen_warn", threshold=warn_bound, rule=warn_rule, reason=why
+        )
+        return PostTreatmentScreen((), error, warn, 0, n, MappingProxyType(settings))
+    responses: dict[str, dict[str, Array]] = {}
+    y = data[outcome].to_numpy(np.float64)
+    blocks = {
+        "outcome": _outcome_basis(y),
+        "interaction": _standardized([d * y], n),
+        "treatment": _standardized([d], n),
+    }
+    for column in model:
+        if column in categorical:
+            levels = data[column].value_counts().index  # the most frequent level is the baseline
+            responses[column] = {str(v): (data[column] == v).to_numpy(np.float64) for v in sorted(levels)}
+            blocks[f"c:{column}"] = _standardized([responses[column][str(v)] for v in levels[1:]], n)
+        else:
+            responses[column] = {"": data[column].to_numpy(np.float64)}
+            blocks[f"c:{column}"] = _standardized([responses[column][""]], n)
+    design = _Design(blocks)
+    tests = len(model) * (4 if randomized else 3)
+    rows = tuple(
+        _screen_column(
+            column,
+            responses[column],
+            _kind(responses[column], categorical=column in categorical),
+            design,
+            [f"c:{c}" for c in model if c != column],
+            d,
+            tests=tests,
+            settings=settings,
+        )
+        for column in model
+    )
+    error = _verdict(
+        "post_treatment_screen", rows, "error", error_rule, "no column is decisively post-treatment"
+    )
+    warn = _verdict("post_treatment_screen_warn", rows, "warn", warn_rule, "no column is suspect")
+    error = stating_rate(error, error_alpha) if randomized else error
+    return PostTreatmentScreen(
+        rows, error, stating_rate(warn, warn_alpha), tests, n, MappingProxyType(settings)
+    )
+
+
+def _verdict(name: str, rows: tuple[ScreenRow, ...], status: str, rule: str, otherwise: str) -> Verdict:
+    found = [r.reason for r in rows if r.status == status]
+    return Verdict.evaluate(
+        name,
+        value=float(len(found)),
+        threshold=0.0,
+        rule=rule,
+        passed=not found,
+        reason="; ".join(found) or otherwise,
+    )
+
+
+def _screen_column(
+    column: str,
+    responses: dict[str, Array],
+    kind: ColumnKind,
+    design: _Design,
+    others: list[str],
+    d: Array,
+    *,
+    tests: int,
+    settings: Mapping[str, Any],
+) -> ScreenRow:
+    """One column's row; a categorical column reports its level with the most severe finding."""
+    n = len(d)
+    usable = {level: c for level, c in responses.items() if _varies(c)}
+    factor = tests * max(len(usable), 1)  # Bonferroni over the batch's tests and the column's levels
+    found: list[tuple[int, float, ScreenRow]] = []
+    for level, raw in usable.items():
+        c = raw - raw.mean()
+        cross = design.matrix.T @ c
+        x = design.residuals(others, c, cross)
+        dx = design.residuals(["treatment", *others], c, cross)
+        ydx = design.residuals(["outcome", "interaction", "treatment", *others], c, cross)
+        collinear = x[0] @ x[0] < RESIDUAL_FLOOR * (c @ c)  # the other model columns fix it
+        p_y, pv_y = (None, 1.0) if collinear else _partial(ydx, dx, settings["warn_bound"])
+        alone, pv_alone = _partial(design.residuals(["outcome"], c, cross), (c, 0), settings["warn_bound"])
+        p_d, pv_d = (None, 1.0) if collinear else _partial(dx, x, settings["warn_bound"])
+        values: dict[str, Any] = {
+            "level": level,
+            "outcome_r2": _r2(ydx, c),
+            "outcome_alone_r2": alone,
+            "outcome_partial_r2": p_y,
+            "outcome_p_adjusted": min(1.0, factor * pv_y),
+            "outcome_alone_p_adjusted": min(1.0, factor * pv_alone),
+            "treatment_partial_r2": p_d,
+            "treatment_p_adjusted": min(1.0, factor * pv_d),
+        }
+        if settings["randomized"]:
+            name, statistic, p_arm = _arm_test(raw, d, numeric=kind == "numeric")
+            values |= {
+                "arm_test": name,
+                "arm_statistic": statistic,
+                "arm_p_adjusted": min(1.0, factor * p_arm),
+            }
+        shown = f"{column!r}" + (f" (level {level!r})" if kind == "categorical" else "")
+        status, reason = _judge(shown, values, settings, tests)
+        if status == "pass" and collinear:
+            status, reason = "undefined", f"{shown}: not screened: the other model columns fix it (collinear)"
+        row = ScreenRow(column, kind, n, status, reason, **values)
+        found.append((SEVERITY[status], max(p_y or 0.0, p_d or 0.0), row))
+    if not found:
+        why = f"fewer than {MIN_GROUP} units differ from its most common value"
+        return ScreenRow(column, kind, n, "undefined", f"{column!r}: not screened: {why}")
+    return max(found, key=lambda item: item[:2])[2]
+
+
+def _kind(responses: Mapping[str, Array], *, categorical: bool) -> ColumnKind:
+    if categorical:
+        return "categorical"
+    return "binary" if len(np.unique(responses[""])) <= 2 else "numeric"
+
+
+def _varies(values: Array) -> bool:
+    _, counts = np.unique(values, return_counts=True)
+    return bool(len(values) - counts.max() >= MIN_GROUP)
+
+
+def _judge(
+    name: str, s: Mapping[str, Any], settings: Mapping[str, Any], tests: int
+) -> tuple[ScreenStatus, str]:
+    """The status and the reason, naming the column and the statistic."""
+    error_bound, warn_bound = settings["error_bound"], settings["warn_bound"]
+    p_y, p_d, arm_p = s["outcome_partial_r2"], s["treatment_partial_r2"], s.get("arm_p_adjusted")
+    outcome = (
+        f"{name} is determined by the outcome with the treatment and the other covariates "
+        f"(P {p_y or 0:.4f}: partial R² of a function of the outcome"
+    )
+    treatment = f"{name} is determined by the treatment (P {p_d or 0:.4f}: partial R² of the treatment"
+    alone = f"{name} is determined by the outcome alone (R² {s['outcome_alone_r2'] or 0:.4f}"
+    if s["outcome_alone_r2"] is not None and s["outcome_alone_r2"] >= error_bound:
+        return "error", f"{alone} >= {error_bound:g})"
+    if p_y is not None and p_y >= error_bound:
+        return "error", f"{outcome} >= {error_bound:g})"
+    if p_d is not None and p_d >= error_bound:
+        return "error", f"{treatment} >= {error_bound:g})"
+    arms = (
+        f"{name} differs between the randomized arms ({s.get('arm_test')} {s.get('arm_statistic') or 0:.4g}, "
+        f"p = {arm_p or 0:.3g} adjusted over {tests} tests"
+    )
+    if arm_p is not None and arm_p < settings["error_alpha"]:
+        return (
+            "error",
+            f"{arms} < {settings['error_alpha']:.3g}): a randomized treatment cannot move a pre-treatment column",
+        )
+    if s["outcome_alone_p_adjusted"] < settings["warn_alpha"]:
+        return "warn", f"{alone} above {warn_bound:g} at adjusted p = {s['outcome_alone_p_adjusted']:.3g})"
+    if s["outcome_p_adjusted"] < settings["warn_alpha"]:
+        return "warn", f"{outcome} above {warn_bound:g} at adjusted p = {s['outcome_p_adjusted']:.3g})"
+    if s["treatment_p_adjusted"] < settings["warn_alpha"]:
+        return "warn", f"{treatment} above {warn_bound:g} at adjusted p = {s['treatment_p_adjusted']:.3g})"
+    if arm_p is not None and arm_p < settings["warn_alpha"]:
+        return "warn", f"{arms} < {settings['warn_alpha']:g})"
+    return "pass", f"{name}: no sign of a post-treatment column"
