@@ -33,8 +33,9 @@ STUDIES = (
     "n_of_1",
     "clustered",
     "estimands",
-    "iv",
     "post_treatment",
+    "iv",
+    "refuters",
 )
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "SIMULATIONS.md"
 

@@ -53,3 +53,28 @@ __all__ = [
     "trend_test_of",
     "weighted_balance",
 ]
+
+# Refuters of one batch's estimate, each with a stated false-alarm rate (issue 16).
+from assimilate.diagnostics.refuters import (
+    REFUTERS,
+    Refutation,
+    RefuterName,
+    negative_controls,
+    placebo_treatment,
+)
+from assimilate.diagnostics.robustness import (
+    data_subsets,
+    negative_control_outcome,
+    random_common_cause,
+)
+
+__all__ += [
+    "REFUTERS",
+    "Refutation",
+    "RefuterName",
+    "data_subsets",
+    "negative_control_outcome",
+    "negative_controls",
+    "placebo_treatment",
+    "random_common_cause",
+]
