@@ -5,10 +5,16 @@
 
 The data are the outreach stream's design (``simulate_outreach_batch``: five numeric covariates,
 three region dummies and an intercept, 9 columns) with a continuous outcome ``churn + health/100``.
-Every size has a **floor pass**: one ``X.T @ (w[:, None] * X)`` over the same design, the least a
-method that touches every row with a p x p matrix can cost; ``floor_passes`` is a tool's median
-over the floor's median. All tools of one size are timed in interleaved rounds, so that on a
-shared machine each gets the same share of the noise.
+Every size has a **floor pass**: one ``X.T @ (w[:, None] * X)`` over the same design with BLAS on
+all cores (its default), the least a method that touches every row with a p x p matrix can cost;
+``floor_passes`` is a tool's median over the floor's median. All tools of one size are timed in
+interleaved rounds, so that on a shared machine each gets the same share of the noise.
+
+Our estimators run their passes on the default thread count (``pass_threads()``: all cores) in
+the main rows, and once more per thread count of ``thread_counts()`` (1, 2, 4, ... and the number
+of cores) in rows marked ``[t threads]``, whose ratio is to the default's median and whose
+agreement column compares their answer with the default's (``THREADS_AGREE``, relative). At ``TARGET_SIZE`` rows the main rows say whether the floor-pass
+target of issue 17 (``FLOOR_TARGETS``) is met in this run.
 
 Agreement (the ``agreement`` column; run.py fails on a row starting with ``NO``):
 
@@ -35,6 +41,7 @@ import argparse
 import gc
 import json
 import math
+import os
 import resource
 import subprocess
 import sys
@@ -48,6 +55,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from assimilate.estimators import DesignMatrix, aipw_from_arrays, encode_covariates, ipw_from_arrays
+from assimilate.estimators._threads import parallel_passes, pass_threads
 from assimilate.estimators.regression import regression_adjustment_from_arrays
 from assimilate.estimators.result import EffectEstimate
 from assimilate.simulate import OUTREACH_COVARIATES, simulate_outreach_batch
@@ -70,6 +78,9 @@ CHUNK_ROWS = 1_000_000  # larger designs are simulated a million rows at a time
 IN_PROCESS_LIMIT = 1_000_000
 PEER_LIMITS = {"econml": 100_000, "dowhy": 100_000, "statspai": 100_000}
 MEMORY_LIMIT_MIB = 4096.0
+THREADS_AGREE = 1e-12  # relative: an estimate and SE on any thread count against the default's
+TARGET_SIZE = 1_000_000
+FLOOR_TARGETS = {"aipw": 3.0, "ipw": 3.0, "ra": 1.5}  # issue 17: at most this many floor passes
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -374,6 +385,72 @@ OURS = {
 }
 
 
+def thread_counts() -> list[int]:
+    """1, 2, 4, ... below the number of cores this process may use, and that number."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return sorted({1, cores, *(2**k for k in range(1, cores.bit_length()) if 2**k < cores)})
+
+
+def threaded_functions(
+    ours: dict[str, Callable[[], EffectEstimate]],
+) -> dict[tuple[str, int], Callable[[], EffectEstimate]]:
+    """Each of our estimators on each thread count other than the default, keyed ``(name, threads)``."""
+
+    def on(run: Callable[[], EffectEstimate], threads: int) -> Callable[[], EffectEstimate]:
+        def call() -> EffectEstimate:
+            with parallel_passes(threads):
+                return run()
+
+        return call
+
+    default = pass_threads()
+    return {(name, t): on(run, t) for name, run in ours.items() for t in thread_counts() if t != default}
+
+
+def same_as_default(default: EffectEstimate, other: EffectEstimate) -> str:
+    """``"yes (...)"`` or ``"NO (...)"``: estimate and SE within ``THREADS_AGREE`` of the default's."""
+    gap = max(
+        abs(other.estimate - default.estimate) / max(abs(default.estimate), default.std_error),
+        abs(other.std_error / default.std_error - 1.0),
+    )
+    return f"{'yes' if gap <= THREADS_AGREE else 'NO'} (rel {gap:.1e} vs {pass_threads()} threads)"
+
+
+def target_note(name: str, n: int, median: float, floor: float) -> str:
+    """At ``TARGET_SIZE`` rows: the default thread count and whether the floor-pass target is met."""
+    if n != TARGET_SIZE:
+        return ""
+    target = FLOOR_TARGETS[name]
+    verdict = "met" if median / floor <= target else "NOT met"
+    return f"; {pass_threads()} threads, target <= {target:g} floor passes {verdict}"
+
+
+def threaded_rows(
+    n: int,
+    threaded: dict[tuple[str, int], Callable[[], EffectEstimate]],
+    estimates: dict[str, EffectEstimate],
+    times: dict[str, list[float]],
+    floor: float,
+) -> list[Row]:
+    """One row per estimator and thread count, timed in the same rounds as the default."""
+    rows = []
+    for (name, threads), run in threaded.items():
+        benchmark, tool = OURS[name]
+        rows.append(
+            make_row(
+                benchmark,
+                f"{tool} [{threads} thread{'s' if threads > 1 else ''}]",
+                n,
+                times[f"{name}@{threads}"],
+                reference_median=float(np.median(times[name])),  # ratio to the default thread count
+                peak_mib=math.nan,
+                agreement=same_as_default(estimates[name], run()),
+                floor_median=floor,
+            )
+        )
+    return rows
+
+
 # ---------------------------------------------------------------- rows
 
 
@@ -397,11 +474,13 @@ def _rows_in_process(n: int, repeats: int) -> list[Row]:
         warnings.simplefilter("ignore")  # peers' FutureWarnings and convergence chatter
         for peer in peers:
             answers[peer.tool] = peer.run(X, d, y)
+        threaded = threaded_functions(ours)
         functions: dict[str, Callable[[], Any]] = {"floor": lambda: floor_pass(X, weights)}
         functions |= {name: run for name, run in ours.items()}
+        functions |= {f"{name}@{t}": run for (name, t), run in threaded.items()}
         functions |= {p.tool: (lambda p=p: p.run(X, d, y)) for p in peers}
-        times = timed_together(functions, repeats, warm={"floor", *ours})
-        peaks = {name: traced_peak(function) for name, function in functions.items()}
+        times = timed_together(functions, repeats, warm={"floor", *ours, *(f"{k}@{t}" for k, t in threaded)})
+        peaks = {name: traced_peak(function) for name, function in functions.items() if "@" not in name}
     floor = float(np.median(times["floor"]))
     reference = {name: float(np.median(times[tool])) for name, tool in REFERENCE_OF.items()}
     design_mib = X.nbytes / 2**20
@@ -428,10 +507,12 @@ def _rows_in_process(n: int, repeats: int) -> list[Row]:
                 times[name],
                 reference_median=reference[name],
                 peak_mib=peaks[name],
-                agreement=f"{check} vs {exact.split(' (')[0]}; peak {peaks[name] / design_mib:.2f}x design",
+                agreement=f"{check} vs {exact.split(' (')[0]}; peak {peaks[name] / design_mib:.2f}x design"
+                + target_note(name, n, float(np.median(times[name])), floor),
                 floor_median=floor,
             )
         )
+    rows += threaded_rows(n, threaded, estimates, times, floor)
     for peer in peers:
         check = agreement(
             estimates[peer.compares_with],
@@ -520,8 +601,10 @@ def child_rows(n: int, repeats: int) -> list[Row]:
         peaks[name] = process_peaks[name] - before
         gc.collect()
     weights = np.full(n, 0.25)
+    threaded = threaded_functions(ours)
     functions: dict[str, Callable[[], Any]] = {"floor": lambda: floor_pass(X, weights)} | dict(ours)
-    times = timed_together(functions, repeats, warm={"floor", *ours})
+    functions |= {f"{name}@{t}": run for (name, t), run in threaded.items()}
+    times = timed_together(functions, repeats, warm={"floor", *ours, *(f"{k}@{t}" for k, t in threaded)})
     floor = float(np.median(times["floor"]))
     references = {"aipw": numpy_aipw, "ipw": numpy_ipw, "ra": numpy_ra}
     rows = [
@@ -550,11 +633,12 @@ def child_rows(n: int, repeats: int) -> list[Row]:
                 agreement=(
                     f"{check} vs numpy straightforward; process peak RSS {process_peaks[name]:.0f} MiB "
                     f"({within} {MEMORY_LIMIT_MIB:.0f}), {peaks[name] / (X.nbytes / 2**20):.2f}x design"
-                ),
+                )
+                + target_note(name, n, float(np.median(times[name])), floor),
                 floor_median=floor,
             )
         )
-    return rows
+    return rows + threaded_rows(n, threaded, estimates, times, floor)
 
 
 def main() -> None:

@@ -291,3 +291,8 @@ __all__ += [
     "two_stage_least_squares_with_influence",
     "weak_instrument_verdict",
 ]
+
+# Threads of the block-wise passes (issue 17): the same results on any thread count.
+from assimilate.estimators._threads import parallel_passes, pass_threads  # noqa: E402
+
+__all__ += ["parallel_passes", "pass_threads"]

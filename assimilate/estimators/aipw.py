@@ -35,6 +35,7 @@ from assimilate.estimators._threads import one_blas_thread
 from assimilate.estimators.design_matrix import DesignMatrix
 from assimilate.estimators.models import PropensityPolicy, fit_propensity
 from assimilate.estimators.outcome import OutcomeKind, fit_outcome_model, predict_outcome
+from assimilate.estimators.passes import rowwise
 from assimilate.estimators.result import ESTIMANDS, EffectEstimate, Estimand
 from assimilate.estimators.weighting import SIDE_OF, Side, bounded_scores
 
@@ -232,7 +233,7 @@ def aipw_with_influence(
         side=SIDE_OF[estimand],
     )
     if estimand == "ATE":
-        phi = _influence(treatment, outcome, e, mu0, mu1)
+        phi = rowwise(_influence, treatment, outcome, e, mu0, mu1)
         if not keep.all():
             phi = phi[keep]
         n = len(phi)

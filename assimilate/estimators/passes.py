@@ -1,12 +1,17 @@
-"""Single passes over the rows of a design matrix, a block of rows at a time.
+"""Single passes over the rows of a design matrix, a block of rows at a time, on all cores.
 
 A pass reads ``X`` once; every temporary is one block of rows (a few hundred kilobytes that stay
 in cache), never an ``n x p`` copy, so an estimator's working memory stays near a few vectors of
 length ``n``. Gram matrices ``sum_i z_i z_i'`` use the BLAS symmetric rank-k update on blocks held
 transposed (``(p, m)``, one variable per row), its fastest layout. ``logistic_pass`` gives the
 logistic score ``X'(y - mu)`` and information ``X' diag(mu (1 - mu)) X`` at ``beta`` in one pass.
-BLAS runs on one thread during a pass (see ``_threads``): block-sized calls gain nothing from
-threads and lose much when the cores are busy.
+
+The rows are cut into chunks of whole blocks (about ``CHUNK_BYTES`` of the design each, boundaries
+set by ``(n, p)`` alone) that threads take in turn (:mod:`~assimilate.estimators._threads`); a
+sum is ``S = sum_c S_c`` with each chunk's ``S_c`` accumulated block by block as in a serial
+pass and the ``S_c`` added in chunk order, so a pass gives the same bits on any number of threads.
+A design of one chunk (about 1 MiB) is one serial pass, computed as before threads existed. BLAS
+runs on one thread during a pass (see ``_threads``).
 
 Example
 -------
@@ -20,19 +25,25 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import special
 from scipy.linalg.blas import dsyrk
 
-from assimilate.estimators._threads import one_blas_thread
+from assimilate.estimators._threads import map_chunks, one_blas_thread
 
 FloatArray = NDArray[np.float64]
+T = TypeVar("T")
 # Writes the rows ``rows`` of a design, transposed, into ``out`` of shape (p, len(rows)).
 BlockWriter = Callable[[slice, FloatArray], object]
+# Adds ``columns columns'`` to an accumulator (see :func:`rank_updater`).
+RankUpdate = Callable[[FloatArray, FloatArray], None]
 BLOCK_BYTES = 1 << 18  # a 256 KiB block and its transposed copy stay in a core's L2 cache
 MAX_BLOCK_ROWS = 4096  # OpenBLAS runs calls this small on one thread: no thread start-up per block
+CHUNK_BYTES = 1 << 20  # a thread's unit of work: about 1 MiB of the design, a whole number of blocks
+ROWWISE_ROWS = 1 << 14  # elementwise work (rowwise): a few vectors of 16k rows stay in a core's L2
 
 
 def block_size(n_columns: int) -> int:
@@ -40,11 +51,58 @@ def block_size(n_columns: int) -> int:
     return int(min(MAX_BLOCK_ROWS, max(64, BLOCK_BYTES // (8 * max(n_columns, 1)))))
 
 
+def chunk_size(n_columns: int) -> int:
+    """Rows per chunk: a whole number of blocks, about ``CHUNK_BYTES`` of float64 (one block at least)."""
+    rows = block_size(n_columns)
+    return rows * max(1, CHUNK_BYTES // (8 * max(n_columns, 1) * rows))
+
+
 def row_blocks(n_rows: int, n_columns: int) -> Iterator[slice]:
     """Consecutive row slices covering ``range(n_rows)``, each of :func:`block_size` rows at most."""
+    return blocks_of(slice(0, n_rows), n_columns)
+
+
+def blocks_of(rows: slice, n_columns: int) -> Iterator[slice]:
+    """The blocks of :func:`row_blocks` that make up the chunk ``rows`` (from :func:`row_chunks`)."""
     step = block_size(n_columns)
-    for start in range(0, n_rows, step):
-        yield slice(start, min(start + step, n_rows))
+    for start in range(rows.start, rows.stop, step):
+        yield slice(start, min(start + step, rows.stop))
+
+
+def row_chunks(n_rows: int, n_columns: int) -> list[slice]:
+    """Consecutive chunks of :func:`chunk_size` rows covering ``range(n_rows)`` (one at least)."""
+    step = chunk_size(n_columns)
+    return [slice(start, min(start + step, n_rows)) for start in range(0, max(n_rows, 1), step)]
+
+
+def in_chunks(work: Callable[[slice], T], n_rows: int, n_columns: int) -> list[T]:
+    """``work(chunk)`` for every chunk of :func:`row_chunks`, on the pass threads, in chunk order."""
+    return map_chunks(work, row_chunks(n_rows, n_columns))
+
+
+def rowwise(function: Callable[..., FloatArray], *columns: NDArray[Any]) -> FloatArray:
+    """``function(*columns)`` for an elementwise ``function``, ``ROWWISE_ROWS`` rows at a time, threaded.
+
+    For arithmetic (``+ - * /``, ``abs``, comparisons, ``where``) each row's value is that of the
+    whole-array call, bit for bit, whatever the thread count; a chunk's temporaries stay in cache,
+    so a chain of numpy operations costs a fraction of its whole-array memory traffic.
+    """
+    n = len(columns[0])
+    out = np.empty(n)
+
+    def work(rows: slice) -> None:
+        out[rows] = function(*(column[rows] for column in columns))
+
+    map_chunks(work, [slice(start, min(start + ROWWISE_ROWS, n)) for start in range(0, n, ROWWISE_ROWS)])
+    return out
+
+
+def sum_in_order(parts: list[FloatArray]) -> FloatArray:
+    """``parts[0] + parts[1] + ...`` added left to right (the first part itself when alone)."""
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total
 
 
 def new_gram(n_columns: int) -> FloatArray:
@@ -56,9 +114,24 @@ def rank_update(accumulator: FloatArray, columns: FloatArray) -> None:
     """``accumulator += columns columns'`` (upper triangle) for a C-ordered block ``(p, m)``.
 
     ``columns`` holds ``m`` units as columns; its transpose is a Fortran-ordered ``(m, p)``
-    matrix, which BLAS ``dsyrk`` reads without a copy, each variable a contiguous run.
+    matrix, which BLAS ``dsyrk`` reads without a copy, each variable a contiguous run. The call
+    holds the GIL (scipy's BLAS wrappers do not release it): for a pass of one chunk.
     """
     dsyrk(1.0, columns.T, beta=1.0, c=accumulator, trans=1, lower=0, overwrite_c=1)
+
+
+def released_rank_update(accumulator: FloatArray, columns: FloatArray) -> None:
+    """:func:`rank_update` through numpy (``dsyrk`` too, with the GIL released), then one addition."""
+    accumulator += np.matmul(columns, columns.T)
+
+
+def rank_updater(n_rows: int, n_columns: int) -> RankUpdate:
+    """The rank update of a pass: :func:`rank_update` when it has one chunk, else the released one.
+
+    Decided by the shape alone, so the bits do not depend on the thread count; a one-chunk pass
+    accumulates exactly as a serial pass always has.
+    """
+    return rank_update if n_rows <= chunk_size(n_columns) else released_rank_update
 
 
 def symmetric(upper: FloatArray) -> FloatArray:
@@ -76,18 +149,26 @@ def transposed_writer(X: FloatArray) -> BlockWriter:
 def times(X: FloatArray, b: FloatArray) -> FloatArray:
     """``X b`` for a vector or a narrow matrix ``b``, block by block."""
     out = np.empty((X.shape[0], *b.shape[1:]))
-    for rows in row_blocks(X.shape[0], X.shape[1]):
-        np.matmul(X[rows], b, out=out[rows])
+
+    def work(chunk: slice) -> None:
+        for rows in blocks_of(chunk, X.shape[1]):
+            np.matmul(X[rows], b, out=out[rows])
+
+    in_chunks(work, X.shape[0], X.shape[1])
     return out
 
 
 @one_blas_thread
 def transpose_times(X: FloatArray, v: FloatArray) -> FloatArray:
     """``X' v`` for a vector ``v``, block by block."""
-    total = np.zeros(X.shape[1])
-    for rows in row_blocks(X.shape[0], X.shape[1]):
-        total += X[rows].T @ v[rows]
-    return total
+
+    def work(chunk: slice) -> FloatArray:
+        total = np.zeros(X.shape[1])
+        for rows in blocks_of(chunk, X.shape[1]):
+            total += X[rows].T @ v[rows]
+        return total
+
+    return sum_in_order(in_chunks(work, X.shape[0], X.shape[1]))
 
 
 def gram(X: FloatArray, weights: FloatArray | None = None) -> FloatArray:
@@ -111,16 +192,21 @@ def gram(X: FloatArray, weights: FloatArray | None = None) -> FloatArray:
 def gram_of_blocks(
     write: BlockWriter, n_rows: int, n_columns: int, weights: FloatArray | None = None
 ) -> FloatArray:
-    """:func:`gram` of a design given block by block through ``write``."""
-    accumulator = new_gram(n_columns)
-    buffer = np.empty((n_columns, block_size(n_columns)))
-    for rows in row_blocks(n_rows, n_columns):
-        block = buffer[:, : rows.stop - rows.start]
-        write(rows, block)
-        if weights is not None:
-            block *= np.sqrt(weights[rows])
-        rank_update(accumulator, block)
-    return symmetric(accumulator)
+    """:func:`gram` of a design given block by block through ``write`` (called from the pass threads)."""
+    update = rank_updater(n_rows, n_columns)
+
+    def work(chunk: slice) -> FloatArray:
+        accumulator = new_gram(n_columns)
+        buffer = np.empty((n_columns, block_size(n_columns)))
+        for rows in blocks_of(chunk, n_columns):
+            block = buffer[:, : rows.stop - rows.start]
+            write(rows, block)
+            if weights is not None:
+                block *= np.sqrt(weights[rows])
+            update(accumulator, block)
+        return accumulator
+
+    return symmetric(sum_in_order(in_chunks(work, n_rows, n_columns)))
 
 
 @one_blas_thread
@@ -140,17 +226,25 @@ def armwise_gram(X: FloatArray, y: FloatArray, arm: NDArray[np.bool_]) -> tuple[
     """
     n, p = X.shape
     small_is_treated = 2 * int(np.count_nonzero(arm)) <= n
-    total, small = new_gram(p + 1), new_gram(p + 1)
-    buffer = np.empty((p + 1, block_size(p + 1)))
-    for rows in row_blocks(n, p + 1):
-        block = buffer[:, : rows.stop - rows.start]
-        np.copyto(block[:p], X[rows].T)
-        block[p] = y[rows]
-        rank_update(total, block)
-        block *= arm[rows] if small_is_treated else ~arm[rows]
-        rank_update(small, block)
-    larger = symmetric(total) - symmetric(small)
-    return (symmetric(small), larger) if not small_is_treated else (larger, symmetric(small))
+    update = rank_updater(n, p + 1)
+
+    def work(chunk: slice) -> tuple[FloatArray, FloatArray]:
+        total, small = new_gram(p + 1), new_gram(p + 1)
+        buffer = np.empty((p + 1, block_size(p + 1)))
+        for rows in blocks_of(chunk, p + 1):
+            block = buffer[:, : rows.stop - rows.start]
+            np.copyto(block[:p], X[rows].T)
+            block[p] = y[rows]
+            update(total, block)
+            block *= arm[rows] if small_is_treated else ~arm[rows]
+            update(small, block)
+        return total, small
+
+    parts = in_chunks(work, n, p + 1)
+    total = symmetric(sum_in_order([part[0] for part in parts]))
+    small = symmetric(sum_in_order([part[1] for part in parts]))
+    larger = total - small
+    return (small, larger) if not small_is_treated else (larger, small)
 
 
 @one_blas_thread
@@ -175,33 +269,43 @@ def logistic_pass(
     (ndarray, ndarray)
         The score ``X'(y - mu)`` and the information ``X' diag(mu (1 - mu)) X``.
     """
-    information = new_gram(X.shape[1])
-    score = _logistic_blocks(X, y, beta, probabilities, information)
+    score, information = _logistic_chunks(X, y, beta, probabilities, information=True)
+    assert information is not None
     return score, symmetric(information)
 
 
 @one_blas_thread
 def logistic_score(X: FloatArray, y: FloatArray, beta: FloatArray, probabilities: FloatArray) -> FloatArray:
     """The score ``X'(y - mu)`` of :func:`logistic_pass` alone (about half the work)."""
-    return _logistic_blocks(X, y, beta, probabilities, None)
+    return _logistic_chunks(X, y, beta, probabilities, information=False)[0]
 
 
-def _logistic_blocks(
-    X: FloatArray, y: FloatArray, beta: FloatArray, probabilities: FloatArray, information: FloatArray | None
-) -> FloatArray:
+def _logistic_chunks(
+    X: FloatArray, y: FloatArray, beta: FloatArray, probabilities: FloatArray, *, information: bool
+) -> tuple[FloatArray, FloatArray | None]:
     n, p = X.shape
-    score = np.zeros(p)
-    scaled = np.empty((p, block_size(p)))
-    for rows in row_blocks(n, p):
-        block = X[rows]
-        work = block @ beta
-        mu = probabilities[rows]
-        special.expit(work, out=mu)
-        np.subtract(y[rows], mu, out=work)
-        score += block.T @ work
-        if information is not None:
-            np.subtract(1.0, mu, out=work)
-            work *= mu
-            np.sqrt(work, out=work)
-            rank_update(information, np.multiply(block.T, work, out=scaled[:, : len(work)]))
-    return score
+    update = rank_updater(n, p)
+
+    def chunk_pass(chunk: slice) -> tuple[FloatArray, FloatArray | None]:
+        score = np.zeros(p)
+        accumulator = new_gram(p) if information else None
+        scaled = np.empty((p, block_size(p)))
+        for rows in blocks_of(chunk, p):
+            block = X[rows]
+            work = block @ beta
+            mu = probabilities[rows]
+            special.expit(work, out=mu)
+            np.subtract(y[rows], mu, out=work)
+            score += block.T @ work
+            if accumulator is not None:
+                np.subtract(1.0, mu, out=work)
+                work *= mu
+                np.sqrt(work, out=work)
+                update(accumulator, np.multiply(block.T, work, out=scaled[:, : len(work)]))
+        return score, accumulator
+
+    parts = in_chunks(chunk_pass, n, p)
+    score = sum_in_order([part[0] for part in parts])
+    if not information:
+        return score, None
+    return score, sum_in_order([part[1] for part in parts if part[1] is not None])

@@ -34,10 +34,12 @@ from assimilate.estimators.design_matrix import DesignMatrix
 from assimilate.estimators.passes import (
     BlockWriter,
     block_size,
+    blocks_of,
     gram_of_blocks,
+    in_chunks,
     new_gram,
-    rank_update,
-    row_blocks,
+    rank_updater,
+    sum_in_order,
     symmetric,
     transposed_writer,
 )
@@ -89,21 +91,29 @@ def ols_hc3_pass(
         raise ValueError("the regression design is singular (collinear or constant columns)") from error
     beta = linalg.cho_solve(factor, moments[:p, p])
     gram_inv = linalg.cho_solve(factor, np.eye(p))
-    meat = new_gram(p)
-    buffer = np.empty((p, block_size(p)))
-    for rows in row_blocks(n, p):
-        block = buffer[:, : rows.stop - rows.start]
-        write(rows, block)
-        residuals = y[rows] - beta @ block
-        projected = gram_inv @ block
-        leverage = np.einsum("ij,ij->j", projected, block)
-        if np.any(leverage >= 1.0 - 1e-12):
-            raise ValueError("a unit has leverage 1 (it alone determines a coefficient): HC3 is undefined")
-        residuals /= 1.0 - leverage
-        if influence is not None:
-            np.multiply(projected[influence_of], residuals, out=influence[rows])
-        block *= residuals
-        rank_update(meat, block)
+    update = rank_updater(n, p)
+
+    def meat_of(chunk: slice) -> FloatArray:  # one chunk's rows, on the pass threads
+        meat = new_gram(p)
+        buffer = np.empty((p, block_size(p)))
+        for rows in blocks_of(chunk, p):
+            block = buffer[:, : rows.stop - rows.start]
+            write(rows, block)
+            residuals = y[rows] - beta @ block
+            projected = gram_inv @ block
+            leverage = np.einsum("ij,ij->j", projected, block)
+            if np.any(leverage >= 1.0 - 1e-12):
+                raise ValueError(
+                    "a unit has leverage 1 (it alone determines a coefficient): HC3 is undefined"
+                )
+            residuals /= 1.0 - leverage
+            if influence is not None:
+                np.multiply(projected[influence_of], residuals, out=influence[rows])
+            block *= residuals
+            update(meat, block)
+        return meat
+
+    meat = sum_in_order(in_chunks(meat_of, n, p))
     if influence is not None:
         influence *= n
     return (
