@@ -61,9 +61,13 @@ class Setup:
     home: Path
     data: Path
     study: StudyConfig
-    defs: dg.Definitions
     instance: dg.DagsterInstance
     cursors: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def defs(self) -> dg.Definitions:
+        """A load of the code location now: its partitions end after the files landed so far."""
+        return build_definitions(studies=[self.study], data_dir=self.data)
 
     def land(self, label: str, frame: pd.DataFrame) -> Path:
         folder = self.data / "landing" / self.study.landing_folder
@@ -84,7 +88,7 @@ def fresh_setup(study: StudyConfig, instance: Instance) -> Iterator[Setup]:
             else dg.DagsterInstance.from_config(str(home))
         )
         try:
-            yield Setup(home, data, study, build_definitions(studies=[study], data_dir=data), dagster)
+            yield Setup(home, data, study, dagster)
         finally:
             dagster.dispose()
 
@@ -177,8 +181,9 @@ def _ticks(
     for month in months:
         frame = simulate_outreach_batch(n_rows, rng=np.random.default_rng(month))
         paths.append(setup.land(f"{2025 + (month - 1) // 12}-{(month - 1) % 12 + 1:02d}", frame))
+        defs = setup.defs  # the daemon's reload of the code location, outside the timing
         start = time.perf_counter()
-        results = run_landed_batches(setup.defs, setup.instance, [setup.study], cursors=setup.cursors)
+        results = run_landed_batches(defs, setup.instance, [setup.study], cursors=setup.cursors)
         times.append(time.perf_counter() - start)
         if [r.success for r in results] != [True]:
             raise RuntimeError(f"the run of {paths[-1].name} failed")

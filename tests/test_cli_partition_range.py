@@ -8,6 +8,7 @@ batch's verdict, and the posterior (updated once, after the range).
 
 from __future__ import annotations
 
+import difflib
 import os
 import shutil
 import subprocess
@@ -153,7 +154,7 @@ def test_cli_partition_range_equals_a_run_per_batch_history(tmp_path: Path) -> N
             )
             assert {k: v for k, v in mine.items() if k not in HOW_COMPUTED} == {
                 k: v for k, v in other.items() if k not in HOW_COMPUTED
-            }, asset
+            }, (asset, _differences(mine, other))
 
         ours, theirs = evaluations(instance, data), evaluations(reference.instance, reference.data)
         partitioned = sorted({(asset, check) for asset, check, partition in ours if partition is not None})
@@ -174,3 +175,14 @@ def test_cli_partition_range_equals_a_run_per_batch_history(tmp_path: Path) -> N
     assert ours_tables.keys() == their_tables.keys() and "posterior_steps" in ours_tables
     for name, table in ours_tables.items():
         pd.testing.assert_frame_equal(table, their_tables[name], check_exact=True, obj=name)
+
+
+def _differences(mine: dict[str, object], other: dict[str, object]) -> str:
+    """The differing metadata entries, text as a unified diff (a failure says what moved)."""
+    lines = []
+    for key in sorted(set(mine) | set(other)):
+        a, b = mine.get(key), other.get(key)
+        if a != b:
+            lines += [f"{key}:"]
+            lines += difflib.unified_diff(str(a).splitlines(), str(b).splitlines(), lineterm="", n=0)
+    return "\n".join(lines)
