@@ -281,7 +281,8 @@ def test_a_batch_the_weighting_cannot_balance_is_excluded_naming_the_balance_che
     assert "check_batch_effect_balance" in reason and "overlap" not in reason
     assert steps.at["2025-02-01", "posterior_mean"] == steps.at["2025-01-01", "posterior_mean"]
     (onset,) = project.alerts()
-    assert (onset.partition_key, onset.check_name) == ("2025-02-01", "check_batch_effect_balance")
+    # Randomized: x also differs between the arms beyond chance, so the post-treatment screen names it too.
+    assert onset.partition_key == "2025-02-01" and "check_batch_effect_balance" in onset.check_name
 
 
 def test_materialization_metadata_equals_the_warehouse(tmp_path: Path) -> None:
