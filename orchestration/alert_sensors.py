@@ -31,6 +31,11 @@ def alerts_for_run(
         study = run.tags.get("assimilate/study", run.job_name)
         partition_key = run.tags.get(PARTITION_TAG, "")
         where = f"batch {partition_key}" if partition_key else "posterior-only"
+        if "dagster/asset_partition_range_start" in run.tags:  # a backfill's run over a range of batches
+            where = "batches {}...{}".format(
+                run.tags["dagster/asset_partition_range_start"],
+                run.tags.get("dagster/asset_partition_range_end"),
+            )
         pending.append(
             Alert.create(
                 study=study,

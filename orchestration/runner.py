@@ -4,6 +4,10 @@ The demo and the pipeline tests use this to drive the real definitions without a
 landing sensor decides what to run, each request runs as a real Dagster run on the given instance,
 and the same alert logic as the alert sensors reads each finished run. Like the daemon, it launches
 a run key once per instance, ever, so what the daemon would drop is dropped here too.
+
+With ``backfill=True`` (a history landed at once) the sensor's requests for consecutive batches
+become one run over their range (every asset has a single-run backfill policy: each runs once over
+the range and records each batch as its own run would, assets/partition_range.py).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 import dagster as dg
 
 from orchestration.alert_sensors import send_alerts_for_run
+from orchestration.batch_ranges import batch_ranges, launched_as, range_request
 from orchestration.instance_records import run_status
 from orchestration.jobs import study_job_name
 from orchestration.sensors import landing_sensor_name
@@ -21,6 +26,7 @@ from orchestration.study_config import StudyConfig
 
 # Runs driven from here log warnings and errors only; every event is still stored in the instance.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+Planned = tuple[StudyConfig, dg.RunRequest, Sequence[dg.AssetKey] | None]
 
 
 def tick_landing_sensor(
@@ -43,7 +49,7 @@ def execute_request(
     *,
     asset_selection: Sequence[dg.AssetKey] | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """One run of the study's job for the requested partition (or ``asset_selection``), then its alerts."""
+    """One run of the study's job for the requested partition or range (or ``asset_selection``), then its alerts."""
     job = defs.resolve_job_def(study_job_name(study))
     tags = dict(request.tags)
     if request.run_key:
@@ -73,6 +79,24 @@ def batch_and_posterior_assets(
     return partitioned, [k for k in keys if k not in partitioned]
 
 
+def _plan_backfill(
+    defs: dg.Definitions, study: StudyConfig, requests: Sequence[dg.RunRequest], max_batches: int | None
+) -> tuple[list[Planned], dict[str, str]]:
+    batch_assets, posterior_assets = batch_and_posterior_assets(defs, study)
+    partitions = defs.resolve_job_def(study_job_name(study)).partitions_def
+    keys = partitions.get_partition_keys() if partitions is not None else []
+    planned: list[Planned] = []
+    launched: dict[str, str] = {}
+    for group in batch_ranges(requests, keys, max_batches=max_batches):
+        request = range_request(study, group)
+        planned.append((study, request, batch_assets))
+        launched |= {str(r.partition_key): str(request.run_key) for r in group}
+    # The last run also updates the posterior and its report, once, after every batch.
+    last_study, last, selection = planned[-1]
+    planned[-1] = (last_study, last, [*(selection or []), *posterior_assets])
+    return planned, launched
+
+
 def run_landed_batches(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -81,37 +105,65 @@ def run_landed_batches(
     cursors: dict[str, str | None] | None = None,
     progress: Callable[[int], Any] | None = None,
     backfill: bool = False,
+    max_batches: int | None = None,
 ) -> list[dg.ExecuteInProcessResult]:
     """Tick every study's landing sensor and execute what it requests, study by study.
 
-    By default every run is the whole job, so each one ends with a posterior update. With
-    ``backfill=True`` (many files landed at once, e.g. a history) each run holds only the batch
-    assets of its partition, and each study's posterior and report are updated once after them,
-    in one more run: the same posterior without an update (and report) per batch, which is
-    about half the run time of a 1e4-row batch. That run happens whatever the batch runs did.
+    By default every request is a run of the whole job for its batch, so each one ends with a
+    posterior update. With ``backfill=True`` (many files landed at once, e.g. a history) the
+    requests for consecutive batches run as one run over their range (at most ``max_batches``
+    each), and the study's last run also updates its posterior and report, once: the same
+    warehouse and posterior as a run per batch. If that run fails before the posterior, a
+    posterior-only run follows, so the posterior always reflects what landed.
     """
     cursors = cursors if cursors is not None else {}
-    plan: list[tuple[StudyConfig, dg.RunRequest, Sequence[dg.AssetKey] | None]] = []
+    plan: list[Planned] = []
     for study in studies:
         result = tick_landing_sensor(defs, instance, study, cursors.get(study.name))
         if not isinstance(result, dg.SensorResult):
             continue
         cursors[study.name] = result.cursor
-        if not result.run_requests:
+        # As the daemon does: a run key is launched once per instance, ever.
+        requests = [
+            r
+            for r in result.run_requests or []
+            if not r.run_key or run_status(instance, r.run_key) == "missing"
+        ]
+        if not requests:
             continue
-        batch_assets, posterior_assets = batch_and_posterior_assets(defs, study) if backfill else (None, [])
-        plan += [(study, request, batch_assets) for request in result.run_requests]
-        if posterior_assets:
-            plan.append((study, dg.RunRequest(tags={"assimilate/backfill": "posterior"}), posterior_assets))
+        if backfill:
+            planned, launched = _plan_backfill(defs, study, requests, max_batches)
+            cursors[study.name] = launched_as(result.cursor, launched)
+            plan += planned
+        else:
+            plan += [(study, request, None) for request in requests]
     bar = progress(len(plan)) if progress else None
-    results = []
+    results: list[dg.ExecuteInProcessResult] = []
     for study, request, selection in plan:
         if request.run_key and run_status(instance, request.run_key) != "missing":
-            # As the daemon does: a run key is launched once per instance, ever.
             continue
-        results.append(execute_request(defs, instance, study, request, asset_selection=selection))
+        done = execute_request(defs, instance, study, request, asset_selection=selection)
+        results.append(done)
+        posterior = _posterior_missed(done, selection, defs, study) if backfill else []
+        if posterior:
+            alone = dg.RunRequest(tags={"assimilate/backfill": "posterior"})
+            results.append(execute_request(defs, instance, study, alone, asset_selection=posterior))
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
     return results
+
+
+def _posterior_missed(
+    result: dg.ExecuteInProcessResult,
+    selection: Sequence[dg.AssetKey] | None,
+    defs: dg.Definitions,
+    study: StudyConfig,
+) -> list[dg.AssetKey]:
+    """The posterior assets a failed run was to update and did not (a batch step failed before them)."""
+    if result.success:
+        return []
+    done = {event.asset_key for event in result.get_asset_materialization_events()}
+    posterior = batch_and_posterior_assets(defs, study)[1]
+    return posterior if any(k in (selection or []) and k not in done for k in posterior) else []

@@ -16,7 +16,7 @@ import pytest
 from orchestration.definitions import build_definitions
 from orchestration.instance import PROJECT_ROOT, prepare_dagster_home
 from orchestration.jobs import study_job_name
-from orchestration.runner import QUIET, run_landed_batches
+from orchestration.runner import QUIET
 from tests.pipeline_support import Project, ab_batch, example_study, write_batch
 
 MONTHS = [f"2025-{m:02d}" for m in range(1, 13)]
@@ -71,45 +71,6 @@ def test_a_concurrent_backfill_of_12_partitions_equals_a_sequential_run(tmp_path
     effects = concurrent.warehouse.read_table("ab_checkout", "batch_effects")
     assert len(effects) == 12 * len(example_study("ab_checkout").estimators)  # no duplicated rows
     assert np.isfinite(got["posterior_mean"]).all()
-
-
-def test_backfill_mode_runs_the_batches_then_one_posterior_update_equal_to_the_default(
-    tmp_path: Path,
-) -> None:
-    projects = {
-        mode: Project(
-            data=tmp_path / mode,
-            studies=[example_study("ab_checkout")],
-            instance=dg.DagsterInstance.ephemeral(),
-        )
-        for mode in ("default", "backfill")
-    }
-    for project in projects.values():
-        folder = project.landing("ab_checkout")
-        for seed, month in enumerate(MONTHS[:3]):
-            write_batch(folder, month, ab_batch(seed))
-        broken = ab_batch(9, n=1000).assign(treatment=lambda f: (np.arange(len(f)) % 10 < 3).astype(int))
-        write_batch(folder, MONTHS[3], broken)  # sample-ratio mismatch: excluded either way
-    default = projects["default"].tick()
-    backfill = projects["backfill"]
-    runs = run_landed_batches(
-        backfill.defs, backfill.instance, backfill.studies, cursors=backfill.cursors, backfill=True
-    )
-    assert len(runs) == len(default) + 1 and all(r.success for r in [*default, *runs])
-    audit = backfill.warehouse.read_table("ab_checkout", "audit_trail")
-    assert audit["run_id"].tolist() == [runs[-1].run_id]  # one posterior update, after every batch
-    for table in ("posterior_steps", "batch_effects", "verdicts_covariate_table"):
-        got, expected = (
-            p.warehouse.read_table("ab_checkout", table) for p in (backfill, projects["default"])
-        )
-        pd.testing.assert_frame_equal(got, expected, check_exact=True)
-    assert backfill.steps("ab_checkout")["excluded"].tolist() == [False, False, False, True]
-    assert (
-        run_landed_batches(
-            backfill.defs, backfill.instance, backfill.studies, cursors=backfill.cursors, backfill=True
-        )
-        == []
-    )
 
 
 def test_definitions_load_and_validate() -> None:
