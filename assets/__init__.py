@@ -7,11 +7,11 @@ import dagster as dg
 from assets.covariates import build_covariate_table
 from assets.effects import build_batch_effect
 from assets.models import build_outcome_model, build_propensity_model
+from assets.partitions import study_partitions
 from assets.posterior import build_effect_posterior
 from assets.raw import build_raw_batch
 from assets.report import build_posterior_report
-from orchestration.partitions import study_partitions
-from orchestration.study_config import StudyConfig
+from resources.study import StudyConfig
 
 
 def build_study_assets(

@@ -21,8 +21,8 @@ import pandas as pd
 from assets.common import code_version
 from assimilate.result import AssimilationResult
 from assimilate.sequential import ConfidenceSequence
-from orchestration.instance import PROJECT_ROOT
-from orchestration.study_config import StudyConfig
+from resources.project import PROJECT_ROOT
+from resources.study import StudyConfig
 
 AUDIT_TABLE = "audit_trail"
 SOURCE_PACKAGES = ("assimilate", "assets", "checks", "orchestration", "resources")

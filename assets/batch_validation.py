@@ -25,7 +25,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from assets.typed_batch import EXTRA_FIELDS, TypedBatch, type_batch
-from orchestration.study_config import StudyConfig
+from resources.study import StudyConfig
 
 
 class BatchFileError(ValueError):

@@ -19,8 +19,8 @@ import assimilate
 from assets.partition_range import SINGLE_RUN
 from assimilate.diagnostics import Verdict
 from checks.results import ERROR, gate_failures, mark_excluded, not_assessed
-from orchestration.study_config import StudyConfig
 from resources.reports import ReportsResource
+from resources.study import StudyConfig
 from resources.warehouse import Warehouse
 
 VERDICT_TABLES = ("raw_batch", "covariate_table", "propensity_model", "batch_effect")

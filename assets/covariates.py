@@ -19,10 +19,11 @@ from assets.common import (
 from assets.partition_range import each_batch
 from assets.raw_records import records_frame
 from assets.typed_batch import type_batch
+from assimilate.design.plan import ONE_SUBJECT
 from assimilate.diagnostics import Verdict, sample_ratio_mismatch
 from checks.post_treatment import post_treatment_verdict
 from checks.results import ERROR, check_results, check_spec, naming_batch, not_assessed, verdict_rows
-from orchestration.study_config import ONE_SUBJECT, StudyConfig
+from resources.study import StudyConfig
 from resources.warehouse import Warehouse, WarehouseResource
 
 

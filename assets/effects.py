@@ -23,6 +23,7 @@ from assets.common import (
 )
 from assets.models import usable_rows
 from assets.partition_range import each_batch
+from assimilate.design.plan import ONE_SUBJECT
 from assimilate.diagnostics import Verdict, weighted_balance
 from assimilate.estimators import (
     EffectEstimate,
@@ -40,8 +41,8 @@ from checks.returning_units import (
     influence_frame,
     returning_units_verdict,
 )
-from orchestration.study_config import ONE_SUBJECT, StudyConfig
 from resources.reports import ReportsResource
+from resources.study import StudyConfig
 from resources.warehouse import WarehouseResource
 
 EFFECT_COLUMNS = [

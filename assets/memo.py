@@ -13,8 +13,8 @@ from assimilate.estimators import EffectEstimate
 from assimilate.report import Baseline, DesignSummary, MemoInputs, verdicts_from_frame
 from assimilate.result import AssimilationResult
 from assimilate.sequential import ConfidenceSequence
-from orchestration.study_config import StudyConfig
 from resources.graphviz import render_png
+from resources.study import StudyConfig
 from resources.warehouse import Warehouse
 
 

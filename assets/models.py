@@ -16,13 +16,14 @@ from assets.common import (
     verdict_table,
 )
 from assets.partition_range import each_batch
+from assimilate.design.plan import ONE_SUBJECT
 from assimilate.diagnostics import Verdict, overlap_report
 from assimilate.diagnostics.overlap import OverlapReport
 from assimilate.estimators import DesignMatrix, encode_covariates, fit_outcome_model, fit_propensity
 from assimilate.report import figure_to_png, overlap_plot
 from checks.results import ERROR, check_results, check_spec, naming_batch, not_assessed, verdict_rows
-from orchestration.study_config import ONE_SUBJECT, StudyConfig
 from resources.reports import ReportsResource
+from resources.study import StudyConfig
 from resources.warehouse import WarehouseResource
 
 

@@ -22,7 +22,7 @@ from assimilate.diagnostics import TrendTest, innovation_diagnostics, trend_test
 from assimilate.incremental import FilterSettings
 from assimilate.result import AssimilationResult
 from checks.results import WARN, check_results, check_spec, not_assessed
-from orchestration.study_config import StudyConfig
+from resources.study import StudyConfig
 from resources.warehouse import WarehouseResource
 
 __all__ = ["CORRELATION_TABLE", "build_effect_posterior", "filter_settings"]

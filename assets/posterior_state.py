@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from assets.common import read_verdicts
+from assets.partitions import study_partitions
 from assets.posterior_inputs import (
     admitted_units,
     always_valid,
@@ -24,8 +25,7 @@ from assimilate.filters import SharedUnits
 from assimilate.incremental import FilterSettings, IncrementalUpdate, refilter_from_first_change
 from assimilate.sequential import ConfidenceSequence
 from checks.returning_units import INFLUENCE_TABLE
-from orchestration.partitions import study_partitions
-from orchestration.study_config import StudyConfig
+from resources.study import StudyConfig
 from resources.warehouse import Warehouse
 
 CORRELATION_TABLE = "posterior_error_correlation"

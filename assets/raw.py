@@ -25,9 +25,9 @@ from assets.typed_batch import type_batch
 from assimilate.diagnostics import Verdict
 from checks.quality import run_quality_suite
 from checks.results import ERROR, check_result, check_spec, naming_batch, verdict_rows
-from orchestration.cadence import expected_name
-from orchestration.study_config import StudyConfig
+from resources.cadence import expected_name
 from resources.landing import LandingResource
+from resources.study import StudyConfig
 from resources.warehouse import WarehouseResource
 
 

@@ -15,8 +15,8 @@ from assimilate.report import (
     fan_chart,
     figure_to_png,
 )
-from orchestration.study_config import StudyConfig
 from resources.reports import ReportsResource
+from resources.study import StudyConfig
 from resources.warehouse import WarehouseResource
 
 

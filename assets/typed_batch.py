@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from orchestration.study_config import StudyConfig
+from resources.study import StudyConfig
 
 # The raw column that keeps a row's values beyond the header's last column (a JSON list).
 EXTRA_FIELDS = "(extra fields)"

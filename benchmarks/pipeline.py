@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from assets.common import VERDICT_TABLES, verdict_table
+from assets.partitions import study_partitions
 from assets.posterior import filter_settings
 from assets.posterior_inputs import observations
 from assimilate.estimators import estimate_all
@@ -43,9 +44,8 @@ from assimilate.incremental import full_filter
 from assimilate.simulate import simulate_outreach_batch
 from orchestration.definitions import build_definitions
 from orchestration.instance import PROJECT_ROOT, prepare_dagster_home
-from orchestration.partitions import study_partitions
 from orchestration.runner import execute_request, run_landed_batches, tick_landing_sensor
-from orchestration.study_config import StudyConfig, load_study
+from resources.study import StudyConfig, load_study
 from resources.warehouse import Warehouse
 
 TARGET_LANDED_S = 3.0

@@ -22,7 +22,7 @@ import pandas as pd
 
 from assimilate.diagnostics import PostTreatmentScreen, Verdict, per_look_alpha, post_treatment_screen
 from assimilate.diagnostics.calibration import stating_rate
-from orchestration.study_config import StudyConfig
+from resources.study import StudyConfig
 
 DERIVED_CORRELATION = 0.95
 

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from assimilate.diagnostics import Verdict
-from orchestration.study_config import StudyConfig
+from resources.study import StudyConfig
 
 
 @dataclass(frozen=True)

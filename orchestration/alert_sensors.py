@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 import dagster as dg
 
 from orchestration.alerting import PARTITION_TAG, alerts_for, check_outcomes
-from orchestration.study_config import AlertSettings, StudyConfig
 from resources.alerts import Alert, AlertRouter, AlertsResource, DeliveryOutcome, StateKey
+from resources.study import AlertSettings, StudyConfig
 
 ALERT_DELIVERY_SENSOR = "alert_deliveries"
 

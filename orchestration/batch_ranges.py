@@ -24,7 +24,7 @@ import dagster as dg
 from assets.partition_range import RANGE_END_TAG
 from orchestration.instance_records import RULES_TAG
 from orchestration.sensors import LandingCursor
-from orchestration.study_config import StudyConfig
+from resources.study import StudyConfig
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 

@@ -9,19 +9,19 @@ from pathlib import Path
 import dagster as dg
 
 from assets import build_study_assets
+from assets.partitions import cut_partitions, last_batches
 from orchestration.alert_sensors import build_alert_sensors
 from orchestration.freshness import build_freshness_sensor
 from orchestration.instance import pipeline_data_dir, pipeline_studies_dir
 from orchestration.jobs import build_study_job
-from orchestration.partitions import cut_partitions, last_batches
 from orchestration.schedules import build_schedule
 from orchestration.sensors import build_landing_sensor
-from orchestration.study_config import StudyConfig
 from orchestration.study_files import build_study_file_sensor
 from orchestration.study_folder import scan_study_folder
 from resources.alerts import AlertsResource
 from resources.landing import LandingResource
 from resources.reports import ReportsResource
+from resources.study import StudyConfig
 from resources.warehouse import WarehouseResource
 
 
@@ -53,7 +53,7 @@ def build_definitions(
         # A single-run backfill policy is beta in 1.13; it is what runs a range of batches in one run.
         warnings.filterwarnings("ignore", message=".*backfill_policy", category=dg.BetaWarning)
         # Partitions end one period after each study's last landed batch, read at this load
-        # (orchestration/partitions.py).
+        # (assets/partitions.py).
         latest = last_batches(studies, data_dir / "landing", data_dir / "warehouse.duckdb")
         cut = {study.name: cut_partitions(study, latest[study.name]) for study in studies}
         assets = [a for study in studies for a in build_study_assets(study, cut[study.name])]

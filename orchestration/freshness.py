@@ -31,12 +31,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from orchestration.cadence import expected_name, grace_for, period_window
-from orchestration.landing import partition_key_for_file
-from orchestration.partitions import study_bounds, study_partitions
-from orchestration.study_config import StudyConfig
+from assets.partitions import study_bounds, study_partitions
 from resources.alerts import Alert, AlertsResource, StateKey
+from resources.cadence import expected_name, grace_for, period_window
 from resources.landing import LandingResource
+from resources.landing_files import partition_key_for_file
+from resources.study import StudyConfig
 
 FRESHNESS_SENSOR = "batch_freshness"
 LANDING_ASSET = "landing_folder"  # the subject of these alerts: the folder, not an asset of the study

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from resources.project import PROJECT_ROOT
 
 DATA_DIR_ENV = "ASSIMILATE_DATA_DIR"
 STUDIES_DIR_ENV = "ASSIMILATE_STUDIES_DIR"

@@ -6,7 +6,7 @@ import dagster as dg
 
 from assets.common import key
 from orchestration.reconcile import RunStatus
-from orchestration.study_config import StudyConfig
+from resources.study import StudyConfig
 
 _FAILED = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 

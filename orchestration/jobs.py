@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.study_config import StudyConfig
+from resources.study import StudyConfig
 
 
 def study_job_name(study: StudyConfig) -> str:

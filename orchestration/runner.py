@@ -22,7 +22,7 @@ from orchestration.batch_ranges import batch_ranges, launched_as, range_request
 from orchestration.instance_records import run_status
 from orchestration.jobs import study_job_name
 from orchestration.sensors import landing_sensor_name
-from orchestration.study_config import StudyConfig
+from resources.study import StudyConfig
 
 # Runs driven from here log warnings and errors only; every event is still stored in the instance.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}

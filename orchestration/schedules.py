@@ -2,13 +2,13 @@
 
 import dagster as dg
 
-from orchestration.cadence import NAMED, cron_of, period_of, previous_key
+from assets.partitions import study_partitions
 from orchestration.instance_records import RULES_TAG, latest_materialized_sha256
 from orchestration.jobs import study_job_name
-from orchestration.landing import file_sha256, run_key
-from orchestration.partitions import study_partitions
-from orchestration.study_config import StudyConfig
+from resources.cadence import NAMED, cron_of, period_of, previous_key
 from resources.landing import LandingFileError, LandingResource
+from resources.landing_files import file_sha256, run_key
+from resources.study import StudyConfig
 
 # Two hours into each period for the named cadences; a cron cadence ticks when its period starts.
 CRON = {name: cron.replace("0 0 ", "0 2 ", 1) for name, cron in NAMED.items()}

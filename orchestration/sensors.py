@@ -22,16 +22,16 @@ from typing import Any, Literal
 import dagster as dg
 import duckdb
 
-from orchestration.cadence import expected_name
+from assets.partitions import study_bounds, study_partitions
 from orchestration.freshness import misnamed_file_alerts
 from orchestration.instance_records import RULES_TAG, latest_materialization, run_status
 from orchestration.jobs import study_job_name
-from orchestration.landing import LandingScan, partition_key_for_file, scan_landing
-from orchestration.partitions import study_bounds, study_partitions
 from orchestration.reconcile import ReconcileState, plan
-from orchestration.study_config import StudyConfig
 from resources.alerts import Alert, AlertRouter, AlertsResource
+from resources.cadence import expected_name
 from resources.landing import LandingResource
+from resources.landing_files import LandingScan, partition_key_for_file, scan_landing
+from resources.study import StudyConfig
 from resources.warehouse import Warehouse, WarehouseError, WarehouseResource
 
 

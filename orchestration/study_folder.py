@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestration.study_config import StudyConfig, StudyConfigError, load_study
+from resources.study import StudyConfig, StudyConfigError, load_study
 
 STUDY_SUFFIXES = (".yaml", ".yml")
 

@@ -24,7 +24,6 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from orchestration.study_config import AlertSettings
 from resources.alert_log import (
     Alert,
     AlertKind,
@@ -48,6 +47,7 @@ from resources.alert_sinks import (
     WebhookSink,
     redact,
 )
+from resources.study import AlertSettings
 
 __all__ = [
     "Alert", "AlertKind", "AlertRouter", "AlertSink", "AlertsResource", "Budget", "DeliveryError",

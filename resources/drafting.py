@@ -29,7 +29,6 @@ from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from orchestration.study_config import ENV_VAR_PATTERN, StudyConfig
 from resources.drafting_log import DraftingLog, DraftingRecord, redact, strip_credentials
 from resources.drafting_schema import (
     DRAFT_KINDS,
@@ -39,6 +38,7 @@ from resources.drafting_schema import (
     render_draft,
     validate_draft,
 )
+from resources.study import ENV_VAR_PATTERN, StudyConfig
 
 BASE_URL_ENV = "ASSIMILATE_LLM_BASE_URL"
 MODEL_ENV = "ASSIMILATE_LLM_MODEL"

@@ -15,8 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from assimilate.design.card import CausalGraphSpec, EstimandCard
-from orchestration.study_config import StudyConfig, error_lines
 from resources.drafting_log import DraftOutcome
+from resources.study import StudyConfig, error_lines
 
 DraftKind = Literal["estimand_card", "causal_graph", "memo"]
 DRAFT_KINDS: tuple[DraftKind, ...] = ("estimand_card", "causal_graph", "memo")

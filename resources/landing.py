@@ -6,9 +6,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from orchestration.cadence import expected_name
-from orchestration.landing import partition_key_for_file
-from orchestration.study_config import StudyConfig
+from resources.cadence import expected_name
+from resources.landing_files import partition_key_for_file
+from resources.study import StudyConfig
 
 
 class LandingFileError(ValueError):

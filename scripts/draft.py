@@ -23,10 +23,10 @@ import sys
 from pathlib import Path
 
 from orchestration.instance import PROJECT_ROOT
-from orchestration.study_config import STUDY_NAME_PATTERN, StudyConfigError, load_study
 from resources.drafting import DEFAULT_API_KEY_ENV, DRAFT_KINDS, LlmNotConfiguredError, LlmSettings, draft
 from resources.drafting_log import DraftingLog
 from resources.drafting_schema import DraftError
+from resources.study import STUDY_NAME_PATTERN, StudyConfigError, load_study
 from resources.warehouse import Warehouse
 
 STUDIES_DIR = PROJECT_ROOT / "studies"

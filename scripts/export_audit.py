@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from assets.audit import AUDIT_TABLE
-from orchestration.instance import PROJECT_ROOT
+from resources.project import PROJECT_ROOT
 from resources.warehouse import Warehouse, quote_identifier
 
 TABLES = {AUDIT_TABLE: "posterior_update", "drafting_log": "drafting_call"}

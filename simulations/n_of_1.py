@@ -55,7 +55,7 @@ from scipy import stats
 from assimilate.estimators import n_of_1_from_arrays
 from assimilate.filters import causal_kalman
 from assimilate.simulate import n_of_1_series
-from orchestration.study_config import load_study
+from resources.study import load_study
 from simulations.table import binomial_mc_error, frame, row
 
 STUDY = "n_of_1"

@@ -24,7 +24,7 @@ from assets.batch_validation import read_batch_file, split_valid_rows
 from assets.covariates import schema_verdict
 from assets.typed_batch import type_batch
 from checks.quality import run_quality_suite
-from orchestration.study_config import StudyConfig, load_study
+from resources.study import StudyConfig, load_study
 from simulations.table import binomial_mc_error, frame, row
 
 STUDY_FILE = Path(__file__).resolve().parent.parent / "studies" / "ab_checkout.yaml"

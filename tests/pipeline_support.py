@@ -18,8 +18,8 @@ import pandas as pd
 from orchestration.definitions import build_definitions
 from orchestration.instance import PROJECT_ROOT
 from orchestration.runner import run_landed_batches
-from orchestration.study_config import StudyConfig, load_study
 from resources.alerts import Alert, JsonlAlertLog
+from resources.study import StudyConfig, load_study
 from resources.warehouse import Warehouse
 
 

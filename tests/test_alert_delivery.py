@@ -33,7 +33,6 @@ from aiosmtpd.smtp import AuthResult
 
 from orchestration.alert_sensors import ALERT_DELIVERY_SENSOR
 from orchestration.instance import PROJECT_ROOT, prepare_dagster_home
-from orchestration.study_config import AlertSettings
 from resources.alerts import (
     AlertRouter,
     AlertsResource,
@@ -42,6 +41,7 @@ from resources.alerts import (
     ResendSchedule,
     WebhookSink,
 )
+from resources.study import AlertSettings
 from tests.pipeline_support import Project, ab_batch, example_study, webhook_receiver, write_batch
 from tests.test_alerts import SECRET, Mailbox, alert, closed_port, hook_server, log_text, secret_url
 
@@ -439,7 +439,7 @@ def test_under_the_daemon_a_hanging_webhook_fails_no_tick_and_delays_no_alert(tm
     location.write_text(
         "from pathlib import Path\n"
         "from orchestration.definitions import build_definitions\n"
-        "from orchestration.study_config import load_study\n"
+        "from resources.study import load_study\n"
         f"study = load_study(Path({str(PROJECT_ROOT / 'studies' / 'ab_checkout.yaml')!r}))\n"
         f"defs = build_definitions(studies=[study], data_dir=Path({str(data)!r}))\n"
     )

@@ -20,7 +20,6 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from orchestration.study_config import AlertSettings
 from resources.alerts import (
     Alert,
     AlertRouter,
@@ -31,6 +30,7 @@ from resources.alerts import (
     MisconfiguredSink,
     WebhookSink,
 )
+from resources.study import AlertSettings
 from tests.pipeline_support import Project, ab_batch, example_study, write_batch
 
 SECRET = "SECRETTOKEN123"

@@ -11,15 +11,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from orchestration.cadence import expected_name
+from assets.partitions import cut_partitions, last_batches, study_partitions
 from orchestration.definitions import build_definitions
 from orchestration.jobs import study_job_name
-from orchestration.landing import partition_key_for_file, scan_landing
-from orchestration.partitions import cut_partitions, last_batches, study_partitions
 from orchestration.reconcile import ReconcileState
 from orchestration.runner import QUIET, tick_landing_sensor
 from orchestration.sensors import LandingCursor
-from orchestration.study_config import StudyConfig, StudyConfigError, load_study
+from resources.cadence import expected_name
+from resources.landing_files import partition_key_for_file, scan_landing
+from resources.study import StudyConfig, StudyConfigError, load_study
 from resources.warehouse import Warehouse
 from tests.pipeline_support import Project, ab_batch, example_study, write_batch
 

@@ -21,7 +21,7 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from assimilate.diagnostics.catalogue import ERROR_CONSEQUENCE, WARN_CONSEQUENCE, check_spec
 from checks.results import EXCLUDED_TAG
 from orchestration.instance import prepare_dagster_home
-from orchestration.study_config import StudyConfig
+from resources.study import StudyConfig
 from tests.pipeline_support import Project, ab_batch, example_study, write_batch
 
 STUDY = "ab_checkout"

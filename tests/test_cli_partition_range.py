@@ -21,7 +21,7 @@ import pandas as pd
 
 from checks.results import EXCLUDED_TAG
 from orchestration.instance import PROJECT_ROOT, prepare_dagster_home
-from orchestration.study_config import load_study
+from resources.study import load_study
 from resources.warehouse import Warehouse
 from tests.pipeline_support import Project, ab_batch, write_batch
 from tests.test_pipeline_returning_units import srm_batch

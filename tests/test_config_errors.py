@@ -15,8 +15,8 @@ import pytest
 from assets.batch_validation import split_valid_rows
 from assets.covariates import schema_verdict
 from assimilate.simulate import simulate_outreach_batch
-from orchestration.study_config import StudyConfigError, load_study
 from orchestration.study_folder import scan_study_folder
+from resources.study import StudyConfigError, load_study
 
 STUDIES = Path(__file__).resolve().parent.parent / "studies"
 

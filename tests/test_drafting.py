@@ -19,10 +19,10 @@ import yaml
 
 from assimilate.design.card import CausalGraphSpec, EstimandCard
 from orchestration.instance import PROJECT_ROOT
-from orchestration.study_config import StudyConfig, load_study
 from resources.drafting import LlmNotConfiguredError, LlmSettings, draft
 from resources.drafting_log import DraftingLog, strip_credentials
 from resources.drafting_schema import DraftError
+from resources.study import StudyConfig, load_study
 from resources.warehouse import Warehouse
 from scripts.draft import main
 

@@ -12,7 +12,7 @@ import pytest
 
 from assimilate.estimators import estimate_effect
 from assimilate.estimators.variance import t_conf_int, with_standard_error
-from orchestration.study_config import StudyConfigError, load_study
+from resources.study import StudyConfigError, load_study
 from tests.pipeline_support import Project, ab_batch, example_study, write_batch
 
 

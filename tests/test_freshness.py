@@ -11,9 +11,9 @@ import dagster as dg
 from orchestration.definitions import build_definitions
 from orchestration.freshness import build_freshness_sensor, overdue_batches
 from orchestration.runner import tick_landing_sensor
-from orchestration.study_config import StudyConfig
 from resources.alerts import AlertsResource, JsonlAlertLog
 from resources.landing import LandingResource
+from resources.study import StudyConfig
 from tests.pipeline_support import example_study
 
 MONTHLY = example_study("ab_checkout")  # monthly from 2025-01-01; default grace 5 days

@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from orchestration.landing import file_sha256, partition_key_for_file, run_key, scan_landing
+from resources.landing_files import file_sha256, partition_key_for_file, run_key, scan_landing
 
 
 @pytest.mark.parametrize(

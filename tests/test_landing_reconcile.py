@@ -8,10 +8,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from orchestration.landing import file_sha256
 from orchestration.reconcile import LOST_AFTER_S, MAX_ATTEMPTS, Attempt, ReconcileState, RunStatus, plan
 from orchestration.runner import execute_request, tick_landing_sensor
 from orchestration.sensors import LandingCursor
+from resources.landing_files import file_sha256
 from tests.pipeline_support import Project, ab_batch, example_study, write_batch
 
 P1, P2 = "2025-01-01", "2025-02-01"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestration.study_config import StudyConfigError, load_study
+from resources.study import StudyConfigError, load_study
 
 STUDIES = Path(__file__).resolve().parent.parent / "studies"
 

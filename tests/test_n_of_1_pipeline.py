@@ -12,8 +12,8 @@ import pytest
 
 from assets.common import read_verdicts
 from assimilate import causal_kalman
+from assimilate.design.plan import ONE_SUBJECT
 from assimilate.estimators import n_of_1
-from orchestration.study_config import ONE_SUBJECT
 from scripts.demo import sleep_trial_months
 from tests.pipeline_support import Project, example_study, write_batch
 

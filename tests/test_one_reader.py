@@ -18,7 +18,7 @@ from assets.batch_validation import BatchFileError, read_batch_file, split_valid
 from assets.raw_records import raw_rows_table, records_frame
 from assets.typed_batch import EXTRA_FIELD, EXTRA_FIELDS, MISSING, NUL_BYTE, UNIQUE_ID, type_batch
 from checks.quality import run_quality_suite
-from orchestration.study_config import StudyConfig
+from resources.study import StudyConfig
 from tests.reliability.corpus import corpus_study, csv, good_frame, parquet
 
 STUDY = corpus_study()

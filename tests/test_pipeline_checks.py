@@ -22,7 +22,7 @@ from assimilate import causal_kalman
 from assimilate.diagnostics import innovation_diagnostics
 from assimilate.filters import particle_filter
 from assimilate.simulate import simulate_outreach_stream
-from orchestration.study_config import StudyConfig
+from resources.study import StudyConfig
 from tests.pipeline_support import Project, ab_batch, example_study, webhook_receiver, write_batch
 
 MONTHS = ["2025-01", "2025-02", "2025-03", "2025-04", "2025-05"]

@@ -25,7 +25,7 @@ from assimilate.filters import correlated_kalman, shared_unit_covariance
 from assimilate.incremental import OBSERVATION_COLUMNS, refilter_from_first_change
 from assimilate.sequential import confidence_sequence
 from checks.returning_units import MATERIAL_SE_CHANGE
-from orchestration.study_config import StudyConfig
+from resources.study import StudyConfig
 from tests.pipeline_support import Project, ab_batch, example_study, write_batch
 
 MONTHS = ["2025-01", "2025-02", "2025-03", "2025-04"]

@@ -26,8 +26,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from orchestration.instance import PROJECT_ROOT
-from orchestration.study_config import AlertSettings
 from resources.alerts import JsonlAlertLog
+from resources.study import AlertSettings
 from resources.warehouse import quote_identifier
 from tests.pipeline_support import Project, ab_batch, example_study, webhook_receiver, write_batch
 

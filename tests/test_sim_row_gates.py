@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orchestration.study_config import load_study
+from resources.study import load_study
 from simulations.row_gates import STUDY_FILE, batch_csv, judge, run
 
 

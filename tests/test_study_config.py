@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from checks.post_treatment import post_treatment_offenders, post_treatment_verdict
-from orchestration.study_config import StudyConfig, StudyConfigError, load_study
 from orchestration.study_folder import load_studies
+from resources.study import StudyConfig, StudyConfigError, load_study
 
 STUDIES = Path(__file__).resolve().parent.parent / "studies"
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from orchestration.study_config import StudyConfig
+from resources.study import StudyConfig
 
 START = date(2025, 1, 1)
 

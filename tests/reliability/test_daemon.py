@@ -22,8 +22,8 @@ import pytest
 import yaml
 
 from orchestration.instance import PROJECT_ROOT, prepare_dagster_home
-from orchestration.landing import file_sha256
 from resources.alerts import JsonlAlertLog
+from resources.landing_files import file_sha256
 from resources.warehouse import Warehouse, WarehouseError
 from tests.pipeline_support import ab_batch
 

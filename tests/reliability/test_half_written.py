@@ -16,7 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from orchestration.landing import file_sha256, scan_landing
+from resources.landing_files import file_sha256, scan_landing
 from tests.pipeline_support import Project
 from tests.reliability.corpus import corpus_study, csv, good_frame
 

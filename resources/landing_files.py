@@ -4,7 +4,7 @@ No Dagster context: the landing sensor calls ``scan_landing`` with its JSON curs
 sha256) and turns ``new_or_changed`` into run requests keyed by ``run_key``.
 
 A file is named after the date its period starts, in the form of the study's cadence; its Dagster
-partition key is that date (``orchestration/cadence.py``; README, "Batch files and cadences"):
+partition key is that date (``resources/cadence.py``; README, "Batch files and cadences"):
 
 ==========  ==========================  =============================================
 cadence     file name                   partition key
@@ -39,9 +39,9 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestration.cadence import SUFFIXES, check_cadence, key_for_stem
+from resources.cadence import SUFFIXES, check_cadence, key_for_stem
 
-Cadence = str  # daily, weekly, monthly, yearly or a cron expression (orchestration/cadence.py)
+Cadence = str  # daily, weekly, monthly, yearly or a cron expression (resources/cadence.py)
 SETTLE_SECONDS = 1.0  # a file nobody wrote to for this long is taken as complete
 
 

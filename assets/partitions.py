@@ -29,9 +29,9 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from orchestration.cadence import KEY_FORMAT, cron_of, first_key_from, key_of_day, next_key, period_window
-from orchestration.landing import partition_key_for_file
-from orchestration.study_config import StudyConfig
+from resources.cadence import KEY_FORMAT, cron_of, first_key_from, key_of_day, next_key, period_window
+from resources.landing_files import partition_key_for_file
+from resources.study import StudyConfig
 from resources.warehouse import Warehouse, WarehouseError
 
 _log = logging.getLogger("assimilate")
