@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# postgresql: server binaries for tests/test_postgres_instance.py, which starts its own server.
+# postgresql: server binaries for tests/pipeline/test_postgres_instance.py, which starts its own server.
 SYSTEM_PACKAGES=(graphviz chromium postgresql)
 missing=()
 for package in "${SYSTEM_PACKAGES[@]}"; do

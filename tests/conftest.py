@@ -1,13 +1,14 @@
-"""Every test gets its layer as a marker, from what its module uses, so one layer runs alone.
+"""Every test gets its layer as a marker, from the folder it lives in, so one layer runs alone.
 
-    pytest -m library                       # the pure library: no Dagster, seconds to a minute
+    pytest -m library                       # tests/lib: the pure library, no Dagster
     pytest -m "not pipeline and not slow"   # the quick loop: library and shell units
-    pytest -m reliability                   # fault tries: corpus, SIGKILL, the real daemon
+    pytest -m reliability                   # tests/reliability: corpus, SIGKILL, the real daemon
 
-``library``: the module imports no shell package and no Dagster. ``shell``: it does, but runs no
-pipeline. ``pipeline``: it runs Dagster jobs (a ``Project``, ``execute_in_process``, ``materialize``,
-a webserver or daemon). ``reliability``: it lives in tests/reliability (also ``pipeline``).
-Doctests in the library are ``library``.
+``tests/lib`` (``library``) imports no shell package and no Dagster; ``tests/shell`` (``shell``) does,
+but runs no pipeline; ``tests/pipeline`` (``pipeline``) runs Dagster jobs (a ``Project``,
+``execute_in_process``, ``materialize``, a webserver or daemon); ``tests/reliability`` is
+``reliability`` and ``pipeline``. tests/shell/test_architecture.py holds every module to its
+folder's rule. Doctests in the library are ``library``, elsewhere ``shell``.
 """
 
 from __future__ import annotations
@@ -25,21 +26,30 @@ SHELL_IMPORT = re.compile(
 RUNS_PIPELINE = re.compile(
     r"\bProject\(|execute_in_process|\bmaterialize\(|dagster-daemon|\"dev\"|run_landed_batches|run_demo\("
 )
+FOLDER_MARKERS = {
+    "lib": ("library",),
+    "shell": ("shell",),
+    "pipeline": ("pipeline",),
+    "reliability": ("reliability", "pipeline"),
+}
+
+
+def layer_of_source(source: str) -> str:
+    """The folder a test module belongs in, from what it uses: ``lib``, ``shell`` or ``pipeline``."""
+    if RUNS_PIPELINE.search(source):
+        return "pipeline"
+    if SHELL_IMPORT.search(source):
+        return "shell"
+    return "lib"
 
 
 @cache
 def layer_of(path: Path) -> tuple[str, ...]:
-    """The layer markers of a test module (or a library module's doctests)."""
+    """The layer markers of a test module (or a module's doctests)."""
     if "tests" not in path.parts:
         return ("library",) if "assimilate" in path.parts else ("shell",)
-    source = path.read_text(encoding="utf-8")
-    if "reliability" in path.parts:
-        return ("reliability", "pipeline")
-    if RUNS_PIPELINE.search(source):
-        return ("pipeline",)
-    if SHELL_IMPORT.search(source):
-        return ("shell",)
-    return ("library",)
+    folder = path.parts[path.parts.index("tests") + 1]
+    return FOLDER_MARKERS.get(folder, ("shell",))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -17,7 +17,7 @@ from checks.post_treatment import post_treatment_offenders, post_treatment_verdi
 from orchestration.study_folder import load_studies
 from resources.study import StudyConfig, StudyConfigError, load_study
 
-STUDIES = Path(__file__).resolve().parent.parent / "studies"
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
 
 
 def example(name: str) -> dict[str, Any]:

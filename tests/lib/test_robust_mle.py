@@ -15,7 +15,7 @@ from assimilate.filters import grid_filter, profile_log_likelihood
 
 EXACT_LOG_LIKELIHOOD = 1e-9
 BAND = 1e-5  # about 0.2% of the posterior SD at the end of the stream
-FILTERS = Path(__file__).resolve().parents[1] / "assimilate" / "filters"
+FILTERS = Path(__file__).resolve().parents[2] / "assimilate" / "filters"
 
 
 def _drifting_stream(seed: int, t: int = 60) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,7 @@ import yaml
 
 from resources.study import StudyConfigError, load_study
 
-STUDIES = Path(__file__).resolve().parent.parent / "studies"
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
 
 
 def _write(tmp_path: Path, name: str, **changes: object) -> Path:

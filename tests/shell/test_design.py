@@ -23,7 +23,7 @@ from assimilate.design import (
 from assimilate.design.render import ROLE_STYLES
 from resources.graphviz import PNG_SIGNATURE, GraphvizError, render_png
 
-STUDIES = Path(__file__).resolve().parent.parent / "studies"
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
 OUTREACH_CONFOUNDERS = ("company_size", "health_score", "prior_tickets", "region", "tenure_months")
 
 

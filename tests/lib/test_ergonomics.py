@@ -1,7 +1,7 @@
 """A notebook user's habits: results pickle, deep-copy and go to JSON; ``result.plot()``; seeds and
 StatsPAI-style particle calls.
 
-The project's security guard (tests/test_library_purity.py) bars ``import pickle`` from every file,
+The project's security guard (tests/shell/test_library_purity.py) bars ``import pickle`` from every file,
 tests included. So "pickles" is shown without it: :func:`_assert_reducible` walks the object graph
 exactly as the pickler does (``__reduce_ex__`` with the highest protocol, down to numbers,
 strings, arrays and importable classes and functions) and fails on anything the pickler refuses

@@ -334,7 +334,7 @@ def test_zero_process_variance_is_a_stable_effect_and_a_positive_one_says_how_fa
 
 
 def test_memo_inputs_deep_copy_to_the_same_memo() -> None:
-    # Pickling is tested in tests/test_pickle_round_trip.py, the one file allowed to import pickle.
+    # Pickling is tested in tests/lib/test_pickle_round_trip.py, the one file allowed to import pickle.
     inputs = memo_inputs_for_copying()
     back = copy.deepcopy(inputs)
     assert decision_memo_markdown(back) == decision_memo_markdown(inputs)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = ROOT / "assimilate"
 PACKAGES = ("assimilate", "assets", "checks", "orchestration", "resources", "scripts", "benchmarks")
 FORBIDDEN_IMPORTS = {"dagster", "dagster_duckdb", "dagster_pandera", "duckdb", "pickle", "dill", "joblib"}

@@ -1,6 +1,6 @@
 """A notebook user pickles the library's own results (to cache or send them): a real round trip.
 
-The only file allowed to import pickle (tests/test_library_purity.py names it): it pickles objects
+The only file allowed to import pickle (tests/shell/test_library_purity.py names it): it pickles objects
 the library made; nothing a user hands the pipeline is ever unpickled.
 """
 
@@ -11,8 +11,8 @@ import pickle
 import pytest
 
 from assimilate.report import decision_memo_markdown
-from tests.test_ergonomics import RESULTS, _assert_same, _read_only_arrays
-from tests.test_memo_readable import memo_inputs_for_copying
+from tests.lib.test_ergonomics import RESULTS, _assert_same, _read_only_arrays
+from tests.lib.test_memo_readable import memo_inputs_for_copying
 
 
 @pytest.mark.parametrize("name", list(RESULTS))

@@ -18,7 +18,7 @@ from assimilate.simulate import simulate_outreach_batch
 from orchestration.study_folder import scan_study_folder
 from resources.study import StudyConfigError, load_study
 
-STUDIES = Path(__file__).resolve().parent.parent / "studies"
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
 
 
 def edited(tmp_path: Path, name: str, old: str, new: str, *, file: str = "x.yaml") -> Path:

@@ -19,7 +19,7 @@ from orchestration.batch_ranges import RANGE_START_TAG, batch_ranges
 from orchestration.runner import run_landed_batches
 from orchestration.sensors import LandingCursor
 from tests.pipeline_support import Project, ab_batch, example_study, write_batch
-from tests.test_cli_partition_range import (
+from tests.pipeline.test_cli_partition_range import (
     BATCH_ASSETS,
     HOW_COMPUTED,
     STUDY,
@@ -29,7 +29,7 @@ from tests.test_cli_partition_range import (
     shown,
     warehouse_tables,
 )
-from tests.test_pipeline_returning_units import srm_batch
+from tests.pipeline.test_pipeline_returning_units import srm_batch
 
 MONTHS = ["2025-01", "2025-02", "2025-03", "2025-04", "2025-06"]  # no file for May
 KEYS = [f"{month}-01" for month in MONTHS]

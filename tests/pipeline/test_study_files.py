@@ -16,7 +16,7 @@ from orchestration.study_folder import scan_study_folder
 from resources.alerts import AlertsResource, JsonlAlertLog
 from tests.pipeline_support import ab_batch, write_batch
 
-STUDIES = Path(__file__).resolve().parent.parent / "studies"
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
 
 
 def ab_study(name: str) -> dict[str, Any]:

@@ -50,7 +50,7 @@ def test_an_att_study_estimates_the_att_with_every_estimator(tmp_path: Path) -> 
 
 
 def test_an_estimand_the_estimators_cannot_deliver_is_a_load_error(tmp_path: Path) -> None:
-    text = (Path(__file__).resolve().parent.parent / "studies" / "n_of_1_sleep.yaml").read_text()
+    text = (Path(__file__).resolve().parents[2] / "studies" / "n_of_1_sleep.yaml").read_text()
     assert "  estimand: ATE\n" in text
     path = tmp_path / "n_of_1_sleep.yaml"
     path.write_text(text.replace("  estimand: ATE\n", "  estimand: ATT\n"))
@@ -153,7 +153,7 @@ def test_standard_error_choices_are_checked_at_load(
     import yaml
 
     data = yaml.safe_load(
-        (Path(__file__).resolve().parent.parent / "studies" / "ab_checkout.yaml").read_text()
+        (Path(__file__).resolve().parents[2] / "studies" / "ab_checkout.yaml").read_text()
     )
     path = tmp_path / "ab_checkout.yaml"
     path.write_text(yaml.safe_dump({**data, **changes}))

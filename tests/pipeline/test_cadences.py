@@ -73,7 +73,7 @@ def test_a_misnamed_file_is_told_the_expected_names_around_its_date(tmp_path: Pa
 
 
 def test_cadence_end_date_and_grace_period_in_a_study_file(tmp_path: Path) -> None:
-    data = yaml.safe_load((Path(__file__).parent.parent / "studies" / "ab_checkout.yaml").read_text())
+    data = yaml.safe_load((Path(__file__).parents[2] / "studies" / "ab_checkout.yaml").read_text())
     path = tmp_path / "s.yaml"
     path.write_text(
         yaml.safe_dump(
