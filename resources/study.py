@@ -48,7 +48,8 @@ from pydantic import (
     model_validator,
 )
 
-from assimilate.design.plan import AnalysisPlan, _matching, _Section
+from assimilate.design.plan import AnalysisPlan
+from assimilate.design.sections import _matching, _Section
 from resources.cadence import cadence_from_config, periods_per_year
 
 STUDY_NAME_PATTERN = r"[a-z][a-z0-9_]{0,39}"
@@ -194,6 +195,7 @@ class StudyConfig(AnalysisPlan):
             *(("covariates", c) for c in self.covariates),
             *(("categorical", c) for c in self.categorical),
             *(("post_treatment", c) for c in self.post_treatment),
+            *(("design.instrument", c) for c in getattr(self.design, "instrument", ())),
         ]
         first: dict[str, str] = {}
         for key, column in columns:

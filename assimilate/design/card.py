@@ -27,7 +27,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-Estimand = Literal["ATE", "ATT", "ATC"]
+Estimand = Literal["ATE", "ATT", "ATC", "LATE"]
 VariableRole = Literal[
     "treatment",
     "outcome",
@@ -66,7 +66,7 @@ class EstimandCard(_Model):
         The same question as a contrast of potential outcomes.
     unit, treatment, control_condition, outcome, time_window, target_population : str
         The elements of the contrast.
-    estimand : {"ATE", "ATT", "ATC"}
+    estimand : {"ATE", "ATT", "ATC", "LATE"}
         Average effect over the target population, or over the treated.
     required_assumptions : list of str
         What must hold for the estimate to be causal (e.g. no unmeasured confounding, overlap).

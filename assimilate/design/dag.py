@@ -230,6 +230,11 @@ class CausalDAG:
         self._require([variable])
         return tuple(sorted(self._graph.predecessors(variable)))
 
+    def causes(self, cause: str, effect: str) -> bool:
+        """Whether a directed path leads from ``cause`` to ``effect``."""
+        self._require([cause, effect])
+        return cause != effect and bool(nx.has_path(self._graph, cause, effect))
+
     def format_path(self, path: Sequence[str]) -> str:
         """A path with the direction of each edge, e.g. ``d <- x -> y``."""
         text = path[0]
@@ -255,12 +260,29 @@ class CausalDAG:
         Only the covariates in the graph (other than the treatment and outcome) condition.
         Returns None when every backdoor path is blocked; otherwise the shortest open path.
         """
-        z = {c for c in covariates if c in self._graph} - {self._treatment, self._outcome}
-        t, y, backdoor = self._treatment, self._outcome, self._backdoor
-        if nx.is_d_separator(backdoor, {t}, {y}, z):
+        return self._open_path(self._treatment, covariates)
+
+    def open_instrument_path(self, instrument: str, covariates: Iterable[str]) -> tuple[str, ...] | None:
+        """A path from ``instrument`` to the outcome that bypasses the treatment, open given ``covariates``.
+
+        The exclusion restriction of a conditional instrument (Pearl 2009, def. 7.4.1): the
+        instrument is d-separated from the outcome given the covariates in the graph without the
+        treatment's outgoing edges. Returns None when it holds; otherwise the shortest open path.
+        """
+        self._require([instrument])
+        return self._open_path(instrument, covariates)
+
+    def _open_path(self, source: str, covariates: Iterable[str]) -> tuple[str, ...] | None:
+        """The shortest path from ``source`` to the outcome open given ``covariates``.
+
+        In the graph without the treatment's outgoing edges; None when they d-separate the two.
+        """
+        y, backdoor = self._outcome, self._backdoor
+        z = {c for c in covariates if c in self._graph} - {source, self._treatment, y}
+        if nx.is_d_separator(backdoor, {source}, {y}, z):
             return None
         opening = z.union(*(nx.ancestors(backdoor, c) for c in z))
-        for path in nx.shortest_simple_paths(backdoor.to_undirected(as_view=True), t, y):
+        for path in nx.shortest_simple_paths(backdoor.to_undirected(as_view=True), source, y):
             if all(
                 self._passes(a, v, b, z, opening) for a, v, b in zip(path, path[1:], path[2:], strict=False)
             ):

@@ -22,17 +22,12 @@ Example
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 import pandas as pd
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     PlainValidator,
     model_validator,
@@ -40,163 +35,35 @@ from pydantic import (
 
 from assimilate.design.card import CausalGraphSpec, EstimandCard
 from assimilate.design.dag import CausalDAG, DesignError
+from assimilate.design.designs import IV_ESTIMATOR, UNIT_ESTIMATORS, Design
+from assimilate.design.sections import (
+    ColumnName,
+    Integer,
+    KalmanBackend,
+    NOf1Settings,
+    Number,
+    OutcomeType,
+    ParticleBackend,
+    PriorSettings,
+    PropensitySettings,
+    Thresholds,
+    _process_var,
+    _Section,
+    _unit,
+)
 from assimilate.design.shortlist import method_shortlist
 from assimilate.estimators import supported_estimands
 from assimilate.estimators.variance import OLS_METHODS
 
-OutcomeType = Literal["continuous", "binary"]
-
 EstimatorName = Literal[
-    "difference_in_means", "regression_adjustment", "lin_interacted", "ipw", "aipw", "n_of_1"
+    "difference_in_means",
+    "regression_adjustment",
+    "lin_interacted",
+    "ipw",
+    "aipw",
+    "n_of_1",
+    "two_stage_least_squares",
 ]
-UNIT_ESTIMATORS = ("difference_in_means", "regression_adjustment", "lin_interacted", "ipw", "aipw")
-PropensityPolicy = Literal["clip", "trim", "none"]
-
-COLUMN_PATTERN = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
-
-
-def _no_bool(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError("must be a number, not true/false")
-    return value
-
-
-def _matching(pattern: str, what: str) -> AfterValidator:
-    def check(value: str) -> str:
-        if re.fullmatch(pattern, value) is None:
-            raise ValueError(f"must be {what} matching ^{pattern}$")
-        return value
-
-    return AfterValidator(check)
-
-
-def _process_var(value: Any) -> float | str:
-    rule = 'must be a number >= 0 or "mle"'
-    if value == "mle":
-        return "mle"
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError(rule)
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError(rule) from None
-    if not math.isfinite(number) or number < 0:
-        raise ValueError(rule)
-    return number
-
-
-Number = Annotated[float, BeforeValidator(_no_bool)]
-Integer = Annotated[int, BeforeValidator(_no_bool)]
-Probability = Annotated[Number, Field(gt=0, lt=1)]
-ColumnName = Annotated[str, _matching(COLUMN_PATTERN, "a safe column name")]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class RandomizedDesign(_Section):
-    """Units randomized to treatment with a designed treated share."""
-
-    kind: Literal["randomized"]
-    treated_share: Probability = 0.5
-
-
-class ObservationalDesign(_Section):
-    """Treatment not assigned by the study: adjustment relies on the covariates."""
-
-    kind: Literal["observational"]
-
-
-class PropensitySettings(_Section):
-    """How extreme propensity scores are handled by IPW/AIPW."""
-
-    policy: PropensityPolicy = "clip"
-    bounds: tuple[Probability, Probability] = (0.01, 0.99)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> PropensitySettings:
-        if self.bounds[0] >= self.bounds[1]:
-            raise ValueError(f"bounds: lower bound must be < upper bound (got {list(self.bounds)})")
-        return self
-
-
-def _unit(value: str) -> str:
-    text = " ".join(value.split())
-    if not text or len(text) > 40:
-        raise ValueError("must be a short unit name of 1 to 40 characters, e.g. USD or minutes")
-    return text
-
-
-class PriorSettings(_Section):
-    """Belief about the effect before the first batch: a normal prior, or diffuse."""
-
-    mean: Number | None = None
-    variance: Annotated[Number, Field(gt=0)] | None = None
-    diffuse: bool = False
-
-    @model_validator(mode="after")
-    def _complete(self) -> PriorSettings:
-        given = self.mean is not None or self.variance is not None
-        if self.diffuse and given:
-            raise ValueError("a diffuse prior takes no mean or variance")
-        if not self.diffuse and (self.mean is None or self.variance is None):
-            raise ValueError("needs both mean and variance, or diffuse: true")
-        return self
-
-
-class KalmanBackend(_Section):
-    """Exact Kalman filter (Gaussian observations)."""
-
-    kind: Literal["kalman"]
-
-
-class ParticleBackend(_Section):
-    """Bootstrap particle filter, optionally with Student-t observation errors."""
-
-    kind: Literal["particle"]
-    n_particles: Annotated[Integer, Field(ge=100)] = 2000
-    observation: Literal["gaussian", "student_t"] = "gaussian"
-    df: Annotated[Number, Field(gt=0)] | None = None
-
-    @model_validator(mode="after")
-    def _df_for_student_t(self) -> ParticleBackend:
-        if self.observation == "student_t" and self.df is None:
-            raise ValueError("df: is required when observation is student_t")
-        if self.observation == "gaussian" and self.df is not None:
-            raise ValueError("df: applies only to observation: student_t")
-        return self
-
-
-class Thresholds(_Section):
-    """Thresholds of the assumption checks (all optional, with these defaults)."""
-
-    max_abs_smd: Annotated[Number, Field(gt=0)] = 0.1
-    overlap_eps: Annotated[Number, Field(gt=0, lt=0.5)] = 0.05
-    overlap_max_share_outside: Annotated[Number, Field(ge=0, le=1)] = 0.1
-    srm_alpha: Probability = 0.001
-    srm_min_units: Annotated[Integer, Field(ge=1)] = 100
-    innovation_z: Annotated[Number, Field(gt=0)] = 3.0
-    min_ess_fraction: Annotated[Number, Field(gt=0, le=1)] = 0.2
-    max_quarantine_share: Annotated[Number, Field(ge=0, le=1)] = 0.05
-    # "calibrated": a gate fails only when a violation is both beyond its practical bound above and
-    # beyond sampling noise at the stated false-alarm rate (docs/GATES.md); "fixed": the bounds alone.
-    gate_rule: Literal["calibrated", "fixed"] = "calibrated"
-    balance_alpha: Probability = 0.01
-    overlap_alpha: Probability = 0.01
-    srm_false_alarm_per_year: Probability = 0.01
-
-
-class NOf1Settings(_Section):
-    """One subject's N-of-1 trial: a row per day, randomized alternating treatment blocks, a washout.
-
-    The study's ``unit_id`` is the day column (one subject: each row is one of its days).
-    """
-
-    time: ColumnName  # the day of each row (YYYY-MM-DD)
-    washout_days: Annotated[Integer, Field(ge=0)]  # carry-over: days dropped after every switch
-    block_days: Annotated[Integer, Field(ge=1)]  # length of a treatment block, as designed
-    trend: bool = False  # also fit a linear drift of the subject's baseline
 
 
 class AnalysisPlan(_Section):
@@ -216,7 +83,7 @@ class AnalysisPlan(_Section):
     outcome_unit: Annotated[str, AfterValidator(_unit)] | None = None
     # Which change of the outcome is wanted: the memo's recommendation reads the sign with it.
     desired_direction: Literal["increase", "decrease"] | None = None
-    design: Annotated[RandomizedDesign | ObservationalDesign, Field(discriminator="kind")]
+    design: Design
     covariates: tuple[ColumnName, ...] = ()
     categorical: dict[ColumnName, tuple[str, ...]] = Field(default_factory=dict)
     post_treatment: tuple[ColumnName, ...] = ()
@@ -334,12 +201,7 @@ class AnalysisPlan(_Section):
         for name in _duplicates(self.estimators):
             problems.append(f"estimators: {name!r} is listed twice")
         problems += self._standard_error_problems()
-        for name in self.estimators:
-            if self.estimand not in supported_estimands(name):
-                problems.append(
-                    f"estimand_card.estimand: {self.estimand} cannot be estimated by {name!r} "
-                    f"(in estimators; it estimates {', '.join(supported_estimands(name))})"
-                )
+        problems += self._design_estimator_problems()
         if self.cross_fitting_folds is not None and "aipw" not in self.estimators:
             problems.append(
                 "cross_fitting_folds: applies only to the aipw estimator, which is not in estimators"
@@ -359,6 +221,72 @@ class AnalysisPlan(_Section):
             problems.append(f"outcome_range: lower bound must be < upper bound (got [{low}, {high}])")
         return problems
 
+    def _design_estimator_problems(self) -> list[str]:
+        """Estimators the design cannot run, and an estimand they cannot deliver."""
+        design = self.design
+        problems = [
+            f"estimators: {name!r} cannot run under design.kind {design.kind!r} "
+            f"(it runs {', '.join(design.estimators)})"
+            for name in self.estimators
+            if name not in design.estimators and name != "n_of_1"  # n_of_1 has its own rules
+        ]
+        if problems:
+            return problems
+        if design.estimand is not None:  # the design fixes whose effect it identifies
+            card = self.estimand_card
+            if card is not None and card.estimand != design.estimand:
+                problems.append(
+                    f"estimand_card.estimand: a {design.kind!r} design estimates the {design.estimand} "
+                    f"(got {card.estimand}); state {design.estimand} on the card"
+                )
+            return problems
+        if self.estimand == "LATE":
+            return [
+                "estimand_card.estimand: the LATE (the effect on compliers) needs an instrument: "
+                "design: {kind: iv, instrument: [...]}"
+            ]
+        for name in self.estimators:
+            if self.estimand not in supported_estimands(name):
+                problems.append(
+                    f"estimand_card.estimand: {self.estimand} cannot be estimated by {name!r} "
+                    f"(in estimators; it estimates {', '.join(supported_estimands(name))})"
+                )
+        return problems
+
+    def _instrument_problems(self, dag: CausalDAG | None) -> list[str]:
+        """An instrument in another role, outside the graph, or with a path that bypasses the treatment."""
+        if self.design.kind != "iv":
+            return []
+        instruments = self.design.instrument
+        problems = [f"design.instrument: column {c!r} is listed twice" for c in _duplicates(instruments)]
+        taken = {
+            self.unit_id: "unit_id",
+            self.treatment: "treatment",
+            self.outcome: "outcome",
+            **dict.fromkeys(self.model_columns, "a covariate"),
+            **dict.fromkeys(self.post_treatment, "post_treatment"),
+            **({self.cluster: "cluster"} if self.cluster else {}),
+        }
+        problems += [f"design.instrument: column {c!r} is {taken[c]}" for c in instruments if c in taken]
+        if dag is None or problems:
+            return problems
+        for z in instruments:
+            if z not in dag.graph:
+                problems.append(
+                    f"design.instrument: {z!r} is not in causal_graph; declare its edges or its role"
+                )
+            elif not dag.causes(z, self.treatment):
+                problems.append(
+                    f"design.instrument: {z!r} does not cause the treatment {self.treatment!r} in causal_graph"
+                )
+            elif (path := dag.open_instrument_path(z, self.model_columns)) is not None:
+                given = f"given {list(self.model_columns)}" if self.model_columns else "with no covariates"
+                problems.append(
+                    f"design.instrument: {z!r} reaches the outcome {self.outcome!r} other than through the "
+                    f"treatment: the path {dag.format_path(path)} in causal_graph is open {given}"
+                )
+        return problems
+
     def _design_problems(self) -> list[str]:
         problems = []
         if self.estimand_card is not None:
@@ -374,6 +302,7 @@ class AnalysisPlan(_Section):
             dag = self.causal_dag()
         except DesignError as error:
             return [*problems, *(f"causal_graph.{c.section}: {c.message}" for c in error.conflicts)]
+        problems += self._instrument_problems(dag)
         return problems if dag is None else [*problems, *self._graph_problems(dag)]
 
     def _graph_problems(self, dag: CausalDAG) -> list[str]:
@@ -475,7 +404,13 @@ class AnalysisPlan(_Section):
             problems.append(f"standard_errors: {self.standard_errors} ignores the clusters; use CR1 or CR2")
         hat_matrix = {"HC0", "HC1", "HC2", "HC3", "CR2"}
         for name in self.estimators:
-            if self.standard_errors in hat_matrix and name not in OLS_METHODS:
+            if name == IV_ESTIMATOR:
+                if self.standard_errors in ("HC2", "HC3", "CR2"):
+                    problems.append(
+                        f"standard_errors: {self.standard_errors} is not offered by {name!r}: use HC0, HC1 "
+                        "or, with clusters, CR1"
+                    )
+            elif self.standard_errors in hat_matrix and name not in OLS_METHODS:
                 problems.append(
                     f"standard_errors: {self.standard_errors} needs an OLS fit; {name!r} (in estimators) offers "
                     "its influence-function SE and, with clusters, CR1"
@@ -490,8 +425,14 @@ class AnalysisPlan(_Section):
         return self.cluster is not None or self.duplicate_units == "cluster"
 
     @property
-    def estimand(self) -> Literal["ATE", "ATT", "ATC"]:
-        """Whose average effect every estimator estimates: the estimand card's, else the ATE."""
+    def estimand(self) -> Literal["ATE", "ATT", "ATC", "LATE"]:
+        """Whose average effect every estimator estimates.
+
+        The design's when it fixes one (the LATE for an instrument), else the estimand card's,
+        else the ATE.
+        """
+        if self.design.kind == "iv":
+            return "LATE"
         return self.estimand_card.estimand if self.estimand_card is not None else "ATE"
 
     @property
@@ -520,11 +461,14 @@ class AnalysisPlan(_Section):
         return CausalDAG(self.causal_graph, treatment=self.treatment, outcome=self.outcome)
 
     def method_shortlist(self) -> pd.DataFrame:
-        """Which estimators this study's design supports and why others are rejected.
+        """Which estimators this study's design supports and can run, and why others are rejected.
 
         Columns ``method``, ``valid``, ``reason`` (see :func:`assimilate.design.method_shortlist`);
-        the study's batches are cross-sections without a running variable. An N-of-1 study's table
-        holds ``n_of_1`` and the unit-level estimators it rules out.
+        the study's batches are cross-sections without a running variable. A method is valid only
+        when the design identifies the effect and the pipeline runs it: instrumental variables
+        under ``design.kind: iv``; never (yet) difference in differences or a regression
+        discontinuity. An N-of-1 study's table holds ``n_of_1`` and the unit-level estimators it
+        rules out.
         """
         if self.single_subject:
             return pd.DataFrame(
@@ -532,12 +476,36 @@ class AnalysisPlan(_Section):
                 + [{"method": m, "valid": False, "reason": _UNIT_LEVEL} for m in UNIT_ESTIMATORS],
                 columns=["method", "valid", "reason"],
             )
-        return method_shortlist(
+        design = self.design
+        table = method_shortlist(
             self.causal_dag(),
-            design=self.design.kind,
+            design="observational" if design.kind == "iv" else design.kind,
             covariates=self.model_columns,
             observed=(*self.model_columns, *self.post_treatment),
         )
+        iv = table["method"] == "instrumental_variables"
+        if design.kind == "iv":
+            checked = (
+                "checked against causal_graph"
+                if self.causal_graph is not None
+                else "assumed (no causal_graph)"
+            )
+            table.loc[iv, ["valid", "reason"]] = [
+                True,
+                f"instrument {list(design.instrument)}: {IV_ESTIMATOR} for the LATE, gated on an effective "
+                f"first-stage F >= {design.min_first_stage_f:g}; the exclusion restriction is {checked}",
+            ]
+        else:
+            table.loc[iv & table["valid"], "reason"] += (
+                "; to run it, declare design: {kind: iv, instrument: [...]}"
+            )
+            table.loc[iv, "valid"] = False
+        not_run = (
+            table["method"].isin(["difference_in_differences", "regression_discontinuity"]) & table["valid"]
+        )
+        table.loc[not_run, "reason"] += "; not run by assimilate's pipeline yet"
+        table.loc[not_run, "valid"] = False
+        return table
 
 
 # Why the unit-level gates (sample-ratio mismatch, overlap, balance) are not assessed in an N-of-1 study.

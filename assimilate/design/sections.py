@@ -1,0 +1,157 @@
+"""The small sections of a study's analysis plan and the field types they share.
+
+Each section is a frozen pydantic model that forbids unknown keys: the propensity policy, the prior,
+the filter backend, the check thresholds, an N-of-1 trial's settings. ``ColumnName`` and the
+number types refuse what YAML would otherwise coerce silently (``true`` as 1, a column name that
+is no SQL identifier).
+
+Example
+-------
+>>> Thresholds(max_abs_smd=0.2).overlap_eps
+0.05
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+OutcomeType = Literal["continuous", "binary"]
+
+PropensityPolicy = Literal["clip", "trim", "none"]
+
+COLUMN_PATTERN = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
+
+
+def _no_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true/false")
+    return value
+
+
+def _matching(pattern: str, what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if re.fullmatch(pattern, value) is None:
+            raise ValueError(f"must be {what} matching ^{pattern}$")
+        return value
+
+    return AfterValidator(check)
+
+
+def _process_var(value: Any) -> float | str:
+    rule = 'must be a number >= 0 or "mle"'
+    if value == "mle":
+        return "mle"
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(rule)
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(rule) from None
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(rule)
+    return number
+
+
+Number = Annotated[float, BeforeValidator(_no_bool)]
+Integer = Annotated[int, BeforeValidator(_no_bool)]
+Probability = Annotated[Number, Field(gt=0, lt=1)]
+ColumnName = Annotated[str, _matching(COLUMN_PATTERN, "a safe column name")]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class PropensitySettings(_Section):
+    """How extreme propensity scores are handled by IPW/AIPW."""
+
+    policy: PropensityPolicy = "clip"
+    bounds: tuple[Probability, Probability] = (0.01, 0.99)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PropensitySettings:
+        if self.bounds[0] >= self.bounds[1]:
+            raise ValueError(f"bounds: lower bound must be < upper bound (got {list(self.bounds)})")
+        return self
+
+
+def _unit(value: str) -> str:
+    text = " ".join(value.split())
+    if not text or len(text) > 40:
+        raise ValueError("must be a short unit name of 1 to 40 characters, e.g. USD or minutes")
+    return text
+
+
+class PriorSettings(_Section):
+    """Belief about the effect before the first batch: a normal prior, or diffuse."""
+
+    mean: Number | None = None
+    variance: Annotated[Number, Field(gt=0)] | None = None
+    diffuse: bool = False
+
+    @model_validator(mode="after")
+    def _complete(self) -> PriorSettings:
+        given = self.mean is not None or self.variance is not None
+        if self.diffuse and given:
+            raise ValueError("a diffuse prior takes no mean or variance")
+        if not self.diffuse and (self.mean is None or self.variance is None):
+            raise ValueError("needs both mean and variance, or diffuse: true")
+        return self
+
+
+class KalmanBackend(_Section):
+    """Exact Kalman filter (Gaussian observations)."""
+
+    kind: Literal["kalman"]
+
+
+class ParticleBackend(_Section):
+    """Bootstrap particle filter, optionally with Student-t observation errors."""
+
+    kind: Literal["particle"]
+    n_particles: Annotated[Integer, Field(ge=100)] = 2000
+    observation: Literal["gaussian", "student_t"] = "gaussian"
+    df: Annotated[Number, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _df_for_student_t(self) -> ParticleBackend:
+        if self.observation == "student_t" and self.df is None:
+            raise ValueError("df: is required when observation is student_t")
+        if self.observation == "gaussian" and self.df is not None:
+            raise ValueError("df: applies only to observation: student_t")
+        return self
+
+
+class Thresholds(_Section):
+    """Thresholds of the assumption checks (all optional, with these defaults)."""
+
+    max_abs_smd: Annotated[Number, Field(gt=0)] = 0.1
+    overlap_eps: Annotated[Number, Field(gt=0, lt=0.5)] = 0.05
+    overlap_max_share_outside: Annotated[Number, Field(ge=0, le=1)] = 0.1
+    srm_alpha: Probability = 0.001
+    srm_min_units: Annotated[Integer, Field(ge=1)] = 100
+    innovation_z: Annotated[Number, Field(gt=0)] = 3.0
+    min_ess_fraction: Annotated[Number, Field(gt=0, le=1)] = 0.2
+    max_quarantine_share: Annotated[Number, Field(ge=0, le=1)] = 0.05
+    # "calibrated": a gate fails only when a violation is both beyond its practical bound above and
+    # beyond sampling noise at the stated false-alarm rate (docs/GATES.md); "fixed": the bounds alone.
+    gate_rule: Literal["calibrated", "fixed"] = "calibrated"
+    balance_alpha: Probability = 0.01
+    overlap_alpha: Probability = 0.01
+    srm_false_alarm_per_year: Probability = 0.01
+
+
+class NOf1Settings(_Section):
+    """One subject's N-of-1 trial: a row per day, randomized alternating treatment blocks, a washout.
+
+    The study's ``unit_id`` is the day column (one subject: each row is one of its days).
+    """
+
+    time: ColumnName  # the day of each row (YYYY-MM-DD)
+    washout_days: Annotated[Integer, Field(ge=0)]  # carry-over: days dropped after every switch
+    block_days: Annotated[Integer, Field(ge=1)]  # length of a treatment block, as designed
+    trend: bool = False  # also fit a linear drift of the subject's baseline
