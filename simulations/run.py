@@ -36,6 +36,7 @@ STUDIES = (
     "post_treatment",
     "iv",
     "refuters",
+    "calibration_audit",
 )
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "SIMULATIONS.md"
 

@@ -226,7 +226,7 @@ def permute_within(values: NDArray[Any], labels: NDArray[Any], rng: np.random.Ge
     return out
 
 
-def _strata_labels(
+def placebo_strata(
     data: pd.DataFrame,
     design: Design,
     treatment: str,
@@ -339,7 +339,7 @@ def placebo_treatment(
     covariates = list(covariates)
     chosen = covariates if propensity_covariates is None else list(propensity_covariates)
     try:
-        labels, words = _strata_labels(
+        labels, words = placebo_strata(
             data, design, treatment, strata, chosen, propensity_scores, units_per_stratum
         )
     except ValueError as error:  # the propensity fit separates or is singular
