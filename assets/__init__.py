@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.common import key
 from assets.covariates import build_covariate_table
-from assets.effects import build_batch_effect
-from assets.models import build_outcome_model, build_propensity_model
+from assets.estimation import build_estimation
 from assets.partitions import study_partitions
 from assets.posterior import build_effect_posterior
 from assets.raw import build_raw_batch
@@ -21,9 +21,8 @@ def build_study_assets(
     partitions = partitions or study_partitions(study)
     raw = build_raw_batch(study, partitions)
     covariates = build_covariate_table(study, partitions, raw.key)
-    propensity = build_propensity_model(study, partitions, covariates.key)
-    outcome = build_outcome_model(study, partitions, covariates.key)
-    effect = build_batch_effect(study, partitions, [propensity.key, outcome.key])
-    posterior = build_effect_posterior(study, effect.key)
+    # propensity_model, outcome_model and batch_effect: one step over one fit of the batch
+    estimation = build_estimation(study, partitions, covariates.key)
+    posterior = build_effect_posterior(study, key(study, "batch_effect"))
     report = build_posterior_report(study, posterior.key)
-    return [raw, covariates, propensity, outcome, effect, posterior, report]
+    return [raw, covariates, estimation, posterior, report]

@@ -2,12 +2,13 @@
 
 Every asset of a study has ``BackfillPolicy.single_run()``, so a backfill (or ``dagster asset
 materialize --partition-range``) runs each asset once over the range instead of once per batch.
-The asset bodies stay per batch: ``@each_batch`` under ``@dg.asset`` calls the body once for every
-batch of the step, in order, with a context whose ``partition_key`` is that batch, and reports what
-it yields the way Dagster 1.13 allows in a range step:
+The asset bodies stay per batch: ``@each_batch`` under ``@dg.asset`` (or ``@dg.multi_asset``) calls
+the body once for every batch of the step, in order, with a context whose ``partition_key`` is that
+batch, and reports what it yields the way Dagster 1.13 allows in a range step:
 
-* one output for the step, from which Dagster writes one materialization per partition, each with
-  the metadata its batch's body gave (``context.add_asset_metadata(partition_key=...)``);
+* one output per asset of the step, from which Dagster writes one materialization per partition,
+  each with the metadata its batch's body gave for that asset
+  (``context.add_asset_metadata(asset_key=..., partition_key=...)``);
 * per batch, its check results as ``AssetCheckEvaluation`` events of that partition, after the
   materializations so each targets its own batch's (an ``AssetCheckResult`` carries no partition:
   Dagster gives it one only in a one-partition step).
@@ -20,6 +21,7 @@ before a batch that raises (the warehouse keeps their rows; a re-run replaces th
 from __future__ import annotations
 
 import functools
+import graphlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -59,6 +61,11 @@ class BatchContext:
     def instance(self) -> dg.DagsterInstance:
         return self._context.instance
 
+    @property
+    def selected_asset_keys(self) -> frozenset[dg.AssetKey]:
+        """The assets the step materializes (a multi-asset's subset), the same for every batch."""
+        return frozenset(self._context.selected_asset_keys)
+
     def __getattr__(self, name: str) -> Any:
         raise AttributeError(
             f"context.{name} is not available to a batch's body (assets/partition_range.py): in a step over "
@@ -80,12 +87,23 @@ def each_batch(body: Callable[..., Any]) -> Callable[..., Iterator[StepEvent]]:
                 elif isinstance(event, dg.AssetCheckResult):
                     checks.append((batch, event))
                 elif event.metadata:
-                    context.add_asset_metadata(dict(event.metadata), partition_key=batch)
+                    context.add_asset_metadata(
+                        dict(event.metadata), asset_key=event.asset_key, partition_key=batch
+                    )
         if not context.has_partition_key:
-            yield dg.MaterializeResult()
+            for asset_key in _dependency_order(context):
+                yield dg.MaterializeResult(asset_key=asset_key)  # one output per asset of a multi-asset
             yield from _check_events(context, checks)
 
     return step
+
+
+def _dependency_order(context: dg.AssetExecutionContext) -> list[dg.AssetKey]:
+    """The step's assets, each after the assets of the step it depends on (Dagster's rule for outputs)."""
+    selected = set(context.selected_asset_keys)
+    deps = context.assets_def.asset_deps
+    graph = {k: sorted(set(deps.get(k, ())) & selected, key=str) for k in sorted(selected, key=str)}
+    return list(graphlib.TopologicalSorter(graph).static_order())
 
 
 def _events(returned: BatchEvent | Iterator[BatchEvent]) -> Iterator[BatchEvent]:

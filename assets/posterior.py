@@ -6,41 +6,16 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets.audit import AUDIT_TABLE, audit_record
 from assets.common import WRITE_POOL, checked_asset, code_version, described, frame_to_records_md, key
 from assets.partition_range import SINGLE_RUN, last_batch
-from assets.posterior_inputs import correlation_table
-from assets.posterior_state import (
-    CORRELATION_TABLE,
-    PosteriorInputs,
-    fusion_metadata,
-    read_state,
-    same_state,
-    update_posterior,
-)
+from assets.posterior_state import CORRELATION_TABLE, PosteriorInputs, fusion_metadata, store_posterior
 from assimilate.diagnostics import TrendTest, innovation_diagnostics, trend_test_of
-from assimilate.incremental import FilterSettings
 from assimilate.result import AssimilationResult
-from checks.results import WARN, check_results, check_spec, not_assessed
+from checks.results import WARN, Verdicts, check_results, check_spec, not_assessed
 from resources.study import StudyConfig
 from resources.warehouse import WarehouseResource
 
-__all__ = ["CORRELATION_TABLE", "build_effect_posterior", "filter_settings"]
-
-
-def filter_settings(study: StudyConfig) -> FilterSettings:
-    prior = study.prior
-    return FilterSettings(
-        backend=study.backend.kind,
-        process_var=study.process_var,
-        prior_mean=None if prior is None or prior.diffuse else prior.mean,
-        prior_var=None if prior is None or prior.diffuse else prior.variance,
-        diffuse=bool(prior is not None and prior.diffuse),
-        n_particles=getattr(study.backend, "n_particles", None),
-        observation=getattr(study.backend, "observation", "gaussian"),
-        df=getattr(study.backend, "df", None),
-        seed=study.seed,
-    )
+__all__ = ["CORRELATION_TABLE", "build_effect_posterior"]
 
 
 def posterior_metadata(
@@ -133,6 +108,23 @@ def trend_metadata(trend: TrendTest) -> dict[str, object]:
     return metadata
 
 
+def posterior_verdicts(study: StudyConfig, result: AssimilationResult | None) -> tuple[Verdicts, TrendTest]:
+    """The posterior's own checks (all WARN) under the study's thresholds, and the trend test."""
+    report = innovation_diagnostics(
+        result,
+        z_threshold=study.thresholds.innovation_z,
+        min_ess_fraction=study.thresholds.min_ess_fraction,
+    )
+    trend = trend_test_of(result)
+    verdicts = {
+        "innovation": (report.latest_innovation, WARN),
+        "one_sided_innovations": (report.one_sided, WARN),
+        "particle_ess": (report.ess, WARN),
+        "effect_trend": (trend.verdict, WARN),
+    }
+    return verdicts, trend
+
+
 def build_effect_posterior(study: StudyConfig, upstream: dg.AssetKey) -> dg.AssetsDefinition:
     asset_key = key(study, "effect_posterior")
     specs = [
@@ -168,56 +160,12 @@ def build_effect_posterior(study: StudyConfig, upstream: dg.AssetKey) -> dg.Asse
     def effect_posterior(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        store, settings = warehouse.get(), filter_settings(study)
-        state = read_state(store, study)
-        fused = update_posterior(*state, study, settings)
-        # Write under the lock only what follows from the current inputs: if another run changed
-        # them meanwhile, filter again under the lock, so a stale update is never the last one.
-        # (The filtering itself, a numba compile on a cold cache included, stays outside the lock.)
-        with store.exclusive() as locked:
-            current = read_state(locked, study)
-            if not same_state(current, state):
-                fused = update_posterior(*current, study, settings)
-            inputs, update = current[0], fused.update
-            audit = audit_record(
-                study,
-                run_id=context.run.run_id,
-                files=inputs.files,
-                verdicts=inputs.verdicts,
-                observed=inputs.observed,
-                result=update.result,
-                recomputed_from=update.first_recomputed_label,
-                always_valid=fused.sequence,
-            )
-            labels = inputs.observed["batch"].astype(str).tolist()
-            locked.write(
-                study.name,
-                whole_tables={
-                    "posterior_steps": fused.steps,
-                    CORRELATION_TABLE: correlation_table(fused.correlation, labels),
-                },
-                partition_key=context.run.run_id,
-                partition_tables={AUDIT_TABLE: audit},
-            )
-        result = update.result
-        batch = last_batch(context)
-        metadata = posterior_metadata(study, inputs, fused.steps, result, batch)
-        metadata |= fusion_metadata(study, fused) | {
-            "recomputed_from": update.first_recomputed_label,
-            "steps_recomputed": update.n_recomputed,
-        }
-        report = innovation_diagnostics(
-            result,
-            z_threshold=study.thresholds.innovation_z,
-            min_ess_fraction=study.thresholds.min_ess_fraction,
-        )
-        trend = trend_test_of(result)
-        verdicts = {
-            "innovation": (report.latest_innovation, WARN),
-            "one_sided_innovations": (report.one_sided, WARN),
-            "particle_ess": (report.ess, WARN),
-            "effect_trend": (trend.verdict, WARN),
-        }
+        """The filter resumed where the inputs changed (one pass), stored with its audit row; its checks."""
+        inputs, fused = store_posterior(warehouse.get(), study, run_id=context.run.run_id)
+        result = fused.update.result
+        metadata = posterior_metadata(study, inputs, fused.steps, result, last_batch(context))
+        metadata |= fusion_metadata(study, fused)
+        verdicts, trend = posterior_verdicts(study, result)
         yield dg.MaterializeResult(metadata=unplotted(metadata) | not_assessed("effect_posterior", verdicts))
         yield from check_results(asset_key, verdicts, {"effect_trend": trend_metadata(trend)})
 

@@ -1,8 +1,8 @@
-"""What the posterior is computed from, and one update of it: the fusion and the always-valid interval.
+"""What the posterior is computed from, and storing one update of it with its audit row.
 
 The inputs are read from the warehouse (files, verdicts, observations, influence values); the
-update fuses the admitted batches, with their error correlation when they share units, and puts
-the always-valid interval of every period beside the stored steps.
+update (the library's :func:`assimilate.admission.update_posterior`: the fusion and the
+always-valid interval) is written with the audit row under the warehouse's write lock.
 """
 
 from __future__ import annotations
@@ -12,18 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from assets.audit import AUDIT_TABLE, audit_record
 from assets.common import read_verdicts
 from assets.partitions import study_partitions
-from assets.posterior_inputs import (
-    admitted_units,
-    always_valid,
-    error_correlation,
-    observations,
-    with_always_valid,
-)
-from assimilate.filters import SharedUnits
-from assimilate.incremental import FilterSettings, IncrementalUpdate, refilter_from_first_change
-from assimilate.sequential import ConfidenceSequence
+from assimilate.admission import PosteriorUpdate, observations, update_posterior
+from assimilate.incremental import FilterSettings
 from checks.returning_units import INFLUENCE_TABLE
 from resources.study import StudyConfig
 from resources.warehouse import Warehouse
@@ -51,34 +44,70 @@ def load_inputs(store: Warehouse, study: StudyConfig) -> PosteriorInputs:
     return PosteriorInputs(files, verdicts, observed, store.read_table(study.name, INFLUENCE_TABLE))
 
 
-@dataclass(frozen=True)
-class PosteriorUpdate:
-    """The filter's update, the units the admitted batches share, and the always-valid interval."""
-
-    update: IncrementalUpdate
-    shared: SharedUnits | None
-    correlation: np.ndarray | None
-    sequence: ConfidenceSequence | None
-    steps: pd.DataFrame
+def read_state(store: Warehouse, study: StudyConfig) -> tuple[PosteriorInputs, pd.DataFrame]:
+    """The posterior's inputs and its stored steps."""
+    return load_inputs(store, study), store.read_table(study.name, "posterior_steps")
 
 
-def update_posterior(
-    inputs: PosteriorInputs, previous: pd.DataFrame, study: StudyConfig, settings: FilterSettings
-) -> PosteriorUpdate:
-    """Fuse the admitted batches (with their correlation when they share units) and add the always-valid interval."""
-    shared = admitted_units(inputs.observed, inputs.influence)
-    correlation = error_correlation(shared)
-    update = refilter_from_first_change(inputs.observed, previous, settings, correlation=correlation)
-    if inputs.observed.empty:
-        return PosteriorUpdate(update, shared, correlation, None, update.steps)
-    sequence = always_valid(
-        inputs.observed, correlation, alpha=settings.alpha, planned_looks=study.looks_planned
+def same_state(a: tuple[PosteriorInputs, pd.DataFrame], b: tuple[PosteriorInputs, pd.DataFrame]) -> bool:
+    """Whether nothing the update depends on changed between two reads."""
+    (inputs_a, steps_a), (inputs_b, steps_b) = a, b
+    fields = ("files", "verdicts", "observed", "influence")
+    return steps_a.equals(steps_b) and all(getattr(inputs_a, f).equals(getattr(inputs_b, f)) for f in fields)
+
+
+def _fuse(state: tuple[PosteriorInputs, pd.DataFrame], study: StudyConfig) -> PosteriorUpdate:
+    inputs, previous = state
+    return update_posterior(
+        inputs.observed,
+        previous,
+        influence=inputs.influence,
+        settings=FilterSettings.from_plan(study),
+        planned_looks=study.looks_planned,  # the cadence's year of looks, unless the study plans its own
     )
-    return PosteriorUpdate(update, shared, correlation, sequence, with_always_valid(update.steps, sequence))
+
+
+def store_posterior(
+    store: Warehouse, study: StudyConfig, *, run_id: str
+) -> tuple[PosteriorInputs, PosteriorUpdate]:
+    """Fuse the stored inputs and write the steps, the error correlation and the audit row.
+
+    Write under the lock only what follows from the current inputs: if another run changed them
+    meanwhile, fuse again under the lock, so a stale update is never the last one. (The filtering
+    itself, a numba compile on a cold cache included, stays outside the lock.)
+    """
+    state = read_state(store, study)
+    fused = _fuse(state, study)
+    with store.exclusive() as locked:
+        current = read_state(locked, study)
+        if not same_state(current, state):
+            fused = _fuse(current, study)
+        inputs = current[0]
+        audit = audit_record(
+            study,
+            run_id=run_id,
+            files=inputs.files,
+            verdicts=inputs.verdicts,
+            observed=inputs.observed,
+            result=fused.update.result,
+            recomputed_from=fused.update.first_recomputed_label,
+            always_valid=fused.sequence,
+        )
+        locked.write(
+            study.name,
+            whole_tables={"posterior_steps": fused.steps, CORRELATION_TABLE: fused.correlation_table()},
+            partition_key=run_id,
+            partition_tables={AUDIT_TABLE: audit},
+        )
+    return inputs, fused
 
 
 def fusion_metadata(study: StudyConfig, fused: PosteriorUpdate) -> dict[str, object]:
-    """What the always-valid interval promises, and whether the fusion conditions on shared units."""
+    """What the always-valid interval promises, whether the fusion conditions on shared units, what was recomputed."""
+    recomputed = {
+        "recomputed_from": fused.update.first_recomputed_label,
+        "steps_recomputed": fused.update.n_recomputed,
+    }
     metadata: dict[str, object] = {}
     if fused.sequence is not None:
         metadata["always_valid_promise"] = fused.sequence.promise
@@ -87,7 +116,7 @@ def fusion_metadata(study: StudyConfig, fused: PosteriorUpdate) -> dict[str, obj
         metadata["error_correlation"] = (
             "none: no admitted batch shares a unit with another (independent batches)"
         )
-        return metadata
+        return metadata | recomputed
     returning = int(np.sum(shared.n_returning > 0))
     how = (
         "the posterior conditions on it (exact Gaussian conditioning)"
@@ -99,16 +128,4 @@ def fusion_metadata(study: StudyConfig, fused: PosteriorUpdate) -> dict[str, obj
         "returning_share_latest": float(shared.returning_share[-1]),
         "max_correlation_with_earlier": float(np.nanmax(shared.max_correlation_with_earlier)),
     }
-    return metadata
-
-
-def read_state(store: Warehouse, study: StudyConfig) -> tuple[PosteriorInputs, pd.DataFrame]:
-    """The posterior's inputs and its stored steps."""
-    return load_inputs(store, study), store.read_table(study.name, "posterior_steps")
-
-
-def same_state(a: tuple[PosteriorInputs, pd.DataFrame], b: tuple[PosteriorInputs, pd.DataFrame]) -> bool:
-    """Whether nothing the update depends on changed between two reads."""
-    (inputs_a, steps_a), (inputs_b, steps_b) = a, b
-    fields = ("files", "verdicts", "observed", "influence")
-    return steps_a.equals(steps_b) and all(getattr(inputs_a, f).equals(getattr(inputs_b, f)) for f in fields)
+    return metadata | recomputed

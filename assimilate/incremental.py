@@ -12,6 +12,10 @@ used batches) are fused by exact conditioning (:func:`assimilate.filters.correla
 from the start: a new batch correlated with old ones revises their errors' expected part. Without
 such a correlation the path, and every stored number, is the one above, bit for bit.
 
+:func:`result_from_steps` reads the ``AssimilationResult`` back from the stored steps (the RTS
+smoother runs on the stored ``(m_t, P_t)``): a report never filters again. The model, per batch t:
+``theta_t = theta_{t-1} + w_t, w_t ~ N(0, q)``; ``y_t = theta_t + e_t, e_t ~ N(0, se_t^2)``.
+
 Example
 -------
 >>> import pandas as pd
@@ -21,6 +25,8 @@ Example
 >>> update = refilter_from_first_change(obs, None, settings)
 >>> update.n_recomputed
 2
+>>> bool(result_from_steps(update.steps, settings).final_mean == update.result.final_mean)
+True
 """
 
 from __future__ import annotations
@@ -28,13 +34,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
+from assimilate.filter_settings import DEFAULT_PARTICLES, FilterSettings
 from assimilate.filters import (
     KalmanState,
     causal_kalman,
@@ -45,53 +52,26 @@ from assimilate.filters import (
     step,
 )
 from assimilate.result import AssimilationResult
+from assimilate.stored_steps import (
+    CORRELATED,
+    OBSERVATION_COLUMNS,
+    STEP_COLUMNS,
+    fingerprints,
+    result_from_steps,
+    steps_from_result,
+    unchanged_prefix,
+)
 
-OBSERVATION_COLUMNS = ["batch", "estimate", "std_error", "excluded", "exclusion_reason"]
-STEP_COLUMNS = [
-    *OBSERVATION_COLUMNS,
-    "fingerprint",
-    "settings_fingerprint",
-    "forecast_mean",
-    "forecast_var",
-    "innovation",
-    "innovation_var",
-    "posterior_mean",
-    "posterior_var",
-    "posterior_sd",
-    "ci_lower",
-    "ci_upper",
-    "state_json",
+__all__ = [
+    "OBSERVATION_COLUMNS",
+    "STEP_COLUMNS",
+    "FilterSettings",
+    "IncrementalUpdate",
+    "full_filter",
+    "refilter_from_first_change",
+    "resolved_process_var",
+    "result_from_steps",
 ]
-
-
-@dataclass(frozen=True)
-class FilterSettings:
-    """Everything besides the observations that determines the filtered path.
-
-    ``prior_mean``/``prior_var`` of None with ``diffuse=False`` fall back to an exact diffuse start:
-    a default prior scaled on the data would change with every batch and defeat resuming.
-    """
-
-    backend: Literal["kalman", "particle"] = "kalman"
-    process_var: float | Literal["mle"] = 0.0
-    prior_mean: float | None = None
-    prior_var: float | None = None
-    diffuse: bool = False
-    alpha: float = 0.05
-    n_particles: int | None = None
-    observation: Literal["gaussian", "student_t"] = "gaussian"
-    df: float | None = None
-    seed: int = 0
-
-    @property
-    def uses_diffuse_start(self) -> bool:
-        """True when the filter starts diffuse (asked for, or no prior given)."""
-        return self.diffuse or self.prior_mean is None or self.prior_var is None
-
-    def fingerprint(self, resolved_process_var: float) -> str:
-        """Hash of the settings with the process variance actually used."""
-        payload = asdict(self) | {"process_var": repr(float(resolved_process_var))}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -102,65 +82,6 @@ class IncrementalUpdate:
     result: AssimilationResult | None
     n_recomputed: int
     first_recomputed_label: str
-
-
-def observation_fingerprint(
-    batch: str, estimate: float, std_error: float, excluded: bool, reason: str
-) -> str:
-    """Hash of one batch's observation (exact float representations)."""
-    text = json.dumps([batch, repr(float(estimate)), repr(float(std_error)), bool(excluded), reason])
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def _fingerprints(observed: pd.DataFrame) -> list[str]:
-    columns = zip(
-        observed["batch"].astype(str),
-        observed["estimate"].to_numpy(dtype=float).tolist(),
-        observed["std_error"].to_numpy(dtype=float).tolist(),
-        observed["excluded"].astype(bool).tolist(),
-        observed["exclusion_reason"].astype(str),
-        strict=True,
-    )
-    return [observation_fingerprint(*values) for values in columns]
-
-
-def unchanged_prefix(previous: pd.DataFrame, observed: pd.DataFrame) -> int:
-    """How many leading batches have the observation the stored steps were computed from.
-
-    Equal to ``first_change`` over the fingerprints, without hashing every batch: a used batch is
-    stored exactly as observed, so its columns are compared as arrays (floats bit for bit); only
-    the batches that were not used (stored in a normalized form) are compared by fingerprint.
-    """
-    n = min(len(previous), len(observed))
-    old, new = previous.iloc[:n], observed.iloc[:n]
-    estimate = new["estimate"].to_numpy(dtype=float)
-    used = ~new["excluded"].to_numpy(dtype=bool) & np.isfinite(estimate)
-    same = (
-        used
-        & (old["batch"].astype(str).to_numpy() == new["batch"].astype(str).to_numpy())
-        & _same_bits(old["estimate"], new["estimate"])
-        & _same_bits(old["std_error"], new["std_error"])
-        & ~old["excluded"].to_numpy(dtype=bool)
-        & (old["exclusion_reason"].astype(str).to_numpy() == new["exclusion_reason"].astype(str).to_numpy())
-    )
-    for index in np.flatnonzero(~used).tolist():
-        same[index] = _fingerprints(new.iloc[index : index + 1])[0] == old["fingerprint"].iloc[index]
-    changed = np.flatnonzero(~same)
-    return int(changed[0]) if len(changed) else n
-
-
-def _same_bits(old: pd.Series, new: pd.Series) -> np.ndarray:
-    """Equal as ``repr`` would say: bit for bit (so -0.0 differs from 0.0), any NaN equals any NaN."""
-    a, b = old.to_numpy(dtype=np.float64), new.to_numpy(dtype=np.float64)
-    return np.asarray((a.view(np.int64) == b.view(np.int64)) | (np.isnan(a) & np.isnan(b)))
-
-
-def first_change(previous: list[str], current: list[str]) -> int:
-    """Index of the first position where the two fingerprint lists differ (or the shorter length)."""
-    for index, (old, new) in enumerate(zip(previous, current, strict=False)):
-        if old != new:
-            return index
-    return min(len(previous), len(current))
 
 
 def resolved_process_var(observed: pd.DataFrame, settings: FilterSettings) -> float:
@@ -181,15 +102,9 @@ def resolved_process_var(observed: pd.DataFrame, settings: FilterSettings) -> fl
         observed["std_error"].to_numpy(dtype=float),
         likelihood="student_t" if robust else "gaussian",
         df=settings.df if robust else None,
-        **_prior_kwargs(settings),
+        **settings.prior_kwargs(),
     )
     return float(fit.process_var)
-
-
-def _prior_kwargs(settings: FilterSettings) -> dict[str, Any]:
-    if settings.uses_diffuse_start:
-        return {"diffuse": True}
-    return {"prior_mean": settings.prior_mean, "prior_var": settings.prior_var}
 
 
 def correlated_batches(observed: pd.DataFrame, correlation: ArrayLike | None) -> NDArray[np.float64] | None:
@@ -231,9 +146,7 @@ def full_filter(
         "alpha": settings.alpha,
     }
     if settings.backend == "particle":
-        prior = settings
-        mean = 0.0 if prior.prior_mean is None else prior.prior_mean
-        var = _diffuse_particle_var(observed) if prior.prior_var is None else prior.prior_var
+        mean, var = settings.particle_prior(observed)
         return particle_filter(
             estimates,
             standard_errors,
@@ -242,12 +155,12 @@ def full_filter(
             prior_var=var,
             observation=settings.observation,
             df=settings.df,
-            n_particles=settings.n_particles or 2000,
+            n_particles=settings.n_particles or DEFAULT_PARTICLES,
             rng=np.random.default_rng(settings.seed),
             **common,
         )
     return causal_kalman(
-        estimates, standard_errors, process_var=q, smooth=smooth, **_prior_kwargs(settings), **common
+        estimates, standard_errors, process_var=q, smooth=smooth, **settings.prior_kwargs(), **common
     )
 
 
@@ -269,16 +182,8 @@ def _correlated_filter(
         exclusion_reasons=[str(r) for r in observed["exclusion_reason"]],
         alpha=settings.alpha,
         smooth=smooth,
-        **_prior_kwargs(settings),
+        **settings.prior_kwargs(),
     )
-
-
-def _diffuse_particle_var(observed: pd.DataFrame) -> float:
-    """A wide but proper prior for particles: (10 x the scale of the data)^2."""
-    values = np.abs(observed["estimate"].to_numpy(dtype=float))
-    ses = observed["std_error"].to_numpy(dtype=float)
-    scale = float(np.nanmax(np.concatenate([values, ses, [1.0]])))
-    return (10.0 * scale) ** 2
 
 
 def refilter_from_first_change(
@@ -312,21 +217,24 @@ def refilter_from_first_change(
         return IncrementalUpdate(pd.DataFrame(columns=STEP_COLUMNS), None, 0, "")
     correlated = correlated_batches(observed, correlation)
     if correlated is not None and settings.backend == "kalman":
-        result = _correlated_filter(observed, settings, correlated, smooth=False)
+        # Smoothed too: the exact smoother of a correlated fusion is stored, not rebuilt on reading.
+        result = _correlated_filter(observed, settings, correlated, smooth=True)
         # Steps fused with a correlation are never resumed from: their settings print says so.
-        marked = hashlib.sha256(settings.fingerprint(result.process_var).encode() + correlated.tobytes())
-        return _from_result(result, observed, _fingerprints(observed), "correlated:" + marked.hexdigest())
+        marked = hashlib.sha256(correlated.tobytes()).hexdigest()
+        settings_print = f"{CORRELATED}{settings.fingerprint(result.process_var)}:{marked}"
+        steps = steps_from_result(result, observed, fingerprints(observed), settings_print)
+        return IncrementalUpdate(steps, result, len(steps), str(steps.iloc[0]["batch"]))
     q = resolved_process_var(observed, settings)
     settings_print = settings.fingerprint(q)
     if settings.backend == "particle":
-        return _from_result(
-            full_filter(observed, settings, smooth=False), observed, _fingerprints(observed), settings_print
-        )
+        result = full_filter(observed, settings, smooth=False)
+        steps = steps_from_result(result, observed, fingerprints(observed), settings_print)
+        return IncrementalUpdate(steps, result, len(steps), str(steps.iloc[0]["batch"]))
     start = 0
-    if previous is not None and not previous.empty:
+    if previous is not None and not previous.empty and set(STEP_COLUMNS) <= set(previous.columns):
+        # (Steps stored before a column was added are recomputed from the start.)
         same_settings = bool((previous["settings_fingerprint"] == settings_print).all())
         start = unchanged_prefix(previous, observed) if same_settings else 0
-    fingerprints = _fingerprints(observed.iloc[start:])
     state = (
         _initial(settings)
         if start == 0
@@ -341,7 +249,7 @@ def refilter_from_first_change(
         pending["std_error"].to_numpy(dtype=float).tolist(),
         pending["excluded"].astype(bool).tolist(),
         pending["exclusion_reason"].astype(str),
-        fingerprints,
+        fingerprints(pending),
         strict=True,
     ):
         use = not excluded and math.isfinite(estimate)
@@ -366,6 +274,11 @@ def refilter_from_first_change(
                 "ci_lower": record.posterior_mean - z * sd,
                 "ci_upper": record.posterior_mean + z * sd,
                 "state_json": json.dumps(state.to_dict()),
+                "process_var": q,
+                "log_likelihood": state.log_likelihood,
+                "ess": math.nan,
+                "smoothed_mean": math.nan,
+                "smoothed_var": math.nan,
             }
         )
     steps = pd.DataFrame(rows, columns=STEP_COLUMNS)
@@ -373,7 +286,7 @@ def refilter_from_first_change(
         kept = previous.iloc[:start][STEP_COLUMNS].reset_index(drop=True)  # type: ignore[union-attr]
         steps = pd.concat([kept, steps], ignore_index=True) if rows else kept
     label = str(observed.iloc[start]["batch"]) if start < len(observed) else ""
-    return IncrementalUpdate(steps, result_from_steps(steps, settings, q), len(rows), label)
+    return IncrementalUpdate(steps, result_from_steps(steps, settings, smooth=False), len(rows), label)
 
 
 def _initial(settings: FilterSettings) -> KalmanState:
@@ -386,61 +299,3 @@ def _z(alpha: float) -> float:
     from scipy import stats
 
     return float(stats.norm.ppf(1 - alpha / 2))
-
-
-def result_from_steps(
-    steps: pd.DataFrame, settings: FilterSettings, process_var: float
-) -> AssimilationResult:
-    """The ``AssimilationResult`` described by stored Kalman steps (no smoothing)."""
-    last_state = KalmanState.from_dict(json.loads(steps.iloc[-1]["state_json"]))
-    prior_var = float("inf") if settings.uses_diffuse_start else float(settings.prior_var)  # type: ignore[arg-type]
-    return AssimilationResult(
-        backend="kalman",
-        alpha=settings.alpha,
-        labels=tuple(steps["batch"].astype(str).tolist()),
-        estimates=steps["estimate"].to_numpy(dtype=float),
-        standard_errors=steps["std_error"].to_numpy(dtype=float),
-        excluded=steps["excluded"].astype(bool).to_numpy(),
-        exclusion_reasons=tuple(steps["exclusion_reason"].astype(str).tolist()),
-        forecast_mean=steps["forecast_mean"].to_numpy(dtype=float),
-        forecast_var=steps["forecast_var"].to_numpy(dtype=float),
-        posterior_mean=steps["posterior_mean"].to_numpy(dtype=float),
-        posterior_var=steps["posterior_var"].to_numpy(dtype=float),
-        posterior_lower=steps["ci_lower"].to_numpy(dtype=float),
-        posterior_upper=steps["ci_upper"].to_numpy(dtype=float),
-        innovations=steps["innovation"].to_numpy(dtype=float),
-        innovation_var=steps["innovation_var"].to_numpy(dtype=float),
-        process_var=process_var,
-        log_likelihood=float(last_state.log_likelihood),
-        prior_mean=0.0 if settings.prior_mean is None else float(settings.prior_mean),
-        prior_var=prior_var,
-    )
-
-
-def _from_result(
-    result: AssimilationResult, observed: pd.DataFrame, fingerprints: list[str], settings_print: str
-) -> IncrementalUpdate:
-    table = result.trajectory()
-    steps = pd.DataFrame(
-        {
-            "batch": table["batch"],
-            "estimate": observed["estimate"],
-            "std_error": observed["std_error"],
-            "excluded": table["excluded"],
-            "exclusion_reason": table["exclusion_reason"],
-            "fingerprint": fingerprints,
-            "settings_fingerprint": settings_print,
-            "forecast_mean": result.forecast_mean,
-            "forecast_var": result.forecast_var,
-            "innovation": result.innovations,
-            "innovation_var": result.innovation_var,
-            "posterior_mean": result.posterior_mean,
-            "posterior_var": result.posterior_var,
-            "posterior_sd": result.posterior_sd,
-            "ci_lower": result.posterior_lower,
-            "ci_upper": result.posterior_upper,
-            "state_json": "",
-        },
-        columns=STEP_COLUMNS,
-    )
-    return IncrementalUpdate(steps, result, len(steps), str(steps.iloc[0]["batch"]))

@@ -12,6 +12,10 @@ file; for a backfill, the library alone on the same files (targets: 120 batches 
 30 s, 1,000 daily batches in 3 minutes). A backfill runs ranges of batches, each asset once over
 a range (orchestration/batch_ranges.py). Agreement: the stored posterior equals the library's
 full re-filter of the stored primary estimates and verdicts.
+
+Work per landed batch (benchmarks/call_counts.py): how many times the measured runs fit the
+propensity and the outcome model per batch, and run the filter per posterior update, with the
+seconds those calls take and the part of them spent repeating work (the target is one of each).
 """
 
 from __future__ import annotations
@@ -36,12 +40,13 @@ import pandas as pd
 
 from assets.common import VERDICT_TABLES, verdict_table
 from assets.partitions import study_partitions
-from assets.posterior import filter_settings
-from assets.posterior_inputs import observations
+from assimilate.admission import observations
 from assimilate.estimators import estimate_all
+from assimilate.filter_settings import FilterSettings
 from assimilate.filters import initial_state, step
 from assimilate.incremental import full_filter
 from assimilate.simulate import simulate_outreach_batch
+from benchmarks.call_counts import counting_calls, print_work, work_rows
 from orchestration.definitions import build_definitions
 from orchestration.instance import PROJECT_ROOT, prepare_dagster_home
 from orchestration.runner import execute_request, run_landed_batches, tick_landing_sensor
@@ -132,7 +137,7 @@ def posterior_agreement(setup: Setup, *, tolerance: float = 1e-9) -> str:
         verdicts,
     )
     steps = store.read_table(name, "posterior_steps")
-    expected = full_filter(observed, filter_settings(setup.study), smooth=False)
+    expected = full_filter(observed, FilterSettings.from_plan(setup.study), smooth=False)
     if steps["batch"].astype(str).tolist() != list(expected.labels):
         return "NO (batches differ)"
     error = max(
@@ -167,6 +172,12 @@ def _seconds(function: Any, *args: Any) -> float:
     return time.perf_counter() - start
 
 
+def posterior_updates(setup: Setup) -> int:
+    """How many times the study's posterior has been materialized in this set-up's instance."""
+    key = dg.AssetKey([setup.study.name, "effect_posterior"])
+    return len(setup.instance.fetch_materializations(key, limit=10_000).records)
+
+
 def step_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
     """Wall time of each step of a run, from the run's step stats."""
     return {
@@ -194,8 +205,13 @@ def _ticks(
     return times, steps, paths
 
 
-def landed_batch_rows(n_rows: int, *, repeats: int = 3, earlier: int = 3) -> list[dict[str, Any]]:
-    """(a) one landed file -> sensor -> run -> posterior, appended after ``earlier`` small batches."""
+def landed_batch_rows(
+    n_rows: int, *, repeats: int = 3, earlier: int = 3, work: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """(a) one landed file -> sensor -> run -> posterior, appended after ``earlier`` small batches.
+
+    ``work``, when given, receives the work rows of the measured batches (ephemeral instance).
+    """
     study = retention_study()
     bench = "landed batch -> posterior"
     rows = [row(bench, "3 s target (reference)", n_rows, [TARGET_LANDED_S], 1.0, "reference")]
@@ -203,7 +219,18 @@ def landed_batch_rows(n_rows: int, *, repeats: int = 3, earlier: int = 3) -> lis
     for instance in ("ephemeral", "sqlite"):
         with fresh_setup(study, instance) as setup:
             first, _, _ = _ticks(setup, 2_000, range(1, earlier + 1))
-            times, steps, paths = _ticks(setup, n_rows, range(earlier + 1, earlier + 1 + repeats))
+            updates = posterior_updates(setup)
+            with counting_calls() as counter:
+                times, steps, paths = _ticks(setup, n_rows, range(earlier + 1, earlier + 1 + repeats))
+            if work is not None and instance == "ephemeral":
+                work += work_rows(
+                    f"{bench}, {instance} instance",
+                    n_rows,
+                    batches=repeats,
+                    updates=posterior_updates(setup) - updates,
+                    counter=counter,
+                    batch_seconds=statistics.median(times),
+                )
             agreement = posterior_agreement(setup)
             if instance == "ephemeral":
                 timed["library"] = [_seconds(library_path, path, study) for path in paths]
@@ -271,11 +298,13 @@ def history_rows(
     target_s: float = TARGET_BACKFILL_S,
     processes: int = 2,
     modes: Sequence[HistoryMode] = HISTORY_MODES,
+    work: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """(b) a history of batches landed at once, then run; ratios to the library alone on the same files.
 
     The library alone reads each file, runs every estimator and takes one filter step: what the
-    pipeline computes per batch, without storage, checks, reports or Dagster.
+    pipeline computes per batch, without storage, checks, reports or Dagster. ``work``, when
+    given, receives the work rows of the in-process paths (their calls are counted in this process).
     """
     study = retention_study(start_date=HISTORY_START[cadence], cadence=cadence)
     labels = history_labels(n_batches, cadence)
@@ -302,9 +331,19 @@ def history_rows(
             if mode == "processes":
                 ok = run_in_processes(setup, processes)
             else:
-                runs = run_landed_batches(defs, setup.instance, [study], backfill=mode != "every_run")
+                with counting_calls() as counter:
+                    runs = run_landed_batches(defs, setup.instance, [study], backfill=mode != "every_run")
                 ok = [r.success for r in runs]
             total = time.perf_counter() - start
+            if work is not None and mode != "processes":
+                work += work_rows(
+                    f"{bench}, {label}, {instance} instance",
+                    n_rows,
+                    batches=n_batches,
+                    updates=posterior_updates(setup),
+                    counter=counter,
+                    batch_seconds=total / n_batches,
+                )
             agreement = posterior_agreement(setup) if all(ok) else f"NO ({ok.count(False)} runs failed)"
         timed.append((f"{label}, {instance} instance, {len(ok)} runs", total, agreement))
     chain = n_batches * DAEMON_TICK_S
@@ -363,21 +402,32 @@ def run_in_processes(setup: Setup, processes: int) -> list[bool]:
         return list(pool.map(_run_request, requests))
 
 
-def pipeline_rows(smoke: bool) -> list[dict[str, Any]]:
-    """Both pipeline benchmarks; smoke: a 1e4-row batch and a 6-batch history."""
+def pipeline_rows(smoke: bool, *, work: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Both pipeline benchmarks; smoke: a 1e4-row batch and a 6-batch history.
+
+    ``work``, when given, receives the work per landed batch of every in-process path.
+    """
     if smoke:
         # No worker processes in the smoke run: it proves the paths work, not their speed.
         return [
-            *landed_batch_rows(10_000),
-            *history_rows(6, 10_000, modes=("every_run", "backfill")),
-            *history_rows(5, 500, cadence="daily", target_s=TARGET_DAILY_S, modes=("backfill",)),
+            *landed_batch_rows(10_000, work=work),
+            *history_rows(6, 10_000, modes=("every_run", "backfill"), work=work),
+            *history_rows(5, 500, cadence="daily", target_s=TARGET_DAILY_S, modes=("backfill",), work=work),
         ]
-    return [*landed_batch_rows(100_000), *history_rows(120, 10_000), *daily_rows(1_000)]
+    return [
+        *landed_batch_rows(100_000, work=work),
+        *history_rows(120, 10_000, work=work),
+        *daily_rows(1_000, work=work),
+    ]
 
 
-def daily_rows(n_batches: int, modes: Sequence[HistoryMode] = ("backfill",)) -> list[dict[str, Any]]:
+def daily_rows(
+    n_batches: int, modes: Sequence[HistoryMode] = ("backfill",), work: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """(c) a history of daily batches (``DAILY_ROWS`` rows each) backfilled at once."""
-    return history_rows(n_batches, DAILY_ROWS, cadence="daily", target_s=TARGET_DAILY_S, modes=modes)
+    return history_rows(
+        n_batches, DAILY_ROWS, cadence="daily", target_s=TARGET_DAILY_S, modes=modes, work=work
+    )
 
 
 def main() -> None:
@@ -391,14 +441,16 @@ def main() -> None:
     args = parser.parse_args()
     n_landed, n_history, n_daily = (10_000, 6, 5) if args.smoke else (100_000, 120, 1_000)
     printed: set[tuple[str, str]] = set()
+    work: list[dict[str, Any]] = []
     if args.only in (None, "landed"):
-        _print(landed_batch_rows(n_landed), printed)
+        _print(landed_batch_rows(n_landed, work=work), printed)
     # One path at a time, each printed as soon as it is measured (the library's row each time).
     for mode in HISTORY_MODES:
         if args.only in (None, mode):
-            _print(history_rows(n_history, 10_000, modes=[mode]), printed)
+            _print(history_rows(n_history, 10_000, modes=[mode], work=work), printed)
     if args.only in (None, "daily"):
-        _print(daily_rows(n_daily), printed)
+        _print(daily_rows(n_daily, work=work), printed)
+    print_work(work)
 
 
 def _print(rows: list[dict[str, Any]], printed: set[tuple[str, str]]) -> None:

@@ -1,10 +1,11 @@
 """Post-treatment exclusion: no column caused by the treatment may reach a model.
 
-A model column fails when the study's causal graph makes it a descendant of the treatment, when
-the study marks it post-treatment, when its name embeds a marked post-treatment column's name (a
-derived column such as ``engagement_z``), or when its values track a post-treatment column (marked,
-or a descendant of the treatment in the graph) present in the landed file (|correlation| >= the
-threshold).
+A model column that is itself post-treatment (marked ``post_treatment``, or a descendant of the
+treatment in the study's causal graph) never reaches a batch: the study fails to load
+(``AnalysisPlan``'s column and graph rules). Per batch, a model column fails when its name embeds a
+marked post-treatment column's name (a derived column such as ``engagement_z``), or when its
+values track a post-treatment column (marked, or a descendant of the treatment in the graph)
+present in the landed file (|correlation| >= the threshold).
 
 Beside what the study declares, every model column is screened from the batch's data
 (``assimilate.diagnostics.post_treatment_screen``): a column (nearly) determined by the outcome or
@@ -28,24 +29,14 @@ DERIVED_CORRELATION = 0.95
 
 
 def post_treatment_offenders(study: StudyConfig, typed: pd.DataFrame) -> dict[str, str]:
-    """Model columns that are, descend from or derive from a post-treatment column, with the reason."""
+    """Model columns derived from a post-treatment column, by name or by values, with the reason."""
     dag = study.causal_dag()
     descendants = set() if dag is None else dag.descendants_of_treatment - {study.outcome}
     offenders: dict[str, str] = {}
     for column in study.model_columns:
-        if dag is not None and column in descendants:
-            path = dag.format_path(dag.path_from_treatment(column))
-            offenders[column] = (
-                f"{column!r} is a descendant of the treatment {study.treatment!r} in causal_graph ({path}): "
-                "a post-treatment column is never a control"
-            )
-            continue
-        for post in study.post_treatment:
-            if column == post:
-                offenders[column] = f"{column!r} is marked post-treatment"
-            elif post.lower() in column.lower():
-                offenders[column] = f"{column!r} is derived from post-treatment column {post!r} (name)"
-        if column in offenders:
+        named = [post for post in study.post_treatment if post.lower() in column.lower()]
+        if named:
+            offenders[column] = f"{column!r} is derived from post-treatment column {named[-1]!r} (name)"
             continue
         for post in sorted(set(study.post_treatment) | descendants):
             if column in typed and post in typed and column != post and _tracks(typed[column], typed[post]):
@@ -69,7 +60,7 @@ def screen_batch(study: StudyConfig, typed: pd.DataFrame) -> PostTreatmentScreen
     """The data screen of the study's model columns on one typed batch (None: a column is absent)."""
     needed = [study.outcome, study.treatment, *study.model_columns]
     if any(column not in typed for column in needed):
-        return None  # the schema check names the missing column
+        return None  # the data-quality check names the missing column
     frame = typed[needed].copy()
     for column, levels in study.categorical.items():  # unknown levels are quarantined: leave them out
         frame[column] = frame[column].where(frame[column].isin(levels))
@@ -89,8 +80,8 @@ def screen_batch(study: StudyConfig, typed: pd.DataFrame) -> PostTreatmentScreen
 
 
 def post_treatment_verdict(study: StudyConfig, typed: pd.DataFrame, *, batch: str) -> Verdict:
-    """Fail when a model column is, descends from or derives from a post-treatment column, or when the
-    data screen finds one decisively determined by the outcome or the treatment (or moved by it)."""
+    """Fail when a model column derives from a post-treatment column, or when the data screen finds
+    one decisively determined by the outcome or the treatment (or moved by it)."""
     offenders = post_treatment_offenders(study, typed)
     screen = screen_batch(study, typed)
     if screen is not None:

@@ -1,12 +1,22 @@
-"""Data quality of a raw batch, with a Great Expectations (1.x) suite run on the delivered rows.
+"""Data quality of a landed file: the rules of the file as a whole, with a Great Expectations (1.x) suite.
 
-The suite reads the frame of the one reader (``assets/typed_batch.py``), as the covariate table
-does. Batch rules: the required columns are present and both arms are there. Row rules (treatment
-present and 0 or 1, outcome present and within the study's range, unit id present and unique) hold
-for all but the share of rows the study quarantines (``mostly``): a row that breaks one is
-quarantined by the covariate table, and only more than that share excludes the batch. GX is
-imported inside the function: it costs several seconds, and a definitions load must not pay it;
-its context is made once per process.
+The suite holds the file-level rules only (docs/DECISIONS.md, item 31): the file is a readable,
+non-empty table (``resources/raw_records.py`` says why not), every column the study requires is
+present, both arms are present (the treatment reads 0 in some row and 1 in another), and the file
+is not the file of another batch. A file that breaks one cannot be judged row by row, so it is
+excluded at once. Row rules (a treatment not 0 or 1, a missing or out-of-range value, a duplicated
+unit id ...) are the covariate validator's (``checks/covariates.py``): a bad row is quarantined and
+only a quarantined share above the study's bound excludes the batch, once, in the ``schema`` check.
+
+The suite reads the treatment as the one reader types it (``checks/typed_batch.py``), so ``TRUE``,
+``1e0`` and a Parquet boolean are arms like ``1``. GX is imported inside the functions: it costs
+several seconds, and a definitions load must not pay it; its context is made once per process.
+
+Example
+-------
+>>> result = judge_landed_file(read_landed_file(path, batch="2025-01-01"), study, twins=[])  # doctest: +SKIP
+>>> result.verdict.rule  # doctest: +SKIP
+'every expectation of the quality suite holds (required columns present, both arms present)'
 """
 
 from __future__ import annotations
@@ -15,10 +25,17 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
+import dagster as dg
 import pandas as pd
 
 from assimilate.diagnostics import Verdict
+from checks.results import naming_batch
+from checks.typed_batch import missing_columns_reason, required_columns, type_batch
+from resources.raw_records import LandedFile
 from resources.study import StudyConfig
+
+RULE = "every expectation of the quality suite holds (required columns present, both arms present)"
+ARMS = [0, 1]
 
 
 @dataclass(frozen=True)
@@ -28,42 +45,35 @@ class QualityResult:
     verdict: Verdict
     expectations: pd.DataFrame
 
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The check result's extra entries: the table of expectations."""
+        return {"expectations": dg.MetadataValue.md(self.expectations.to_markdown(index=False) or "none")}
+
+
+def judge_landed_file(
+    landed: LandedFile, study: StudyConfig, *, batch: str, twins: list[str]
+) -> QualityResult:
+    """The file-level verdict of one landed file; ``twins``: other batches stored with the same sha256."""
+    if landed.error or landed.raw.empty:
+        reason = landed.error or f"batch {batch}: the file has no data rows"
+        result = QualityResult(_unreadable(reason), pd.DataFrame())
+    else:
+        typed = type_batch(landed.raw, study, columns=[study.treatment])  # the suite reads the arms only
+        result = run_quality_suite(typed.frame, study, batch=batch)
+    if twins and not result.verdict.failed:
+        result = QualityResult(_delivered_twice(batch, landed.sha256, twins), result.expectations)
+    return QualityResult(naming_batch(result.verdict, batch), result.expectations)
+
 
 def _suite(study: StudyConfig, columns: set[str]) -> list[Any]:
     import great_expectations as gx
 
-    required = [study.unit_id, study.treatment, study.outcome, *study.model_columns]
-    required += [study.cluster] if study.cluster is not None else []
-    expectations: list[Any] = [gx.expectations.ExpectColumnToExist(column=c) for c in required]
-    # The share of rows the covariate table may quarantine before the batch is excluded.
-    mostly = 1.0 - study.thresholds.max_quarantine_share
+    expectations: list[Any] = [gx.expectations.ExpectColumnToExist(column=c) for c in required_columns(study)]
     if study.treatment in columns:
-        expectations += [
-            gx.expectations.ExpectColumnValuesToNotBeNull(column=study.treatment, mostly=mostly),
-            gx.expectations.ExpectColumnValuesToBeInSet(
-                column=study.treatment, value_set=[0, 1], mostly=mostly
-            ),
-            gx.expectations.ExpectColumnDistinctValuesToContainSet(column=study.treatment, value_set=[0, 1]),
-        ]
-    if study.outcome in columns:
         expectations.append(
-            gx.expectations.ExpectColumnValuesToNotBeNull(column=study.outcome, mostly=mostly)
+            gx.expectations.ExpectColumnDistinctValuesToContainSet(column=study.treatment, value_set=ARMS)
         )
-        low, high = study.outcome_range
-        if low is not None or high is not None:
-            expectations.append(
-                gx.expectations.ExpectColumnValuesToBeBetween(
-                    column=study.outcome, min_value=low, max_value=high, mostly=mostly
-                )
-            )
-    if study.unit_id in columns:
-        expectations.append(
-            gx.expectations.ExpectColumnValuesToNotBeNull(column=study.unit_id, mostly=mostly)
-        )
-        if study.duplicate_units == "reject":
-            expectations.append(
-                gx.expectations.ExpectColumnValuesToBeUnique(column=study.unit_id, mostly=mostly)
-            )
     return expectations
 
 
@@ -84,7 +94,7 @@ def _batch_definition() -> Any:
 
 
 def run_quality_suite(typed: pd.DataFrame, study: StudyConfig, *, batch: str) -> QualityResult:
-    """Validate a batch, as ``type_batch`` typed it, against the study's quality suite."""
+    """Validate a batch, as ``type_batch`` typed it, against the study's file-level suite."""
     import great_expectations as gx
 
     definition = _batch_definition()  # first: a suite needs an active context
@@ -94,26 +104,65 @@ def run_quality_suite(typed: pd.DataFrame, study: StudyConfig, *, batch: str) ->
     result = definition.get_batch(batch_parameters={"dataframe": typed}).validate(suite)
     rows = []
     for item in result.results:
-        kwargs = item.expectation_config.kwargs
         rows.append(
             {
                 "expectation": item.expectation_config.type,
-                "column": str(kwargs.get("column", "")),
+                "column": str(item.expectation_config.kwargs.get("column", "")),
                 "success": bool(item.success),
-                "unexpected_count": item.result.get("unexpected_count"),
-                "element_count": item.result.get("element_count"),
+                "missing_values": ", ".join(str(v) for v in item.result.get("partial_missing_list") or []),
             }
         )
     table = pd.DataFrame(rows)
-    failed = table[~table["success"]]
-    n_failed = len(failed)
-    reason = "; ".join(f"{r.column}: {r.expectation}" for r in failed.itertuples()) if n_failed else ""
-    verdict = Verdict.evaluate(
-        "data_quality",
-        value=float(n_failed),
-        threshold=0.0,
-        rule="every expectation of the quality suite holds",
-        passed=n_failed == 0,
-        reason=f"batch {batch}: {reason}" if reason else f"{len(table)} expectations hold",
+    n_failed = int((~table["success"]).sum())
+    return QualityResult(
+        Verdict.evaluate(
+            "data_quality",
+            value=float(n_failed),
+            threshold=0.0,
+            rule=RULE,
+            passed=n_failed == 0,
+            reason=_reason(study, typed, table, batch) if n_failed else f"{len(table)} expectations hold",
+        ),
+        table,
     )
-    return QualityResult(verdict, table)
+
+
+def _reason(study: StudyConfig, typed: pd.DataFrame, table: pd.DataFrame, batch: str) -> str:
+    """Each broken rule in words: the missing columns with the closest ones, the missing arms."""
+    clauses = []
+    missing = [c for c in required_columns(study) if c not in typed.columns]
+    if missing:
+        where = missing_columns_reason(study, missing, [str(c) for c in typed.columns])
+        clauses.append(f"missing required columns {missing}: {where}")
+    arms = table[(table["expectation"] == "expect_column_distinct_values_to_contain_set") & ~table["success"]]
+    for row in arms.itertuples():
+        clauses.append(
+            f"{row.column}: no row reads {row.missing_values} (both arms, 0 and 1, must be present)"
+        )
+    return f"batch {batch}: " + "; ".join(clauses)
+
+
+def _delivered_twice(batch: str, sha256: str, twins: list[str]) -> Verdict:
+    # The same units counted as two periods would shrink the posterior as if the evidence doubled.
+    return Verdict.evaluate(
+        "data_quality",
+        value=float(len(twins)),
+        threshold=0.0,
+        rule="a batch's file is not the file of another batch",
+        passed=False,
+        reason=(
+            f"batch {batch}: the same file (sha256 {sha256[:12]}) was landed for batch {', '.join(twins)}: "
+            "one delivery would be counted twice; replace the wrong one"
+        ),
+    )
+
+
+def _unreadable(reason: str) -> Verdict:
+    return Verdict.evaluate(
+        "data_quality",
+        value=1.0,
+        threshold=0.0,
+        rule="the file is a readable, non-empty table",
+        passed=False,
+        reason=reason,
+    )

@@ -35,6 +35,11 @@ def naming_batch(verdict: Verdict, batch: str) -> Verdict:
     return dataclasses.replace(verdict, reason=f"{prefix}: {verdict.reason}" if verdict.reason else prefix)
 
 
+def severity(prop: str) -> dg.AssetCheckSeverity:
+    """The catalogue's severity of a check (``assimilate/diagnostics/catalogue.py``), as Dagster's."""
+    return ERROR if catalogue.check_spec(prop).severity == "ERROR" else WARN
+
+
 def check_name(asset: str, prop: str) -> str:
     """Checks are named ``check_<asset>_<property>``."""
     return f"check_{asset}_{prop}"

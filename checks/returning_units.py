@@ -16,40 +16,24 @@ always-valid interval uses it too; the check tells the team that it does.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
+from assimilate.design.plan import ONE_SUBJECT, AnalysisPlan
 from assimilate.diagnostics import Verdict
-from assimilate.estimators import InfluenceContributions
 from assimilate.filters import SharedUnits, shared_unit_covariance
 from assimilate.filters.shared_units import Batch
 
 INFLUENCE_TABLE = "batch_influence"
-INFLUENCE_COLUMNS = ["row_index", "unit_id", "influence"]
 MATERIAL_SE_CHANGE = 0.05
 RULE = (
     f"no unit returns, or the standard error of the running average changes by at most "
     f"{MATERIAL_SE_CHANGE:.0%} when the estimated correlation with earlier batches is used"
 )
-
-
-def influence_frame(valid: pd.DataFrame, unit_id: str, fit: InfluenceContributions | None) -> pd.DataFrame:
-    """One row per row of the batch: its unit id and influence value (empty without a fit)."""
-    if fit is None:
-        return pd.DataFrame(
-            {"row_index": np.empty(0, np.int64), "unit_id": np.empty(0, object), "influence": np.empty(0)}
-        )
-    return pd.DataFrame(
-        {
-            "row_index": valid["row_index"].to_numpy(),
-            "unit_id": valid[unit_id].astype(str).to_numpy(),
-            "influence": fit.values,
-        },
-        columns=INFLUENCE_COLUMNS,
-    )
 
 
 def unit_batches(
@@ -86,8 +70,9 @@ def returning_units_verdict(
     """The check of ``batch`` against every earlier batch with stored influence values.
 
     ``influence`` holds the stored rows of any partitions (those not before ``batch`` are ignored);
-    ``this_batch`` is the batch's own rows (``INFLUENCE_COLUMNS``). ``kalman`` says whether the
-    posterior can condition on the correlation (the particle filter assumes independent batches).
+    ``this_batch`` is the batch's own rows (``assimilate.estimators.batch.INFLUENCE_COLUMNS``).
+    ``kalman`` says whether the posterior can condition on the correlation (the particle filter
+    assumes independent batches).
     """
     if this_batch.empty:
         return Verdict.undefined(
@@ -137,3 +122,15 @@ def returning_units_verdict(
         passed=not material,
         reason=reason,
     ), metadata
+
+
+def batch_returning_units(
+    plan: AnalysisPlan, influence: pd.DataFrame, this_batch: pd.DataFrame, batch: str
+) -> tuple[Verdict, dict[str, object]]:
+    """:func:`returning_units_verdict` under ``plan``: its backend, and not assessed for one subject."""
+    verdict, metadata = returning_units_verdict(
+        influence, this_batch, batch, kalman=plan.backend.kind == "kalman"
+    )
+    if plan.single_subject:  # no per-unit values: one subject's days, none of which returns
+        verdict = dataclasses.replace(verdict, reason=ONE_SUBJECT)
+    return verdict, metadata

@@ -20,7 +20,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 
-from resources.warehouse import Warehouse, quote_identifier
+from resources.duckdb_tables import quote_identifier
+from resources.warehouse import Warehouse
 
 DraftOutcome = Literal["valid", "invalid_json", "schema_violation", "timeout", "http_error"]
 LOG_TABLE = "drafting_log"

@@ -26,21 +26,17 @@ at load time; a model column caused by the treatment is an error::
 
 from __future__ import annotations
 
-import calendar
-import difflib
 import hashlib
 import json
 import math
 import re
-from collections.abc import Iterable
 from datetime import date, timedelta
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
     Field,
     TypeAdapter,
@@ -51,6 +47,7 @@ from pydantic import (
 from assimilate.design.plan import AnalysisPlan
 from assimilate.design.sections import _matching, _Section
 from resources.cadence import cadence_from_config, periods_per_year
+from resources.study_file import RepeatedKeyError, safe_load, validation_lines
 
 STUDY_NAME_PATTERN = r"[a-z][a-z0-9_]{0,39}"
 # Names the warehouse keeps for itself: a study (schema) or column with one of them would load, then
@@ -284,8 +281,8 @@ def load_study(path: str | Path) -> StudyConfig:
     except (OSError, UnicodeDecodeError) as error:
         raise StudyConfigError(f"{where}: cannot be read: {error}") from error
     try:
-        data = _safe_load_study(text)
-    except _RepeatedKey as error:
+        data = safe_load(text)
+    except RepeatedKeyError as error:
         raise StudyConfigError(f"{where}: {error}") from error
     except yaml.YAMLError as error:
         raise StudyConfigError(f"{where}: not valid YAML: {error}") from error
@@ -297,160 +294,6 @@ def load_study(path: str | Path) -> StudyConfig:
         raise StudyConfigError("\n".join(f"{where}: {line}" for line in error_lines(error))) from error
 
 
-_SECRET_KEYS = {("alerts", "webhook_url_env")}  # a misplaced secret is never echoed back
-_TAGS = {"randomized", "observational", "kalman", "particle"}
-_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
-_BOUND_KEYS = {"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt", "less_than_equal": "le"}
-
-
 def error_lines(error: ValidationError) -> list[str]:
-    """One ``key.path: rule (got value)`` line per pydantic error, cross-field rules split per line."""
-    lines: list[str] = []
-    for item in error.errors():
-        location = _location(item["loc"])
-        kind = item["type"]
-        message = str(item["msg"]).removeprefix("Value error, ").replace("Input should be", "must be")
-        context = item.get("ctx") or {}
-        hint = ""  # a suggestion after the value: "; did you mean 'covariates'?"
-        if kind in _BOUNDS:
-            message = f"must be {_BOUNDS[kind]} {context[_BOUND_KEYS[kind]]}"
-        elif kind == "missing":
-            message = "is required"
-        elif kind == "extra_forbidden":
-            message = "unknown key"
-            hint = _suggestion(str(item["loc"][-1]), _known_keys(tuple(item["loc"][:-1])), list_known=True)
-        elif kind in ("literal_error", "union_tag_invalid"):
-            expected = context.get("expected", context.get("expected_tags", ""))
-            message = f"must be one of {expected}"
-            if isinstance(item.get("input"), str):
-                hint = _suggestion(item["input"], re.findall(r"'([^']*)'", str(expected)))
-        elif kind.startswith("date_") and tuple(item["loc"]) not in _SECRET_KEYS:
-            lines.append(f"{location}: {_date_problem(item.get('input'))}")
-            continue
-        elif kind == "string_type":
-            message = "must be text (quote it in YAML)"
-        elif kind == "union_tag_not_found":
-            message = f"needs a '{context.get('discriminator', 'kind').strip(chr(39))}' key"
-        prefix = f"{location}: " if location else ""
-        if "\n" in message or (kind == "value_error" and isinstance(item.get("input"), dict)):
-            # A cross-field rule: its lines already name their keys and values.
-            lines.extend(f"{prefix}{line}" for line in message.splitlines())
-        elif kind in ("missing", "extra_forbidden") or tuple(item["loc"]) in _SECRET_KEYS:
-            lines.append(f"{prefix}{message}{hint}")
-        else:
-            lines.append(f"{prefix}{message} (got {_short(item.get('input'))}){hint}")
-    return lines
-
-
-def _safe_load_study(text: str) -> Any:
-    """``yaml.safe_load`` through ``_StudyLoader`` (a SafeLoader: no Python objects are built)."""
-    loader = _StudyLoader(text)
-    try:
-        return loader.get_single_data()
-    finally:
-        loader.dispose()
-
-
-class _RepeatedKey(yaml.YAMLError):
-    """A key given twice in one mapping: YAML would silently keep the last."""
-
-
-class _StudyLoader(yaml.SafeLoader):
-    """``yaml.safe_load`` with two changes for study files.
-
-    A date stays text, so that pydantic reads it and a bad one (``2026-09-31``) is reported under
-    its key rather than raised by the YAML reader; a key given twice in a mapping is an error.
-    """
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-            line = key_node.start_mark.line + 1
-            if isinstance(key, str | int | float | bool) and key in seen:
-                raise _RepeatedKey(f"{key}: is given twice (lines {seen[key]} and {line}); keep one")
-            if isinstance(key, str | int | float | bool):
-                seen[key] = line
-        return super().construct_mapping(node, deep=deep)
-
-
-def _date_as_text(loader: _StudyLoader, node: yaml.Node) -> str:
-    return str(loader.construct_scalar(node))  # type: ignore[arg-type]
-
-
-_StudyLoader.add_constructor("tag:yaml.org,2002:timestamp", _date_as_text)
-_DATE_PARTS = re.compile(r"\s*([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})\s*")
-
-
-def _date_problem(value: Any) -> str:
-    """Why a study file's date is not one, e.g. ``'2026-09-31' is not a valid date (September has 30 days)``."""
-    shown = _short(value)
-    parts = _DATE_PARTS.fullmatch(value) if isinstance(value, str) else None
-    if parts is None:
-        return f"{shown} is not a date: write it as YYYY-MM-DD, e.g. 2025-01-31"
-    year, month, day = (int(p) for p in parts.groups())
-    if not 1 <= month <= 12:
-        return f"{shown} is not a valid date (there is no month {month}: months run 1 to 12)"
-    days = calendar.monthrange(year, month)[1]
-    if not 1 <= day <= days:
-        name = calendar.month_name[month] + (f" {year}" if month == 2 else "")
-        return f"{shown} is not a valid date ({name} has {days} days)"
-    return f"{shown} is not a date written YYYY-MM-DD: write {year:04d}-{month:02d}-{day:02d}"
-
-
-def _suggestion(word: str, known: Iterable[str], *, list_known: bool = False) -> str:
-    """``; did you mean 'covariates'?`` for the closest known word; else, with ``list_known``, the
-    known words when there are few."""
-    options = [k for k in known if k != word]
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    if close:
-        return f"; did you mean {close[0]!r}?"
-    if list_known and 0 < len(options) <= 12:
-        return f"; the known keys here: {', '.join(options)}"
-    return ""
-
-
-def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
-    """The keys the section at ``loc`` accepts (a discriminated section: its ``kind``'s keys)."""
-    model: type[BaseModel] = StudyConfig
-    parts = list(loc)
-    while parts:
-        field = model.model_fields.get(str(parts.pop(0)))
-        candidates = _models_in(field.annotation) if field is not None else []
-        if len(candidates) > 1 and parts:  # a union: pydantic puts the chosen kind in the path
-            tag = parts.pop(0)
-            candidates = [m for m in candidates if tag in _kinds(m)]
-        if len(candidates) != 1:
-            return []
-        model = candidates[0]
-    return list(model.model_fields)
-
-
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return [m for arg in get_args(annotation) for m in _models_in(arg)]
-
-
-def _kinds(model: type[BaseModel]) -> tuple[Any, ...]:
-    kind = model.model_fields.get("kind")
-    return get_args(kind.annotation) if kind is not None else ()
-
-
-def _location(loc: tuple[int | str, ...]) -> str:
-    parts: list[str] = []
-    for index, part in enumerate(loc):
-        if index == 1 and part in _TAGS and loc[0] in ("design", "backend"):
-            continue
-        if isinstance(part, int):
-            parts.append(f"[{part}]")
-        elif part in ("[key]",) or str(part).startswith("function-"):
-            continue
-        else:
-            parts.append(("." if parts else "") + str(part))
-    return "".join(parts)
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    """One ``key.path: rule (got value)`` line per problem of a study's validation error."""
+    return validation_lines(error, model=StudyConfig)

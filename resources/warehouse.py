@@ -1,8 +1,8 @@
 """The DuckDB warehouse: one file, one schema per study, partitions replaced atomically.
 
 ``Warehouse`` is a plain class (tested without Dagster); ``WarehouseResource`` at the bottom wraps
-it for the assets. Every identifier is checked against ``^[A-Za-z_][A-Za-z0-9_]{0,62}$`` and always
-double-quoted; every value is a bound parameter. Connections are short; DuckDB lets one process
+it for the assets; the SQL it runs inside its transactions is in ``resources/duckdb_tables.py``
+(identifiers checked and quoted, values bound, column types that evolve). Connections are short; DuckDB lets one process
 write at a time, so a connection that meets another process's file lock waits with backoff (up to
 ``lock_timeout_s``) and then fails with ``WarehouseLockedError`` -- a write is never dropped.
 
@@ -20,7 +20,6 @@ Example
 from __future__ import annotations
 
 import random
-import re
 import time
 import uuid
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -32,28 +31,22 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-IDENTIFIER_PATTERN = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
-PARTITION_COLUMN = "partition_key"
+from resources.duckdb_tables import (
+    PARTITION_COLUMN,
+    checked_frame,
+    qualified_name,
+    quote_identifier,
+    replace_partition_rows,
+    replace_whole,
+    require_partitioned,
+    run_sql,
+    schema_tables,
+    table_columns,
+)
+
 # Written at a warehouse file's first write; a study may not take this schema's name.
 IDENTITY_SCHEMA = "assimilate_meta"
 IDENTITY_TABLE = "identity"
-_INCOMING = "__assimilate_incoming"
-_INTEGER = {
-    "TINYINT",
-    "SMALLINT",
-    "INTEGER",
-    "BIGINT",
-    "HUGEINT",
-    "UTINYINT",
-    "USMALLINT",
-    "UINTEGER",
-    "UBIGINT",
-}
-_FLOAT = {"FLOAT", "DOUBLE"}
-_TEMPORAL = re.compile(r"TIMESTAMP(_S|_MS|_NS| WITH TIME ZONE)?")
-_STORABLE = re.compile(
-    r"BOOLEAN|VARCHAR|DATE|TIME|INTERVAL|BLOB|UUID|DECIMAL\(\d+,\d+\)|" + "|".join(_INTEGER | _FLOAT)
-)
 
 
 class WarehouseError(RuntimeError):
@@ -62,14 +55,6 @@ class WarehouseError(RuntimeError):
 
 class WarehouseLockedError(WarehouseError, TimeoutError):
     """Another process kept the DuckDB file locked for longer than the lock timeout."""
-
-
-def quote_identifier(name: object, *, what: str = "identifier") -> str:
-    """``name`` double-quoted for SQL, after checking it against the safe identifier pattern."""
-    if not isinstance(name, str) or re.fullmatch(IDENTIFIER_PATTERN, name) is None:
-        shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:57] + "..."
-        raise ValueError(f"{what} {shown} is not allowed: must match ^{IDENTIFIER_PATTERN}$")
-    return f'"{name}"'
 
 
 def _is_lock_error(error: duckdb.Error) -> bool:
@@ -239,28 +224,28 @@ class Warehouse:
         if partition_tables and (not isinstance(partition_key, str) or not partition_key):
             raise ValueError(f"partition_key must be a non-empty string, got {partition_key!r}")
         quote_identifier(schema, what="schema")
-        whole = {table: _checked_frame(schema, table, frame) for table, frame in (whole_tables or {}).items()}
+        whole = {table: checked_frame(schema, table, frame) for table, frame in (whole_tables or {}).items()}
         parts = {
-            table: _checked_frame(schema, table, frame) for table, frame in (partition_tables or {}).items()
+            table: checked_frame(schema, table, frame) for table, frame in (partition_tables or {}).items()
         }
         with self._transaction() as connection:
-            _sql(connection, f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(schema, what='schema')}")
+            run_sql(connection, f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(schema, what='schema')}")
             for table, frame in whole.items():
-                _replace_whole(connection, schema, table, frame)
-            stored = _schema_tables(connection, schema) if parts else {}
+                replace_whole(connection, schema, table, frame)
+            stored = schema_tables(connection, schema) if parts else {}
             for table, frame in parts.items():
                 columns = stored.get(table.lower())
-                _replace_one_partition(connection, schema, table, str(partition_key), frame, columns)
+                replace_partition_rows(connection, schema, table, str(partition_key), frame, columns)
 
     def delete_partition(self, schema: str, table: str, partition_key: str) -> int:
         """Delete one partition's rows; returns how many were deleted (0 if the table is missing)."""
         if not self.table_exists(schema, table):
             return 0
         with self._transaction() as connection:
-            columns = _table_columns(connection, schema, table) or {}
-            _require_partitioned(schema, table, columns)
-            target = _qualified(connection, schema, table)
-            rows = _sql(connection, f"DELETE FROM {target} WHERE {PARTITION_COLUMN} = ?", [partition_key])
+            columns = table_columns(connection, schema, table) or {}
+            require_partitioned(schema, table, columns)
+            target = qualified_name(connection, schema, table)
+            rows = run_sql(connection, f"DELETE FROM {target} WHERE {PARTITION_COLUMN} = ?", [partition_key])
         return int(rows[0][0]) if rows else 0
 
     # -- reads --------------------------------------------------------------------------------
@@ -309,11 +294,11 @@ class Warehouse:
             columns = self._columns(connection, schema, table)
             if columns is None:
                 return pd.DataFrame()
-            target = _qualified(connection, schema, table)
+            target = qualified_name(connection, schema, table)
             if keys is None:
                 order = f"{PARTITION_COLUMN}, rowid" if PARTITION_COLUMN in columns else "rowid"
                 return connection.execute(f"SELECT * FROM {target} ORDER BY {order}").df()
-            _require_partitioned(schema, table, columns)
+            require_partitioned(schema, table, columns)
             sql = (
                 f"SELECT * FROM {target} WHERE {PARTITION_COLUMN} IN (SELECT unnest(?::VARCHAR[])) "
                 f"ORDER BY {PARTITION_COLUMN}, rowid"
@@ -324,9 +309,9 @@ class Warehouse:
         self, connection: duckdb.DuckDBPyConnection, schema: str, table: str
     ) -> dict[str, str] | None:
         if self._catalog is None:
-            return _table_columns(connection, schema, table)
+            return table_columns(connection, schema, table)
         if schema.lower() not in self._catalog:
-            self._catalog[schema.lower()] = _schema_tables(connection, schema)
+            self._catalog[schema.lower()] = schema_tables(connection, schema)
         return self._catalog[schema.lower()].get(table.lower())
 
     def execute_read(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> pd.DataFrame:
@@ -337,196 +322,15 @@ class Warehouse:
             return connection.execute(sql, params).df()
 
 
-def _replace_whole(
-    connection: duckdb.DuckDBPyConnection, schema: str, table: str, frame: pd.DataFrame
-) -> None:
-    target = _qualified(connection, schema, table)
-    _sql(connection, f"DROP TABLE IF EXISTS {target}")
-    if len(frame.columns):  # a frame without columns leaves no table (reads back the same)
-        _create(connection, target, _register(connection, frame))
-        _insert(connection, target, list(frame.columns), None)
-        connection.unregister(_INCOMING)
-
-
-def _replace_one_partition(
-    connection: duckdb.DuckDBPyConnection,
-    schema: str,
-    table: str,
-    partition_key: str,
-    frame: pd.DataFrame,
-    stored: dict[str, str] | None,
-) -> None:
-    target = _qualified(connection, schema, table)
-    incoming = _register(connection, frame)
-    if stored is None:
-        _create(connection, target, {PARTITION_COLUMN: "VARCHAR", **incoming})
-    else:
-        _require_partitioned(schema, table, stored)
-        _sql(connection, f"DELETE FROM {target} WHERE {PARTITION_COLUMN} = ?", [partition_key])
-        _evolve(connection, schema, table, target, stored, incoming)
-    if len(frame.columns):
-        _insert(connection, target, list(frame.columns), partition_key)
-        connection.unregister(_INCOMING)
-
-
 def _ensure_identity(connection: duckdb.DuckDBPyConnection) -> None:
     table = f"{IDENTITY_SCHEMA}.{IDENTITY_TABLE}"
-    _sql(connection, f"CREATE SCHEMA IF NOT EXISTS {IDENTITY_SCHEMA}")
-    _sql(connection, f"CREATE TABLE IF NOT EXISTS {table} (warehouse_id VARCHAR, created_at TIMESTAMPTZ)")
-    _sql(
+    run_sql(connection, f"CREATE SCHEMA IF NOT EXISTS {IDENTITY_SCHEMA}")
+    run_sql(connection, f"CREATE TABLE IF NOT EXISTS {table} (warehouse_id VARCHAR, created_at TIMESTAMPTZ)")
+    run_sql(
         connection,
         f"INSERT INTO {table} SELECT ?, now() WHERE NOT EXISTS (SELECT 1 FROM {table})",
         [uuid.uuid4().hex],
     )
-
-
-def _sql(connection: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | None = None) -> list[Any]:
-    """Execute and fetch everything (DuckDB 2 refuses new work while a result is unfinished)."""
-    return connection.execute(sql, params).fetchall()
-
-
-def _checked_frame(schema: str, table: str, frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame to store, after checking the table and column names (categoricals become text)."""
-    where = f"{schema}.{table}"
-    quote_identifier(table, what="table")
-    if not isinstance(frame, pd.DataFrame):
-        raise ValueError(f"{where}: frame must be a pandas DataFrame, got {type(frame).__name__}")
-    if isinstance(frame.columns, pd.MultiIndex):
-        raise ValueError(f"{where}: frame columns must be flat names, not a MultiIndex")
-    seen: dict[str, object] = {}
-    for column in frame.columns:
-        quote_identifier(column, what=f"{where}: column")
-        if str(column).lower() in seen:
-            raise ValueError(
-                f"{where}: columns {seen[str(column).lower()]!r} and {column!r} differ only in case"
-            )
-        seen[str(column).lower()] = column
-    if len(frame) and not len(frame.columns):
-        raise ValueError(f"{where}: a frame with {len(frame)} rows has no columns")
-    if PARTITION_COLUMN in seen:
-        raise ValueError(f"{where}: column {PARTITION_COLUMN!r} is reserved for the partition key")
-    categories = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
-    if categories:
-        frame = frame.astype(dict.fromkeys(categories, "string"))
-    return frame.reset_index(drop=True)
-
-
-def _qualified(connection: duckdb.DuckDBPyConnection, schema: str, table: str) -> str:
-    """catalog.schema.table, fully quoted: a schema never collides with the file's catalog name."""
-    catalog = str(_sql(connection, "SELECT current_database()")[0][0])
-    quoted_catalog = '"' + catalog.replace('"', '""') + '"'
-    return (
-        f"{quoted_catalog}.{quote_identifier(schema, what='schema')}.{quote_identifier(table, what='table')}"
-    )
-
-
-def _table_columns(connection: duckdb.DuckDBPyConnection, schema: str, table: str) -> dict[str, str] | None:
-    """Column name -> type of an existing table, None if it does not exist."""
-    return _schema_tables(connection, schema).get(table.lower())
-
-
-def _schema_tables(connection: duckdb.DuckDBPyConnection, schema: str) -> dict[str, dict[str, str]]:
-    """Every table of a schema: lower-case name -> column name -> type (one catalog query).
-
-    duckdb_columns() rather than information_schema.columns: the same rows without the view's
-    joins. One query per write or reading() block, not one per table: each costs ~1 ms or more.
-    """
-    rows = _sql(
-        connection,
-        "SELECT table_name, column_name, data_type FROM duckdb_columns() "
-        "WHERE database_name = current_database() AND lower(schema_name) = lower(?) "
-        "ORDER BY table_name, column_index",
-        [schema],
-    )
-    tables: dict[str, dict[str, str]] = {}
-    for table, column, kind in rows:
-        tables.setdefault(str(table).lower(), {})[str(column)] = str(kind)
-    return tables
-
-
-def _require_partitioned(schema: str, table: str, columns: Mapping[str, str]) -> None:
-    if PARTITION_COLUMN not in columns:
-        raise ValueError(f"{schema}.{table}: not a partitioned table (it has no {PARTITION_COLUMN} column)")
-
-
-def _register(connection: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> dict[str, str]:
-    """Register the frame for SQL and return its column types (an all-NULL column is VARCHAR)."""
-    if not len(frame.columns):
-        return {}
-    connection.register(_INCOMING, frame)
-    types = {str(name): str(kind) for name, kind, *_ in _sql(connection, f"DESCRIBE {_INCOMING}")}
-    for column, kind in types.items():
-        if kind != '"NULL"' and _STORABLE.fullmatch(kind) is None and _TEMPORAL.fullmatch(kind) is None:
-            raise ValueError(
-                f"column {column!r}: values of type {kind} cannot be stored; store them as text (JSON)"
-            )
-    return {column: "VARCHAR" if kind == '"NULL"' else kind for column, kind in types.items()}
-
-
-def _create(connection: duckdb.DuckDBPyConnection, target: str, columns: Mapping[str, str]) -> None:
-    body = ", ".join(f"{quote_identifier(name, what='column')} {kind}" for name, kind in columns.items())
-    _sql(connection, f"CREATE TABLE {target} ({body})")
-
-
-def _insert(
-    connection: duckdb.DuckDBPyConnection, target: str, columns: list[str], partition_key: str | None
-) -> None:
-    names = [quote_identifier(c, what="column") for c in columns]
-    if partition_key is None:
-        _sql(
-            connection,
-            f"INSERT INTO {target} ({', '.join(names)}) SELECT {', '.join(names)} FROM {_INCOMING}",
-        )
-        return
-    selected = ", ".join(["?", *names])
-    _sql(
-        connection,
-        f"INSERT INTO {target} ({', '.join([PARTITION_COLUMN, *names])}) SELECT {selected} FROM {_INCOMING}",
-        [partition_key],
-    )
-
-
-def _evolve(
-    connection: duckdb.DuckDBPyConnection,
-    schema: str,
-    table: str,
-    target: str,
-    stored: Mapping[str, str],
-    incoming: Mapping[str, str],
-) -> None:
-    """Make the existing table (``stored`` columns) accept the incoming ones (see ``replace_partition_tables``)."""
-    lowered = {name.lower(): (name, kind) for name, kind in stored.items()}
-    for column, new in incoming.items():
-        quoted = quote_identifier(column, what="column")
-        if column.lower() not in lowered:
-            _sql(connection, f"ALTER TABLE {target} ADD COLUMN {quoted} {new}")
-            continue
-        name, old = lowered[column.lower()]
-        if old == new or _compatible(old, new) or _all_null(connection, target, quoted, incoming=True):
-            continue
-        if _all_null(connection, target, quoted, incoming=False):
-            _sql(connection, f"ALTER TABLE {target} ALTER COLUMN {quoted} TYPE {new}")
-        elif {old, new} <= _INTEGER | _FLOAT:
-            _sql(connection, f"ALTER TABLE {target} ALTER COLUMN {quoted} TYPE DOUBLE")
-        else:
-            raise ValueError(
-                f"{schema}.{table}.{name}: the table stores {old} values but the new rows are {new}; "
-                "write a separate table or convert the column"
-            )
-
-
-def _compatible(old: str, new: str) -> bool:
-    """New values insert into the stored type without loss."""
-    if old == "DOUBLE" and new in _INTEGER | _FLOAT:
-        return True
-    if old == "BIGINT" and new in {"TINYINT", "SMALLINT", "INTEGER", "UTINYINT", "USMALLINT", "UINTEGER"}:
-        return True
-    return _TEMPORAL.fullmatch(old) is not None and _TEMPORAL.fullmatch(new) is not None
-
-
-def _all_null(connection: duckdb.DuckDBPyConnection, target: str, quoted: str, *, incoming: bool) -> bool:
-    source = _INCOMING if incoming else target
-    return int(_sql(connection, f"SELECT count({quoted}) FROM {source}")[0][0]) == 0
 
 
 class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]

@@ -19,8 +19,9 @@ from typing import Any
 import pandas as pd
 
 from assets.audit import AUDIT_TABLE
+from resources.duckdb_tables import quote_identifier
 from resources.project import PROJECT_ROOT
-from resources.warehouse import Warehouse, quote_identifier
+from resources.warehouse import Warehouse
 
 TABLES = {AUDIT_TABLE: "posterior_update", "drafting_log": "drafting_call"}
 

@@ -37,6 +37,8 @@ STUDIES = (
     "iv",
     "refuters",
     "calibration_audit",
+    "segments",
+    "did",
 )
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "SIMULATIONS.md"
 

@@ -78,3 +78,24 @@ __all__ += [
     "placebo_treatment",
     "random_common_cause",
 ]
+
+# Does a segment's effect differ from the rest? Holm or Benjamini-Hochberg across segments (issue 16).
+from assimilate.diagnostics.heterogeneity import (  # noqa: E402
+    CORRECTIONS,
+    Correction,
+    SegmentDifferences,
+    adjust_p_values,
+    differences_from_rest,
+    posterior_segment_differences,
+    segment_differences,
+)
+
+__all__ += [
+    "CORRECTIONS",
+    "Correction",
+    "SegmentDifferences",
+    "adjust_p_values",
+    "differences_from_rest",
+    "posterior_segment_differences",
+    "segment_differences",
+]

@@ -61,7 +61,7 @@ _SPECS = (
         "data_quality",
         "raw_batch",
         "Data quality",
-        "The landed rows meet the study's expectations (columns present, treatment 0/1, values in range).",
+        "The landed file can be judged row by row: readable, the study's columns present, both arms there, not another batch's file.",
         "ERROR",
     ),
     CheckSpec(

@@ -296,3 +296,57 @@ __all__ += [
 from assimilate.estimators._threads import parallel_passes, pass_threads  # noqa: E402
 
 __all__ += ["parallel_passes", "pass_threads"]
+
+# One batch under a study's plan: nuisance models fitted once, every estimator and verdict (issue 12).
+from assimilate.estimators.batch import BatchFit, fit_batch  # noqa: E402
+
+__all__ += ["BatchFit", "fit_batch"]
+
+# Difference in differences and event studies: TWFE, Callaway & Sant'Anna, the pre-trend test (issue 15).
+from assimilate.estimators.did import (  # noqa: E402
+    FIXED_EFFECTS,
+    SMALL_SAMPLES,
+    FixedEffects,
+    SmallSample,
+    difference_in_differences,
+    event_study,
+)
+from assimilate.estimators.did_diagnostics import PreTrendVerdict, pre_trend_test  # noqa: E402
+from assimilate.estimators.did_results import EventStudy  # noqa: E402
+from assimilate.estimators.did_staggered import (  # noqa: E402
+    BASE_PERIODS,
+    CONTROL_GROUPS,
+    BasePeriod,
+    ControlGroup,
+    GroupTimeATT,
+    group_time_att,
+)
+
+__all__ += [
+    "BASE_PERIODS",
+    "CONTROL_GROUPS",
+    "FIXED_EFFECTS",
+    "SMALL_SAMPLES",
+    "BasePeriod",
+    "ControlGroup",
+    "EventStudy",
+    "FixedEffects",
+    "GroupTimeATT",
+    "PreTrendVerdict",
+    "SmallSample",
+    "difference_in_differences",
+    "event_study",
+    "group_time_att",
+    "pre_trend_test",
+]
+
+# Effects by segment: the batch's estimator on each segment's rows (issue 16).
+from assimilate.estimators.segments import (  # noqa: E402
+    SegmentEffect,
+    SegmentEffects,
+    quantile_edges,
+    segment_effects,
+    stack_segment_effects,
+)
+
+__all__ += ["SegmentEffect", "SegmentEffects", "quantile_edges", "segment_effects", "stack_segment_effects"]

@@ -33,8 +33,8 @@ from assimilate._validation import check_choice
 from assimilate.estimators._inputs import arm_counts, batch_arrays, check_arms
 from assimilate.estimators._threads import one_blas_thread
 from assimilate.estimators.design_matrix import DesignMatrix
-from assimilate.estimators.models import PropensityPolicy, fit_propensity
-from assimilate.estimators.outcome import OutcomeKind, fit_outcome_model, predict_outcome
+from assimilate.estimators.models import PropensityModel, PropensityPolicy, fit_propensity
+from assimilate.estimators.outcome import OutcomeKind, OutcomeModel, fit_outcome_model, predict_outcome
 from assimilate.estimators.passes import rowwise
 from assimilate.estimators.result import ESTIMANDS, EffectEstimate, Estimand
 from assimilate.estimators.weighting import SIDE_OF, Side, bounded_scores
@@ -76,6 +76,8 @@ def nuisances(
     policy: PropensityPolicy = "clip",
     bounds: tuple[float, float] = (0.01, 0.99),
     side: Side = "both",
+    propensity: PropensityModel | None = None,
+    outcome_fit: OutcomeModel | None = None,
 ) -> Nuisances:
     """Propensity scores and both arms' outcome predictions, in-sample or by K-fold cross-fitting.
 
@@ -83,16 +85,27 @@ def nuisances(
     ``np.array_split(rng.permutation(n), n_folds)`` and each fold's predictions come from models
     fitted on the other folds only. ``side`` says which bound(s) ``policy`` applies to
     (:data:`~assimilate.estimators.weighting.SIDE_OF`: the upper one only for the ATT).
+    ``propensity`` and ``outcome_fit``, models already fitted in-sample on these rows, are used
+    instead of fitting them again (in-sample only: cross-fitting fits on each fold's complement).
     """
+    _check_fitted(len(y), n_folds, propensity, outcome_fit, outcome_kind)
     if n_folds is None and side != "both":
-        propensity = fit_propensity(design, d, policy="none")
-        outcome = fit_outcome_model(design, d, y, kind=outcome_kind)
+        # The raw scores do not depend on the policy: the model is bounded on one side here.
+        if propensity is None:
+            propensity = fit_propensity(design, d, policy="none")
+        outcome = fit_outcome_model(design, d, y, kind=outcome_kind) if outcome_fit is None else outcome_fit
         used, keep, n_outside = bounded_scores(propensity.scores, policy, bounds, side=side)
         records = [fallback.as_dict() for fallback in outcome.fallbacks]
         return Nuisances(np.where(keep, used, 0.5), outcome.mu0, outcome.mu1, keep, n_outside, records)
     if n_folds is None:
-        propensity = fit_propensity(design, d, policy=policy, bounds=bounds)
-        outcome = fit_outcome_model(design, d, y, kind=outcome_kind)
+        if propensity is not None and (propensity.policy, propensity.bounds) != (policy, _floats(bounds)):
+            raise ValueError(
+                f"propensity: the fitted model is bounded by policy {propensity.policy!r} and bounds "
+                f"{list(propensity.bounds)}, not the {policy!r} and {list(bounds)} asked for"
+            )
+        if propensity is None:
+            propensity = fit_propensity(design, d, policy=policy, bounds=bounds)
+        outcome = fit_outcome_model(design, d, y, kind=outcome_kind) if outcome_fit is None else outcome_fit
         n_outside = propensity.n_clipped + propensity.n_trimmed
         keep = propensity.keep
         scores = propensity.used_scores if keep.all() else np.where(keep, propensity.used_scores, 0.5)
@@ -125,6 +138,35 @@ def nuisances(
     low, high = bounds
     n_outside = int(((raw < low) | (raw > high)).sum()) if policy != "none" else 0
     return Nuisances(np.where(keep, scores, 0.5), mu0, mu1, keep, n_outside, records)
+
+
+def _floats(bounds: tuple[float, float]) -> tuple[float, float]:
+    return float(bounds[0]), float(bounds[1])
+
+
+def _check_fitted(
+    n: int,
+    n_folds: int | None,
+    propensity: PropensityModel | None,
+    outcome_fit: OutcomeModel | None,
+    outcome_kind: OutcomeKind,
+) -> None:
+    """Fitted nuisance models apply to in-sample fits of these ``n`` rows with the same outcome model."""
+    if propensity is None and outcome_fit is None:
+        return
+    if n_folds is not None:
+        raise ValueError(
+            "cross-fitting (n_folds) fits the nuisance models on each fold's complement: fitted models "
+            "(propensity=, outcome_fit=) apply to in-sample fits only"
+        )
+    if propensity is not None and len(propensity.scores) != n:
+        raise ValueError(f"propensity: the fitted model scores {len(propensity.scores)} rows, not these {n}")
+    if outcome_fit is not None and len(outcome_fit.mu0) != n:
+        raise ValueError(f"outcome_fit: the fitted model predicts {len(outcome_fit.mu0)} rows, not these {n}")
+    if outcome_fit is not None and outcome_kind not in ("auto", outcome_fit.kind):
+        raise ValueError(
+            f"outcome_fit: the fitted model is {outcome_fit.kind}, not the {outcome_kind} asked for"
+        )
 
 
 def _influence(
@@ -187,8 +229,10 @@ def aipw_from_arrays(
     policy: PropensityPolicy = "clip",
     bounds: tuple[float, float] = (0.01, 0.99),
     estimand: Estimand = "ATE",
+    propensity: PropensityModel | None = None,
+    outcome_fit: OutcomeModel | None = None,
 ) -> EffectEstimate:
-    """AIPW on arrays (the core of :func:`aipw`)."""
+    """AIPW on arrays (the core of :func:`aipw`); ``propensity`` and ``outcome_fit`` as in :func:`nuisances`."""
     return aipw_with_influence(
         design,
         treatment,
@@ -199,6 +243,8 @@ def aipw_from_arrays(
         policy=policy,
         bounds=bounds,
         estimand=estimand,
+        propensity=propensity,
+        outcome_fit=outcome_fit,
     )[0]
 
 
@@ -214,11 +260,14 @@ def aipw_with_influence(
     policy: PropensityPolicy = "clip",
     bounds: tuple[float, float] = (0.01, 0.99),
     estimand: Estimand = "ATE",
+    propensity: PropensityModel | None = None,
+    outcome_fit: OutcomeModel | None = None,
 ) -> tuple[EffectEstimate, FloatArray, NDArray[np.bool_]]:
     """:func:`aipw_from_arrays` with the influence values of the kept units and the kept-unit mask.
 
     The values are ``phi_i - tau`` for the ATE and the score ``psi_i`` of :func:`_target_score` for
-    the ATT and ATC: in every case ``SE = |values| / n_kept``.
+    the ATT and ATC: in every case ``SE = |values| / n_kept``. ``propensity`` and ``outcome_fit``:
+    models already fitted in-sample on these rows (:func:`nuisances`), so none is fitted again.
     """
     check_choice("estimand", estimand, ESTIMANDS)
     e, mu0, mu1, keep, n_outside, fallbacks = nuisances(
@@ -231,6 +280,8 @@ def aipw_with_influence(
         policy=policy,
         bounds=bounds,
         side=SIDE_OF[estimand],
+        propensity=propensity,
+        outcome_fit=outcome_fit,
     )
     if estimand == "ATE":
         phi = rowwise(_influence, treatment, outcome, e, mu0, mu1)

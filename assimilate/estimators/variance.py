@@ -41,7 +41,7 @@ from scipy import linalg, stats
 
 from assimilate._validation import check_alpha, check_choice
 from assimilate.estimators._inputs import batch_arrays
-from assimilate.estimators.influence import INFLUENCE_METHODS, influence_contributions
+from assimilate.estimators.influence import INFLUENCE_METHODS, InfluenceContributions, influence_contributions
 from assimilate.estimators.result import EffectEstimate
 
 FloatArray = NDArray[np.float64]
@@ -260,6 +260,7 @@ def with_standard_error(
     cluster: str | ArrayLike | None = None,
     se_type: SEType | None = None,
     categories: Mapping[str, Sequence[str]] | None = None,
+    influence: InfluenceContributions | None = None,
     **options: Any,
 ) -> EffectEstimate:
     """``estimate`` with its standard error recomputed as ``se_type``: the point never moves.
@@ -285,9 +286,13 @@ def with_standard_error(
         their influence values.
     categories : mapping, optional
         Allowed levels of categorical covariates.
+    influence : InfluenceContributions, optional
+        The influence values of the fit that gave ``estimate`` (its ``estimate`` field is
+        ``estimate``'s point): a CR1 SE summed from influence values uses them instead of running
+        the estimator again, so no nuisance model is refitted. The OLS types do not need them.
     **options
         The estimator's options (``policy``, ``bounds``, ``n_folds``, ``rng``, ...): the same as for
-        ``estimate``, so that the influence values are those of the same fit.
+        ``estimate``, so that the influence values are those of the same fit (without ``influence``).
 
     Returns
     -------
@@ -334,17 +339,20 @@ def with_standard_error(
         return _replaced(estimate, fit.std_error, chosen, fit.n_clusters, cluster)
     if labels is None:
         raise ValueError("se_type='CR1' needs cluster labels (cluster=...)")
-    if estimate.estimand != "ATE":
-        options = {"estimand": estimate.estimand, **options}
-    influence = influence_contributions(
-        data,
-        method=method,
-        treatment=treatment,
-        outcome=outcome,
-        covariates=covariates,
-        categories=categories,
-        **options,
-    )
+    if influence is None:
+        if estimate.estimand != "ATE":
+            options = {"estimand": estimate.estimand, **options}
+        influence = influence_contributions(
+            data,
+            method=method,
+            treatment=treatment,
+            outcome=outcome,
+            covariates=covariates,
+            categories=categories,
+            **options,
+        )
+    elif options:
+        raise TypeError(f"options {sorted(options)} would refit the estimator: influence= is that fit's")
     _check_point(estimate, influence.estimate.estimate)
     codes = cluster_codes(labels, n=influence.n)
     se = cluster_robust_standard_error(influence.values, codes)

@@ -38,3 +38,8 @@ __all__ = [
     "step",
     "update",
 ]
+
+# Effects by segment fused over time with partial pooling (issue 16).
+from assimilate.filters.segments import SegmentPosterior, segment_filter
+
+__all__ += ["SegmentPosterior", "segment_filter"]

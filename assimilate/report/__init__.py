@@ -33,3 +33,8 @@ __all__ = [
     "provisional_reasons",
     "verdicts_from_frame",
 ]
+
+# The forest plot of effects by segment (issue 16).
+from assimilate.report.forest import forest_plot
+
+__all__ += ["forest_plot"]

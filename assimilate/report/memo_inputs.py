@@ -28,7 +28,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -53,6 +53,9 @@ from assimilate.report.decision import (
 from assimilate.report.units import OUTCOME_TYPES, Baseline, EffectScale, OutcomeType
 from assimilate.result import AssimilationResult
 from assimilate.sequential import ConfidenceSequence, confidence_sequence
+
+if TYPE_CHECKING:
+    from assimilate.design.plan import AnalysisPlan
 
 DesignKind = Literal["randomized", "observational"]
 ProcessVarSource = Literal["set", "estimated"]
@@ -96,6 +99,21 @@ class DesignSummary:
                     f"method_shortlist lacks column(s) {missing}; it needs {list(SHORTLIST_COLUMNS)}"
                 )
             object.__setattr__(self, "method_shortlist", shortlist.loc[:, list(SHORTLIST_COLUMNS)].copy())
+
+    @classmethod
+    def from_plan(cls, plan: AnalysisPlan) -> DesignSummary:
+        """The design a study's analysis plan states: its kind, split, adjustment set and shortlist.
+
+        An instrumental-variables design is observational here (treatment is not assigned by the
+        study), as in the plan's method shortlist.
+        """
+        design = plan.design
+        return cls(
+            kind="observational" if design.kind == "iv" else design.kind,
+            treated_share=getattr(design, "treated_share", None),
+            adjustment_set=plan.model_columns,
+            method_shortlist=plan.method_shortlist(),
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

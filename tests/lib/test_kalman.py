@@ -315,13 +315,8 @@ def test_smoother_of_a_long_stream_equals_the_textbook_recursion() -> None:
 def test_resume_finds_the_first_changed_batch_exactly_as_the_fingerprints_do() -> None:
     import pandas as pd
 
-    from assimilate.incremental import (
-        FilterSettings,
-        _fingerprints,
-        first_change,
-        refilter_from_first_change,
-        unchanged_prefix,
-    )
+    from assimilate.incremental import FilterSettings, refilter_from_first_change
+    from assimilate.stored_steps import fingerprints, first_change, unchanged_prefix
 
     rng = np.random.default_rng(11)
     n = 60
@@ -357,5 +352,5 @@ def test_resume_finds_the_first_changed_batch_exactly_as_the_fingerprints_do() -
     }
     for name, edit in edits.items():
         changed = edit(base.copy())
-        expected = first_change(stored.steps["fingerprint"].tolist(), _fingerprints(changed))
+        expected = first_change(stored.steps["fingerprint"].tolist(), fingerprints(changed))
         assert unchanged_prefix(stored.steps, changed) == expected, name

@@ -28,3 +28,13 @@ def test_memo_inputs_survive_a_pickle_round_trip_and_write_the_same_memo() -> No
     restored = pickle.loads(pickle.dumps(inputs, protocol=pickle.HIGHEST_PROTOCOL))
     assert decision_memo_markdown(restored) == decision_memo_markdown(inputs)
     assert restored.acknowledged_exclusions == inputs.acknowledged_exclusions
+
+
+def test_an_event_study_survives_a_pickle_round_trip_read_only() -> None:
+    from assimilate.estimators.did import event_study
+    from tests.lib.test_did import COLUMNS, _staggered
+
+    study = event_study(_staggered(), **COLUMNS, first_treated="first_treated")
+    copy = pickle.loads(pickle.dumps(study))
+    assert not copy.covariance.flags.writeable
+    assert copy.to_frame().equals(study.to_frame())

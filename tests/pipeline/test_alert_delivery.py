@@ -42,8 +42,8 @@ from resources.alerts import (
     WebhookSink,
 )
 from resources.study import AlertSettings
-from tests.pipeline_support import Project, ab_batch, example_study, webhook_receiver, write_batch
 from tests.pipeline.test_alerts import SECRET, Mailbox, alert, closed_port, hook_server, log_text, secret_url
+from tests.pipeline_support import Project, ab_batch, example_study, webhook_receiver, write_batch
 
 
 class Clock:

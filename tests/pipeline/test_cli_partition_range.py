@@ -23,8 +23,8 @@ from checks.results import EXCLUDED_TAG
 from orchestration.instance import PROJECT_ROOT, prepare_dagster_home
 from resources.study import load_study
 from resources.warehouse import Warehouse
-from tests.pipeline_support import Project, ab_batch, write_batch
 from tests.pipeline.test_pipeline_returning_units import srm_batch
+from tests.pipeline_support import Project, ab_batch, write_batch
 
 STUDY = "ab_checkout"
 MONTHS = ["2025-01", "2025-02", "2025-03"]

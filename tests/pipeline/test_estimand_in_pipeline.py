@@ -152,9 +152,7 @@ def test_standard_error_choices_are_checked_at_load(
 ) -> None:
     import yaml
 
-    data = yaml.safe_load(
-        (Path(__file__).resolve().parents[2] / "studies" / "ab_checkout.yaml").read_text()
-    )
+    data = yaml.safe_load((Path(__file__).resolve().parents[2] / "studies" / "ab_checkout.yaml").read_text())
     path = tmp_path / "ab_checkout.yaml"
     path.write_text(yaml.safe_dump({**data, **changes}))
     with pytest.raises(StudyConfigError, match=message.replace("(", r"\(")):

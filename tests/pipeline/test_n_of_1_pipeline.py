@@ -39,7 +39,7 @@ def test_the_n_of_1_study_runs_end_to_end_with_its_washout_posterior_and_memo(tm
     months = sleep_trial_months(np.random.default_rng(20250103))[:4]
     for label, frame in months[:3]:
         write_batch(project.landing(STUDY), label, frame)
-    # April's file misspells the outcome column: its checks name the study key and the closest column.
+    # April's file misspells the outcome column: its check names the study key and the closest column.
     write_batch(project.landing(STUDY), "2025-04", months[3][1].rename(columns={"sleep_score": "sleep_scor"}))
     months = months[:3]
     runs = project.tick()
@@ -85,8 +85,12 @@ def test_the_n_of_1_study_runs_end_to_end_with_its_washout_posterior_and_memo(tm
     assert steps["excluded"].tolist() == [False, False, False, True]
     missing = "outcome: column 'sleep_score' is not in the file; closest column: 'sleep_scor'"
     reason = steps["exclusion_reason"].iloc[3]
-    assert "check_raw_batch_data_quality" in reason and "check_covariate_table_schema" in reason
-    assert reason.count(missing) == 2, reason
+    # A missing column is a file-level rule: the quality check excludes the batch, once; the rows are
+    # not judged (the schema check is not assessed, and says why).
+    assert "check_raw_batch_data_quality" in reason and "check_covariate_table_schema" not in reason
+    assert reason.count(missing) == 1, reason
+    schema = verdicts.loc[("2025-04-01", "check_covariate_table_schema")]
+    assert schema["status"] == "undefined" and "['sleep_score']" in schema["reason"]
     admitted = effects[effects["partition_key"] != "2025-04-01"]
     expected = causal_kalman(
         [*admitted["estimate"], np.nan], [*admitted["std_error"], np.nan], process_var=0.0, diffuse=True
@@ -99,8 +103,8 @@ def test_the_n_of_1_study_runs_end_to_end_with_its_washout_posterior_and_memo(tm
 
 
 def test_a_day_that_is_not_a_date_is_quarantined_with_the_rule(tmp_path: Path) -> None:
-    from assets.batch_validation import split_valid_rows
-    from assets.typed_batch import DAY_DATE
+    from checks.covariates import split_valid_rows
+    from checks.typed_batch import DAY_DATE
 
     study = example_study(STUDY)
     frame = sleep_trial_months(np.random.default_rng(1))[0][1].astype(str)

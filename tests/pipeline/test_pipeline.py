@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from assets.posterior_inputs import observations
 from assimilate import causal_kalman
+from assimilate.admission import observations
 from assimilate.simulate import simulate_outreach_batch
 from orchestration.runner import QUIET
 from tests.pipeline_support import Project, ab_batch, example_study, webhook_receiver, write_batch

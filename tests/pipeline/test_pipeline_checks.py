@@ -347,3 +347,30 @@ def test_an_outcome_model_fallback_is_shown_in_the_materialization(tmp_path: Pat
     assert shown["fallbacks"] == 1
     (fallback,) = shown["fallback_reasons"]
     assert fallback["arm"] == "treated" and "x" in fallback["reason"]
+
+
+def test_a_run_of_some_estimation_assets_stores_and_reports_only_those(tmp_path: Path) -> None:
+    """propensity_model, outcome_model and batch_effect are one step: a subset run writes only its part."""
+    project = new_project(tmp_path, example_study("ab_checkout"))
+    write_batch(project.landing("ab_checkout"), MONTHS[0], ab_batch(0))
+    assert all(r.success for r in project.tick())
+    batch, store = "2025-01-01", project.warehouse
+    scores = store.read_table("ab_checkout", "propensity_scores", partition_key=batch)
+    effects = store.read_table("ab_checkout", "batch_effects", partition_key=batch)
+    store.replace_partition_tables("ab_checkout", batch, {"propensity_scores": pd.DataFrame()})
+    store.replace_partition_tables("ab_checkout", batch, {"batch_effects": pd.DataFrame()})
+
+    job = project.defs.resolve_implicit_global_asset_job_def()
+    selection = [dg.AssetKey(["ab_checkout", "batch_effect"])]
+    result = job.execute_in_process(partition_key=batch, instance=project.instance, asset_selection=selection)
+    assert result.success
+    assert {event.asset_key for event in result.get_asset_materialization_events()} == set(selection)
+    assert set(check_evaluations(project, result.run_id)) == {
+        "check_batch_effect_balance",
+        "check_batch_effect_estimation",
+        "check_batch_effect_returning_units",
+    }
+    assert store.read_table("ab_checkout", "propensity_scores", partition_key=batch).empty  # not selected
+    again = store.read_table("ab_checkout", "batch_effects", partition_key=batch)
+    pd.testing.assert_frame_equal(again, effects)  # the same fit of the same rows
+    assert len(scores) == 300

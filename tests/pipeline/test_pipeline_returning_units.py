@@ -18,11 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from assets.posterior import filter_settings
 from assimilate import causal_kalman
 from assimilate.estimators import influence_contributions
 from assimilate.filters import correlated_kalman, shared_unit_covariance
-from assimilate.incremental import OBSERVATION_COLUMNS, refilter_from_first_change
+from assimilate.incremental import OBSERVATION_COLUMNS, FilterSettings, refilter_from_first_change
 from assimilate.sequential import confidence_sequence
 from checks.returning_units import MATERIAL_SE_CHANGE
 from resources.study import StudyConfig
@@ -216,7 +215,9 @@ def test_disjoint_batches_keep_todays_posterior_bit_for_bit(tmp_path: Path) -> N
     posterior = latest_values(project, "effect_posterior")
     assert posterior["steps_recomputed"] == 1
     assert posterior["error_correlation"].startswith("none")
-    today = refilter_from_first_change(steps[OBSERVATION_COLUMNS], None, filter_settings(project.studies[0]))
+    today = refilter_from_first_change(
+        steps[OBSERVATION_COLUMNS], None, FilterSettings.from_plan(project.studies[0])
+    )
     for column in (
         "posterior_mean",
         "posterior_var",
@@ -276,7 +277,7 @@ def test_steps_fused_with_a_correlation_are_refiltered_from_the_start_once_batch
             "exclusion_reason": [""] * 4,
         }
     )
-    settings = filter_settings(example_study(STUDY))
+    settings = FilterSettings.from_plan(example_study(STUDY))
     correlation = np.full((4, 4), 0.4) + 0.6 * np.eye(4)
     fused = refilter_from_first_change(observed, None, settings, correlation=correlation)
     assert fused.steps["settings_fingerprint"].str.startswith("correlated:").all()

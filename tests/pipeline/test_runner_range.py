@@ -18,7 +18,6 @@ import pytest
 from orchestration.batch_ranges import RANGE_START_TAG, batch_ranges
 from orchestration.runner import run_landed_batches
 from orchestration.sensors import LandingCursor
-from tests.pipeline_support import Project, ab_batch, example_study, write_batch
 from tests.pipeline.test_cli_partition_range import (
     BATCH_ASSETS,
     HOW_COMPUTED,
@@ -30,6 +29,7 @@ from tests.pipeline.test_cli_partition_range import (
     warehouse_tables,
 )
 from tests.pipeline.test_pipeline_returning_units import srm_batch
+from tests.pipeline_support import Project, ab_batch, example_study, write_batch
 
 MONTHS = ["2025-01", "2025-02", "2025-03", "2025-04", "2025-06"]  # no file for May
 KEYS = [f"{month}-01" for month in MONTHS]

@@ -27,8 +27,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from orchestration.instance import PROJECT_ROOT
 from resources.alerts import JsonlAlertLog
+from resources.duckdb_tables import quote_identifier
 from resources.study import AlertSettings
-from resources.warehouse import quote_identifier
 from tests.pipeline_support import Project, ab_batch, example_study, webhook_receiver, write_batch
 
 TOKEN = f"tok{secrets.token_hex(12)}"

@@ -4,7 +4,9 @@ Every case is one day of a daily study (`corpus_study`): the baseline batch land
 case k on the k-th day after. Outcomes:
 
 - ``excluded``: the batch never moves the posterior; the named check fails and its reason names
-  the batch (and the column, where one is at fault);
+  the batch (and the column, where one is at fault). A file-level fault (unreadable, a required
+  column missing, one arm only) fails ``raw_batch_data_quality``; bad rows cost their rows, and
+  only a quarantined share above the study's bound fails ``covariate_table_schema`` (decision 31);
 - ``admitted``: the batch is used (extra columns, a few quarantined rows, a large batch ...);
 - ``unmapped``: the sensor leaves the file alone, requests no run and logs why.
 
@@ -111,9 +113,10 @@ def _set(column: str, rows: list[int], value: object) -> Callable[[pd.DataFrame]
 
 
 READABLE = "the file is a readable, non-empty table"
-EXTRA_FIELDS = "(extra fields)"  # the raw column of values beyond the header (assets/typed_batch.py)
+EXTRA_FIELDS = "(extra fields)"  # the raw column of values beyond the header (resources/raw_records.py)
 COLUMNS_PRESENT = "required columns present"
 SUITE = "every expectation of the quality suite holds"
+SHARE_RULE = "quarantined share <= 0.05"
 ESTIMABLE = "the primary estimator returns a finite estimate and a positive standard error"
 BINARY = "treatment must be 0 or 1"
 MISSING = "value must not be missing"
@@ -197,7 +200,7 @@ CASES: list[Case] = [
         "format",
         lambda s: csv(good_frame(s), sep=";"),
         "excluded",
-        "covariate_table_schema",
+        "raw_batch_data_quality",
         ("missing required columns", "treatment"),
         rule=COLUMNS_PRESENT,
     ),
@@ -225,7 +228,7 @@ CASES: list[Case] = [
         "missing column",
         lambda s: csv(good_frame(s).drop(columns="treatment")),
         "excluded",
-        "covariate_table_schema",
+        "raw_batch_data_quality",
         ("treatment",),
         rule=COLUMNS_PRESENT,
     ),
@@ -234,7 +237,7 @@ CASES: list[Case] = [
         "missing column",
         lambda s: csv(good_frame(s).drop(columns="outcome")),
         "excluded",
-        "covariate_table_schema",
+        "raw_batch_data_quality",
         ("outcome",),
         rule=COLUMNS_PRESENT,
     ),
@@ -243,7 +246,7 @@ CASES: list[Case] = [
         "missing column",
         lambda s: csv(good_frame(s).drop(columns="x")),
         "excluded",
-        "covariate_table_schema",
+        "raw_batch_data_quality",
         ("'x'",),
         rule=COLUMNS_PRESENT,
     ),
@@ -268,7 +271,7 @@ CASES: list[Case] = [
         "covariate_table_schema",
         ("quarantined",),
         quarantined=("outcome",),
-        rule="quarantined share <= 0.05",
+        rule=SHARE_RULE,
         quarantine_rule="value must be a number",
         quarantined_rows=tuple(range(0, 400, 2)),
     ),
@@ -295,8 +298,8 @@ CASES: list[Case] = [
         "non-binary treatment",
         lambda s: csv(good_frame(s).assign(treatment=lambda f: f["treatment"].map({0: "no", 1: "yes"}))),
         "excluded",
-        "raw_batch_data_quality",
-        ("treatment",),
+        "raw_batch_data_quality",  # no row reads an arm (a file-level rule); every row is quarantined too
+        ("treatment: no row reads 0, 1",),
         quarantined=("treatment",),
         rule=SUITE,
         quarantine_rule=BINARY,
@@ -370,10 +373,10 @@ CASES: list[Case] = [
         "duplicate ids",
         lambda s: _edit(s, _set("unit_id", list(range(40)), "same")),
         "excluded",
-        "raw_batch_data_quality",
-        ("unit_id",),
+        "covariate_table_schema",  # issue 12: the row rule's share, once (before: the quality suite too)
+        ("40 of 400 rows quarantined", "unit_id: unit id must be unique (40 rows)"),
         quarantined=("unit_id",),
-        rule=SUITE,
+        rule=SHARE_RULE,
         quarantine_rule=UNIQUE,
         quarantined_rows=tuple(range(40)),
     ),
@@ -561,10 +564,10 @@ CASES: list[Case] = [
         "non-binary treatment",
         lambda s: _edit(s, _treatments(dict.fromkeys(range(40), -1))),
         "excluded",
-        "raw_batch_data_quality",
-        ("treatment",),
+        "covariate_table_schema",  # issue 12: the row rule's share, once (before: the quality suite too)
+        ("40 of 400 rows quarantined", "treatment: treatment must be 0 or 1 (40 rows)"),
         quarantined=("treatment",),
-        rule=SUITE,
+        rule=SHARE_RULE,
         quarantine_rule=BINARY,
         quarantined_rows=tuple(range(40)),
     ),

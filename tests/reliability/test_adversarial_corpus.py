@@ -21,10 +21,11 @@ import pytest
 
 from assets.common import VERDICT_TABLES, verdict_table
 from orchestration.runner import execute_request, tick_landing_sensor
-from resources.warehouse import quote_identifier
+from resources.duckdb_tables import quote_identifier
 from tests.pipeline_support import Project, write_batch
 from tests.reliability.corpus import (
     CASES,
+    COLUMNS_PRESENT,
     HOSTILE_COLUMNS,
     READABLE,
     SQL_VALUE,
@@ -236,6 +237,13 @@ def test_case_has_its_expected_outcome(corpus: CorpusRun, index: int, case: Case
         assert not case.quarantine_rule or case.quarantine_rule in set(quarantine["rule"]), quarantine
         if case.quarantined_rows is not None:
             assert sorted(set(quarantine["row_index"])) == list(case.quarantined_rows)
+    statuses = _verdicts(corpus, key).set_index("check_name")["status"]
+    if case.quarantined and case.check != "raw_batch_data_quality":
+        # A bad row costs its row: the file-level suite passes, only the schema's share may exclude.
+        assert statuses["check_raw_batch_data_quality"] == "pass", statuses
+    if case.rule in (READABLE, COLUMNS_PRESENT):
+        # Rows that cannot be judged are not judged: the file is excluded once, by data quality.
+        assert statuses["check_covariate_table_schema"] == "undefined", statuses
 
 
 def _delivered_rows(path: Path) -> int | None:

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from orchestration.runner import QUIET
-from resources.warehouse import quote_identifier
+from resources.duckdb_tables import quote_identifier
 from tests.pipeline_support import Project, ab_batch, example_study, write_batch
 
 STUDY = "ab_checkout"

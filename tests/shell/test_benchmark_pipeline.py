@@ -1,11 +1,19 @@
-"""The pipeline benchmark runs at smoke size and its rows are well formed (no timing assert)."""
+"""The pipeline benchmark runs at smoke size, its rows are well formed (no timing assert), and it
+counts the work per landed batch: model fits per batch and filter passes per posterior update."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 
+from assimilate import estimators
+from assimilate.estimators import models
+from assimilate.estimators.design_matrix import encode_covariates
+from benchmarks.call_counts import COUNTED_CALLS, CallCounter, counting_calls, work_rows
 from benchmarks.pipeline import pipeline_rows
 
 FIELDS = {
@@ -20,15 +28,26 @@ FIELDS = {
     "agreement",
     "floor_passes",
 }
+PROPENSITY = {"propensity fit": COUNTED_CALLS["propensity fit"]}
 
 
 def _as_dict(item: object) -> dict[str, object]:
     return item if isinstance(item, dict) else dict(vars(item))
 
 
+@pytest.fixture(scope="module")
+def smoke() -> tuple[list[dict[str, object]], list[dict[str, Any]]]:
+    """One smoke run of the benchmark for the tests below: its rows and its work rows."""
+    work: list[dict[str, Any]] = []
+    rows = [_as_dict(item) for item in pipeline_rows(smoke=True, work=work)]
+    return rows, work
+
+
 @pytest.mark.slow
-def test_pipeline_benchmark_smoke_rows_are_well_formed_and_agree() -> None:
-    rows = [_as_dict(item) for item in pipeline_rows(smoke=True)]
+def test_pipeline_benchmark_smoke_rows_are_well_formed_and_agree(
+    smoke: tuple[list[dict[str, object]], list[dict[str, Any]]],
+) -> None:
+    rows, _ = smoke
     assert rows
     for item in rows:
         assert set(item) >= FIELDS, item
@@ -44,3 +63,81 @@ def test_pipeline_benchmark_smoke_rows_are_well_formed_and_agree() -> None:
     assert len(checked) >= 4  # two instances for the landed batch, two in-process backfill paths
     references = [item for item in rows if item["agreement"] == "reference"]
     assert all(item["ratio_to_reference"] == 1.0 for item in references)
+
+
+@pytest.mark.slow
+def test_the_benchmark_counts_the_work_of_every_in_process_path(
+    smoke: tuple[list[dict[str, object]], list[dict[str, Any]]],
+) -> None:
+    _, work = smoke
+    paths = {row["path"] for row in work}
+    # the landed batch (ephemeral), the 6-batch history run per batch and as a backfill, the daily backfill
+    assert len(paths) == 4 and len(work) == 4 * len(COUNTED_CALLS)
+    for row in work:
+        assert row["calls"] >= 1 and row["posterior_updates"] >= 1, row  # both studies fit both models
+        units = row["batches"] if row["per"] == "batch" else row["posterior_updates"]
+        assert row["calls_per_unit"] == row["calls"] / units
+        assert 0 <= row["repeated_seconds_per_batch"] <= row["seconds_per_batch"] < row["batch_seconds"]
+    landed = [row for row in work if row["path"].startswith("landed batch")]
+    assert {row["posterior_updates"] for row in landed} == {row["batches"] for row in landed} == {3}
+
+
+@pytest.mark.slow
+def test_a_landed_batch_fits_each_model_once_and_filters_once_per_update(
+    smoke: tuple[list[dict[str, object]], list[dict[str, Any]]],
+) -> None:
+    """Issue 12's target: propensity fits 3 -> 1, outcome fits 2 -> 1, filter passes 2 -> 1."""
+    _, work = smoke
+    counts = {(row["path"], row["kind"]): row["calls_per_unit"] for row in work}
+    assert counts == dict.fromkeys(counts, 1.0)
+
+
+def _propensity_inputs() -> tuple[estimators.DesignMatrix, np.ndarray]:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.standard_normal(200)})
+    treated = rng.binomial(1, 1 / (1 + np.exp(-frame["x"].to_numpy())))
+    return encode_covariates(frame, ["x"]), treated
+
+
+def test_the_counter_sees_a_call_through_any_name_and_puts_every_name_back() -> None:
+    design, treated = _propensity_inputs()
+    original = models.fit_propensity
+    with counting_calls(PROPENSITY) as counter:
+        assert estimators.fit_propensity is models.fit_propensity is not original
+        estimators.fit_propensity(design, treated)  # the package's re-export
+        models.fit_propensity(design, treated)
+    assert counter.calls == {"propensity fit": 2} and counter.seconds["propensity fit"] > 0
+    assert estimators.fit_propensity is models.fit_propensity is original
+    estimators.fit_propensity(design, treated)  # after the block: not counted
+    assert counter.calls == {"propensity fit": 2}
+
+
+def test_a_call_inside_a_call_of_the_same_kind_is_part_of_it() -> None:
+    counter = CallCounter()
+    inner = counter.wrap("filter pass", lambda: 1)
+    outer = counter.wrap("filter pass", lambda: inner() + inner())
+    fit = counter.wrap("outcome fit", lambda: outer())
+    assert fit() == 2 and inner() == 1
+    assert counter.calls == {"filter pass": 2, "outcome fit": 1}
+
+
+def test_work_rows_charge_fits_per_batch_and_filter_passes_per_update() -> None:
+    counter = CallCounter(
+        calls={"propensity fit": 9, "outcome fit": 3, "filter pass": 6},
+        seconds={"propensity fit": 0.9, "outcome fit": 0.3, "filter pass": 0.6},
+    )
+    rows = {
+        r["kind"]: r for r in work_rows("p", 100, batches=3, updates=3, counter=counter, batch_seconds=2.0)
+    }
+    assert rows["propensity fit"]["calls_per_unit"] == 3.0
+    assert rows["propensity fit"]["repeated_seconds_per_batch"] == pytest.approx(
+        0.2
+    )  # 6 of 9 calls, per batch
+    assert rows["outcome fit"]["repeated_seconds_per_batch"] == 0.0
+    assert rows["filter pass"]["calls_per_unit"] == 2.0
+
+
+def test_a_counted_name_that_is_gone_is_an_error_not_a_zero() -> None:
+    gone = {"propensity fit": ("batch", ("assimilate.estimators.models:fit_propensity_twice",))}
+    with pytest.raises(LookupError, match="has no function 'fit_propensity_twice'"):
+        counting_calls(gone).__enter__()

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assets.batch_validation import split_valid_rows
-from assets.covariates import schema_verdict
 from assimilate.simulate import simulate_outreach_batch
+from checks.covariates import schema_verdict, split_valid_rows
+from checks.quality import run_quality_suite
+from checks.typed_batch import type_batch
 from orchestration.study_folder import scan_study_folder
 from resources.study import StudyConfigError, load_study
 
@@ -180,15 +181,10 @@ def test_a_misspelled_covariate_fails_the_first_batch_naming_the_key_and_the_clo
     raw = simulate_outreach_batch(200, rng=np.random.default_rng(0)).astype(str)
     split = split_valid_rows(raw, study)
     assert split.missing_columns == ("tenure_month",)
-    verdict = schema_verdict(
-        study,
-        split.valid,
-        split.missing_columns,
-        len(raw),
-        0,
-        "2025-01-01",
-        missing_reason=split.missing_reason,
-    )
+    # A file-level rule: the quality suite fails the batch; the rows are not judged (not assessed).
+    assert schema_verdict(study, split, len(raw), batch="2025-01-01").status == "undefined"
+    typed = type_batch(raw, study, columns=[study.treatment])  # as raw_batch reads the file
+    verdict = run_quality_suite(typed.frame, study, batch="2025-01-01").verdict
     assert verdict.failed
     assert verdict.reason == (
         "batch 2025-01-01: missing required columns ['tenure_month']: covariates: column 'tenure_month' is "

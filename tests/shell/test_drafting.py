@@ -228,7 +228,7 @@ def test_schema_violation_lists_each_field_and_rule(
     message = str(caught.value)
     assert caught.value.outcome == "schema_violation"
     assert "estimand_card" in message
-    assert "estimand: must be one of 'ATE', 'ATT' or 'ATC' (got 'CATE')" in message
+    assert "estimand: must be one of 'ATE', 'ATT', 'ATC' or 'LATE' (got 'CATE')" in message
     assert "required_assumptions: is required" in message
     assert drafts(tmp_path) == []
     (line,), (row,) = logged(tmp_path, store)

@@ -1,23 +1,42 @@
-"""One reader decides each column's type once: the quality suite and the covariate table agree.
+"""One reader decides each column's type once; one validator decides what a bad row costs.
 
 Findings M2, M3, M4, L1, L2 and L3 of issue 10 (``../shared/RELIABILITY_FINDINGS.md``), on the
 reader's functions with the real Great Expectations suite and the real pandera schema; the
-adversarial corpus runs the same files through the pipeline.
+adversarial corpus runs the same files through the pipeline. Issue 12: the file is read once, its
+rows are typed and validated once, and the quality suite holds the file-level rules only, so a
+bad row costs its row and only the quarantined share excludes the batch, once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pandera.pandas as pa
 import pytest
 
-from assets.batch_validation import BatchFileError, read_batch_file, split_valid_rows
-from assets.raw_records import raw_rows_table, records_frame
-from assets.typed_batch import EXTRA_FIELD, EXTRA_FIELDS, MISSING, NUL_BYTE, UNIQUE_ID, type_batch
-from checks.quality import run_quality_suite
+import checks.covariates
+from checks.covariates import split_valid_rows, validate_batch
+from checks.quality import judge_landed_file, run_quality_suite
+from checks.typed_batch import (
+    BINARY_TREATMENT,
+    EXTRA_FIELD,
+    EXTRA_FIELDS,
+    MISSING,
+    NUL_BYTE,
+    UNIQUE_ID,
+    type_batch,
+)
+from resources.raw_records import (
+    BatchFileError,
+    raw_rows_table,
+    read_batch_file,
+    read_landed_file,
+    records_frame,
+)
 from resources.study import StudyConfig
 from tests.reliability.corpus import corpus_study, csv, good_frame, parquet
 
@@ -137,11 +156,10 @@ def test_unit_ids_are_text_stripped_of_surrounding_spaces(tmp_path: Path) -> Non
     }
     valid = split_valid_rows(raw, STUDY).valid
     assert {"007", "7", "1800000000000000394"} <= set(valid["unit_id"]) and len(valid) == 397
-    suite = run_quality_suite(type_batch(raw, STUDY).frame, STUDY, batch="b").expectations.set_index(
-        "expectation"
-    )
-    assert suite.loc["expect_column_values_to_be_unique", "unexpected_count"] == 2
-    assert suite.loc["expect_column_values_to_be_unique", "success"]
+    # Two rows sharing an id cost those two rows, never the file: the suite judges no unit id.
+    suite = run_quality_suite(type_batch(raw, STUDY).frame, STUDY, batch="b")
+    assert suite.verdict.passed, suite.verdict.reason
+    assert "unit_id" not in set(suite.expectations.query("expectation != 'expect_column_to_exist'")["column"])
 
 
 # M4: treatments and outcomes read the same by both -------------------------------------------
@@ -189,28 +207,101 @@ BAD_TREATMENTS = ["-1", "2", "", "yes", "inf", "nan", "0.5"]
 
 
 @pytest.mark.parametrize("n_bad", [1, 3, 10, 20, 21, 40, 200])
-def test_a_bad_treatment_costs_the_same_in_the_suite_and_the_schema(tmp_path: Path, n_bad: int) -> None:
-    """Bad rows are quarantined one by one; the suite never excludes a batch the schema admits."""
+def test_a_bad_treatment_costs_its_row_and_only_the_quarantined_share_excludes_the_batch(
+    tmp_path: Path, n_bad: int
+) -> None:
+    """Bad rows are quarantined one by one; the schema check alone excludes, above 5% (20 of 400)."""
     frame = good_frame(12).astype({"treatment": object})
     rng = np.random.default_rng(n_bad)
     rows = np.sort(rng.choice(len(frame), n_bad, replace=False))
-    frame.loc[rows, "treatment"] = [BAD_TREATMENTS[i % len(BAD_TREATMENTS)] for i in range(n_bad)]
+    bad = [BAD_TREATMENTS[i % len(BAD_TREATMENTS)] for i in range(n_bad)]
+    frame.loc[rows, "treatment"] = bad
     raw = landed(tmp_path, csv(frame))
-    typed = type_batch(raw, STUDY)
-    split = split_valid_rows(raw, STUDY, typed=typed)
-    assert sorted(quarantined(raw)) == rows.tolist()
+    result = validate_batch(raw, STUDY, batch="b")
+    assert sorted(set(result.quarantine["row_index"])) == rows.tolist()
     assert {column for pairs in quarantined(raw).values() for column, _ in pairs} == {"treatment"}
-    suite = run_quality_suite(typed.frame, STUDY, batch="b")
-    counts = suite.expectations.set_index(["expectation", "column"])["unexpected_count"]
-    in_set = counts[("expect_column_values_to_be_in_set", "treatment")]
-    not_null = counts[("expect_column_values_to_not_be_null", "treatment")]
-    assert in_set + not_null == n_bad  # the rows the suite counts are the quarantined ones
-    schema_admits = split.quarantined_rows / len(frame) <= SHARE
-    assert schema_admits == (n_bad <= 20)
-    if schema_admits:
-        assert suite.verdict.passed, suite.verdict.reason
-    if n_bad == 200:
-        assert not suite.verdict.passed
+    schema = result.verdicts["schema"][0]
+    assert schema.value == n_bad / len(frame) and schema.threshold == SHARE
+    assert schema.failed == (n_bad > 20)
+    n_missing = sum(value in ("", "nan") for value in bad)
+    expected = {("treatment", MISSING): n_missing, ("treatment", BINARY_TREATMENT): n_bad - n_missing}
+    expected = {rule: count for rule, count in expected.items() if count}
+    for (column, rule), count in expected.items():
+        assert f"{column}: {rule} ({count} rows)" in schema.reason, schema.reason
+    metadata = result.check_metadata["schema"]
+    assert metadata["quarantined_rows"] == n_bad and metadata["quarantined_share"] == schema.value
+    assert (
+        metadata["max_quarantine_share"] == SHARE
+        and BINARY_TREATMENT in metadata["quarantined_by_rule"].value
+    )
+    # The file-level suite never counts rows: the exclusion happens once, in the schema check.
+    suite = judge_landed_file(
+        read_landed_file(tmp_path / "2025-01-02.csv", batch="b"), STUDY, batch="b", twins=[]
+    )
+    assert suite.verdict.passed, suite.verdict.reason
+
+
+def test_the_quality_suite_holds_the_file_level_rules_only(tmp_path: Path) -> None:
+    raw = landed(tmp_path, csv(good_frame(16)))
+    suite = run_quality_suite(type_batch(raw, STUDY).frame, STUDY, batch="b")
+    kinds = suite.expectations.groupby("expectation")["column"].apply(set).to_dict()
+    assert kinds == {
+        "expect_column_to_exist": {"unit_id", "treatment", "outcome", "x", "segment"},
+        "expect_column_distinct_values_to_contain_set": {"treatment"},
+    }
+    one_arm = landed(tmp_path, csv(good_frame(16).assign(treatment=1).drop(columns="x")))
+    verdict = run_quality_suite(type_batch(one_arm, STUDY).frame, STUDY, batch="b").verdict
+    assert verdict.failed and verdict.value == 2.0
+    assert verdict.reason == (
+        "batch b: missing required columns ['x']: covariates: column 'x' is not in the file; "
+        "no column is close (the file has 'unit_id', 'segment', 'treatment', 'outcome', 'engagement'); "
+        "treatment: no row reads 0 (both arms, 0 and 1, must be present)"
+    )
+    # Then the rows cannot be judged: the schema check is not assessed, so the file is excluded once.
+    schema = validate_batch(one_arm, STUDY, batch="b").verdicts["schema"][0]
+    assert schema.status == "undefined" and "['x']" in schema.reason
+
+
+def test_the_file_is_read_once_and_what_is_parsed_is_what_was_hashed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "2025-01-02.csv"
+    path.write_bytes(csv(good_frame(17)))
+    reads: list[Path] = []
+    read_bytes = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self) or read_bytes(self))
+    landed_file = read_landed_file(path, batch="2025-01-02")
+    assert reads == [path]
+    assert landed_file.sha256 == hashlib.sha256(read_bytes(path)).hexdigest()
+    assert landed_file.size_bytes == path.stat().st_size and not landed_file.error
+    pd.testing.assert_frame_equal(landed_file.raw, read_batch_file(path, batch="2025-01-02"))
+    corrupt = path.with_name("2025-01-03.parquet")
+    corrupt.write_bytes(b"PAR1 not a table")
+    reads.clear()
+    broken = read_landed_file(corrupt, batch="2025-01-03")  # unreadable: a verdict's reason, not a crash
+    assert reads == [corrupt] and broken.raw.empty
+    assert broken.error.startswith("batch 2025-01-03: file 2025-01-03.parquet: cannot be read as a table")
+    assert broken.sha256 == hashlib.sha256(b"PAR1 not a table").hexdigest()
+
+
+def test_a_batch_is_typed_once_and_validated_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = records_frame(raw_rows_table(good_frame(18).astype(str))["record_json"])
+    calls = {"type_batch": 0, "validate": 0}
+    typing, validating = checks.covariates.type_batch, pa.DataFrameSchema.validate
+
+    def counted_typing(*args: object, **kwargs: object) -> object:
+        calls["type_batch"] += 1
+        return typing(*args, **kwargs)  # type: ignore[arg-type]
+
+    def counted_validate(self: pa.DataFrameSchema, *args: object, **kwargs: object) -> object:
+        calls["validate"] += 1
+        return validating(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(checks.covariates, "type_batch", counted_typing)
+    monkeypatch.setattr(pa.DataFrameSchema, "validate", counted_validate)
+    result = validate_batch(raw, STUDY, batch="b")
+    assert calls == {"type_batch": 1, "validate": 1}
+    assert len(result.valid) == 400 and result.verdicts["schema"][0].passed
 
 
 def test_a_binary_outcome_reads_booleans_as_the_treatment_does(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from assets.raw_records import raw_rows_table, records_frame
+from resources.raw_records import raw_rows_table, records_frame
 
 texts = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
 names = st.lists(texts, min_size=1, max_size=5, unique=True)

@@ -13,13 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from resources.warehouse import (
-    Warehouse,
-    WarehouseError,
-    WarehouseLockedError,
-    WarehouseResource,
-    quote_identifier,
-)
+from resources.duckdb_tables import quote_identifier
+from resources.warehouse import Warehouse, WarehouseError, WarehouseLockedError, WarehouseResource
 
 SPAWN = mp.get_context("spawn")  # a fresh interpreter: no DuckDB state inherited from this one
 
@@ -154,13 +149,13 @@ def test_several_tables_of_one_partition_commit_together(store: Warehouse) -> No
 
 
 def _crash_after_delete(path: str) -> None:
-    import resources.warehouse as warehouse
+    import resources.duckdb_tables as tables
 
     def die(*args: Any, **kwargs: Any) -> None:
         os._exit(3)  # the process dies between the DELETE and the INSERT
 
-    warehouse._insert = die
-    warehouse.Warehouse(path).replace_partition("s", "rows", "a", batch(99))
+    tables._insert = die
+    Warehouse(path).replace_partition("s", "rows", "a", batch(99))
 
 
 def test_a_crash_between_delete_and_insert_leaves_the_old_rows(store: Warehouse) -> None:

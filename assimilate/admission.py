@@ -1,27 +1,42 @@
-"""The filter's observation for every period: the primary estimate, or why there is none.
+"""Which batches the filter observes and why not, and one update of the posterior from them.
 
 A period is admitted only when its batch landed, every ERROR check on it passed (or did not
-apply), and the primary estimator gave a finite estimate. Anything else is a predict-only step
-with the reason, so time still advances and the posterior mean does not move.
+apply), and the primary estimator gave a finite estimate under the study's current batch rules.
+Anything else is a predict-only step with the reason, so time still advances and the posterior
+mean does not move: with ``theta_t = theta_{t-1} + w_t``, an excluded batch is ``y_t`` missing.
 
 Admitted batches that share units have correlated estimates: the correlation comes from the
 stored per-unit influence values (:func:`admitted_units`), and the always-valid interval of every
 period (:func:`always_valid`) is stored beside the posterior steps. A batch estimated before its
-influence values were stored shares nothing until it is re-run.
+influence values were stored shares nothing until it is re-run. :func:`update_posterior` does one
+update: the fusion (resumed where the inputs changed) and the interval.
+
+Example
+-------
+>>> import pandas as pd
+>>> files = pd.DataFrame({"partition_key": ["2025-01-01", "2025-03-01"]})
+>>> effects = pd.DataFrame({"partition_key": ["2025-01-01", "2025-03-01"], "is_primary": [True, True],
+...                         "estimate": [0.5, 0.6], "std_error": [0.1, 0.1], "error": ["", ""]})
+>>> observed = observations(["2025-01-01", "2025-02-01", "2025-03-01"], files, effects, pd.DataFrame())
+>>> observed["exclusion_reason"].tolist()
+['', 'no batch landed for this period', '']
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from assimilate.filter_settings import FilterSettings
 from assimilate.filters import SharedUnits, shared_unit_covariance
+from assimilate.filters.shared_units import Batch
+from assimilate.incremental import IncrementalUpdate, refilter_from_first_change
 from assimilate.sequential import ConfidenceSequence, confidence_sequence
-from checks.returning_units import unit_batches
-
-OBSERVATION_COLUMNS = ["batch", "estimate", "std_error", "excluded", "exclusion_reason"]
+from assimilate.stored_steps import OBSERVATION_COLUMNS
 
 
 def observations(
@@ -58,26 +73,27 @@ def observations(
         return pd.DataFrame(columns=OBSERVATION_COLUMNS)
     last = max(ordered.index(k) for k in landed)
     first = min(ordered.index(k) for k in landed)
-    primary = (
-        effects[effects["is_primary"].astype(bool)].set_index("partition_key") if not effects.empty else None
+    primary: dict[str, dict[Any, Any]] = (
+        {
+            str(row["partition_key"]): row
+            for row in effects[effects["is_primary"].astype(bool)].to_dict("records")
+        }
+        if not effects.empty
+        else {}
     )
     failures = _failed_error_checks(verdicts)
     rows = []
     for batch in ordered[first : last + 1]:
         estimate, std_error, error, rules = np.nan, np.nan, "no estimate recorded", None
-        if primary is not None and batch in primary.index:
-            estimate = float(primary.at[batch, "estimate"])
-            std_error = float(primary.at[batch, "std_error"])
-            error = str(primary.at[batch, "error"] or "")
-            rules = primary.at[batch, "batch_rules"] if "batch_rules" in primary.columns else None
+        stored = primary.get(batch)
+        if stored is not None:
+            estimate = float(stored["estimate"])
+            std_error = float(stored["std_error"])
+            error = str(stored["error"] or "")
+            rules = stored.get("batch_rules")
         if batch not in landed:
             reason = "no batch landed for this period"
-        elif (
-            batch_rules is not None
-            and primary is not None
-            and batch in primary.index
-            and rules != batch_rules
-        ):
+        elif batch_rules is not None and stored is not None and rules != batch_rules:
             reason = "judged under earlier study rules: its re-run under the current file is pending"
         elif batch in failures:
             reason = "failed " + "; ".join(failures[batch])
@@ -105,10 +121,9 @@ def _failed_error_checks(verdicts: pd.DataFrame) -> dict[str, list[str]]:
         return {}
     failed = verdicts[(verdicts["status"] == "fail") & (verdicts["severity"] == "ERROR")]
     result: dict[str, list[str]] = {}
-    for row in failed.sort_values(["partition_key", "check_name"]).itertuples(index=False):
-        result.setdefault(row.partition_key, []).append(
-            f"{row.check_name} ({row.reason})" if row.reason else row.check_name
-        )
+    for row in failed.sort_values(["partition_key", "check_name"]).to_dict("records"):
+        name, reason = str(row["check_name"]), row["reason"]
+        result.setdefault(str(row["partition_key"]), []).append(f"{name} ({reason})" if reason else name)
     return result
 
 
@@ -125,6 +140,25 @@ ALWAYS_VALID_COLUMNS = [
     "always_valid_correlated",
 ]
 CORRELATION_COLUMNS = ["batch", "earlier_batch", "correlation"]
+
+
+def unit_batches(
+    influence: pd.DataFrame, labels: Sequence[str], used: Sequence[bool] | None = None
+) -> list[Batch]:
+    """Per label, its stored (unit ids, influence values), or None (not used, or no values stored).
+
+    ``influence`` holds the stored rows (``partition_key``, ``unit_id``, ``influence``).
+    """
+    groups = dict(tuple(influence.groupby("partition_key", sort=False))) if not influence.empty else {}
+    flags = [True] * len(labels) if used is None else list(used)
+    batches: list[Batch] = []
+    for label, flag in zip(labels, flags, strict=True):
+        rows = groups.get(label)
+        if not flag or rows is None or rows.empty:
+            batches.append(None)
+        else:
+            batches.append((rows["unit_id"].to_numpy(), rows["influence"].to_numpy(dtype=float)))
+    return batches
 
 
 def admitted_units(observed: pd.DataFrame, influence: pd.DataFrame) -> SharedUnits | None:
@@ -170,7 +204,8 @@ def with_always_valid(steps: pd.DataFrame, sequence: ConfidenceSequence) -> pd.D
         sequence.planned_information,
         sequence.correlated,
     ]
-    return steps.assign(**dict(zip(ALWAYS_VALID_COLUMNS, values, strict=True)))
+    columns: dict[str, Any] = dict(zip(ALWAYS_VALID_COLUMNS, values, strict=True))
+    return steps.assign(**columns)
 
 
 def stored_always_valid(steps: pd.DataFrame, *, alpha: float) -> ConfidenceSequence | None:
@@ -205,14 +240,58 @@ def correlation_table(correlation: np.ndarray | None, labels: Sequence[str]) -> 
     )
 
 
-def correlation_from_table(table: pd.DataFrame, labels: Sequence[str]) -> np.ndarray | None:
-    """The matrix :func:`correlation_table` stored, for ``labels`` (None when nothing is correlated)."""
-    if table.empty:
-        return None
-    position = {label: i for i, label in enumerate(labels)}
-    matrix = np.eye(len(position))
-    for row in table.itertuples(index=False):
-        if row.batch in position and row.earlier_batch in position:
-            i, j = position[row.batch], position[row.earlier_batch]
-            matrix[i, j] = matrix[j, i] = row.correlation
-    return matrix
+# -- one update of the posterior ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PosteriorUpdate:
+    """The filter's update, the units the admitted batches share, and the always-valid interval."""
+
+    update: IncrementalUpdate
+    shared: SharedUnits | None
+    correlation: np.ndarray | None
+    sequence: ConfidenceSequence | None
+    steps: pd.DataFrame
+
+    def correlation_table(self) -> pd.DataFrame:
+        """The stored form of :attr:`correlation` (:func:`correlation_table`)."""
+        return correlation_table(self.correlation, self.update.steps["batch"].astype(str).tolist())
+
+
+def update_posterior(
+    observed: pd.DataFrame,
+    previous: pd.DataFrame | None,
+    *,
+    influence: pd.DataFrame,
+    settings: FilterSettings,
+    planned_looks: int,
+) -> PosteriorUpdate:
+    """Fuse the admitted batches (with their correlation when they share units), add the always-valid interval.
+
+    The one filter pass of a posterior update: :func:`~assimilate.incremental.refilter_from_first_change`.
+
+    Parameters
+    ----------
+    observed : DataFrame
+        :func:`observations` of every period.
+    previous : DataFrame or None
+        The steps the last update stored (resumed from where the observations changed).
+    influence : DataFrame
+        Stored per-unit influence values (``partition_key``, ``unit_id``, ``influence``).
+    settings : FilterSettings
+        The study's filter (:meth:`FilterSettings.from_plan`).
+    planned_looks : int
+        The horizon the always-valid interval is tuned for (a study's looks at its cadence).
+
+    Returns
+    -------
+    PosteriorUpdate
+        ``steps``: the filter's steps with the always-valid interval beside them.
+    """
+    shared = admitted_units(observed, influence)
+    correlation = error_correlation(shared)
+    update = refilter_from_first_change(observed, previous, settings, correlation=correlation)
+    if observed.empty:
+        return PosteriorUpdate(update, shared, correlation, None, update.steps)
+    sequence = always_valid(observed, correlation, alpha=settings.alpha, planned_looks=planned_looks)
+    return PosteriorUpdate(update, shared, correlation, sequence, with_always_valid(update.steps, sequence))

@@ -1,9 +1,10 @@
 """The one reader: every column of a raw batch gets its type once, for every check.
 
-No Dagster here. A raw batch is text exactly as delivered (``read_batch_file``). ``type_batch``
-decides each column's type and finds the values that break a reading rule; the quality suite
-(Great Expectations, in ``raw_batch``), the covariate table (pandera) and the post-treatment check
-all read the frame it returns, so they never disagree on what a value is:
+A raw batch is text exactly as delivered (``resources/raw_records.py``). ``type_batch`` decides
+each column's type and finds the values that break a reading rule; the covariate validator
+(``checks/covariates.py``, which decides what a broken rule costs), the quality suite (whose only
+value rule is "both arms present") and the post-treatment check all read the frame it returns, so
+they never disagree on what a value is:
 
 - unit id: text stripped of surrounding white space, never a number (``007`` and ``7`` are two
   ids, ``u1`` and ``u1 `` one); an id held by several rows breaks "unit id must be unique";
@@ -39,10 +40,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from resources.raw_records import EXTRA_FIELDS
 from resources.study import StudyConfig
-
-# The raw column that keeps a row's values beyond the header's last column (a JSON list).
-EXTRA_FIELDS = "(extra fields)"
 
 MISSING = "value must not be missing"
 NUMBER = "value must be a number"
@@ -84,7 +83,7 @@ def type_batch(
     """Decide each column's type once (see the module docstring) and list the rule breaks.
 
     ``columns``: type only these (default: all); the others are passed through as text, with no
-    problem looked for (the quality suite judges the values of a few columns only).
+    problem looked for (the quality suite reads the treatment only).
     """
     problems: list[tuple[np.ndarray, str, str]] = []
 

@@ -1,0 +1,245 @@
+"""Every estimator a plan configures, run on one batch from already fitted nuisance models.
+
+Each estimate ``tau_hat`` comes with its influence values ``psi_i`` (``SE^2 = sum psi_i^2 / n^2``);
+the study's clustered or HC standard error is taken from the same fit (CR1 sums ``psi_i`` within
+clusters), so no estimator is run twice. Used by :func:`assimilate.estimators.batch.fit_batch`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from assimilate._validation import check_choice
+from assimilate.diagnostics.verdict import Verdict
+from assimilate.estimators._inputs import BatchArrays, batch_arrays
+from assimilate.estimators.design_matrix import DesignMatrix
+from assimilate.estimators.duplicates import duplicate_unit_clusters
+from assimilate.estimators.influence import (
+    INFLUENCE_METHODS,
+    InfluenceContributions,
+    influence_contributions,
+    influence_from_arrays,
+)
+from assimilate.estimators.models import PropensityModel
+from assimilate.estimators.n_of_1 import n_of_1
+from assimilate.estimators.outcome import OutcomeModel
+from assimilate.estimators.result import ESTIMANDS, EffectEstimate
+from assimilate.estimators.variance import t_conf_int, with_standard_error
+
+if TYPE_CHECKING:
+    from assimilate.design.plan import AnalysisPlan
+
+EFFECT_COLUMNS = [
+    "method",
+    "is_primary",
+    "estimate",
+    "std_error",
+    "ci_lower",
+    "ci_upper",
+    "n_treated",
+    "n_control",
+    "se_method",
+    "error",
+    "diagnostics_json",
+    "batch_rules",
+]
+ESTIMATION_RULE = "the primary estimator returns a finite estimate and a positive standard error"
+
+
+class Nuisance(NamedTuple):
+    """The batch's fitted models, or None with the reason the fit failed ("" when never tried)."""
+
+    propensity: PropensityModel | None
+    propensity_error: str
+    outcome: OutcomeModel | None
+    outcome_error: str
+
+
+class BatchEffects(NamedTuple):
+    table: pd.DataFrame  # one row per estimator (EFFECT_COLUMNS; batch_rules left blank)
+    verdict: Verdict  # estimation: the primary estimate is usable
+    influence: InfluenceContributions | None  # the primary's, when usable
+    estimates: dict[str, EffectEstimate]
+    errors: dict[str, str]
+
+
+def estimate_batch(
+    valid: pd.DataFrame,
+    plan: AnalysisPlan,
+    *,
+    batch: str,
+    rng: np.random.Generator,
+    problem: str | None,
+    design: DesignMatrix | None,
+    fits: Nuisance,
+) -> BatchEffects:
+    """All configured estimators, the verdict on the primary one, and its per-row influence values."""
+    rows: list[dict[str, Any]] = []
+    estimates: dict[str, EffectEstimate] = {}
+    errors: dict[str, str] = {}
+    primary_fit: InfluenceContributions | None = None
+    arrays = _CheckedArrays(valid, plan)
+    for method in plan.estimators:
+        row: dict[str, Any] = {"method": method, "is_primary": method == plan.primary_estimator}
+        try:
+            if problem is not None:
+                raise ValueError(problem)
+            est, influence = _estimate(method, arrays, rng, design, fits)
+            primary_fit = influence if row["is_primary"] else primary_fit
+            est = _study_standard_error(plan, valid, est, influence)
+            lower, upper = t_conf_int(est, alpha=0.05)
+            estimates[method] = est
+            row |= {
+                "estimate": est.estimate,
+                "std_error": est.std_error,
+                "ci_lower": lower,
+                "ci_upper": upper,
+                "n_treated": est.n_treated,
+                "n_control": est.n_control,
+                "se_method": est.se_method,
+                "error": "",
+                "diagnostics_json": json.dumps(
+                    {**est.diagnostics, "estimand": est.estimand}, sort_keys=True, default=str
+                ),
+            }
+        except ValueError as error:
+            row["error"] = errors[method] = str(error)
+        rows.append(row)
+    table = pd.DataFrame(rows).reindex(columns=EFFECT_COLUMNS)
+    table["error"] = table["error"].fillna("")
+    table = table.astype({"n_treated": "Int64", "n_control": "Int64"})  # one column type for every batch
+    primary = table[table["is_primary"]].iloc[0]
+    usable = primary["error"] == "" and np.isfinite(primary["estimate"]) and primary["std_error"] > 0
+    problem_text = primary["error"] or "the standard error is not positive"
+    verdict = Verdict.evaluate(
+        "estimation",
+        value=float(primary["std_error"]) if usable else float("nan"),
+        threshold=0.0,
+        rule=ESTIMATION_RULE,
+        passed=bool(usable),
+        reason="" if usable else f"batch {batch}: {plan.primary_estimator}: {problem_text}",
+    )
+    return BatchEffects(table, verdict, primary_fit if usable else None, estimates, errors)
+
+
+class _CheckedArrays:
+    """The batch's arrays after the estimators' own checks, built once per encoding of the covariates.
+
+    A batch that fails a check (a constant outcome or covariate, one arm too small) fails it with
+    the same message for every estimator that reads these arrays, as it did when each built its own.
+    """
+
+    def __init__(self, valid: pd.DataFrame, plan: AnalysisPlan) -> None:
+        self.valid, self.plan = valid, plan
+        self._built: dict[bool, BatchArrays | ValueError] = {}
+
+    def __call__(self, *, declared_levels: bool) -> BatchArrays:
+        """With the plan's declared categorical levels (the nuisance models' design) or the levels seen."""
+        declared = declared_levels and bool(self.plan.categorical)
+        if declared not in self._built:
+            try:
+                self._built[declared] = batch_arrays(
+                    self.valid,
+                    treatment=self.plan.treatment,
+                    outcome=self.plan.outcome,
+                    covariates=self.plan.model_columns,
+                    categories=self.plan.categorical if declared else None,
+                )
+            except ValueError as error:
+                self._built[declared] = error
+        built = self._built[declared]
+        if isinstance(built, ValueError):
+            raise ValueError(str(built))
+        return built
+
+
+def _estimate(
+    method: str,
+    arrays: _CheckedArrays,
+    rng: np.random.Generator,
+    design: DesignMatrix | None,
+    fits: Nuisance,
+) -> tuple[EffectEstimate, InfluenceContributions | None]:
+    """One estimator's estimate with its influence values (None for one subject's days)."""
+    valid, plan = arrays.valid, arrays.plan
+    treatment, outcome = plan.treatment, plan.outcome
+    if method == "n_of_1":
+        # One subject's days: the study file's washout, and the Kenward-Roger df carried into the
+        # fused posterior (assimilate/estimators/n_of_1.py).
+        days = plan.n_of_1
+        options: dict[str, Any] = (
+            {}
+            if days is None
+            else {
+                "time": days.time,
+                "washout": days.washout_days,
+                "trend": days.trend,
+                "fusion_correction": True,
+            }
+        )
+        if plan.estimand != "ATE":  # the plan's load rules say so too
+            raise ValueError(f"estimator 'n_of_1' cannot estimate the {plan.estimand}; it estimates ATE only")
+        estimate = n_of_1(
+            valid, treatment=treatment, outcome=outcome, covariates=plan.model_columns, **options
+        )
+        return estimate, None
+    chosen = check_choice("method", method, INFLUENCE_METHODS)
+    estimand = check_choice("estimand", plan.estimand, ESTIMANDS)
+    if chosen == "difference_in_means":  # no covariates, so its own checks
+        fit = influence_contributions(
+            valid, method=chosen, treatment=treatment, outcome=outcome, estimand=estimand
+        )
+        return fit.estimate, fit
+    if chosen not in ("ipw", "aipw"):  # no nuisance model: the regression on the levels seen
+        checked = arrays(declared_levels=False)
+        fit = influence_from_arrays(
+            checked.design, checked.treatment, checked.outcome, method=chosen, estimand=estimand
+        )
+        return fit.estimate, fit
+    checked = arrays(declared_levels=True)  # the estimator's own checks of the batch first
+    options = _nuisance(chosen, plan, rng, fits)
+    fit = influence_from_arrays(
+        design, checked.treatment, checked.outcome, method=chosen, estimand=estimand, **options
+    )
+    return fit.estimate, fit
+
+
+def _nuisance(method: str, plan: AnalysisPlan, rng: np.random.Generator, fits: Nuisance) -> dict[str, Any]:
+    """IPW's and AIPW's options: the fitted models, or (AIPW cross-fitted) the folds to fit on."""
+    bounds = (plan.propensity.bounds[0], plan.propensity.bounds[1])
+    options: dict[str, Any] = {"policy": plan.propensity.policy, "bounds": bounds}
+    if method == "aipw" and plan.cross_fitting_folds:
+        return options | {"n_folds": plan.cross_fitting_folds, "rng": rng}
+    if fits.propensity is None:  # the error the estimator's own fit would have raised
+        raise ValueError(fits.propensity_error or "the propensity model was not fitted")
+    if method == "ipw":
+        return options | {"propensity": fits.propensity}
+    if fits.outcome is None:
+        raise ValueError(fits.outcome_error or "the outcome model was not fitted")
+    return options | {"propensity": fits.propensity, "outcome_fit": fits.outcome}
+
+
+def _study_standard_error(
+    plan: AnalysisPlan, valid: pd.DataFrame, est: EffectEstimate, influence: InfluenceContributions | None
+) -> EffectEstimate:
+    """The estimate with the study's standard error: clustered on its cluster column and repeated units, or
+    the HC type it names; unchanged when the study asks for neither."""
+    if not plan.clustered and plan.standard_errors is None:
+        return est
+    labels = duplicate_unit_clusters(
+        valid, unit_id=plan.unit_id, policy=plan.duplicate_units, cluster=plan.cluster
+    )
+    return with_standard_error(
+        est,
+        valid,
+        treatment=plan.treatment,
+        outcome=plan.outcome,
+        covariates=list(plan.model_columns),
+        cluster=labels,
+        se_type=plan.standard_errors,
+        influence=influence,
+    )

@@ -1,0 +1,240 @@
+"""DuckDB tables from pandas frames: safe identifiers, DDL and DML, column types that evolve.
+
+What ``resources/warehouse.py`` runs inside its transactions, on a connection it holds. Every
+identifier is checked against ``^[A-Za-z_][A-Za-z0-9_]{0,62}$`` and double-quoted; every value is a
+bound parameter. A partitioned table carries a ``partition_key VARCHAR`` column, and a partition is
+replaced by a DELETE and an INSERT in the caller's transaction. An existing table accepts a new
+frame when no value is lost: a new column is added, a column whose stored values are all NULL takes
+the new type, integer and float columns widen to DOUBLE; any other type change is an error.
+
+Example
+-------
+>>> quote_identifier("batch_effects")
+'"batch_effects"'
+>>> quote_identifier("x; DROP TABLE y")
+Traceback (most recent call last):
+ValueError: identifier 'x; DROP TABLE y' is not allowed: must match ^[A-Za-z_][A-Za-z0-9_]{0,62}$
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+IDENTIFIER_PATTERN = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
+PARTITION_COLUMN = "partition_key"
+_INCOMING = "__assimilate_incoming"
+_INTEGER = {
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+}
+_FLOAT = {"FLOAT", "DOUBLE"}
+_TEMPORAL = re.compile(r"TIMESTAMP(_S|_MS|_NS| WITH TIME ZONE)?")
+_STORABLE = re.compile(
+    r"BOOLEAN|VARCHAR|DATE|TIME|INTERVAL|BLOB|UUID|DECIMAL\(\d+,\d+\)|" + "|".join(_INTEGER | _FLOAT)
+)
+
+
+def quote_identifier(name: object, *, what: str = "identifier") -> str:
+    """``name`` double-quoted for SQL, after checking it against the safe identifier pattern."""
+    if not isinstance(name, str) or re.fullmatch(IDENTIFIER_PATTERN, name) is None:
+        shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:57] + "..."
+        raise ValueError(f"{what} {shown} is not allowed: must match ^{IDENTIFIER_PATTERN}$")
+    return f'"{name}"'
+
+
+def replace_whole(
+    connection: duckdb.DuckDBPyConnection, schema: str, table: str, frame: pd.DataFrame
+) -> None:
+    """Replace a whole table by ``frame`` (dropped and created again with the frame's columns)."""
+    target = qualified_name(connection, schema, table)
+    run_sql(connection, f"DROP TABLE IF EXISTS {target}")
+    if len(frame.columns):  # a frame without columns leaves no table (reads back the same)
+        _create(connection, target, _register(connection, frame))
+        _insert(connection, target, list(frame.columns), None)
+        connection.unregister(_INCOMING)
+
+
+def replace_partition_rows(
+    connection: duckdb.DuckDBPyConnection,
+    schema: str,
+    table: str,
+    partition_key: str,
+    frame: pd.DataFrame,
+    stored: dict[str, str] | None,
+) -> None:
+    """Replace one partition's rows by ``frame``; ``stored`` is the table's columns (None: no table yet)."""
+    target = qualified_name(connection, schema, table)
+    incoming = _register(connection, frame)
+    if stored is None:
+        _create(connection, target, {PARTITION_COLUMN: "VARCHAR", **incoming})
+    else:
+        require_partitioned(schema, table, stored)
+        run_sql(connection, f"DELETE FROM {target} WHERE {PARTITION_COLUMN} = ?", [partition_key])
+        _evolve(connection, schema, table, target, stored, incoming)
+    if len(frame.columns):
+        _insert(connection, target, list(frame.columns), partition_key)
+        connection.unregister(_INCOMING)
+
+
+def run_sql(
+    connection: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | None = None
+) -> list[Any]:
+    """Execute and fetch everything (DuckDB 2 refuses new work while a result is unfinished)."""
+    return connection.execute(sql, params).fetchall()
+
+
+def checked_frame(schema: str, table: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame to store, after checking the table and column names (categoricals become text)."""
+    where = f"{schema}.{table}"
+    quote_identifier(table, what="table")
+    if not isinstance(frame, pd.DataFrame):
+        raise ValueError(f"{where}: frame must be a pandas DataFrame, got {type(frame).__name__}")
+    if isinstance(frame.columns, pd.MultiIndex):
+        raise ValueError(f"{where}: frame columns must be flat names, not a MultiIndex")
+    seen: dict[str, object] = {}
+    for column in frame.columns:
+        quote_identifier(column, what=f"{where}: column")
+        if str(column).lower() in seen:
+            raise ValueError(
+                f"{where}: columns {seen[str(column).lower()]!r} and {column!r} differ only in case"
+            )
+        seen[str(column).lower()] = column
+    if len(frame) and not len(frame.columns):
+        raise ValueError(f"{where}: a frame with {len(frame)} rows has no columns")
+    if PARTITION_COLUMN in seen:
+        raise ValueError(f"{where}: column {PARTITION_COLUMN!r} is reserved for the partition key")
+    categories = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    if categories:
+        frame = frame.astype(dict.fromkeys(categories, "string"))
+    return frame.reset_index(drop=True)
+
+
+def qualified_name(connection: duckdb.DuckDBPyConnection, schema: str, table: str) -> str:
+    """catalog.schema.table, fully quoted: a schema never collides with the file's catalog name."""
+    catalog = str(run_sql(connection, "SELECT current_database()")[0][0])
+    quoted_catalog = '"' + catalog.replace('"', '""') + '"'
+    return (
+        f"{quoted_catalog}.{quote_identifier(schema, what='schema')}.{quote_identifier(table, what='table')}"
+    )
+
+
+def table_columns(connection: duckdb.DuckDBPyConnection, schema: str, table: str) -> dict[str, str] | None:
+    """Column name -> type of an existing table, None if it does not exist."""
+    return schema_tables(connection, schema).get(table.lower())
+
+
+def schema_tables(connection: duckdb.DuckDBPyConnection, schema: str) -> dict[str, dict[str, str]]:
+    """Every table of a schema: lower-case name -> column name -> type (one catalog query).
+
+    duckdb_columns() rather than information_schema.columns: the same rows without the view's
+    joins. One query per write or reading() block, not one per table: each costs ~1 ms or more.
+    """
+    rows = run_sql(
+        connection,
+        "SELECT table_name, column_name, data_type FROM duckdb_columns() "
+        "WHERE database_name = current_database() AND lower(schema_name) = lower(?) "
+        "ORDER BY table_name, column_index",
+        [schema],
+    )
+    tables: dict[str, dict[str, str]] = {}
+    for table, column, kind in rows:
+        tables.setdefault(str(table).lower(), {})[str(column)] = str(kind)
+    return tables
+
+
+def require_partitioned(schema: str, table: str, columns: Mapping[str, str]) -> None:
+    """Refuse a partition read or write on a table without a partition column."""
+    if PARTITION_COLUMN not in columns:
+        raise ValueError(f"{schema}.{table}: not a partitioned table (it has no {PARTITION_COLUMN} column)")
+
+
+def _register(connection: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> dict[str, str]:
+    """Register the frame for SQL and return its column types (an all-NULL column is VARCHAR)."""
+    if not len(frame.columns):
+        return {}
+    connection.register(_INCOMING, frame)
+    types = {str(name): str(kind) for name, kind, *_ in run_sql(connection, f"DESCRIBE {_INCOMING}")}
+    for column, kind in types.items():
+        if kind != '"NULL"' and _STORABLE.fullmatch(kind) is None and _TEMPORAL.fullmatch(kind) is None:
+            raise ValueError(
+                f"column {column!r}: values of type {kind} cannot be stored; store them as text (JSON)"
+            )
+    return {column: "VARCHAR" if kind == '"NULL"' else kind for column, kind in types.items()}
+
+
+def _create(connection: duckdb.DuckDBPyConnection, target: str, columns: Mapping[str, str]) -> None:
+    body = ", ".join(f"{quote_identifier(name, what='column')} {kind}" for name, kind in columns.items())
+    run_sql(connection, f"CREATE TABLE {target} ({body})")
+
+
+def _insert(
+    connection: duckdb.DuckDBPyConnection, target: str, columns: list[str], partition_key: str | None
+) -> None:
+    names = [quote_identifier(c, what="column") for c in columns]
+    if partition_key is None:
+        run_sql(
+            connection,
+            f"INSERT INTO {target} ({', '.join(names)}) SELECT {', '.join(names)} FROM {_INCOMING}",
+        )
+        return
+    selected = ", ".join(["?", *names])
+    run_sql(
+        connection,
+        f"INSERT INTO {target} ({', '.join([PARTITION_COLUMN, *names])}) SELECT {selected} FROM {_INCOMING}",
+        [partition_key],
+    )
+
+
+def _evolve(
+    connection: duckdb.DuckDBPyConnection,
+    schema: str,
+    table: str,
+    target: str,
+    stored: Mapping[str, str],
+    incoming: Mapping[str, str],
+) -> None:
+    """Make the existing table (``stored`` columns) accept the incoming ones (``Warehouse.replace_partition_tables``)."""
+    lowered = {name.lower(): (name, kind) for name, kind in stored.items()}
+    for column, new in incoming.items():
+        quoted = quote_identifier(column, what="column")
+        if column.lower() not in lowered:
+            run_sql(connection, f"ALTER TABLE {target} ADD COLUMN {quoted} {new}")
+            continue
+        name, old = lowered[column.lower()]
+        if old == new or _compatible(old, new) or _all_null(connection, target, quoted, incoming=True):
+            continue
+        if _all_null(connection, target, quoted, incoming=False):
+            run_sql(connection, f"ALTER TABLE {target} ALTER COLUMN {quoted} TYPE {new}")
+        elif {old, new} <= _INTEGER | _FLOAT:
+            run_sql(connection, f"ALTER TABLE {target} ALTER COLUMN {quoted} TYPE DOUBLE")
+        else:
+            raise ValueError(
+                f"{schema}.{table}.{name}: the table stores {old} values but the new rows are {new}; "
+                "write a separate table or convert the column"
+            )
+
+
+def _compatible(old: str, new: str) -> bool:
+    """New values insert into the stored type without loss."""
+    if old == "DOUBLE" and new in _INTEGER | _FLOAT:
+        return True
+    if old == "BIGINT" and new in {"TINYINT", "SMALLINT", "INTEGER", "UTINYINT", "USMALLINT", "UINTEGER"}:
+        return True
+    return _TEMPORAL.fullmatch(old) is not None and _TEMPORAL.fullmatch(new) is not None
+
+
+def _all_null(connection: duckdb.DuckDBPyConnection, target: str, quoted: str, *, incoming: bool) -> bool:
+    source = _INCOMING if incoming else target
+    return int(run_sql(connection, f"SELECT count({quoted}) FROM {source}")[0][0]) == 0
