@@ -145,7 +145,19 @@ def verdict_table(asset: str) -> str:
 def read_verdicts(store: Warehouse, study: StudyConfig) -> pd.DataFrame:
     """Every stored verdict of every batch asset of the study, in one frame."""
     frames = [store.read_table(study.name, verdict_table(asset)) for asset in VERDICT_TABLES]
-    return pd.concat(frames, ignore_index=True)
+    stored = [frame for frame in frames if not frame.empty]  # an empty table has no column types to agree on
+    if not stored:
+        return frames[0]
+    # An all-missing column (e.g. every verdict of one asset undefined, so no value) takes the type
+    # the other tables give it, as pandas does today; its announced change would make it object.
+    columns = set().union(*(frame.columns for frame in stored))
+    typed = {c: next((f[c].dtype for f in stored if c in f and f[c].notna().any()), None) for c in columns}
+    typed = {c: t for c, t in typed.items() if t is not None and t.kind in "fO"}  # NaN-holding types only
+    aligned = [
+        frame.astype({c: t for c, t in typed.items() if c in frame and frame[c].isna().all()})
+        for frame in stored
+    ]
+    return pd.concat(aligned, ignore_index=True)
 
 
 def code_version(study: StudyConfig) -> str:

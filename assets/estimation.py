@@ -28,7 +28,9 @@ from assets.common import (
 from assets.partition_range import each_batch
 from assimilate.diagnostics import Verdict, catalogue
 from assimilate.estimators.batch import BatchFit, fit_batch
+from assimilate.estimators.iv_diagnostics import IV_METHOD
 from assimilate.report import figure_to_png, love_plot, overlap_plot
+from checks.first_stage import first_stage_sign_verdict
 from checks.results import (
     Verdicts,
     check_results,
@@ -46,7 +48,14 @@ from resources.study import StudyConfig
 from resources.warehouse import Warehouse, WarehouseResource
 
 ASSETS = ("propensity_model", "outcome_model", "batch_effect")
-CHECKS = ("overlap", "balance", "estimation", "returning_units")  # each on its catalogue asset
+CHECKS = (  # each on its catalogue asset, declared when the study's design assesses it
+    "overlap",
+    "balance",
+    "estimation",
+    "returning_units",
+    "weak_instrument",
+    "first_stage_sign",
+)
 STORED = {  # fit_batch's table -> (asset, warehouse table)
     "propensity_coefficients": ("propensity_model", "propensity_coefficients"),
     "propensity_scores": ("propensity_model", "propensity_scores"),
@@ -56,6 +65,7 @@ STORED = {  # fit_batch's table -> (asset, warehouse table)
     "balance": ("batch_effect", "balance"),
     "influence": ("batch_effect", INFLUENCE_TABLE),
 }
+HISTORY = (INFLUENCE_TABLE, "batch_effects")  # what the checks against earlier batches read
 Events = Iterator[dg.MaterializeResult | dg.AssetCheckResult]
 
 
@@ -84,12 +94,10 @@ def build_estimation(
         with store.reading() as reader:
             withdrawn = is_withdrawn(reader, study, batch)
             valid = reader.read_table(study.name, "covariates", partition_key=batch)
-            stored_influence = reader.read_table(study.name, INFLUENCE_TABLE)
+            history = {table: reader.read_table(study.name, table) for table in HISTORY}
         fit = fit_batch(valid, study, batch=batch, rng=batch_rng(study, batch))
-        returning, returning_metadata = batch_returning_units(
-            study, stored_influence, fit.frames["influence"], batch
-        )
-        verdicts = _verdicts(fit, returning, batch)
+        found, check_metadata = history_verdicts(study, history, fit, batch)
+        verdicts = _verdicts(study, {**fit.verdicts, **found}, batch)
         selected = [name for name in ASSETS if keys[name] in context.selected_asset_keys]
         _store(store, study, fit, verdicts, selected, withdrawn=withdrawn and "batch_effect" in selected)
         for name in selected:
@@ -100,7 +108,7 @@ def build_estimation(
             yield dg.MaterializeResult(
                 asset_key=keys[name], metadata=metadata | not_assessed(name, verdicts[name])
             )
-            yield from check_results(keys[name], verdicts[name], {"returning_units": returning_metadata})
+            yield from check_results(keys[name], verdicts[name], check_metadata)
 
     return estimation
 
@@ -137,15 +145,37 @@ def _check_specs(
         "estimation": f"primary estimator {study.primary_estimator}",
         "returning_units": "material: the running average's standard error changes by more than "
         f"{MATERIAL_SE_CHANGE:.0%}",
+        "weak_instrument": f"effective first-stage F >= {getattr(study.design, 'min_first_stage_f', 10.0):g}",
+        "first_stage_sign": "opposite signs, each significant at 5%",
     }
-    return [check_spec(keys[catalogue.check_spec(p).asset], p, detail[p], partitions) for p in CHECKS]
+    return [
+        check_spec(keys[catalogue.check_spec(p).asset], p, detail[p], partitions) for p in assessed(study)
+    ]
 
 
-def _verdicts(fit: BatchFit, returning: Verdict, batch: str) -> dict[str, Verdicts]:
+def assessed(study: StudyConfig) -> tuple[str, ...]:
+    """The checks this step declares: those the study's design assesses (an IV study has no overlap)."""
+    return tuple(p for p in CHECKS if study.design.not_assessed(p) is None)
+
+
+def history_verdicts(
+    study: StudyConfig, history: dict[str, pd.DataFrame], fit: BatchFit, batch: str
+) -> tuple[dict[str, Verdict], dict[str, dict[str, Any]]]:
+    """The checks that compare the batch with the stored earlier ones, and their metadata."""
+    returning, returning_metadata = batch_returning_units(
+        study, history[INFLUENCE_TABLE], fit.frames["influence"], batch
+    )
+    sign, sign_metadata = first_stage_sign_verdict(
+        study, history["batch_effects"], fit.estimates.get(IV_METHOD), batch
+    )
+    verdicts = {"returning_units": returning, "first_stage_sign": sign}
+    return verdicts, {"returning_units": returning_metadata, "first_stage_sign": sign_metadata}
+
+
+def _verdicts(study: StudyConfig, found: dict[str, Verdict], batch: str) -> dict[str, Verdicts]:
     """Each asset's verdicts by property, every reason naming the batch, severities from the catalogue."""
-    found = {**fit.verdicts, "returning_units": returning}
     verdicts: dict[str, Verdicts] = {name: {} for name in ASSETS}
-    for prop in CHECKS:
+    for prop in assessed(study):
         asset = catalogue.check_spec(prop).asset
         verdicts[asset] = {**verdicts[asset], prop: (naming_batch(found[prop], batch), severity(prop))}
     return verdicts
@@ -226,7 +256,8 @@ def _effect_metadata(
         "primary_estimator": study.primary_estimator,
         "estimate": float(primary["estimate"]) if passed else "n/a",
         "std_error": float(primary["std_error"]) if passed else "n/a",
-        "ci_95": f"[{primary['ci_lower']:.4g}, {primary['ci_upper']:.4g}]" if passed else "n/a",
+        "ci_lower": float(primary["ci_lower"]) if passed else "n/a",  # the 95% interval (alpha 0.05)
+        "ci_upper": float(primary["ci_upper"]) if passed else "n/a",
         "max_abs_smd_after": smd if smd is not None else "n/a",
         "seed": study.seed,
         "estimates": frame_to_records_md(

@@ -44,7 +44,9 @@ def posterior_metadata(
         metadata |= {
             "posterior_mean": result.final_mean,
             "posterior_sd": result.final_sd,
-            "credible_interval": f"[{lower:.4g}, {upper:.4g}] ({100 * result.level:g}%)",
+            "ci_lower": lower,
+            "ci_upper": upper,
+            "alpha": 1 - result.level,
             "excluded_batches": int(np.sum(result.excluded)),
             "process_var": result.process_var,
         }

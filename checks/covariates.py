@@ -89,7 +89,7 @@ def covariate_schema(study: StudyConfig) -> pa.DataFrameSchema:
         study.treatment: pa.Column("int64", nullable=False),
         study.outcome: pa.Column(float, outcome_checks, nullable=False),
     }
-    for name in study.covariates:
+    for name in (*study.covariates, *study.instruments):
         columns[name] = pa.Column(float, finite, nullable=False)
     if study.cluster is not None:
         columns[study.cluster] = pa.Column(str, nullable=False)

@@ -72,9 +72,9 @@ class TypedBatch:
 
 
 def required_columns(study: StudyConfig) -> list[str]:
-    """Unit id, treatment, outcome, every covariate the study adjusts for, and its cluster column."""
+    """Unit id, treatment, outcome, every covariate the study adjusts for, its instruments and cluster column."""
     cluster = [study.cluster] if study.cluster is not None else []
-    return [study.unit_id, study.treatment, study.outcome, *study.model_columns, *cluster]
+    return [study.unit_id, study.treatment, study.outcome, *study.model_columns, *study.instruments, *cluster]
 
 
 def type_batch(
@@ -92,7 +92,11 @@ def type_batch(
             problems.append((raw.index[mask.to_numpy()].to_numpy(), column, rule))
 
     typed: dict[str, pd.Series] = {}
-    numeric_roles = {study.outcome: study.outcome_type == "binary", **dict.fromkeys(study.covariates, False)}
+    numeric_roles = {
+        study.outcome: study.outcome_type == "binary",
+        **dict.fromkeys(study.covariates, False),
+        **dict.fromkeys(study.instruments, True),  # an offer or a lottery may be written true/false
+    }
     chosen = set(raw.columns if columns is None else columns)
     for column in raw.columns:
         text = raw[column]
@@ -163,6 +167,8 @@ def _study_key(study: StudyConfig, column: str) -> str:
     for key in ("unit_id", "treatment", "outcome", "cluster"):
         if getattr(study, key) == column:
             return key
+    if column in study.instruments:
+        return "design.instrument"
     return "covariates" if column in study.covariates else "categorical"
 
 

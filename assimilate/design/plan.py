@@ -179,6 +179,11 @@ class AnalysisPlan(_Section):
         return self.n_of_1 is not None
 
     @property
+    def instruments(self) -> tuple[str, ...]:
+        """The design's instrument columns (an ``iv`` design), else none."""
+        return tuple(getattr(self.design, "instrument", ()))
+
+    @property
     def model_columns(self) -> tuple[str, ...]:
         """Every column that enters a propensity or outcome model: covariates, then categorical."""
         return (*self.covariates, *self.categorical)

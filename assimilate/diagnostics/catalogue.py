@@ -108,6 +108,22 @@ _SPECS = (
         "ERROR",
     ),
     CheckSpec(
+        "weak_instrument",
+        "batch_effect",
+        "Instrument strength",
+        "The instrument moves the treatment strongly enough (effective first-stage F at or above the study's "
+        "min_first_stage_f) for the 2SLS interval to be trusted; the Anderson-Rubin interval stays valid either way.",
+        "ERROR",
+    ),
+    CheckSpec(
+        "first_stage_sign",
+        "batch_effect",
+        "First-stage sign",
+        "The instrument pushes the treatment in the same direction as in earlier batches, so the batches' "
+        "effects are about the same compliers.",
+        "WARN",
+    ),
+    CheckSpec(
         "returning_units",
         "batch_effect",
         "Returning units",

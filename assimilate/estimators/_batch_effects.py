@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from assimilate._validation import check_choice
 from assimilate.diagnostics.verdict import Verdict
@@ -24,6 +25,8 @@ from assimilate.estimators.influence import (
     influence_contributions,
     influence_from_arrays,
 )
+from assimilate.estimators.iv import two_stage_least_squares_with_influence
+from assimilate.estimators.iv_diagnostics import IV_METHOD
 from assimilate.estimators.models import PropensityModel
 from assimilate.estimators.n_of_1 import n_of_1
 from assimilate.estimators.outcome import OutcomeModel
@@ -90,7 +93,8 @@ def estimate_batch(
                 raise ValueError(problem)
             est, influence = _estimate(method, arrays, rng, design, fits)
             primary_fit = influence if row["is_primary"] else primary_fit
-            est = _study_standard_error(plan, valid, est, influence)
+            if method != IV_METHOD:  # 2SLS clusters its own SE, first stage and AR set alike
+                est = _study_standard_error(plan, valid, est, influence)
             lower, upper = t_conf_int(est, alpha=0.05)
             estimates[method] = est
             row |= {
@@ -187,6 +191,18 @@ def _estimate(
             valid, treatment=treatment, outcome=outcome, covariates=plan.model_columns, **options
         )
         return estimate, None
+    if method == IV_METHOD:
+        fit = two_stage_least_squares_with_influence(
+            valid,
+            treatment=treatment,
+            outcome=outcome,
+            instruments=plan.instruments,
+            covariates=plan.model_columns,
+            clusters=_clusters(plan, valid),
+            se_type=plan.standard_errors,  # type: ignore[arg-type]  # the plan allows HC0, HC1, CR1 only
+            categories=plan.categorical or None,
+        )
+        return fit.estimate, fit
     chosen = check_choice("method", method, INFLUENCE_METHODS)
     estimand = check_choice("estimand", plan.estimand, ESTIMANDS)
     if chosen == "difference_in_means":  # no covariates, so its own checks
@@ -221,6 +237,15 @@ def _nuisance(method: str, plan: AnalysisPlan, rng: np.random.Generator, fits: N
     if fits.outcome is None:
         raise ValueError(fits.outcome_error or "the outcome model was not fitted")
     return options | {"propensity": fits.propensity, "outcome_fit": fits.outcome}
+
+
+def _clusters(plan: AnalysisPlan, valid: pd.DataFrame) -> NDArray[np.int64] | None:
+    """Each row's cluster (its cluster column, repeated units kept), or None when not clustered."""
+    if not plan.clustered:
+        return None
+    return duplicate_unit_clusters(
+        valid, unit_id=plan.unit_id, policy=plan.duplicate_units, cluster=plan.cluster
+    )
 
 
 def _study_standard_error(

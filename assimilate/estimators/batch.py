@@ -48,6 +48,7 @@ from assimilate.estimators._batch_tables import (
 )
 from assimilate.estimators.design_matrix import DesignMatrix, encode_covariates
 from assimilate.estimators.influence import InfluenceContributions
+from assimilate.estimators.iv_diagnostics import IV_METHOD, WEAK_INSTRUMENT_THRESHOLD, weak_instrument_verdict
 from assimilate.estimators.models import PropensityModel, fit_propensity
 from assimilate.estimators.outcome import OutcomeModel, fit_outcome_model
 from assimilate.estimators.result import ESTIMANDS, EffectEstimate, Estimand
@@ -92,7 +93,8 @@ class BatchFit:
     influence : InfluenceContributions or None
         The primary estimator's per-row influence values, when its estimate is usable.
     verdicts : mapping
-        ``"overlap"``, ``"balance"``, ``"estimation"``.
+        ``"overlap"``, ``"balance"``, ``"estimation"``, ``"weak_instrument"`` (undefined, with the
+        design's reason, unless it is an ``iv`` design).
     """
 
     batch: str
@@ -189,6 +191,7 @@ def fit_batch(valid: pd.DataFrame, plan: AnalysisPlan, *, batch: str, rng: np.ra
         "overlap": _overlap_verdict(plan, batch, no_propensity or problem, fits.propensity_error, overlap),
         "balance": _balance_verdict(plan, batch, no_propensity, balance),
         "estimation": effects.verdict,
+        "weak_instrument": _weak_instrument_verdict(plan, batch, effects.estimates),
     }
     frames = {
         "propensity_coefficients": propensity_coefficients(propensity),
@@ -342,3 +345,17 @@ __all__ = [
     "influence_frame",
     "usable_rows",
 ]
+
+
+def _weak_instrument_verdict(
+    plan: AnalysisPlan, batch: str, estimates: Mapping[str, EffectEstimate]
+) -> Verdict:
+    """The instrument's strength (effective first-stage F) against the design's threshold."""
+    threshold = getattr(plan.design, "min_first_stage_f", WEAK_INSTRUMENT_THRESHOLD)
+    not_assessed = plan.design.not_assessed("weak_instrument")
+    estimate = estimates.get(IV_METHOD)
+    if not_assessed is None and estimate is not None:
+        return weak_instrument_verdict(estimate, threshold=threshold)
+    reason = not_assessed or f"batch {batch}: no {IV_METHOD} estimate, so no first stage to judge"
+    rule = f"effective first-stage F >= {threshold:g}"
+    return Verdict.undefined("weak_instrument", threshold=threshold, rule=rule, reason=reason)

@@ -64,6 +64,15 @@ def estimand_and_design(inputs: MemoInputs, dag: Image | None = None) -> Section
             else "designed split not given"
         )
         kind = f"randomized ({split})."
+    elif design.kind == "iv":
+        kind = (
+            f"instrumental variables: the study did not assign treatment, but the instrument "
+            f"{', '.join(design.instruments)} moved it. The estimate is a LATE: the average effect among the "
+            "compliers, the units whose treatment the instrument changes, not among everyone. It holds if the "
+            "instrument is as good as random given the covariates, reaches the outcome only through the "
+            "treatment, and never pushes anyone against it (monotonicity); batches whose first stage is weak "
+            "are kept out."
+        )
     else:
         kind = "observational: the study did not assign treatment; the estimate relies on adjusting for measured pre-treatment covariates."
     blocks.append(Paragraph(kind, lead="Design:"))

@@ -207,21 +207,33 @@ def diagnostic_checklist(inputs: MemoInputs) -> tuple[ChecklistRow, ...]:
         else no_check
     )
     adjusted = ", ".join(design.adjustment_set) or "nothing"
-    confounding = (
-        ChecklistRow("unobserved confounding", "by design", "randomized assignment")
-        if randomized
-        else ChecklistRow(
+    if randomized:
+        confounding = ChecklistRow("unobserved confounding", "by design", "randomized assignment")
+    elif design.kind == "iv":
+        instruments = ", ".join(design.instruments)
+        confounding = ChecklistRow(
+            "unobserved confounding",
+            "assumption",
+            f"allowed between treatment and outcome; assumes none between the instrument ({instruments}) and "
+            f"the outcome given {adjusted}, and no path from it to the outcome but through the treatment",
+        )
+    else:
+        confounding = ChecklistRow(
             "unobserved confounding",
             "assumption",
             f"not testable: assumes no unmeasured confounder given {adjusted}",
         )
-    )
     return (
         estimand,
         _row("treatment precedes outcome", _from_checks(inputs, _matches("timing", "temporal")), timing),
         _row("adjustment set pre-treatment", _from_checks(inputs, _matches("post_treatment")), adjustment),
         _row("balance", _from_checks(inputs, _matches("balance", "smd")), no_check),
         _row("overlap", _from_checks(inputs, _matches("overlap")), overlap_default),
+        *(
+            (_row("instrument strength", _from_checks(inputs, _matches("weak_instrument")), no_check),)
+            if design.kind == "iv"
+            else ()
+        ),
         _estimators_row(inputs),
         confounding,
         _caveats_row(inputs),

@@ -57,7 +57,7 @@ from assimilate.sequential import ConfidenceSequence, confidence_sequence
 if TYPE_CHECKING:
     from assimilate.design.plan import AnalysisPlan
 
-DesignKind = Literal["randomized", "observational"]
+DesignKind = Literal["randomized", "observational", "iv"]
 ProcessVarSource = Literal["set", "estimated"]
 SHORTLIST_COLUMNS = ("method", "valid", "reason")
 _STATUSES: tuple[Status, ...] = ("pass", "fail", "undefined")
@@ -71,23 +71,28 @@ class DesignSummary:
 
     Parameters
     ----------
-    kind : {"randomized", "observational"}
-        Randomized with a designed split, or observational (treatment not assigned by the study).
+    kind : {"randomized", "observational", "iv"}
+        Randomized with a designed split, observational (treatment not assigned by the study), or
+        instrumental variables (an instrument moved the treatment; the estimate is the LATE).
     treated_share : float, optional
         The designed share of treated units (randomized designs).
     adjustment_set : sequence of str
         Covariates the estimators adjust for (pre-treatment by the study's causal graph).
     method_shortlist : DataFrame, optional
         Columns ``method``, ``valid``, ``reason``: which estimators suit this design and why.
+    instruments : sequence of str
+        The instrument columns of an ``iv`` design.
     """
 
     kind: DesignKind
     treated_share: float | None = None
     adjustment_set: Sequence[str] = ()
     method_shortlist: pd.DataFrame | None = field(default=None, compare=False)
+    instruments: Sequence[str] = ()
 
     def __post_init__(self) -> None:
-        check_choice("kind", self.kind, ("randomized", "observational"))
+        check_choice("kind", self.kind, ("randomized", "observational", "iv"))
+        object.__setattr__(self, "instruments", tuple(str(name) for name in self.instruments))
         if self.treated_share is not None and not 0.0 < float(self.treated_share) < 1.0:
             raise ValueError(f"treated_share must lie strictly between 0 and 1, got {self.treated_share!r}")
         object.__setattr__(self, "adjustment_set", tuple(str(name) for name in self.adjustment_set))
@@ -102,14 +107,11 @@ class DesignSummary:
 
     @classmethod
     def from_plan(cls, plan: AnalysisPlan) -> DesignSummary:
-        """The design a study's analysis plan states: its kind, split, adjustment set and shortlist.
-
-        An instrumental-variables design is observational here (treatment is not assigned by the
-        study), as in the plan's method shortlist.
-        """
+        """The design a study's analysis plan states: its kind, split, adjustment set, instruments and shortlist."""
         design = plan.design
         return cls(
-            kind="observational" if design.kind == "iv" else design.kind,
+            kind=design.kind,
+            instruments=plan.instruments,
             treated_share=getattr(design, "treated_share", None),
             adjustment_set=plan.model_columns,
             method_shortlist=plan.method_shortlist(),

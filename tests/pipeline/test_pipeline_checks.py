@@ -308,7 +308,7 @@ def test_materialization_metadata_equals_the_warehouse(tmp_path: Path) -> None:
         row = effects.loc[batch]
         assert shown["primary_estimator"] == study.primary_estimator == row["method"]
         assert shown["estimate"] == row["estimate"] and shown["std_error"] == row["std_error"]
-        assert shown["ci_95"] == f"[{row['ci_lower']:.4g}, {row['ci_upper']:.4g}]"
+        assert (shown["ci_lower"], shown["ci_upper"]) == (row["ci_lower"], row["ci_upper"])
         assert shown["max_abs_smd_after"] == balance.at[batch, "value"]
         assert shown["seed"] == study.seed
         assert effect.tags is not None and effect.tags["dagster/code_version"] == code_version(study)
@@ -317,7 +317,8 @@ def test_materialization_metadata_equals_the_warehouse(tmp_path: Path) -> None:
     last = project.steps("ab_checkout").iloc[-1]
     assert float(posterior["posterior_mean"]) == last["posterior_mean"]
     assert float(posterior["posterior_sd"]) == last["posterior_sd"]
-    assert posterior["credible_interval"] == f"[{last['ci_lower']:.4g}, {last['ci_upper']:.4g}] (95%)"
+    assert (float(posterior["ci_lower"]), float(posterior["ci_upper"])) == (last["ci_lower"], last["ci_upper"])
+    assert float(posterior["alpha"]) == pytest.approx(0.05)
     assert posterior["batches"] == 2
     assert posterior["code_version"] == code_version(study)
 
