@@ -11,6 +11,7 @@ from assets.partition_range import SINGLE_RUN, last_batch
 from assets.posterior_state import CORRELATION_TABLE, PosteriorInputs, fusion_metadata, store_posterior
 from assimilate.diagnostics import TrendTest, innovation_diagnostics, trend_test_of
 from assimilate.result import AssimilationResult
+from assimilate.stored_steps import PATH_COLUMNS
 from checks.results import WARN, Verdicts, check_results, check_spec, not_assessed
 from resources.study import StudyConfig
 from resources.warehouse import WarehouseResource
@@ -84,16 +85,9 @@ def path_table(steps: pd.DataFrame) -> dict[str, object]:
     if steps.empty:
         return {}
     columns = [
-        "batch",
-        "estimate",
-        "std_error",
-        "excluded",
-        "posterior_mean",
-        "posterior_sd",
-        "ci_lower",
-        "ci_upper",
+        *PATH_COLUMNS,
+        *(c for c in ("always_valid_lower", "always_valid_upper") if c in steps.columns),
     ]
-    columns += [c for c in ("always_valid_lower", "always_valid_upper") if c in steps.columns]
     return {"posterior_path": frame_to_records_md(steps[columns])}
 
 

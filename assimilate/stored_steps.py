@@ -60,6 +60,17 @@ STEP_COLUMNS = [
     "smoothed_mean",
     "smoothed_var",
 ]
+PATH_COLUMNS = [
+    "batch",
+    "estimate",
+    "std_error",
+    "excluded",
+    "posterior_mean",
+    "posterior_sd",
+    "ci_lower",
+    "ci_upper",
+]
+"""The filtered path as people read it (the fan chart's numbers; the always-valid bounds follow when stored)."""
 CORRELATED = "correlated:"
 """Prefix of the settings print of steps fused with an error correlation (never resumed from)."""
 

@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
+from assimilate.admission import unit_batches
 from assimilate.design.plan import ONE_SUBJECT, AnalysisPlan
 from assimilate.diagnostics import Verdict
 from assimilate.filters import SharedUnits, shared_unit_covariance
-from assimilate.filters.shared_units import Batch
 
 INFLUENCE_TABLE = "batch_influence"
 MATERIAL_SE_CHANGE = 0.05
@@ -34,22 +33,6 @@ RULE = (
     f"no unit returns, or the standard error of the running average changes by at most "
     f"{MATERIAL_SE_CHANGE:.0%} when the estimated correlation with earlier batches is used"
 )
-
-
-def unit_batches(
-    influence: pd.DataFrame, labels: Sequence[str], used: Sequence[bool] | None = None
-) -> list[Batch]:
-    """Per label, its stored (unit ids, influence values), or None (not used, or no values stored)."""
-    groups = dict(tuple(influence.groupby("partition_key", sort=False))) if not influence.empty else {}
-    flags = [True] * len(labels) if used is None else list(used)
-    batches: list[Batch] = []
-    for label, flag in zip(labels, flags, strict=True):
-        rows = groups.get(label)
-        if not flag or rows is None or rows.empty:
-            batches.append(None)
-        else:
-            batches.append((rows["unit_id"].to_numpy(), rows["influence"].to_numpy(dtype=float)))
-    return batches
 
 
 def standard_error_ratio(shared: SharedUnits) -> float:

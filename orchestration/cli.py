@@ -21,23 +21,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from assimilate.stored_steps import PATH_COLUMNS
 from orchestration.instance import pipeline_data_dir, pipeline_studies_dir, prepare_dagster_home
 from orchestration.study_folder import scan_study_folder
 from resources.landing_files import partition_key_for_file
 from resources.warehouse import Warehouse
-
-PATH_COLUMNS = [
-    "batch",
-    "estimate",
-    "std_error",
-    "excluded",
-    "posterior_mean",
-    "posterior_sd",
-    "ci_lower",
-    "ci_upper",
-    "always_valid_lower",
-    "always_valid_upper",
-]
 
 
 def studies_table(studies_dir: Path, data_dir: Path) -> pd.DataFrame:
@@ -78,7 +66,9 @@ def posterior_text(data_dir: Path, study: str) -> str:
     steps = Warehouse(warehouse).read_table(study, "posterior_steps")
     if steps.empty:
         return f"{study}: no batch has reached the posterior yet"
-    shown = steps[[c for c in PATH_COLUMNS if c in steps.columns]]
+    shown = steps[
+        [c for c in (*PATH_COLUMNS, "always_valid_lower", "always_valid_upper") if c in steps.columns]
+    ]
     lines = [
         f"{study}: posterior after each batch",
         shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"),

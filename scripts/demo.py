@@ -25,6 +25,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from assimilate.simulate import n_of_1_series, simulate_ab_stream, simulate_outreach_stream
+from assimilate.stored_steps import PATH_COLUMNS
 from orchestration.instance import PROJECT_ROOT, pipeline_data_dir, prepare_dagster_home
 
 if TYPE_CHECKING:
@@ -36,16 +37,6 @@ EXAMPLE_STUDY_NAMES = ("ab_checkout", "retention_outreach", "n_of_1_sleep")
 BAD_OUTREACH_MONTH = 7  # the 7th batch is assigned by a health rule: no overlap, kept out
 HEALTH_RULE = 62.0  # that month every account with health below it gets outreach, and no other
 REPORT_FILES = ("fan_chart.png", "trajectory.csv", "summary.txt", "memo.md", "memo.html", "causal_dag.png")
-TRAJECTORY_COLUMNS = [
-    "batch",
-    "estimate",
-    "std_error",
-    "excluded",
-    "posterior_mean",
-    "posterior_sd",
-    "ci_lower",
-    "ci_upper",
-]
 DEMO_MARKER = ".assimilate-demo"  # only a folder the demo made is ever cleaned
 # What a demo run writes inside its folder; starting fresh removes these and nothing else.
 DEMO_OUTPUTS = (
@@ -203,7 +194,7 @@ def print_summary(data: Path, study_names: list[str]) -> None:
         if steps.empty:
             print(f"no batch has reached the posterior yet (landing folder: {shown(data / 'landing')}/)\n")
             continue
-        print(steps[TRAJECTORY_COLUMNS].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        print(steps[PATH_COLUMNS].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         excluded = steps[steps["excluded"]]
         print(f"\nexcluded batches: {len(excluded)}")
         for row in excluded.itertuples(index=False):
@@ -231,8 +222,9 @@ def print_summary(data: Path, study_names: list[str]) -> None:
 
 def returning_units_line(store: Warehouse, study: str) -> str:
     """The share of each batch's units seen in an earlier batch, from the stored influence values."""
+    from assimilate.admission import unit_batches
     from assimilate.filters import shared_unit_covariance
-    from checks.returning_units import INFLUENCE_TABLE, unit_batches
+    from checks.returning_units import INFLUENCE_TABLE
 
     influence = store.read_table(study, INFLUENCE_TABLE)
     labels = sorted(set(influence["partition_key"])) if not influence.empty else []
