@@ -1,4 +1,5 @@
-"""posterior_report: trajectory (filtered and smoothed), fan chart, causal graph and decision memo, as files.
+"""posterior_report: trajectory (filtered and smoothed), fan chart, causal graph, sensitivity contour
+(observational designs) and decision memo, as files.
 
 The report reads the posterior's stored steps back (the library's ``result_from_steps``: the RTS
 smoother over the stored states) and never runs a filter; the memo's other inputs are the stored
@@ -25,6 +26,7 @@ from assimilate.report import (
     fan_chart,
     figure_to_png,
 )
+from assimilate.report.confounding import sensitivity_contour_of
 from assimilate.report.from_tables import memo_inputs
 from resources.graphviz import render_png
 from resources.reports import ReportsResource
@@ -79,8 +81,12 @@ def write_report(reports: ReportsResource, study: StudyConfig, memo: MemoInputs)
     plots = plot_metadata(reports, study, "fan_chart.png", fan)
     if dag_png is not None:
         plots |= plot_metadata(reports, study, "causal_dag.png", dag_png)
+    contour = sensitivity_contour_of(memo, title=f"{study.name}: sensitivity to an unmeasured confounder")
+    contour_png = None if contour is None else figure_to_png(contour)  # observational designs only
+    if contour_png is not None:
+        plots |= plot_metadata(reports, study, "sensitivity_contour.png", contour_png)
     # The markdown links the figure files written above; the HTML page embeds them.
-    figures = MemoFigures(fan_chart=fan, causal_dag=dag_png)
+    figures = MemoFigures(fan_chart=fan, causal_dag=dag_png, sensitivity_contour=contour_png)
     memo_md, trajectory = decision_memo_markdown(memo, figures=figures), result.trajectory()
     paths = {
         "memo": reports.write_text(study.name, "memo.md", memo_md),

@@ -242,7 +242,8 @@ def sensitivity_analysis(
                 / (1 - r2_yxj),
             )
             bias = bias_bound(se, dof, r2_dz, r2_yz)
-            adjusted = math.copysign(abs(estimate) - bias, estimate)  # the bias pulls toward zero
+            # The bias pulls toward zero and past it when larger than the estimate (sensemakr's bound).
+            adjusted = (1.0 if estimate >= 0 else -1.0) * (abs(estimate) - bias)
             adjusted_se = se * math.sqrt((1 - r2_yz) / (1 - r2_dz)) * math.sqrt(dof / (dof - 1))
             benchmarks.append(
                 Benchmark(

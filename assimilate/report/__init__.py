@@ -34,7 +34,15 @@ __all__ = [
     "verdicts_from_frame",
 ]
 
+# Sensitivity to an unmeasured confounder in the memo (issue 16).
+from assimilate.report.confounding import (
+    ConfounderSensitivity,
+    confounder_sensitivity,
+    sensitivity_contour,
+)
+
 # The forest plot of effects by segment (issue 16).
 from assimilate.report.forest import forest_plot
 
 __all__ += ["forest_plot"]
+__all__ += ["ConfounderSensitivity", "confounder_sensitivity", "sensitivity_contour"]

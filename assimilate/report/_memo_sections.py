@@ -205,8 +205,14 @@ def limitations(inputs: MemoInputs) -> Section:
             "The estimand was not stated, so the population and contrast the number refers to are unspecified."
         )
     if inputs.design.kind == "observational":
+        found = inputs.sensitivity
+        covered = (
+            f"the sensitivity section bounds it for batch {found.batch} only, not for the fused posterior"
+            if found is not None and found.analysis is not None
+            else "no sensitivity analysis is included"
+        )
         items.append(
-            "Observational design: unmeasured confounding cannot be ruled out from the data; no sensitivity analysis is included."
+            f"Observational design: unmeasured confounding cannot be ruled out from the data; {covered}."
         )
     scale = inputs.scale
     prior = (

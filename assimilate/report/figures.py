@@ -41,6 +41,10 @@ class MemoFigures:
         File names beside the Markdown memo (plain ``*.png`` names).
     causal_dag_alt : str, optional
         Alt text of the causal graph (default: a sentence naming the adjustment set).
+    sensitivity_contour : bytes, optional
+        The sensitivity contour plot (:func:`assimilate.report.confounding.sensitivity_contour`) as PNG.
+    sensitivity_contour_file : str
+        Its file name beside the Markdown memo.
     """
 
     fan_chart: bytes | None = None
@@ -48,6 +52,8 @@ class MemoFigures:
     fan_chart_file: str = "fan_chart.png"
     causal_dag_file: str = "causal_dag.png"
     causal_dag_alt: str | None = None
+    sensitivity_contour: bytes | None = None
+    sensitivity_contour_file: str = "sensitivity_contour.png"
 
 
 def _excluded_labels(inputs: MemoInputs) -> list[str]:

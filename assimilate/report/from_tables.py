@@ -4,7 +4,9 @@ The pipeline stores each batch's estimates (one row per estimator), every check'
 posterior's steps; :func:`memo_inputs` turns those rows back into library objects: the latest
 batch's estimates, the verdicts per batch, the failed gates of each excluded batch, the control
 mean of the latest admitted batch (:func:`baseline`, ``mean(y_i : d_i = 0)``) and the innovation
-and trend checks of the posterior under the plan's thresholds. Nothing is fitted or filtered here.
+and trend checks of the posterior under the plan's thresholds. For an observational design it also
+fits the one OLS ``Y ~ D + X`` of that batch that the sensitivity analysis needs (:func:`sensitivity`);
+no estimator or filter runs here.
 
 Example
 -------
@@ -32,6 +34,7 @@ import pandas as pd
 from assimilate.diagnostics.innovations import innovation_diagnostics
 from assimilate.diagnostics.trend import trend_test_of
 from assimilate.estimators.result import EffectEstimate
+from assimilate.report.confounding import ConfounderSensitivity, confounder_sensitivity
 from assimilate.report.memo_inputs import DesignSummary, MemoInputs, verdicts_from_frame
 from assimilate.report.units import Baseline
 from assimilate.result import AssimilationResult
@@ -79,6 +82,24 @@ def baseline(rows: pd.DataFrame | None, plan: AnalysisPlan, batch: str | None) -
     if control.empty:
         return None
     return Baseline(mean=float(control.mean()), batch=batch, n_control=len(control))
+
+
+def sensitivity(
+    rows: pd.DataFrame | None, plan: AnalysisPlan, batch: str | None, *, alpha: float
+) -> ConfounderSensitivity | None:
+    """An observational plan's sensitivity to an unmeasured confounder in ``rows`` (None for other designs)."""
+    if plan.design.kind != "observational" or batch is None or rows is None or rows.empty:
+        return None
+    return confounder_sensitivity(
+        rows,
+        treatment=plan.treatment,
+        outcome=plan.outcome,
+        covariates=plan.model_columns,
+        batch=batch,
+        categories=plan.categorical,
+        outcome_type=plan.outcome_type,
+        alpha=alpha,
+    )
 
 
 def failed_gates(verdicts: pd.DataFrame, result: AssimilationResult) -> dict[str, list[str]]:
@@ -129,7 +150,8 @@ def memo_inputs(
     verdicts : DataFrame
         Every stored verdict (partition_key, check_name, severity, status, value, threshold, reason).
     latest_rows : DataFrame, optional
-        The stored rows of :func:`latest_admitted` (the baseline's control units).
+        The stored rows of :func:`latest_admitted` (the baseline's control units and, for an
+        observational design, the sensitivity analysis: :func:`sensitivity`).
     always_valid : ConfidenceSequence, optional
         The stored always-valid interval per batch (computed from ``result`` if absent).
     planned_looks : int
@@ -169,4 +191,5 @@ def memo_inputs(
         outcome_unit=plan.outcome_unit,
         baseline=baseline(latest_rows, plan, latest_admitted(result)),
         process_var_source="estimated" if plan.process_var == "mle" else "set",
+        sensitivity=sensitivity(latest_rows, plan, latest_admitted(result), alpha=result.alpha),
     )

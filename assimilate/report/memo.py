@@ -1,7 +1,8 @@
 """The decision memo of a study, as Markdown or as one standalone HTML page.
 
 Sections, in order: status (read this first), question, estimand and design, evidence, key
-diagnostics, diagnostic checklist, assumptions, interpretation under the stated assumptions,
+diagnostics, diagnostic checklist, assumptions, sensitivity to an unmeasured confounder
+(:mod:`assimilate.report.confounding`), interpretation under the stated assumptions,
 limitations, recommendation, and an appendix mapping the checks' titles to their technical names.
 The memo never says more than the evidence does: its first section names every excluded batch
 with its reason (once) and acknowledgement, and states why the status is provisional when it is
@@ -13,7 +14,7 @@ includes 0, and says fix or verify first while provisional. Effects are written 
 scale, in percentage points for a binary outcome or the study's unit per unit
 of analysis (:mod:`assimilate.report.units`); whether an increase is good is the caller's
 ``desired_direction``. With :class:`~assimilate.report.figures.MemoFigures` the HTML embeds the fan
-chart and the causal graph and the Markdown links them.
+chart, the causal graph and the sensitivity contour plot and the Markdown links them.
 
 Example
 -------
@@ -53,6 +54,7 @@ from assimilate.report._memo_decision import (
 )
 from assimilate.report._words import check_name, check_question, drift_model, stable
 from assimilate.report.checklist import estimator_agreement
+from assimilate.report.confounding import sensitivity_image, sensitivity_section
 from assimilate.report.figures import MemoFigures, causal_dag_image, fan_chart_image
 from assimilate.report.memo_inputs import MemoInputs, format_statistic
 
@@ -262,6 +264,12 @@ def _appendix(inputs: MemoInputs) -> Section:
     )
 
 
+def _contour(figures: MemoFigures | None) -> tuple[bytes | None, str]:
+    if figures is None:
+        return None, "sensitivity_contour.png"
+    return figures.sensitivity_contour, figures.sensitivity_contour_file
+
+
 def _memo_document(inputs: MemoInputs, figures: MemoFigures | None) -> Document:
     num = numbers(inputs)
     dag = causal_dag_image(inputs, figures)
@@ -275,6 +283,10 @@ def _memo_document(inputs: MemoInputs, figures: MemoFigures | None) -> Document:
             sections.key_diagnostics(inputs),
             sections.checklist(inputs),
             sections.assumptions(inputs),
+            sensitivity_section(
+                inputs,
+                sensitivity_image(inputs, *_contour(figures)),
+            ),
             _interpretation(inputs, num),
             sections.limitations(inputs),
             _recommendation_section(inputs, num),

@@ -41,6 +41,7 @@ from assimilate.diagnostics.trend import TrendTest
 from assimilate.diagnostics.verdict import Status, Verdict
 from assimilate.estimators.result import EffectEstimate
 from assimilate.report._words import check_name
+from assimilate.report.confounding import ConfounderSensitivity
 from assimilate.report.decision import (
     DEFAULT_MAX_UNACKNOWLEDGED_SHARE,
     Decision,
@@ -173,6 +174,9 @@ class MemoInputs:
     process_var_source : {"set", "estimated"}, optional
         Whether the filter's process variance was set by the study or estimated from the batches
         (default: estimated when the result carries a ``process_var_fit``, else not said).
+    sensitivity : ConfounderSensitivity, optional
+        An observational study's sensitivity to an unmeasured confounder in its latest admitted batch
+        (:mod:`assimilate.report.confounding`).
     """
 
     study: str
@@ -196,6 +200,7 @@ class MemoInputs:
     outcome_unit: str | None = None
     baseline: Baseline | None = None
     process_var_source: ProcessVarSource | None = None
+    sensitivity: ConfounderSensitivity | None = None
 
     def __post_init__(self) -> None:
         labels = self.result.labels

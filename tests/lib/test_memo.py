@@ -35,6 +35,7 @@ SECTIONS = [
     "Key diagnostics",
     "Diagnostic checklist",
     "Assumptions",
+    "Sensitivity to an unmeasured confounder",
     "Interpretation under stated assumptions",
     "Limitations",
     "Recommendation",

@@ -129,3 +129,25 @@ def test_categorical_benchmark_takes_all_levels_and_unknown_is_an_error() -> Non
     assert report.benchmarks[0].covariate == "group" and report.benchmarks[0].r2_dz_x > 0
     with pytest.raises(ValueError, match="'age' is not among the covariates"):
         sensitivity_analysis(data, treatment="d", outcome="y", covariates=["x"], benchmark_covariates=["age"])
+
+
+def test_a_benchmark_stronger_than_the_estimate_carries_it_past_zero() -> None:
+    # A benchmark whose bias exceeds the estimate moves the adjusted estimate to the other side of zero
+    # (Cinelli & Hazlett 2020, eq. 4.8: the bound is |estimate| - bias, signed as the estimate).
+    rng = np.random.default_rng(7)
+    n = 400
+    x = rng.standard_normal(n)
+    d = (0.5 * x + rng.standard_normal(n) > 0).astype(float)
+    y = 0.05 * d + 3.0 * x + rng.standard_normal(n)
+    report = sensitivity_analysis(
+        pd.DataFrame({"d": d, "x": x, "y": y}),
+        treatment="d",
+        outcome="y",
+        covariates=["x"],
+        benchmark_covariates=["x"],
+    )
+    assert report.benchmarks, "x must give at least one feasible benchmark"
+    strongest = report.benchmarks[-1]
+    bias = abs(report.estimate) - strongest.adjusted_estimate * np.sign(report.estimate)
+    assert bias > abs(report.estimate)  # the case the sign matters
+    assert np.sign(strongest.adjusted_estimate) == -np.sign(report.estimate)

@@ -111,6 +111,13 @@ def test_a_batch_failing_an_error_check_never_moves_the_posterior_and_alerts_onc
         assert steps.at["2025-02-01", "posterior_mean"] != steps.at["2025-01-01", "posterior_mean"]
         assert [a["alert"]["kind"] for a in received] == ["onset", "recovery"]
     assert [a.kind for a in project.alerts()] == ["onset", "recovery"]
+    # An observational study's memo bounds an unmeasured confounder, in words and a contour plot.
+    reports = project.data / "reports" / "retention_outreach"
+    memo = (reports / "memo.md").read_text()
+    assert "## Sensitivity to an unmeasured confounder" in memo and "In batch 2025-03-01" in memo
+    assert "of the residual variance of both treatment and outcome" in memo and "E-values" in memo
+    assert "](sensitivity_contour.png)" in memo
+    assert (reports / "sensitivity_contour.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_out_of_order_arrival_and_a_withdrawn_batch_equal_a_full_refilter(project: Project) -> None:
