@@ -36,7 +36,15 @@ EXAMPLE_STUDIES = PROJECT_ROOT / "studies"
 EXAMPLE_STUDY_NAMES = ("ab_checkout", "retention_outreach", "n_of_1_sleep")
 BAD_OUTREACH_MONTH = 7  # the 7th batch is assigned by a health rule: no overlap, kept out
 HEALTH_RULE = 62.0  # that month every account with health below it gets outreach, and no other
-REPORT_FILES = ("fan_chart.png", "trajectory.csv", "summary.txt", "memo.md", "memo.html", "causal_dag.png")
+REPORT_FILES = (
+    "fan_chart.png",
+    "trajectory.csv",
+    "summary.txt",
+    "memo.md",
+    "memo.html",
+    "causal_dag.png",
+    "sensitivity_contour.png",
+)
 DEMO_MARKER = ".assimilate-demo"  # only a folder the demo made is ever cleaned
 # What a demo run writes inside its folder; starting fresh removes these and nothing else.
 DEMO_OUTPUTS = (
