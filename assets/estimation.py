@@ -31,6 +31,7 @@ from assimilate.estimators.batch import BatchFit, fit_batch
 from assimilate.estimators.iv_diagnostics import IV_METHOD
 from assimilate.report import figure_to_png, love_plot, overlap_plot
 from checks.first_stage import first_stage_sign_verdict
+from checks.refutations import refutation_verdicts, refuter_details, refuter_severities
 from checks.results import (
     Verdicts,
     check_results,
@@ -95,8 +96,8 @@ def build_estimation(
             withdrawn = is_withdrawn(reader, study, batch)
             valid = reader.read_table(study.name, "covariates", partition_key=batch)
             history = {table: reader.read_table(study.name, table) for table in HISTORY}
-        fit = fit_batch(valid, study, batch=batch, rng=batch_rng(study, batch))
-        found, check_metadata = history_verdicts(study, history, fit, batch)
+        fit = fit_batch(valid, study, batch=batch, rng=batch_rng(study, batch), custom=study.custom_functions)
+        found, check_metadata = batch_verdicts(study, history, valid, fit, batch)
         verdicts = _verdicts(study, {**fit.verdicts, **found}, batch)
         selected = [name for name in ASSETS if keys[name] in context.selected_asset_keys]
         _store(store, study, fit, verdicts, selected, withdrawn=withdrawn and "batch_effect" in selected)
@@ -148,14 +149,29 @@ def _check_specs(
         "weak_instrument": f"effective first-stage F >= {getattr(study.design, 'min_first_stage_f', 10.0):g}",
         "first_stage_sign": "opposite signs, each significant at 5%",
     }
+    detail |= refuter_details(study)
+    levels = refuter_severities(study)
     return [
-        check_spec(keys[catalogue.check_spec(p).asset], p, detail[p], partitions) for p in assessed(study)
+        check_spec(keys[catalogue.check_spec(p).asset], p, detail[p], partitions, level=levels.get(p))
+        for p in assessed(study)
     ]
 
 
 def assessed(study: StudyConfig) -> tuple[str, ...]:
-    """The checks this step declares: those the study's design assesses (an IV study has no overlap)."""
-    return tuple(p for p in CHECKS if study.design.not_assessed(p) is None)
+    """The checks this step declares: those the study's design assesses (an IV study has no overlap),
+    and the refuters the study configures."""
+    return (*(p for p in CHECKS if study.design.not_assessed(p) is None), *refuter_severities(study))
+
+
+def batch_verdicts(
+    study: StudyConfig, history: dict[str, pd.DataFrame], valid: pd.DataFrame, fit: BatchFit, batch: str
+) -> tuple[dict[str, Verdict], dict[str, dict[str, Any]]]:
+    """The checks beyond ``fit_batch``'s: against the earlier batches, and the study's refuters."""
+    found, metadata = history_verdicts(study, history, fit, batch)
+    # The refuters' own stream, apart from the fit's cross-fitting folds (same seed, a spawned child).
+    rng = batch_rng(study, batch).spawn(1)[0]
+    refuted, numbers = refutation_verdicts(study, valid, fit, batch, rng=rng)
+    return {**found, **refuted}, {**metadata, **numbers}
 
 
 def history_verdicts(
@@ -173,11 +189,16 @@ def history_verdicts(
 
 
 def _verdicts(study: StudyConfig, found: dict[str, Verdict], batch: str) -> dict[str, Verdicts]:
-    """Each asset's verdicts by property, every reason naming the batch, severities from the catalogue."""
+    """Each asset's verdicts by property, every reason naming the batch, severities from the catalogue
+    (or the study's, for its refuters)."""
     verdicts: dict[str, Verdicts] = {name: {} for name in ASSETS}
+    levels = refuter_severities(study)  # a study may make a refuter ERROR
     for prop in assessed(study):
         asset = catalogue.check_spec(prop).asset
-        verdicts[asset] = {**verdicts[asset], prop: (naming_batch(found[prop], batch), severity(prop))}
+        verdicts[asset] = {
+            **verdicts[asset],
+            prop: (naming_batch(found[prop], batch), severity(prop, levels)),
+        }
     return verdicts
 
 

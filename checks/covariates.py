@@ -36,6 +36,7 @@ import pandera.pandas as pa
 
 from assimilate.design.plan import ONE_SUBJECT
 from assimilate.diagnostics import Verdict, sample_ratio_mismatch
+from assimilate.diagnostics.batch_refutations import refuter_columns
 from checks.post_treatment import post_treatment_verdict
 from checks.results import ERROR, Verdicts, naming_batch, not_assessed
 from checks.typed_batch import TypedBatch, type_batch
@@ -89,7 +90,7 @@ def covariate_schema(study: StudyConfig) -> pa.DataFrameSchema:
         study.treatment: pa.Column("int64", nullable=False),
         study.outcome: pa.Column(float, outcome_checks, nullable=False),
     }
-    for name in (*study.covariates, *study.instruments):
+    for name in (*study.covariates, *study.instruments, *refuter_columns(study)):
         columns[name] = pa.Column(float, finite, nullable=False)
     if study.cluster is not None:
         columns[study.cluster] = pa.Column(str, nullable=False)

@@ -35,9 +35,15 @@ def naming_batch(verdict: Verdict, batch: str) -> Verdict:
     return dataclasses.replace(verdict, reason=f"{prefix}: {verdict.reason}" if verdict.reason else prefix)
 
 
-def severity(prop: str) -> dg.AssetCheckSeverity:
-    """The catalogue's severity of a check (``assimilate/diagnostics/catalogue.py``), as Dagster's."""
-    return ERROR if catalogue.check_spec(prop).severity == "ERROR" else WARN
+def severity(prop: str, overrides: Mapping[str, catalogue.Severity] | None = None) -> dg.AssetCheckSeverity:
+    """The check's severity, as Dagster's: the study's (``overrides``, e.g. a refuter made ERROR), else
+    the catalogue's (``assimilate/diagnostics/catalogue.py``)."""
+    return ERROR if severity_name(prop, overrides) == "ERROR" else WARN
+
+
+def severity_name(prop: str, overrides: Mapping[str, catalogue.Severity] | None = None) -> catalogue.Severity:
+    """``"ERROR"`` or ``"WARN"``: the study's override of the check, else the catalogue's severity."""
+    return (overrides or {}).get(prop, catalogue.check_spec(prop).severity)
 
 
 def check_name(asset: str, prop: str) -> str:
@@ -45,26 +51,33 @@ def check_name(asset: str, prop: str) -> str:
     return f"check_{asset}_{prop}"
 
 
-def check_description(prop: str, detail: str = "") -> str:
-    """The catalogue's question, the study's numbers (``detail``), and what a failure does."""
+def check_description(prop: str, detail: str = "", *, level: catalogue.Severity | None = None) -> str:
+    """The catalogue's question, the study's numbers (``detail``), and what a failure does at its
+    severity (``level``: the study's, when it overrides the catalogue's)."""
     entry = catalogue.check_spec(prop)
-    consequence = catalogue.ERROR_CONSEQUENCE if entry.severity == "ERROR" else catalogue.WARN_CONSEQUENCE
+    level = level or entry.severity
+    consequence = catalogue.ERROR_CONSEQUENCE if level == "ERROR" else catalogue.WARN_CONSEQUENCE
     study = f" This study: {detail}." if detail else ""
     return f"{entry.question}{study} {consequence}"
 
 
 def check_spec(
-    asset_key: dg.AssetKey, prop: str, detail: str = "", partitions: dg.PartitionsDefinition | None = None
+    asset_key: dg.AssetKey,
+    prop: str,
+    detail: str = "",
+    partitions: dg.PartitionsDefinition | None = None,
+    *,
+    level: catalogue.Severity | None = None,
 ) -> dg.AssetCheckSpec:
     """Spec of a check computed inside its asset's step (so the verdict exists before the posterior).
 
     The description is the catalogue's (``assimilate/diagnostics/catalogue.py``) with the study's
-    thresholds in ``detail``.
+    thresholds in ``detail`` and its severity in ``level`` when the study overrides the catalogue's.
     """
     return dg.AssetCheckSpec(
         check_name(asset_key.path[-1], prop),
         asset=asset_key,
-        description=check_description(prop, detail),
+        description=check_description(prop, detail, level=level),
         partitions_def=partitions,
     )
 

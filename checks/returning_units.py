@@ -116,4 +116,11 @@ def batch_returning_units(
     )
     if plan.single_subject:  # no per-unit values: one subject's days, none of which returns
         verdict = dataclasses.replace(verdict, reason=ONE_SUBJECT)
+    elif this_batch.empty and plan.primary_estimator in plan.custom_estimators:
+        reason = (
+            f"batch {batch}: not assessed: the custom estimator {plan.primary_estimator!r} gave no per-unit "
+            "influence values (it returns an EffectEstimate alone, or gave no estimate: see the estimation "
+            "check); return InfluenceContributions to assess returning units"
+        )
+        verdict = dataclasses.replace(verdict, reason=reason)
     return verdict, metadata

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from assimilate.diagnostics.batch_refutations import refuter_columns
 from resources.raw_records import EXTRA_FIELDS
 from resources.study import StudyConfig
 
@@ -72,9 +73,18 @@ class TypedBatch:
 
 
 def required_columns(study: StudyConfig) -> list[str]:
-    """Unit id, treatment, outcome, every covariate the study adjusts for, its instruments and cluster column."""
+    """Unit id, treatment, outcome, every covariate the study adjusts for, its instruments and cluster
+    column, and the columns its refuters read (a negative-control outcome)."""
     cluster = [study.cluster] if study.cluster is not None else []
-    return [study.unit_id, study.treatment, study.outcome, *study.model_columns, *study.instruments, *cluster]
+    return [
+        study.unit_id,
+        study.treatment,
+        study.outcome,
+        *study.model_columns,
+        *study.instruments,
+        *cluster,
+        *refuter_columns(study),
+    ]
 
 
 def type_batch(
@@ -96,6 +106,7 @@ def type_batch(
         study.outcome: study.outcome_type == "binary",
         **dict.fromkeys(study.covariates, False),
         **dict.fromkeys(study.instruments, True),  # an offer or a lottery may be written true/false
+        **dict.fromkeys(refuter_columns(study), True),  # a negative-control outcome may be binary
     }
     chosen = set(raw.columns if columns is None else columns)
     for column in raw.columns:
@@ -169,6 +180,8 @@ def _study_key(study: StudyConfig, column: str) -> str:
             return key
     if column in study.instruments:
         return "design.instrument"
+    if column in refuter_columns(study):
+        return "causal_graph.roles (negative_control of refuters.negative_control_outcome)"
     return "covariates" if column in study.covariates else "categorical"
 
 

@@ -30,6 +30,7 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Mapping
 from datetime import date, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
@@ -39,6 +40,7 @@ from pydantic import (
     AfterValidator,
     BeforeValidator,
     Field,
+    PrivateAttr,
     TypeAdapter,
     ValidationError,
     model_validator,
@@ -46,7 +48,9 @@ from pydantic import (
 
 from assimilate.design.plan import AnalysisPlan
 from assimilate.design.sections import _matching, _Section
+from assimilate.estimators.custom import CustomEstimator
 from resources.cadence import cadence_from_config, periods_per_year
+from resources.custom_estimators import resolve_custom_estimators
 from resources.study_file import RepeatedKeyError, safe_load, validation_lines
 
 STUDY_NAME_PATTERN = r"[a-z][a-z0-9_]{0,39}"
@@ -146,6 +150,12 @@ class StudyConfig(AnalysisPlan):
     # An analyst's word on an excluded batch: batch start date -> why it may be set aside. The memo
     # then stops counting it against the status (it stays excluded and named); the audit keeps it.
     acknowledged_exclusions: dict[date, Annotated[str, AfterValidator(_reason)]] = Field(default_factory=dict)
+    _estimator_functions: dict[str, CustomEstimator] = PrivateAttr(default_factory=dict)
+
+    @property
+    def custom_functions(self) -> Mapping[str, CustomEstimator]:
+        """Name -> function of ``custom_estimators``, imported when the study loaded (fit_batch's ``custom``)."""
+        return dict(self._estimator_functions)
 
     @property
     def looks_planned(self) -> int:
@@ -176,6 +186,15 @@ class StudyConfig(AnalysisPlan):
             raise ValueError(
                 f"end_date: must be on or after start_date {self.start_date} (got {self.end_date})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _import_custom_estimators(self) -> StudyConfig:
+        """The team's functions, imported now: a target that fails is a load error naming it."""
+        functions, problems = resolve_custom_estimators(self.custom_estimators)
+        if problems:
+            raise ValueError("\n".join(problems))
+        self._estimator_functions = functions
         return self
 
     def _column_problems(self) -> list[str]:
@@ -228,8 +247,11 @@ class StudyConfig(AnalysisPlan):
         alerts and the calendar are left out: they change no batch.
         """
         data = self.model_dump(mode="json", exclude=_NOT_BATCH_RULES)
-        if data.get("n_of_1") is None:  # a study without the section keeps the hash it had before it
-            data.pop("n_of_1", None)
+        for section in ("n_of_1", "refuters"):  # a study without the section keeps the hash it had before it
+            if data.get(section) is None:
+                data.pop(section, None)
+        if not data.get("custom_estimators"):  # a study without the key keeps the hash it had before it
+            data.pop("custom_estimators", None)
         for key, default in (("cluster", None), ("standard_errors", None), ("duplicate_units", "reject")):
             if data.get(key) == default:  # a study without the key keeps the hash it had before it
                 data.pop(key, None)
@@ -242,7 +264,14 @@ class StudyConfig(AnalysisPlan):
     @property
     def config_hash(self) -> str:
         """sha256 of the canonical JSON of the whole config (sorted keys), for the audit trail."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        data = self.model_dump(mode="json")
+        for key in (
+            "custom_estimators",
+            "refuters",
+        ):  # a study without the key keeps its hash (and code version)
+            if not data.get(key):
+                data.pop(key, None)
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from assimilate.design.dag import CausalDAG, DesignError
-from assimilate.design.designs import IV_ESTIMATOR
+from assimilate.design.designs import IV_ESTIMATOR, UNIT_ESTIMATORS
 from assimilate.estimators import supported_estimands
 from assimilate.estimators.variance import OLS_METHODS
 
@@ -107,8 +107,10 @@ def design_estimator_problems(plan: AnalysisPlan) -> list[str]:
         f"estimators: {name!r} cannot run under design.kind {design.kind!r} "
         f"(it runs {', '.join(design.estimators)})"
         for name in plan.estimators
-        if name not in design.estimators and name != "n_of_1"  # n_of_1 has its own rules
+        # n_of_1 has its own rules; a custom estimator, custom_estimator_problems
+        if name not in (*design.estimators, "n_of_1", *plan.custom_estimators)
     ]
+    problems += custom_estimator_problems(plan)
     if problems:
         return problems
     if design.estimand is not None:  # the design fixes whose effect it identifies
@@ -125,11 +127,31 @@ def design_estimator_problems(plan: AnalysisPlan) -> list[str]:
             "design: {kind: iv, instrument: [...]}"
         ]
     for name in plan.estimators:
+        if name in plan.custom_estimators:  # it receives the plan's estimand and must return it
+            continue
         if plan.estimand not in supported_estimands(name):
             problems.append(
                 f"estimand_card.estimand: {plan.estimand} cannot be estimated by {name!r} "
                 f"(in estimators; it estimates {', '.join(supported_estimands(name))})"
             )
+    return problems
+
+
+def custom_estimator_problems(plan: AnalysisPlan) -> list[str]:
+    """A custom estimator under an instrument's design, or refitted by the refuters."""
+    custom = [name for name in plan.estimators if name in plan.custom_estimators]
+    problems = []
+    if custom and plan.design.kind == "iv":
+        problems += [
+            f"estimators: {name!r} (custom_estimators) cannot run under design.kind 'iv': a custom estimator "
+            f"receives no instrument; the design runs {IV_ESTIMATOR}"
+            for name in custom
+        ]
+    if plan.primary_estimator in plan.custom_estimators and getattr(plan, "refuters", None) is not None:
+        problems.append(
+            f"refuters: they refit a built-in estimator; the primary estimator {plan.primary_estimator!r} "
+            "is a custom one (custom_estimators)"
+        )
     return problems
 
 
@@ -182,7 +204,98 @@ def design_problems(plan: AnalysisPlan) -> list[str]:
     except DesignError as error:
         return [*problems, *(f"causal_graph.{c.section}: {c.message}" for c in error.conflicts)]
     problems += instrument_problems(plan, dag)
+    problems += refuter_problems(plan, dag)
     return problems if dag is None else [*problems, *graph_problems(plan, dag)]
+
+
+def refuter_problems(plan: AnalysisPlan, dag: CausalDAG | None) -> list[str]:
+    """Refuters the design cannot run, and a negative control the causal graph does not declare."""
+    if plan.refuters is None:
+        return []
+    configured = plan.refuters.configured
+    if plan.single_subject or plan.design.kind == "iv":
+        why = (
+            "an N-of-1 study has one subject's autocorrelated days, not units to permute or subsample"
+            if plan.single_subject
+            else "an iv design's 2SLS estimate is not one the refuters refit (they refit a unit-level "
+            "estimator of the treatment given the covariates)"
+        )
+        return [f"refuters.{name}: does not apply to this study: {why}" for name in configured]
+    if plan.primary_estimator not in UNIT_ESTIMATORS:  # a team's own estimator: no refit by name
+        return [
+            f"refuters.{name}: the primary estimator {plan.primary_estimator!r} is not one the refuters can "
+            f"refit ({', '.join(UNIT_ESTIMATORS)})"
+            for name in configured
+        ]
+    problems = []
+    if plan.clustered:
+        problems.append(
+            "refuters: the refuters' standard errors are not clustered, so their levels would not hold in a "
+            "clustered study (cluster or duplicate_units: cluster); remove the refuters or the clustering"
+        )
+    if "random_common_cause" in configured and plan.primary_estimator == "difference_in_means":
+        problems.append(
+            "refuters.random_common_cause: the primary estimator difference_in_means adjusts for no "
+            "covariate, so a random common cause cannot move it"
+        )
+    if "negative_control_outcome" in configured:
+        problems += negative_control_problems(plan, dag)
+    return problems
+
+
+def negative_control_column(plan: AnalysisPlan) -> str | None:
+    """The negative-control outcome the plan's refuter reads: its ``column``, or the graph's only one."""
+    settings = None if plan.refuters is None else plan.refuters.negative_control_outcome
+    if settings is None:
+        return None
+    if settings.column is not None:
+        return settings.column
+    declared = _negative_controls(plan)
+    return declared[0] if len(declared) == 1 else None
+
+
+def negative_control_problems(plan: AnalysisPlan, dag: CausalDAG | None) -> list[str]:
+    """The negative control: declared in the causal graph, one column, in no other role, not caused by the treatment."""
+    key = "refuters.negative_control_outcome"
+    declared = _negative_controls(plan)
+    settings = None if plan.refuters is None else plan.refuters.negative_control_outcome
+    chosen = None if settings is None else settings.column
+    if not declared:
+        return [
+            f"{key}: needs a causal_graph role negative_control naming a column the treatment cannot affect "
+            "(causal_graph: {roles: {<column>: negative_control}})"
+        ]
+    if chosen is not None and chosen not in declared:
+        return [
+            f"{key}.column: {chosen!r} has no role negative_control in causal_graph (declared: {list(declared)})"
+        ]
+    if chosen is None and len(declared) > 1:
+        return [
+            f"{key}: causal_graph declares {len(declared)} negative controls {list(declared)}; name one in column"
+        ]
+    column = negative_control_column(plan)
+    taken = {
+        plan.unit_id: "the unit_id",
+        plan.treatment: "the treatment",
+        plan.outcome: "the outcome",
+        **dict.fromkeys(plan.model_columns, "a covariate"),
+        **dict.fromkeys(plan.post_treatment, "post_treatment"),
+        **dict.fromkeys(plan.instruments, "an instrument"),
+        **({plan.cluster: "the cluster"} if plan.cluster else {}),
+    }
+    if column in taken:
+        return [f"{key}: column {column!r} is {taken[column]}, not an outcome the treatment cannot affect"]
+    if dag is not None and column in dag.graph and column in dag.descendants_of_treatment:
+        return [
+            f"{key}: column {column!r} is a descendant of the treatment {plan.treatment!r} in causal_graph"
+        ]
+    return []
+
+
+def _negative_controls(plan: AnalysisPlan) -> tuple[str, ...]:
+    from assimilate.diagnostics.refuters import negative_controls  # the rule's owner; heavy, so late
+
+    return () if plan.causal_graph is None else negative_controls(plan.causal_graph.roles)
 
 
 def graph_problems(plan: AnalysisPlan, dag: CausalDAG) -> list[str]:
@@ -290,6 +403,11 @@ def standard_error_problems(plan: AnalysisPlan) -> list[str]:
                     f"standard_errors: {plan.standard_errors} is not offered by {name!r}: use HC0, HC1 "
                     "or, with clusters, CR1"
                 )
+        elif plan.standard_errors in hat_matrix and name in plan.custom_estimators:
+            problems.append(
+                f"standard_errors: {plan.standard_errors} needs an OLS fit; {name!r} (custom_estimators) offers "
+                "its own SE and, with clusters, CR1 from its influence values"
+            )
         elif plan.standard_errors in hat_matrix and name not in OLS_METHODS:
             problems.append(
                 f"standard_errors: {plan.standard_errors} needs an OLS fit; {name!r} (in estimators) offers "

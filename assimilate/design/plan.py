@@ -22,15 +22,17 @@ Example
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import pandas as pd
 from pydantic import (
     AfterValidator,
     Field,
     PlainValidator,
+    ValidationInfo,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from assimilate.design._plan_rules import column_problems, design_problems, n_of_1_problems, option_problems
 from assimilate.design.card import CausalGraphSpec, EstimandCard
@@ -46,7 +48,9 @@ from assimilate.design.sections import (
     ParticleBackend,
     PriorSettings,
     PropensitySettings,
+    RefuterSettings,
     Thresholds,
+    _matching,
     _process_var,
     _Section,
     _unit,
@@ -61,6 +65,39 @@ EstimatorName = Literal[
     "aipw",
     "n_of_1",
     "two_stage_least_squares",
+]
+BUILT_IN_ESTIMATORS: tuple[str, ...] = get_args(EstimatorName)
+
+
+def _estimator_name(value: str, info: ValidationInfo) -> str:
+    """A built-in estimator or a name of ``custom_estimators`` (validated before, so in ``info.data``)."""
+    if "custom_estimators" not in info.data:  # the section failed: its own error says why
+        return value
+    known = [*BUILT_IN_ESTIMATORS, *info.data["custom_estimators"]]
+    if value in known:
+        return value
+    quoted = [repr(name) for name in known]
+    expected = f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+    # The literal error the built-in names gave before custom estimators, so with its did-you-mean.
+    raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+
+
+AnyEstimatorName = Annotated[str, AfterValidator(_estimator_name)]
+
+
+def _not_built_in(name: str) -> str:
+    if name in BUILT_IN_ESTIMATORS:
+        raise ValueError(f"{name!r} is a built-in estimator's name; give the custom estimator another")
+    return name
+
+
+CUSTOM_NAME_PATTERN = r"[a-z][a-z0-9_]{0,39}"
+CUSTOM_TARGET_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*"
+CustomEstimatorName = Annotated[
+    str, _matching(CUSTOM_NAME_PATTERN, "an estimator name"), AfterValidator(_not_built_in)
+]
+CustomEstimatorTarget = Annotated[
+    str, _matching(CUSTOM_TARGET_PATTERN, 'a function as "package.module:function"')
 ]
 
 
@@ -96,8 +133,12 @@ class AnalysisPlan(_Section):
     duplicate_units: Literal["reject", "cluster"] = "reject"
     estimand_card: EstimandCard | None = None
     causal_graph: CausalGraphSpec | None = None
-    primary_estimator: EstimatorName
-    estimators: tuple[EstimatorName, ...]
+    # A team's own estimators: name -> "package.module:function", imported by the shell at load time;
+    # estimators and primary_estimator may name them (the contract: assimilate/estimators/custom.py).
+    # Declared before them: their validator reads it.
+    custom_estimators: dict[CustomEstimatorName, CustomEstimatorTarget] = Field(default_factory=dict)
+    primary_estimator: AnyEstimatorName
+    estimators: tuple[AnyEstimatorName, ...]
     # One subject's daily series (primary_estimator: n_of_1): the day column, the washout, the blocks.
     n_of_1: NOf1Settings | None = None
     propensity: PropensitySettings = PropensitySettings()
@@ -112,6 +153,9 @@ class AnalysisPlan(_Section):
     # How many times the study will be looked at: tunes the always-valid interval (None: a year of
     # batches at the cadence). It stays valid at any number of looks; it is narrowest near this one.
     planned_looks: Annotated[Integer, Field(ge=1)] | None = None
+    # Refuters of each batch's primary estimate, as checks on batch_effect (WARN unless a refuter says
+    # severity: ERROR); opt-in, since each refits the estimator (docs/GATES.md).
+    refuters: RefuterSettings | None = None
 
     @model_validator(mode="before")
     @classmethod

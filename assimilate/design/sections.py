@@ -1,7 +1,8 @@
 """The small sections of a study's analysis plan and the field types they share.
 
 Each section is a frozen pydantic model that forbids unknown keys: the propensity policy, the prior,
-the filter backend, the check thresholds, an N-of-1 trial's settings. ``ColumnName`` and the
+the filter backend, the check thresholds, an N-of-1 trial's settings, the refuters run on each
+batch. ``ColumnName`` and the
 number types refuse what YAML would otherwise coerce silently (``true`` as 1, a column name that
 is no SQL identifier).
 
@@ -155,3 +156,66 @@ class NOf1Settings(_Section):
     washout_days: Annotated[Integer, Field(ge=0)]  # carry-over: days dropped after every switch
     block_days: Annotated[Integer, Field(ge=1)]  # length of a treatment block, as designed
     trend: bool = False  # also fit a linear drift of the subject's baseline
+
+
+def _configured(value: Any) -> Any:
+    """A refuter's key written with no settings (``placebo_treatment:``) runs it with the defaults."""
+    return {} if value is None else value
+
+
+class _RefuterSettings(_Section):
+    """What every refuter takes: the severity of its check and its level (its stated false-alarm rate)."""
+
+    # WARN reports and alerts; ERROR keeps a batch whose refuter fails out of the posterior.
+    severity: Literal["WARN", "ERROR"] = "WARN"
+    alpha: Probability = 0.05
+
+
+class PlaceboSettings(_RefuterSettings):
+    """The placebo treatment: ``n_placebos`` permutations within the design's strata."""
+
+    n_placebos: Annotated[Integer, Field(ge=2)] = 10
+    units_per_stratum: Annotated[Integer, Field(ge=2)] = 50  # observational: propensity strata
+
+
+class NegativeControlSettings(_RefuterSettings):
+    """The negative-control outcome: ``column`` (default: the causal graph's only ``negative_control``)."""
+
+    column: ColumnName | None = None
+
+
+class RandomCommonCauseSettings(_RefuterSettings):
+    """The random common cause: ``n_draws`` independent standard-normal covariates, each added alone."""
+
+    n_draws: Annotated[Integer, Field(ge=1)] = 5
+
+
+class DataSubsetsSettings(_RefuterSettings):
+    """Data subsets: ``n_subsets`` random subsets of a ``fraction`` of the rows."""
+
+    n_subsets: Annotated[Integer, Field(ge=1)] = 10
+    fraction: Probability = 0.8
+
+
+class RefuterSettings(_Section):
+    """The refuters run on every batch's primary estimate (opt-in: each costs refits; docs/GATES.md)."""
+
+    placebo_treatment: Annotated[PlaceboSettings | None, BeforeValidator(_configured)] = None
+    negative_control_outcome: Annotated[NegativeControlSettings | None, BeforeValidator(_configured)] = None
+    random_common_cause: Annotated[RandomCommonCauseSettings | None, BeforeValidator(_configured)] = None
+    data_subsets: Annotated[DataSubsetsSettings | None, BeforeValidator(_configured)] = None
+
+    @model_validator(mode="after")
+    def _some(self) -> RefuterSettings:
+        if not self.configured:
+            raise ValueError(
+                "needs at least one refuter: placebo_treatment, negative_control_outcome, "
+                "random_common_cause or data_subsets"
+            )
+        return self
+
+    @property
+    def configured(self) -> dict[str, _RefuterSettings]:
+        """The configured refuters by name, in the order above."""
+        names = ("placebo_treatment", "negative_control_outcome", "random_common_cause", "data_subsets")
+        return {name: s for name in names if (s := getattr(self, name)) is not None}

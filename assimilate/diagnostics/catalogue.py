@@ -130,6 +130,38 @@ _SPECS = (
         "Units seen in earlier batches are few, or their correlation is accounted for in the fusion.",
         "WARN",
     ),
+    # The refuters (opt-in: the study's refuters key; WARN unless the study makes one ERROR). Each
+    # question is the refuter's null hypothesis; a failure rejects it (docs/GATES.md, Refuters).
+    CheckSpec(
+        "placebo_treatment",
+        "batch_effect",
+        "Placebo treatment",
+        "With the treatment permuted within the design's strata, the primary estimate is zero.",
+        "WARN",
+    ),
+    CheckSpec(
+        "negative_control_outcome",
+        "batch_effect",
+        "Negative-control outcome",
+        "The treatment has no effect on the declared negative-control outcome (causal graph role "
+        "negative_control) given the covariates.",
+        "WARN",
+    ),
+    CheckSpec(
+        "random_common_cause",
+        "batch_effect",
+        "Random common cause",
+        "Adding an independent random covariate moves the primary estimate by no more than a "
+        "well-conditioned estimator's noise.",
+        "WARN",
+    ),
+    CheckSpec(
+        "data_subsets",
+        "batch_effect",
+        "Data subsets",
+        "On random subsets of the rows the primary estimate differs from the batch's only by subsampling noise.",
+        "WARN",
+    ),
     CheckSpec(
         "innovation",
         "effect_posterior",

@@ -8,6 +8,7 @@ clusters), so no estimator is run twice. Used by :func:`assimilate.estimators.ba
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -17,6 +18,7 @@ from numpy.typing import NDArray
 from assimilate._validation import check_choice
 from assimilate.diagnostics.verdict import Verdict
 from assimilate.estimators._inputs import BatchArrays, batch_arrays
+from assimilate.estimators.custom import CustomEstimator, clustered_custom_estimate, run_custom_estimator
 from assimilate.estimators.design_matrix import DesignMatrix
 from assimilate.estimators.duplicates import duplicate_unit_clusters
 from assimilate.estimators.influence import (
@@ -79,8 +81,12 @@ def estimate_batch(
     problem: str | None,
     design: DesignMatrix | None,
     fits: Nuisance,
+    custom: Mapping[str, CustomEstimator] | None = None,
 ) -> BatchEffects:
-    """All configured estimators, the verdict on the primary one, and its per-row influence values."""
+    """All configured estimators, the verdict on the primary one, and its per-row influence values.
+
+    ``custom`` holds the functions of the plan's ``custom_estimators`` (resolved by the shell).
+    """
     rows: list[dict[str, Any]] = []
     estimates: dict[str, EffectEstimate] = {}
     errors: dict[str, str] = {}
@@ -91,9 +97,16 @@ def estimate_batch(
         try:
             if problem is not None:
                 raise ValueError(problem)
-            est, influence = _estimate(method, arrays, rng, design, fits)
+            if method in plan.custom_estimators:
+                est, influence = _custom_estimate(method, plan, valid, rng, custom or {})
+            else:
+                est, influence = _estimate(method, arrays, rng, design, fits)
             primary_fit = influence if row["is_primary"] else primary_fit
-            if method != IV_METHOD:  # 2SLS clusters its own SE, first stage and AR set alike
+            clusters = _clusters(plan, valid) if method in plan.custom_estimators else None
+            if clusters is not None:  # the study's CR1, summed from the custom estimator's influence values
+                est = clustered_custom_estimate(method, est, influence, clusters)
+            elif method != IV_METHOD and method not in plan.custom_estimators:
+                # 2SLS clusters its own SE, first stage and AR set alike; a custom one above
                 est = _study_standard_error(plan, valid, est, influence)
             lower, upper = t_conf_int(est, alpha=0.05)
             estimates[method] = est
@@ -222,6 +235,32 @@ def _estimate(
         design, checked.treatment, checked.outcome, method=chosen, estimand=estimand, **options
     )
     return fit.estimate, fit
+
+
+def _custom_estimate(
+    method: str,
+    plan: AnalysisPlan,
+    valid: pd.DataFrame,
+    rng: np.random.Generator,
+    custom: Mapping[str, CustomEstimator],
+) -> tuple[EffectEstimate, InfluenceContributions | None]:
+    """A custom estimator of the plan, run under the contract (assimilate/estimators/custom.py)."""
+    function = custom.get(method)
+    if function is None:
+        raise ValueError(
+            f"custom estimator {method!r} ({plan.custom_estimators[method]}) was not resolved: "
+            "the shell passes its function to fit_batch (custom=)"
+        )
+    return run_custom_estimator(
+        function,
+        method,
+        valid,
+        treatment=plan.treatment,
+        outcome=plan.outcome,
+        covariates=tuple(plan.model_columns),
+        estimand=plan.estimand,
+        rng=rng,
+    )
 
 
 def _nuisance(method: str, plan: AnalysisPlan, rng: np.random.Generator, fits: Nuisance) -> dict[str, Any]:

@@ -46,6 +46,7 @@ from assimilate.estimators._batch_tables import (
     propensity_coefficients,
     score_table,
 )
+from assimilate.estimators.custom import CustomEstimator
 from assimilate.estimators.design_matrix import DesignMatrix, encode_covariates
 from assimilate.estimators.influence import InfluenceContributions
 from assimilate.estimators.iv_diagnostics import IV_METHOD, WEAK_INSTRUMENT_THRESHOLD, weak_instrument_verdict
@@ -144,7 +145,14 @@ class BatchFit:
         return {"model": self.outcome.kind, "fallbacks": len(fallbacks), "fallback_reasons": fallbacks}
 
 
-def fit_batch(valid: pd.DataFrame, plan: AnalysisPlan, *, batch: str, rng: np.random.Generator) -> BatchFit:
+def fit_batch(
+    valid: pd.DataFrame,
+    plan: AnalysisPlan,
+    *,
+    batch: str,
+    rng: np.random.Generator,
+    custom: Mapping[str, CustomEstimator] | None = None,
+) -> BatchFit:
     """Fit one batch as ``plan`` says: nuisance models once, every estimator, the three verdicts.
 
     Parameters
@@ -157,7 +165,11 @@ def fit_batch(valid: pd.DataFrame, plan: AnalysisPlan, *, batch: str, rng: np.ra
     batch : str
         The batch's name, for the reasons.
     rng : numpy.random.Generator
-        Cross-fitting's fold assignment (AIPW with ``cross_fitting_folds``).
+        Cross-fitting's fold assignment (AIPW with ``cross_fitting_folds``); a custom estimator's ``rng``.
+    custom : mapping, optional
+        Name -> function of the plan's ``custom_estimators``, resolved by the caller (the library
+        imports no user code); a name left out is that estimator's failure on every batch. The
+        contract: :mod:`assimilate.estimators.custom`.
 
     Returns
     -------
@@ -185,7 +197,9 @@ def fit_batch(valid: pd.DataFrame, plan: AnalysisPlan, *, batch: str, rng: np.ra
         fits = _nuisance_fits(plan, valid, design, treatment, fit_propensity_model=no_propensity is None)
         propensity, outcome = fits.propensity, fits.outcome
         overlap = None if propensity is None else calibrated_overlap(plan, propensity, treatment, design)
-    effects = estimate_batch(valid, plan, batch=batch, rng=rng, problem=problem, design=design, fits=fits)
+    effects = estimate_batch(
+        valid, plan, batch=batch, rng=rng, problem=problem, design=design, fits=fits, custom=custom
+    )
     balance = None if propensity is None else _balance(plan, valid, propensity)
     verdicts = {
         "overlap": _overlap_verdict(plan, batch, no_propensity or problem, fits.propensity_error, overlap),

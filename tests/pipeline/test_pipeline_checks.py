@@ -317,7 +317,10 @@ def test_materialization_metadata_equals_the_warehouse(tmp_path: Path) -> None:
     last = project.steps("ab_checkout").iloc[-1]
     assert float(posterior["posterior_mean"]) == last["posterior_mean"]
     assert float(posterior["posterior_sd"]) == last["posterior_sd"]
-    assert (float(posterior["ci_lower"]), float(posterior["ci_upper"])) == (last["ci_lower"], last["ci_upper"])
+    assert (float(posterior["ci_lower"]), float(posterior["ci_upper"])) == (
+        last["ci_lower"],
+        last["ci_upper"],
+    )
     assert float(posterior["alpha"]) == pytest.approx(0.05)
     assert posterior["batches"] == 2
     assert posterior["code_version"] == code_version(study)

@@ -220,6 +220,18 @@ def misplaced_tests(root: Path) -> dict[str, str]:
     return found
 
 
+def repeated_test_names(root: Path) -> dict[str, list[str]]:
+    """Test module file name -> its paths, where two layer folders hold the same name.
+
+    The test folders are not packages, so pytest imports a test module by its file name: a second
+    module of the same name fails to collect.
+    """
+    seen: dict[str, list[str]] = {}
+    for path in sorted((root / "tests").rglob("test_*.py")):
+        seen.setdefault(path.name, []).append(path.relative_to(root).as_posix())
+    return {name: paths for name, paths in seen.items() if len(paths) > 1}
+
+
 # --- this repository -----------------------------------------------------------------------------
 
 
@@ -247,6 +259,21 @@ def test_size_exceptions_are_real_and_give_a_reason() -> None:
 
 def test_tests_sit_in_the_folder_of_their_layer() -> None:
     assert misplaced_tests(ROOT) == {}
+
+
+def test_test_modules_have_unique_names() -> None:
+    assert repeated_test_names(ROOT) == {}
+
+
+def test_the_name_rule_catches_a_repeated_test_name(tmp_path: Path) -> None:
+    for folder in ("lib", "pipeline", "shell"):
+        (tmp_path / "tests" / folder).mkdir(parents=True)
+    (tmp_path / "tests" / "lib" / "test_same.py").write_text("")
+    (tmp_path / "tests" / "pipeline" / "test_same.py").write_text("")
+    (tmp_path / "tests" / "shell" / "test_other.py").write_text("")
+    assert repeated_test_names(tmp_path) == {
+        "test_same.py": ["tests/lib/test_same.py", "tests/pipeline/test_same.py"]
+    }
 
 
 def test_the_rules_see_the_whole_project() -> None:
