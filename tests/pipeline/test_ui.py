@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -181,8 +182,12 @@ def test_webserver_shows_the_study_graph_and_check_results(tmp_path: Path) -> No
         ess_page = checks.format("effect_posterior", "check_effect_posterior_particle_ess")
         ess_dom = _text(_chromium(ess_page, tmp_path / "profile10", "--dump-dom"))
     finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # a slow shutdown on a loaded machine is not what this test checks
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)
     # The upstream lineage at depth 1 shows the estimate and the two models it is built from.
     for asset in ("propensity_model", "outcome_model", "batch_effect"):
         assert asset in dom
