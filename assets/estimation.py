@@ -120,7 +120,7 @@ def _asset_specs(
     what = {
         "propensity_model": "logistic propensity model (coefficients) and per-row propensity scores.",
         "outcome_model": "arm-wise outcome regressions (coefficients) and mu0/mu1 per row.",
-        "batch_effect": f"naive, regression, IPW and AIPW estimates; {study.primary_estimator} feeds the filter.",
+        "batch_effect": f"{', '.join(study.estimators)} estimates; {study.primary_estimator} feeds the filter.",
     }
     deps = {"batch_effect": [keys["propensity_model"], keys["outcome_model"]]}
     return [
