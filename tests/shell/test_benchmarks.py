@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from orchestration.instance import PROJECT_ROOT
 
 
+@pytest.mark.slow  # runs every benchmark's smoke version, the pipeline's among them (about two minutes)
 def test_benchmark_smoke_run_prints_a_table_and_writes_json(tmp_path: Path) -> None:
     output = tmp_path / "bench.json"
     done = subprocess.run(
