@@ -6,7 +6,7 @@
 
 The folders are the pipeline's (``ASSIMILATE_STUDIES_DIR``, ``ASSIMILATE_DATA_DIR``, else ``studies/``
 and ``data/``); ``run`` uses the Dagster instance under ``DAGSTER_HOME`` (default: the data folder's
-``dagster_home``), so its runs show in ``dagster dev`` like the daemon's. ``python -m
+``dagster_home``), so its runs show in the UI (scripts/ui.sh) like the daemon's. ``python -m
 orchestration.cli`` is the same command.
 """
 
