@@ -66,7 +66,6 @@ STORED = {  # fit_batch's table -> (asset, warehouse table)
     "balance": ("batch_effect", "balance"),
     "influence": ("batch_effect", INFLUENCE_TABLE),
 }
-HISTORY = (INFLUENCE_TABLE, "batch_effects")  # what the checks against earlier batches read
 Events = Iterator[dg.MaterializeResult | dg.AssetCheckResult]
 
 
@@ -77,6 +76,7 @@ def build_estimation(
     keys = {name: key(study, name) for name in ASSETS}
     options = batch_asset_options(study, partitions)
     step = {name: options.pop(name) for name in ("pool", "retry_policy", "backfill_policy")}
+    tables_read = _history_tables(study)
 
     @dg.multi_asset(
         name=f"{study.name}__estimation",
@@ -95,7 +95,7 @@ def build_estimation(
         with store.reading() as reader:
             withdrawn = is_withdrawn(reader, study, batch)
             valid = reader.read_table(study.name, "covariates", partition_key=batch)
-            history = {table: reader.read_table(study.name, table) for table in HISTORY}
+            history = {table: reader.read_table(study.name, table) for table in tables_read}
         fit = fit_batch(valid, study, batch=batch, rng=batch_rng(study, batch), custom=study.custom_functions)
         found, check_metadata = batch_verdicts(study, history, valid, fit, batch)
         verdicts = _verdicts(study, {**fit.verdicts, **found}, batch)
@@ -157,6 +157,11 @@ def _check_specs(
     ]
 
 
+def _history_tables(study: StudyConfig) -> tuple[str, ...]:
+    """The stored tables the checks against earlier batches read: the effects only for the first-stage sign."""
+    return (INFLUENCE_TABLE, *(("batch_effects",) if "first_stage_sign" in assessed(study) else ()))
+
+
 def assessed(study: StudyConfig) -> tuple[str, ...]:
     """The checks this step declares: those the study's design assesses (an IV study has no overlap),
     and the refuters the study configures."""
@@ -182,7 +187,7 @@ def history_verdicts(
         study, history[INFLUENCE_TABLE], fit.frames["influence"], batch
     )
     sign, sign_metadata = first_stage_sign_verdict(
-        study, history["batch_effects"], fit.estimates.get(IV_METHOD), batch
+        study, history.get("batch_effects", pd.DataFrame()), fit.estimates.get(IV_METHOD), batch
     )
     verdicts = {"returning_units": returning, "first_stage_sign": sign}
     return verdicts, {"returning_units": returning_metadata, "first_stage_sign": sign_metadata}
