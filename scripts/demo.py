@@ -24,18 +24,16 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from assimilate.simulate import n_of_1_series, simulate_ab_stream, simulate_outreach_stream
 from assimilate.stored_steps import PATH_COLUMNS
 from orchestration.instance import PROJECT_ROOT, pipeline_data_dir, prepare_dagster_home
+from scripts.example_batches import EXAMPLE_BATCHES, land_example_batches
 
 if TYPE_CHECKING:
     from resources.warehouse import Warehouse
 
 DEMO_DATA = PROJECT_ROOT / "demo_data"
 EXAMPLE_STUDIES = PROJECT_ROOT / "studies"
-EXAMPLE_STUDY_NAMES = ("ab_checkout", "retention_outreach", "n_of_1_sleep")
-BAD_OUTREACH_MONTH = 7  # the 7th batch is assigned by a health rule: no overlap, kept out
-HEALTH_RULE = 62.0  # that month every account with health below it gets outreach, and no other
+EXAMPLE_STUDY_NAMES = tuple(EXAMPLE_BATCHES)
 REPORT_FILES = (
     "fan_chart.png",
     "trajectory.csv",
@@ -56,63 +54,6 @@ DEMO_OUTPUTS = (
     "alerts.jsonl",
     "alerts.deliveries.jsonl",
 )
-
-
-def land_example_batches(landing: Path) -> dict[str, list[Path]]:
-    """Write the example streams as monthly files (CSV for the A/B test and the N-of-1 trial, Parquet
-    for outreach).
-
-    The outreach study's population is "all active accounts at the start of the month": the same
-    2,000 accounts come back every month (``returning_share=1``), so its monthly estimates are
-    correlated and the pipeline fuses them with that correlation.
-    """
-    ab = simulate_ab_stream(rng=np.random.default_rng(20250101))
-    outreach = simulate_outreach_stream(
-        rng=np.random.default_rng(20250102), n_per_batch=2000, returning_share=1.0
-    )
-    written: dict[str, list[Path]] = {name: [] for name in EXAMPLE_STUDY_NAMES}
-    (landing / "ab_checkout").mkdir(parents=True, exist_ok=True)
-    (landing / "retention_outreach").mkdir(parents=True, exist_ok=True)
-    for label, batch in zip(ab.labels, ab.batches, strict=True):
-        path = landing / "ab_checkout" / f"{label}.csv"
-        batch.to_csv(path, index=False)
-        written["ab_checkout"].append(path)
-    for month, (label, batch) in enumerate(zip(outreach.labels, outreach.batches, strict=True), start=1):
-        if month == BAD_OUTREACH_MONTH:  # the same accounts, reached out to by a rule: no overlap
-            batch = batch.assign(outreach=(batch["health_score"] < HEALTH_RULE).astype(np.int64))
-        path = landing / "retention_outreach" / f"{label}.parquet"
-        batch.to_parquet(path, index=False)
-        written["retention_outreach"].append(path)
-    (landing / "n_of_1_sleep").mkdir(parents=True, exist_ok=True)
-    for label, batch in sleep_trial_months(np.random.default_rng(20250103)):
-        path = landing / "n_of_1_sleep" / f"{label}.csv"
-        batch.to_csv(path, index=False)
-        written["n_of_1_sleep"].append(path)
-    return written
-
-
-def sleep_trial_months(rng: np.random.Generator) -> list[tuple[str, pd.DataFrame]]:
-    """The N-of-1 example (studies/n_of_1_sleep.yaml): one person's nights of 2025, a file per month.
-
-    Magnesium in weekly blocks, the order within each pair of weeks drawn at random; it lingers
-    2 days after a switch (the study's washout); it raises the sleep score by 5 points; day-to-day
-    scores are autocorrelated (AR(1), rho 0.5, SD 5 around 70).
-    """
-    days = pd.date_range("2025-01-01", "2025-12-31", freq="D")
-    n_days = 14 * -(-len(days) // 14)  # whole pairs of weekly blocks
-    treatment, score = n_of_1_series(
-        rng, n_streams=1, n_days=n_days, block_days=7, effect=5.0, rho=0.5, sd=5.0, baseline=70.0
-    )
-    frame = pd.DataFrame(
-        {
-            "date": days.strftime("%Y-%m-%d"),
-            "magnesium": treatment[0, : len(days)],
-            "sleep_score": score[0, : len(days)].round(1),
-        }
-    )
-    return [
-        (str(month), batch.reset_index(drop=True)) for month, batch in frame.groupby(days.strftime("%Y-%m"))
-    ]
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from assets.common import read_verdicts
 from assimilate import causal_kalman
 from assimilate.design.plan import ONE_SUBJECT
 from assimilate.estimators import n_of_1
-from scripts.demo import sleep_trial_months
+from scripts.example_batches import sleep_trial_months
 from tests.pipeline_support import Project, example_study, write_batch
 
 STUDY = "n_of_1_sleep"
