@@ -58,10 +58,13 @@ def _tracks(column: pd.Series, post: pd.Series) -> bool:
 
 def screen_batch(study: StudyConfig, typed: pd.DataFrame) -> PostTreatmentScreen | None:
     """The data screen of the study's model columns on one typed batch (None: a column is absent)."""
+    # Clusters randomized whole (a cluster column, or a unit's repeated rows kept as a cluster) are
+    # compared between arms on their means: rows of one cluster are not independent draws.
+    cluster = study.cluster or (study.unit_id if study.duplicate_units == "cluster" else None)
     needed = [study.outcome, study.treatment, *study.model_columns]
-    if any(column not in typed for column in needed):
+    if any(column not in typed for column in [*needed, *([cluster] if cluster else [])]):
         return None  # the data-quality check names the missing column
-    frame = typed[needed].copy()
+    frame = typed[list(dict.fromkeys([*needed, *([cluster] if cluster else [])]))].copy()
     for column, levels in study.categorical.items():  # unknown levels are quarantined: leave them out
         frame[column] = frame[column].where(frame[column].isin(levels))
     randomized = study.design.kind == "randomized" and not study.single_subject
@@ -73,6 +76,7 @@ def screen_batch(study: StudyConfig, typed: pd.DataFrame) -> PostTreatmentScreen
         covariates=study.covariates,
         categorical=tuple(study.categorical),
         randomized=randomized,
+        cluster=cluster,
         error_alpha=thresholds.srm_alpha
         if thresholds.gate_rule == "fixed"
         else per_look_alpha(thresholds.srm_false_alarm_per_year, looks=study.batches_per_year),

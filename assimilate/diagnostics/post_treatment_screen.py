@@ -29,8 +29,16 @@ Limits (docs/GATES.md measures them): a part of the outcome whose other parts ar
 columns is not determined by the outcome (a pre-treatment part, e.g. a baseline share, behaves
 alike), so only the arm test sees it; a binary column that splits the outcome into groups that do
 not overlap is determined by the outcome whatever its timing; a step of a continuous outcome
-("outcome above 100") is not in ``B_y``; when ``y = a + b`` both ``a`` and ``b`` are flagged; the
-arm test assumes rows randomized one by one and independent (not clusters, not repeated rows).
+("outcome above 100") is not in ``B_y``; when ``y = a + b`` both ``a`` and ``b`` are flagged.
+
+Clusters: rows of one cluster share their covariates' cluster-level part, so when whole clusters
+are randomized (a school, a store, a unit's repeated rows) the row-level arm test compares far
+fewer independent draws than it counts and rejects far too often. Given ``cluster``, a column whose
+treatment is constant within every cluster is compared between arms on its cluster means (the
+Kolmogorov-Smirnov test on one value per cluster; a binary or categorical level's cluster shares
+alike), so its level holds at any intra-cluster correlation. When the treatment varies within
+clusters (units randomized within clusters), the row-level test stays: a stratified split is at
+least as balanced as a simple one, so the test is conservative there.
 
 Example
 -------
@@ -55,9 +63,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from scipy import special, stats
 
 from assimilate._validation import check_alpha
+from assimilate.diagnostics._arm_tests import arm_test, randomized_clusters
 from assimilate.diagnostics.calibration import stating_rate
 from assimilate.diagnostics.verdict import Verdict
 from assimilate.estimators._threads import one_blas_thread
@@ -191,44 +199,27 @@ def _r2(residual: tuple[Array, int], c: Array) -> float:
     return float(1.0 - (e @ e / (n - 1 - k)) / (c @ c / (n - 1)))
 
 
-def _arm_test(values: Array, d: Array, numeric: bool) -> tuple[str, float, float]:
-    """Two-sided test of one distribution in both arms: (name, statistic, p-value)."""
-    treated, control = values[d == 1], values[d == 0]
-    if numeric:
-        result = stats.ks_2samp(treated, control)
-        return "Kolmogorov-Smirnov D", float(result.statistic), float(result.pvalue)
-    top = values.max()
-    a, b = int((treated == top).sum()), int((control == top).sum())  # the 2x2 table [[a, n1-a], [b, n0-b]]
-    n1, n0 = len(treated), len(control)
-    low = max(0, a + b - n0)
-    support = np.arange(low, min(n1, a + b) + 1, dtype=np.float64)
-    log_pmf = _log_choose(n1, support) + _log_choose(n0, a + b - support) - _log_choose(n1 + n0, a + b)
-    pmf = np.exp(log_pmf)  # hypergeometric: treated units among the a + b at the top value
-    observed = pmf[a - low]
-    p_value = min(1.0, float(pmf[pmf <= observed * (1 + 1e-7)].sum()))  # two-sided, as scipy's fisher_exact
-    odds = (a * (n0 - b)) / ((n1 - a) * b) if (n1 - a) * b > 0 else math.inf
-    return "Fisher exact odds ratio", float(odds), p_value
-
-
-def _log_choose(n: float, k: Array | float) -> Array:
-    """``log C(n, k)`` through the log-gamma function (exact to ~1e-12 relative at 100,000 units)."""
-    return np.asarray(
-        special.gammaln(n + 1) - special.gammaln(np.asarray(k) + 1) - special.gammaln(n - np.asarray(k) + 1)
-    )
-
-
 def _complete_rows(
-    frame: pd.DataFrame, outcome: str, treatment: str, covariates: Sequence[str], categorical: Sequence[str]
+    frame: pd.DataFrame,
+    outcome: str,
+    treatment: str,
+    covariates: Sequence[str],
+    categorical: Sequence[str],
+    cluster: str | None = None,
 ) -> pd.DataFrame:
     numeric = [outcome, treatment, *covariates]
-    missing = [c for c in (*numeric, *categorical) if c not in frame]
+    labels = [*categorical, *([cluster] if cluster is not None else [])]
+    missing = [c for c in (*numeric, *labels) if c not in frame]
     if missing:
         raise ValueError(f"frame lacks the columns {missing}")
     values = frame[numeric].apply(pd.to_numeric, errors="coerce").astype(np.float64)
     ok = np.isfinite(values.to_numpy()).all(axis=1) & values[treatment].isin([0.0, 1.0]).to_numpy()
-    for column in categorical:
+    for column in labels:
         ok &= frame[column].notna().to_numpy()
-    complete: pd.DataFrame = pd.concat([values, frame[list(categorical)].astype(str)], axis=1).loc[ok]
+    parts = [values, frame[list(categorical)].astype(str)]
+    if cluster is not None and cluster not in categorical:
+        parts.append(frame[[cluster]])
+    complete: pd.DataFrame = pd.concat(parts, axis=1).loc[ok]
     return complete
 
 
@@ -246,6 +237,7 @@ def post_treatment_screen(
     warn_bound: float = 0.97,
     error_bound: float = 0.99,
     min_units: int = 50,
+    cluster: str | None = None,
 ) -> PostTreatmentScreen:
     """Screen every model column for determination by the outcome or the treatment (and arm shift).
 
@@ -268,6 +260,9 @@ def post_treatment_screen(
         The ``P`` the WARN test is against, and the ``P`` that is decisive (ERROR).
     min_units : int
         With fewer complete rows the screen is undefined.
+    cluster : str, optional
+        A column of cluster labels (a school, a store, the unit id of repeated rows). When the
+        treatment is constant within every cluster, the arm test compares cluster means.
 
     Returns
     -------
@@ -284,7 +279,7 @@ def post_treatment_screen(
         raise ValueError(f"model columns must be distinct and differ from {outcome!r} and {treatment!r}")
     settings = {"warn_alpha": warn_alpha, "error_alpha": error_alpha, "warn_bound": warn_bound}
     settings |= {"error_bound": error_bound, "randomized": randomized}
-    data = _complete_rows(frame, outcome, treatment, covariates, categorical)
+    data = _complete_rows(frame, outcome, treatment, covariates, categorical, cluster)
     n = len(data)
     arms = f" nor differs between arms (adjusted p >= {error_alpha:.3g})" if randomized else ""
     error_rule = f"no column is determined by the outcome or the treatment (P < {error_bound:g}){arms}"
@@ -324,6 +319,7 @@ def post_treatment_screen(
             responses[column] = {"": data[column].to_numpy(np.float64)}
             blocks[f"c:{column}"] = _standardized([responses[column][""]], n)
     design = _Design(blocks)
+    clusters = randomized_clusters(data, cluster, d) if randomized else None
     tests = len(model) * (4 if randomized else 3)
     rows = tuple(
         _screen_column(
@@ -335,6 +331,7 @@ def post_treatment_screen(
             d,
             tests=tests,
             settings=settings,
+            clusters=clusters,
         )
         for column in model
     )
@@ -370,6 +367,7 @@ def _screen_column(
     *,
     tests: int,
     settings: Mapping[str, Any],
+    clusters: NDArray[np.int64] | None = None,
 ) -> ScreenRow:
     """One column's row; a categorical column reports its level with the most severe finding."""
     n = len(d)
@@ -397,7 +395,7 @@ def _screen_column(
             "treatment_p_adjusted": min(1.0, factor * pv_d),
         }
         if settings["randomized"]:
-            name, statistic, p_arm = _arm_test(raw, d, numeric=kind == "numeric")
+            name, statistic, p_arm = arm_test(raw, d, numeric=kind == "numeric", clusters=clusters)
             values |= {
                 "arm_test": name,
                 "arm_statistic": statistic,
