@@ -1,7 +1,8 @@
 """The result of a per-batch effect estimator.
 
 ``EffectEstimate`` is frozen: a different variance estimator means a new fit, never a mutation.
-Its interval is the normal (Wald) interval ``estimate ± z_{1-alpha/2} · std_error``. It pickles,
+Its interval is the Wald interval ``estimate ± z_{1-alpha/2} · std_error`` (``t_{df}`` in place of
+``z`` when a clustered standard error carries degrees of freedom). It pickles,
 deep-copies, and round-trips through JSON with :meth:`EffectEstimate.to_dict` and
 :meth:`EffectEstimate.from_dict`.
 
@@ -90,14 +91,28 @@ class EffectEstimate:
         return self.estimate / self.std_error
 
     @property
+    def df(self) -> float | None:
+        """The degrees of freedom the standard error carries (``G - 1`` for a clustered one), else None."""
+        entry = self.diagnostics.get("standard_error")
+        df = entry.get("df") if isinstance(entry, Mapping) else None
+        return None if df is None else float(df)
+
+    @property
     def p_value(self) -> float:
-        """Two-sided normal p-value of "no effect"."""
+        """Two-sided p-value of "no effect": on t with :attr:`df` when the SE carries one, else normal."""
+        if self.df is not None:
+            return float(2.0 * stats.t.sf(abs(self.z_statistic), self.df))
         return float(2.0 * stats.norm.sf(abs(self.z_statistic)))
 
     def conf_int(self, alpha: float = 0.05) -> tuple[float, float]:
-        """Two-sided normal interval at level ``1 - alpha``."""
-        z = float(stats.norm.ppf(1.0 - check_alpha(alpha) / 2.0))
-        return (self.estimate - z * self.std_error, self.estimate + z * self.std_error)
+        """Two-sided interval at level ``1 - alpha``: on t with :attr:`df` when the SE carries one, else normal.
+
+        A clustered SE from few clusters is noisy, so its interval uses ``t_{G-1}`` (docs/INTERVALS.md);
+        every consumer of the estimate (memo tables, summaries) then prints the interval the SE promises.
+        """
+        level = 1.0 - check_alpha(alpha) / 2.0
+        critical = float(stats.norm.ppf(level) if self.df is None else stats.t.ppf(level, self.df))
+        return (self.estimate - critical * self.std_error, self.estimate + critical * self.std_error)
 
     def to_frame(self, alpha: float = 0.05) -> pd.DataFrame:
         """One tidy row: method, estimate, std_error, ci_lower, ci_upper, alpha, counts."""
