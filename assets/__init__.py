@@ -11,6 +11,7 @@ from assets.partitions import study_partitions
 from assets.posterior import build_effect_posterior
 from assets.raw import build_raw_batch
 from assets.report import build_posterior_report
+from assets.segments import build_segment_assets
 from resources.study import StudyConfig
 
 
@@ -24,5 +25,7 @@ def build_study_assets(
     # propensity_model, outcome_model and batch_effect: one step over one fit of the batch
     estimation = build_estimation(study, partitions, covariates.key)
     posterior = build_effect_posterior(study, key(study, "batch_effect"))
-    report = build_posterior_report(study, posterior.key)
-    return [raw, covariates, estimation, posterior, report]
+    # Effects by segment, only for a study whose causal graph names an effect modifier (else none).
+    segments = build_segment_assets(study, partitions, covariates.key, posterior.key)
+    report = build_posterior_report(study, posterior.key, *(a.key for a in segments[1:]))
+    return [raw, covariates, estimation, posterior, *segments, report]

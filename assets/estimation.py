@@ -25,12 +25,14 @@ from assets.common import (
     verdict_table,
     withdrawn_results,
 )
+from assets.did_fit import did_history_tables, fit_period
 from assets.partition_range import each_batch
 from assimilate.diagnostics import Verdict, catalogue
 from assimilate.estimators.batch import BatchFit, fit_batch
 from assimilate.estimators.iv_diagnostics import IV_METHOD
 from assimilate.report import figure_to_png, love_plot, overlap_plot
 from checks.first_stage import first_stage_sign_verdict
+from checks.pre_trend import pre_trend_severities, pre_trend_verdict
 from checks.refutations import refutation_verdicts, refuter_details, refuter_severities
 from checks.results import (
     Verdicts,
@@ -56,6 +58,7 @@ CHECKS = (  # each on its catalogue asset, declared when the study's design asse
     "returning_units",
     "weak_instrument",
     "first_stage_sign",
+    "pre_trend",
 )
 STORED = {  # fit_batch's table -> (asset, warehouse table)
     "propensity_coefficients": ("propensity_model", "propensity_coefficients"),
@@ -96,7 +99,7 @@ def build_estimation(
             withdrawn = is_withdrawn(reader, study, batch)
             valid = reader.read_table(study.name, "covariates", partition_key=batch)
             history = {table: reader.read_table(study.name, table) for table in tables_read}
-        fit = fit_batch(valid, study, batch=batch, rng=batch_rng(study, batch), custom=study.custom_functions)
+        fit = _fit(study, valid, history, batch)
         found, check_metadata = batch_verdicts(study, history, valid, fit, batch)
         verdicts = _verdicts(study, {**fit.verdicts, **found}, batch)
         selected = [name for name in ASSETS if keys[name] in context.selected_asset_keys]
@@ -148,9 +151,10 @@ def _check_specs(
         f"{MATERIAL_SE_CHANGE:.0%}",
         "weak_instrument": f"effective first-stage F >= {getattr(study.design, 'min_first_stage_f', 10.0):g}",
         "first_stage_sign": "opposite signs, each significant at 5%",
+        "pre_trend": f"joint Wald test of the pre-period placebos at {getattr(study.design, 'pre_trend_level', 0.05):g}",
     }
     detail |= refuter_details(study)
-    levels = refuter_severities(study)
+    levels = _severities(study)
     return [
         check_spec(keys[catalogue.check_spec(p).asset], p, detail[p], partitions, level=levels.get(p))
         for p in assessed(study)
@@ -159,7 +163,20 @@ def _check_specs(
 
 def _history_tables(study: StudyConfig) -> tuple[str, ...]:
     """The stored tables the checks against earlier batches read: the effects only for the first-stage sign."""
-    return (INFLUENCE_TABLE, *(("batch_effects",) if "first_stage_sign" in assessed(study) else ()))
+    effects = ("batch_effects",) if "first_stage_sign" in assessed(study) else ()
+    return (INFLUENCE_TABLE, *effects, *did_history_tables(study))
+
+
+def _fit(study: StudyConfig, valid: pd.DataFrame, history: dict[str, pd.DataFrame], batch: str) -> BatchFit:
+    """``fit_batch`` on the batch's rows; a did study's period from the stored earlier periods and this one."""
+    if study.design.kind == "did":
+        return fit_period(study, valid, history["covariates"], batch)
+    return fit_batch(valid, study, batch=batch, rng=batch_rng(study, batch), custom=study.custom_functions)
+
+
+def _severities(study: StudyConfig) -> dict[str, catalogue.Severity]:
+    """The study's own severities: its refuters', and a did study's acknowledged pre-trend (WARN)."""
+    return {**refuter_severities(study), **pre_trend_severities(study)}
 
 
 def assessed(study: StudyConfig) -> tuple[str, ...]:
@@ -189,15 +206,17 @@ def history_verdicts(
     sign, sign_metadata = first_stage_sign_verdict(
         study, history.get("batch_effects", pd.DataFrame()), fit.estimates.get(IV_METHOD), batch
     )
-    verdicts = {"returning_units": returning, "first_stage_sign": sign}
-    return verdicts, {"returning_units": returning_metadata, "first_stage_sign": sign_metadata}
+    trend, trend_metadata = pre_trend_verdict(study, history, fit, batch)
+    verdicts = {"returning_units": returning, "first_stage_sign": sign, "pre_trend": trend}
+    metadata = {"returning_units": returning_metadata, "first_stage_sign": sign_metadata}
+    return verdicts, metadata | {"pre_trend": trend_metadata}
 
 
 def _verdicts(study: StudyConfig, found: dict[str, Verdict], batch: str) -> dict[str, Verdicts]:
     """Each asset's verdicts by property, every reason naming the batch, severities from the catalogue
     (or the study's, for its refuters)."""
     verdicts: dict[str, Verdicts] = {name: {} for name in ASSETS}
-    levels = refuter_severities(study)  # a study may make a refuter ERROR
+    levels = _severities(study)  # a study may make a refuter ERROR, or acknowledge a failed pre-trend
     for prop in assessed(study):
         asset = catalogue.check_spec(prop).asset
         verdicts[asset] = {

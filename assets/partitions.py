@@ -71,19 +71,21 @@ def cut_partitions(study: StudyConfig, last_batch: str | None) -> dg.TimeWindowP
 
 
 def last_batches(
-    studies: list[StudyConfig], landing_root: Path, warehouse_path: Path
+    studies: list[StudyConfig], landing_root: Path, warehouse: Path | Warehouse
 ) -> dict[str, str | None]:
     """Each study's latest batch within its dates: a landed file's, or one the warehouse still holds.
 
     A warehouse that cannot be read now (locked past a few seconds, or broken) is left out with a
     warning: the landing folder alone then decides, as it does before the first batch is stored.
+    ``warehouse`` is a warehouse, or the path of a DuckDB file (read with a 5 s lock timeout).
     """
     latest: dict[str, str | None] = {}
     for study in studies:
         folder = landing_root / study.landing_folder
         names = [p.name for p in folder.iterdir() if not p.name.startswith(".")] if folder.is_dir() else []
         latest[study.name] = _latest(study, [partition_key_for_file(name, study.cadence) for name in names])
-    for name, keys in _stored_keys(studies, warehouse_path).items():
+    store = Warehouse(warehouse, lock_timeout_s=5.0) if isinstance(warehouse, Path) else warehouse
+    for name, keys in _stored_keys(studies, store).items():
         study = next(s for s in studies if s.name == name)
         latest[name] = _latest(study, [latest[name], *keys])
     return latest
@@ -95,11 +97,11 @@ def _latest(study: StudyConfig, keys: list[str | None]) -> str | None:
     return max(inside, default=None)
 
 
-def _stored_keys(studies: list[StudyConfig], warehouse_path: Path) -> dict[str, list[str]]:
-    if not warehouse_path.is_file():
-        return {}
+def _stored_keys(studies: list[StudyConfig], warehouse: Warehouse) -> dict[str, list[str]]:
     try:
-        with Warehouse(warehouse_path, lock_timeout_s=5.0).reading() as store:
+        if not warehouse.exists():
+            return {}
+        with warehouse.reading() as store:
             files = {study.name: store.read_table(study.name, "raw_files") for study in studies}
     except (WarehouseError, duckdb.Error, OSError) as error:
         _log.warning("partitions cut at the landed files only: the warehouse cannot be read now (%s)", error)

@@ -12,6 +12,7 @@ from assets.posterior_state import CORRELATION_TABLE, PosteriorInputs, fusion_me
 from assimilate.diagnostics import TrendTest, innovation_diagnostics, trend_test_of
 from assimilate.result import AssimilationResult
 from assimilate.stored_steps import PATH_COLUMNS
+from checks.calibration import audit_metadata, audit_spec, audit_verdicts
 from checks.results import WARN, Verdicts, check_results, check_spec, not_assessed
 from resources.study import StudyConfig
 from resources.warehouse import WarehouseResource
@@ -139,6 +140,8 @@ def build_effect_posterior(study: StudyConfig, upstream: dg.AssetKey) -> dg.Asse
             "given the filter's process variance; the steady-state effect is the last third of the batches",
         ),
     ]
+    if study.calibration_audit is not None:  # opt-in: the study-level audit of the primary estimator
+        specs.append(audit_spec(study, asset_key))
 
     @checked_asset(
         key=asset_key,
@@ -162,7 +165,9 @@ def build_effect_posterior(study: StudyConfig, upstream: dg.AssetKey) -> dg.Asse
         metadata = posterior_metadata(study, inputs, fused.steps, result, last_batch(context))
         metadata |= fusion_metadata(study, fused)
         verdicts, trend = posterior_verdicts(study, result)
+        verdicts = {**verdicts, **audit_verdicts(study, inputs.audit)}
         yield dg.MaterializeResult(metadata=unplotted(metadata) | not_assessed("effect_posterior", verdicts))
-        yield from check_results(asset_key, verdicts, {"effect_trend": trend_metadata(trend)})
+        numbers = {"effect_trend": trend_metadata(trend), **audit_metadata(inputs.audit)}
+        yield from check_results(asset_key, verdicts, numbers)
 
     return effect_posterior

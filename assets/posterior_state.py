@@ -7,7 +7,7 @@ always-valid interval) is written with the audit row under the warehouse's write
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -16,7 +16,9 @@ from assets.audit import AUDIT_TABLE, audit_record
 from assets.common import read_verdicts
 from assets.partitions import study_partitions
 from assimilate.admission import PosteriorUpdate, observations, update_posterior
+from assimilate.diagnostics.plan_audit import StudyAudit
 from assimilate.incremental import FilterSettings
+from checks.calibration import CALIBRATION_TABLE, audit_study
 from checks.returning_units import INFLUENCE_TABLE
 from resources.study import StudyConfig
 from resources.warehouse import Warehouse
@@ -32,6 +34,9 @@ class PosteriorInputs:
     verdicts: pd.DataFrame
     observed: pd.DataFrame
     influence: pd.DataFrame
+    # The study's calibration audit of these observations (None unless configured): a refused
+    # estimator's batches are kept out of the fusion.
+    audit: StudyAudit | None = None
 
 
 def load_inputs(store: Warehouse, study: StudyConfig) -> PosteriorInputs:
@@ -56,15 +61,28 @@ def same_state(a: tuple[PosteriorInputs, pd.DataFrame], b: tuple[PosteriorInputs
     return steps_a.equals(steps_b) and all(getattr(inputs_a, f).equals(getattr(inputs_b, f)) for f in fields)
 
 
+def admitted_observations(inputs: PosteriorInputs) -> pd.DataFrame:
+    """The observations the filter uses: every batch of an estimator the calibration audit refuses excluded."""
+    return inputs.observed if inputs.audit is None else inputs.audit.admitted(inputs.observed)
+
+
 def _fuse(state: tuple[PosteriorInputs, pd.DataFrame], study: StudyConfig) -> PosteriorUpdate:
     inputs, previous = state
     return update_posterior(
-        inputs.observed,
+        admitted_observations(inputs),
         previous,
         influence=inputs.influence,
         settings=FilterSettings.from_plan(study),
         planned_looks=study.looks_planned,  # the cadence's year of looks, unless the study plans its own
     )
+
+
+def audited(
+    store: Warehouse, study: StudyConfig, state: tuple[PosteriorInputs, pd.DataFrame]
+) -> tuple[PosteriorInputs, pd.DataFrame]:
+    """The state with the study's calibration audit of its observations (checks/calibration.py)."""
+    inputs, steps = state
+    return replace(inputs, audit=audit_study(store, study, inputs.observed)), steps
 
 
 def store_posterior(
@@ -76,11 +94,14 @@ def store_posterior(
     meanwhile, fuse again under the lock, so a stale update is never the last one. (The filtering
     itself, a numba compile on a cold cache included, stays outside the lock.)
     """
-    state = read_state(store, study)
+    state = audited(store, study, read_state(store, study))
     fused = _fuse(state, study)
     with store.exclusive() as locked:
         current = read_state(locked, study)
-        if not same_state(current, state):
+        if same_state(current, state):
+            current = state
+        else:
+            current = audited(locked, study, current)
             fused = _fuse(current, study)
         inputs = current[0]
         audit = audit_record(
@@ -88,14 +109,19 @@ def store_posterior(
             run_id=run_id,
             files=inputs.files,
             verdicts=inputs.verdicts,
-            observed=inputs.observed,
+            observed=admitted_observations(inputs),
             result=fused.update.result,
             recomputed_from=fused.update.first_recomputed_label,
             always_valid=fused.sequence,
         )
+        audit_table = {} if inputs.audit is None else {CALIBRATION_TABLE: inputs.audit.to_frame()}
         locked.write(
             study.name,
-            whole_tables={"posterior_steps": fused.steps, CORRELATION_TABLE: fused.correlation_table()},
+            whole_tables={
+                "posterior_steps": fused.steps,
+                CORRELATION_TABLE: fused.correlation_table(),
+                **audit_table,
+            },
             partition_key=run_id,
             partition_tables={AUDIT_TABLE: audit},
         )

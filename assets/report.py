@@ -8,13 +8,16 @@ estimates, verdicts and the latest admitted batch's rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dagster as dg
 import pandas as pd
 
 from assets.common import code_version, described, frame_to_records_md, key, plot_metadata, read_verdicts
+from assets.did_report import placebo_batches, with_event_study
+from assets.guardrail_report import guardrail_posterior_keys, read_guardrail_posteriors
 from assets.partition_range import SINGLE_RUN
+from assets.segments import who_benefits_of
 from assimilate.admission import stored_always_valid
 from assimilate.design import to_dot
 from assimilate.incremental import FilterSettings, result_from_steps
@@ -28,6 +31,8 @@ from assimilate.report import (
 )
 from assimilate.report.confounding import sensitivity_contour_of
 from assimilate.report.from_tables import memo_inputs
+from assimilate.report.instrument import with_stored_diagnostics
+from checks.calibration import stored_audit
 from resources.graphviz import render_png
 from resources.reports import ReportsResource
 from resources.study import StudyConfig
@@ -81,6 +86,8 @@ def write_report(reports: ReportsResource, study: StudyConfig, memo: MemoInputs)
     plots = plot_metadata(reports, study, "fan_chart.png", fan)
     if dag_png is not None:
         plots |= plot_metadata(reports, study, "causal_dag.png", dag_png)
+    if memo.event_study is not None and memo.event_study.png is not None:  # a did study's event study
+        plots |= plot_metadata(reports, study, memo.event_study.file_name, memo.event_study.png)
     contour = sensitivity_contour_of(memo, title=f"{study.name}: sensitivity to an unmeasured confounder")
     contour_png = None if contour is None else figure_to_png(contour)  # observational designs only
     if contour_png is not None:
@@ -106,10 +113,15 @@ def write_report(reports: ReportsResource, study: StudyConfig, memo: MemoInputs)
     }
 
 
-def build_posterior_report(study: StudyConfig, upstream: dg.AssetKey) -> dg.AssetsDefinition:
+def build_posterior_report(
+    study: StudyConfig, upstream: dg.AssetKey, *segments: dg.AssetKey
+) -> dg.AssetsDefinition:
+    """``segments``: the segment posterior, when the study has effect modifiers (the memo's "Who benefits")."""
+
     @dg.asset(
         key=key(study, "posterior_report"),
-        deps=[upstream],
+        # the memo reports each guardrail's posterior, and the segments' (a study with effect modifiers)
+        deps=[upstream, *guardrail_posterior_keys(study), *segments],
         group_name=study.name,
         backfill_policy=SINGLE_RUN,  # once after a range of batches
         code_version=code_version(study),
@@ -135,8 +147,13 @@ def build_posterior_report(study: StudyConfig, upstream: dg.AssetKey) -> dg.Asse
             latest_rows=stored.latest_rows,
             always_valid=stored_always_valid(stored.steps, alpha=settings.alpha),
             planned_looks=study.looks_planned,  # the cadence's year of looks, unless the study plans its own
-            acknowledged_exclusions=study.acknowledged,
+            acknowledged_exclusions={**placebo_batches(study, stored.effects), **study.acknowledged},
         )
+        memo = with_stored_diagnostics(memo, stored.effects)  # an IV study's first stage and AR set
+        memo = with_event_study(memo, study, stored.effects, stored.verdicts)  # a did study's event study
+        memo = replace(memo, guardrails=read_guardrail_posteriors(warehouse.get(), study))
+        memo = replace(memo, calibration_audit=stored_audit(warehouse.get(), study))  # the checklist names it
+        memo = replace(memo, segments=who_benefits_of(warehouse.get(), study, reports)) if segments else memo
         return dg.MaterializeResult(metadata=write_report(reports, study, memo))
 
     return posterior_report

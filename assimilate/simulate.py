@@ -21,6 +21,7 @@ Example
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -141,9 +142,23 @@ def _sigmoid(z: NDArray[np.float64]) -> NDArray[np.float64]:
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def _outreach_population(n: int, rng: np.random.Generator, drift: float) -> dict[str, NDArray[np.float64]]:
+def _outreach_population(
+    n: int, rng: np.random.Generator, drift: float, region_shift: tuple[float, ...] = ()
+) -> dict[str, NDArray[np.float64]]:
     """Covariates, propensity, baseline churn and individual effects of ``n`` accounts."""
-    return _outreach_probabilities(_outreach_accounts(n, rng), drift)
+    return _outreach_probabilities(_outreach_accounts(n, rng), drift, region_shift)
+
+
+def region_shifts(region_effect: Mapping[str, float] | None) -> tuple[float, ...]:
+    """``region_effect`` (region -> extra effect) as one number per region of ``REGIONS`` (0 if absent)."""
+    given = dict(region_effect or {})
+    unknown = sorted(set(given) - set(REGIONS))
+    if unknown:
+        raise ValueError(f"region_effect: unknown region(s) {unknown}; regions are {list(REGIONS)}")
+    shifts = tuple(float(given.get(region, 0.0)) for region in REGIONS)
+    if not all(math.isfinite(x) for x in shifts):
+        raise ValueError(f"region_effect: every extra effect must be finite, got {given}")
+    return shifts if any(shifts) else ()
 
 
 def _outreach_accounts(n: int, rng: np.random.Generator) -> dict[str, NDArray[np.float64]]:
@@ -166,7 +181,7 @@ def _outreach_accounts(n: int, rng: np.random.Generator) -> dict[str, NDArray[np
 
 
 def _outreach_probabilities(
-    accounts: dict[str, NDArray[np.float64]], drift: float
+    accounts: dict[str, NDArray[np.float64]], drift: float, region_shift: tuple[float, ...] = ()
 ) -> dict[str, NDArray[np.float64]]:
     """The accounts with their propensity, baseline churn ``p0`` and treated churn ``p1``."""
     size, tenure, tickets, health = (
@@ -179,6 +194,8 @@ def _outreach_probabilities(
     )
     p0 = _sigmoid(-1.65 + 0.055 * (70 - health) + 0.15 * tickets - 0.018 * tenure + risk)
     effect = -0.025 - 0.055 * (health < 55) - 0.025 * (tickets >= 4) - 0.015 * large + drift
+    if region_shift:  # a region where outreach works differently (off by default)
+        effect = effect + np.asarray(region_shift)[accounts["region"].astype(np.int64)]
     p1 = np.clip(p0 + effect, 0.01, 0.95)
     return {**accounts, "propensity": propensity, "p0": p0, "p1": p1}
 
@@ -219,10 +236,17 @@ def simulate_outreach_batch(
     treated churn probability ``clip(p0 + effect, 0.01, 0.95)``. Engagement after outreach is
     ``1.5 outreach + 0.04 (health - 67) - 1.2 churn + N(0, 1)``.
     """
+    return _outreach_batch(n, rng, drift, assignment, ())
+
+
+def _outreach_batch(
+    n: int, rng: np.random.Generator, drift: float, assignment: Assignment, region_shift: tuple[float, ...]
+) -> pd.DataFrame:
+    """:func:`simulate_outreach_batch`, with a region's extra effect (``region_shift``)."""
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     check_choice("assignment", assignment, ("propensity", "health_rule"))
-    pop = _outreach_population(n, rng, drift)
+    pop = _outreach_population(n, rng, drift, region_shift)
     if assignment == "health_rule":
         outreach = (pop["health_score"] < 62).astype(np.int64)
     else:
@@ -249,18 +273,32 @@ def simulate_outreach_batch(
 
 
 @lru_cache(maxsize=64)
-def outreach_true_ate(drift: float = 0.0) -> float:
+def outreach_true_ate(drift: float = 0.0, region_shift: tuple[float, ...] = ()) -> float:
     """Population ATE of the outreach stream (Monte Carlo over 4 million accounts, fixed seed).
 
-    The Monte Carlo error is below 1e-4; the value without drift is about -0.046.
+    The Monte Carlo error is below 1e-4; the value without drift is about -0.046. ``region_shift``:
+    :func:`region_shifts` of a stream's ``region_effect``.
     """
     total = 0.0
     rng = np.random.default_rng(20240917)
     chunks = 4
     for _ in range(chunks):
-        pop = _outreach_population(1_000_000, rng, drift)
+        pop = _outreach_population(1_000_000, rng, drift, region_shift)
         total += float(np.mean(pop["p1"] - pop["p0"]))
     return total / chunks
+
+
+@lru_cache(maxsize=16)
+def outreach_true_region_ates(drift: float = 0.0, region_shift: tuple[float, ...] = ()) -> dict[str, float]:
+    """Each region's ATE of the outreach stream (the same Monte Carlo as :func:`outreach_true_ate`)."""
+    sums, counts = np.zeros(len(REGIONS)), np.zeros(len(REGIONS))
+    rng = np.random.default_rng(20240917)
+    for _ in range(4):
+        pop = _outreach_population(1_000_000, rng, drift, region_shift)
+        region = pop["region"].astype(np.int64)
+        sums += np.bincount(region, weights=pop["p1"] - pop["p0"], minlength=len(REGIONS))
+        counts += np.bincount(region, minlength=len(REGIONS))
+    return {name: float(total / count) for name, total, count in zip(REGIONS, sums, counts, strict=True)}
 
 
 def simulate_outreach_stream(
@@ -272,6 +310,7 @@ def simulate_outreach_stream(
     start: str = "2025-01",
     returning_share: float = 0.0,
     persistence: float = 0.8,
+    region_effect: Mapping[str, float] | None = None,
 ) -> SimulatedStream:
     """Observational retention-outreach stream; batch t has drift ``t * drift_per_batch``.
 
@@ -293,6 +332,11 @@ def simulate_outreach_stream(
         With returning accounts: the correlation, between months, of an account's latent
         propensities to get outreach and to churn (persistent unit effects). Each month's
         outreach and churn probabilities are unchanged.
+    region_effect : Mapping[str, float], optional
+        Region -> extra effect of outreach on the churn probability of that region's accounts (added
+        to every individual effect there, e.g. ``{"APAC": -0.06}``); None (the default) leaves the
+        effect the same in every region, exactly as before this option existed. The truths (the
+        stream's ``true_effects``, :func:`outreach_true_region_ates`) include it.
 
     Returns
     -------
@@ -313,11 +357,12 @@ def simulate_outreach_stream(
     if not 0.0 <= persistence < 1.0:
         raise ValueError(f"persistence must lie in [0, 1), got {persistence!r}")
     drifts = [t * drift_per_batch for t in range(n_batches)]
+    shift = region_shifts(region_effect)
     if returning_share > 0.0:
-        batches = _outreach_panel(n_per_batch, drifts, rng, returning_share, persistence)
+        batches = _outreach_panel(n_per_batch, drifts, rng, returning_share, persistence, shift)
     else:
-        batches = tuple(simulate_outreach_batch(n_per_batch, rng=rng, drift=d) for d in drifts)
-    truths = np.array([outreach_true_ate(round(d, 12)) for d in drifts], dtype=np.float64)
+        batches = tuple(_outreach_batch(n_per_batch, rng, d, "propensity", shift) for d in drifts)
+    truths = np.array([outreach_true_ate(round(d, 12), shift) for d in drifts], dtype=np.float64)
     return SimulatedStream(
         batches=batches,
         labels=month_labels(n_batches, start=start),
@@ -329,7 +374,12 @@ def simulate_outreach_stream(
 
 
 def _outreach_panel(
-    n: int, drifts: list[float], rng: np.random.Generator, returning_share: float, persistence: float
+    n: int,
+    drifts: list[float],
+    rng: np.random.Generator,
+    returning_share: float,
+    persistence: float,
+    region_shift: tuple[float, ...] = (),
 ) -> tuple[pd.DataFrame, ...]:
     """Monthly batches in which ``returning_share`` of the accounts come back from the month before."""
     if n < 1:
@@ -347,7 +397,7 @@ def _outreach_panel(
         new["latent_churn"] = rng.standard_normal(n - n_back)
         n_created += n - n_back
         accounts = {k: np.concatenate([accounts[k][kept], v]) if t else v for k, v in new.items()}
-        pop = _outreach_probabilities(accounts, drift)
+        pop = _outreach_probabilities(accounts, drift, region_shift)
         outreach = (
             _persistent_uniform(accounts["latent_outreach"], persistence, rng) < pop["propensity"]
         ).astype(np.int64)

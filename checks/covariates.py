@@ -10,7 +10,7 @@ row rules, each checked in one place:
   beyond the header, an N-of-1 day that is no date;
 - value rules, checked by pandera (``covariate_schema``) on the rows the reader passed: an outcome
   or covariate that is not finite, an outcome out of the study's range (or not 0/1 when binary),
-  an unknown categorical level.
+  an unknown categorical level, a sampling weight (``weights:``) that is not finite or not > 0.
 
 The rules of the file as a whole (readable, required columns present, both arms present) are the
 quality suite's (``checks/quality.py``); where a file breaks one, the schema check is not assessed.
@@ -94,6 +94,13 @@ def covariate_schema(study: StudyConfig) -> pa.DataFrameSchema:
         columns[name] = pa.Column(float, finite, nullable=False)
     if study.cluster is not None:
         columns[study.cluster] = pa.Column(str, nullable=False)
+    for name in study.did_columns:  # a did study's cohort column (batch labels) or its 0/1 group
+        group = name == getattr(study.design, "group", None)
+        rule = [finite, pa.Check.isin([0.0, 1.0], error="group must be 0 or 1")]
+        columns[name] = pa.Column(float, rule, nullable=False) if group else pa.Column(str, nullable=False)
+    if study.weights is not None:  # a sampling weight counts units of the population: finite, > 0
+        positive = pa.Check.gt(0.0, error=f"sampling weight {study.weights!r} must be > 0")
+        columns[study.weights] = pa.Column(float, [finite, positive], nullable=False)
     for name, levels in study.categorical.items():
         columns[name] = pa.Column(
             str, pa.Check.isin(list(levels), error=f"level must be one of {list(levels)}"), nullable=False

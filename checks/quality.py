@@ -70,7 +70,8 @@ def _suite(study: StudyConfig, columns: set[str]) -> list[Any]:
     import great_expectations as gx
 
     expectations: list[Any] = [gx.expectations.ExpectColumnToExist(column=c) for c in required_columns(study)]
-    if study.treatment in columns:
+    # A did study's batch is one period of a rollout: before the first adoption no unit is treated.
+    if study.treatment in columns and study.design.kind != "did":
         expectations.append(
             gx.expectations.ExpectColumnDistinctValuesToContainSet(column=study.treatment, value_set=ARMS)
         )

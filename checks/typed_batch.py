@@ -51,6 +51,7 @@ UNIQUE_ID = "unit id must be unique"
 NUL_BYTE = "value must not contain a NUL byte"
 EXTRA_FIELD = "the row has more fields than the header"
 DAY_DATE = "day must be a date (YYYY-MM-DD)"
+FIRST_TREATED = "first treated batch must be a date (YYYY-MM-DD), or empty or never for a never-treated unit"
 
 _BOOLEANS = {"true": 1.0, "false": 0.0}
 _NAN_WORDS = {"nan", "+nan", "-nan"}
@@ -76,6 +77,7 @@ def required_columns(study: StudyConfig) -> list[str]:
     """Unit id, treatment, outcome, every covariate the study adjusts for, its instruments and cluster
     column, and the columns its refuters read (a negative-control outcome)."""
     cluster = [study.cluster] if study.cluster is not None else []
+    cluster += [study.weights] if study.weights is not None else []  # sampling weights: as required
     return [
         study.unit_id,
         study.treatment,
@@ -84,6 +86,7 @@ def required_columns(study: StudyConfig) -> list[str]:
         *study.instruments,
         *cluster,
         *refuter_columns(study),
+        *study.did_columns,
     ]
 
 
@@ -107,6 +110,8 @@ def type_batch(
         **dict.fromkeys(study.covariates, False),
         **dict.fromkeys(study.instruments, True),  # an offer or a lottery may be written true/false
         **dict.fromkeys(refuter_columns(study), True),  # a negative-control outcome may be binary
+        **dict.fromkeys(_did_group(study), True),  # a did study's 0/1 adopting group
+        **({study.weights: False} if study.weights is not None else {}),  # sampling weights: numbers
     }
     chosen = set(raw.columns if columns is None else columns)
     for column in raw.columns:
@@ -123,6 +128,9 @@ def type_batch(
             values, missing, failed = _numbers(text, booleans=True)
             breaks(missing, column, MISSING)
             breaks(failed | ~(missing | values.isin([0.0, 1.0])), column, BINARY_TREATMENT)
+        elif column == getattr(study.design, "cohort_column", None):
+            values = _first_treated(text)
+            breaks(values.isna(), column, FIRST_TREATED)
         elif column in numeric_roles:
             values, missing, failed = _numbers(text, booleans=numeric_roles[column])
             breaks(missing, column, MISSING)
@@ -150,6 +158,22 @@ def type_batch(
     )
 
 
+def _did_group(study: StudyConfig) -> tuple[str, ...]:
+    group = getattr(study.design, "group", None)
+    return (group,) if group is not None else ()
+
+
+_NEVER = {"", "never", "nan", "none", "inf"}
+
+
+def _first_treated(text: pd.Series) -> pd.Series:
+    """Batch labels stripped; a never-treated unit's word (empty, ``never``) as ""; anything else NaN."""
+    stripped = _stripped(text)
+    never = stripped.str.lower().isin(_NEVER)
+    dates = pd.to_datetime(stripped.mask(never), format="%Y-%m-%d", errors="coerce")
+    return stripped.mask(never, "").where(never | dates.notna())
+
+
 def missing_columns_reason(study: StudyConfig, missing: Sequence[str], present: Sequence[str]) -> str:
     """One clause per missing column: the study key that names it and the file's closest column.
 
@@ -175,11 +199,13 @@ def _study_key(study: StudyConfig, column: str) -> str:
     """The study file's key that asks for ``column`` (the first, when several do)."""
     if study.n_of_1 is not None and column == study.n_of_1.time:
         return "n_of_1.time"
-    for key in ("unit_id", "treatment", "outcome", "cluster"):
+    for key in ("unit_id", "treatment", "outcome", "cluster", "weights"):
         if getattr(study, key) == column:
             return key
     if column in study.instruments:
         return "design.instrument"
+    if column in study.did_columns:
+        return "design.group" if column == getattr(study.design, "group", None) else "design.first_treated"
     if column in refuter_columns(study):
         return "causal_graph.roles (negative_control of refuters.negative_control_outcome)"
     return "covariates" if column in study.covariates else "categorical"

@@ -25,14 +25,14 @@ from assimilate.stored_steps import PATH_COLUMNS
 from orchestration.instance import pipeline_data_dir, pipeline_studies_dir, prepare_dagster_home
 from orchestration.study_folder import scan_study_folder
 from resources.landing_files import partition_key_for_file
-from resources.warehouse import Warehouse
+from resources.warehouse import WarehouseResource
 
 
 def studies_table(studies_dir: Path, data_dir: Path) -> pd.DataFrame:
     """One row per study file: whether it loads (else its first error), and what it runs."""
     folder = scan_study_folder(studies_dir)
-    warehouse = data_dir / "warehouse.duckdb"
-    store = Warehouse(warehouse) if warehouse.exists() else None
+    warehouse = WarehouseResource.for_data_dir(data_dir).open()  # or ASSIMILATE_WAREHOUSE_URL's database
+    store = warehouse if warehouse.exists() else None
     rows = []
     for study in folder.studies:
         landing = data_dir / "landing" / study.landing_folder
@@ -60,10 +60,10 @@ def studies_table(studies_dir: Path, data_dir: Path) -> pd.DataFrame:
 
 def posterior_text(data_dir: Path, study: str) -> str:
     """The stored posterior of ``study`` as text: its path, exclusions and the last always-valid interval."""
-    warehouse = data_dir / "warehouse.duckdb"
+    warehouse = WarehouseResource.for_data_dir(data_dir).open()
     if not warehouse.exists():
-        return f"no warehouse at {warehouse}: nothing has run yet"
-    steps = Warehouse(warehouse).read_table(study, "posterior_steps")
+        return f"no warehouse yet ({warehouse!r}): nothing has run yet"
+    steps = warehouse.read_table(study, "posterior_steps")
     if steps.empty:
         return f"{study}: no batch has reached the posterior yet"
     shown = steps[

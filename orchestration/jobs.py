@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from resources.guardrails import derive_guardrail_studies
 from resources.study import StudyConfig
 
 
@@ -18,7 +19,8 @@ def study_job_name(study: StudyConfig) -> str:
 def build_study_job(study: StudyConfig) -> dg.UnresolvedAssetJobDefinition:
     return dg.define_asset_job(
         study_job_name(study),
-        selection=dg.AssetSelection.groups(study.name),
+        # A guardrail's assets run in its primary's runs (resources/guardrails.py): one run per batch.
+        selection=dg.AssetSelection.groups(study.name, *(g.name for g in derive_guardrail_studies(study))),
         description=f"{study.name}: ingest, validate, model and estimate one batch, then update the posterior.",
         tags={"assimilate/study": study.name},
     )

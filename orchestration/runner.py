@@ -22,6 +22,7 @@ from orchestration.batch_ranges import batch_ranges, launched_as, range_request
 from orchestration.instance_records import run_status
 from orchestration.jobs import study_job_name
 from orchestration.sensors import landing_sensor_name
+from resources.guardrails import derive_guardrail_studies
 from resources.study import StudyConfig
 
 # Runs driven from here log warnings and errors only; every event is still stored in the instance.
@@ -65,7 +66,8 @@ def execute_request(
     )
     run = instance.get_run_by_id(result.run_id)
     if run is not None:
-        send_alerts_for_run(instance, run, defs.resources["alerts"], {study.name: study.alerts})
+        routes = {s.name: s.alerts for s in (study, *derive_guardrail_studies(study))}  # its guardrails' too
+        send_alerts_for_run(instance, run, defs.resources["alerts"], routes)
     return result
 
 

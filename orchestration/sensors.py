@@ -16,7 +16,6 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import dagster as dg
@@ -32,7 +31,7 @@ from resources.cadence import expected_name
 from resources.landing import LandingResource
 from resources.landing_files import LandingScan, partition_key_for_file, scan_landing
 from resources.study import StudyConfig
-from resources.warehouse import Warehouse, WarehouseError, WarehouseResource
+from resources.warehouse import WarehouseError, WarehouseResource
 
 
 def landing_sensor_name(study: StudyConfig) -> str:
@@ -66,7 +65,7 @@ class LandingCursor:
 def warehouse_identity(warehouse: WarehouseResource) -> str | Literal["busy"] | None:
     """The warehouse's id, None when it has no file (or no write yet), "busy" while it cannot be read."""
     try:
-        return Warehouse(warehouse.path, lock_timeout_s=5.0).identity()
+        return warehouse.open(lock_timeout_s=5.0).identity()
     except (WarehouseError, duckdb.Error):  # locked, or unreadable now: judged at a later tick
         return "busy"
 
@@ -178,7 +177,7 @@ def build_landing_sensor(
             cursor.state,
             lambda p: content(*latest_materialization(context.instance, study, p)),
         )
-        if not Path(warehouse.path).exists():
+        if identity is None and not warehouse.open(lock_timeout_s=5.0).exists():
             # Whatever the instance remembers, nothing is materialized without a warehouse.
             materialized = _nothing
         if warehouse_lost(cursor, identity):

@@ -12,6 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from resources.guardrails import derive_guardrail_studies
 from resources.study import StudyConfig, StudyConfigError, load_study
 
 STUDY_SUFFIXES = (".yaml", ".yml")
@@ -95,7 +96,13 @@ def scan_study_folder(folder: str | Path) -> StudyFolder:
             )
             files.append(StudyFile(path, sha256, None, message))
             continue
-        first_file[study.name] = path
+        derived = [g.name for g in derive_guardrail_studies(study)]  # names the guardrails take
+        taken = next((name for name in derived if name in first_file), None)
+        if taken is not None:
+            message = f"{path}: guardrails: study {taken!r} is already defined in {first_file[taken]}"
+            files.append(StudyFile(path, sha256, None, message))
+            continue
+        first_file |= {name: path for name in (study.name, *derived)}
         folder_owner[study.landing_folder] = path
         files.append(StudyFile(path, sha256, study))
     return StudyFolder(root, tuple(files))

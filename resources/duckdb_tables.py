@@ -1,6 +1,7 @@
 """DuckDB tables from pandas frames: safe identifiers, DDL and DML, column types that evolve.
 
-What ``resources/warehouse.py`` runs inside its transactions, on a connection it holds. Every
+What ``resources/duckdb_warehouse.py`` runs inside its transactions, on a connection it holds
+(``resources/postgres_tables.py`` has the same functions for PostgreSQL). Every
 identifier is checked against ``^[A-Za-z_][A-Za-z0-9_]{0,62}$`` and double-quoted; every value is a
 bound parameter. A partitioned table carries a ``partition_key VARCHAR`` column, and a partition is
 replaced by a DELETE and an INSERT in the caller's transaction. An existing table accepts a new
@@ -19,7 +20,7 @@ ValueError: identifier 'x; DROP TABLE y' is not allowed: must match ^[A-Za-z_][A
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import duckdb
@@ -238,3 +239,32 @@ def _compatible(old: str, new: str) -> bool:
 def _all_null(connection: duckdb.DuckDBPyConnection, target: str, quoted: str, *, incoming: bool) -> bool:
     source = _INCOMING if incoming else target
     return int(run_sql(connection, f"SELECT count({quoted}) FROM {source}")[0][0]) == 0
+
+
+def select_rows(
+    connection: duckdb.DuckDBPyConnection,
+    target: str,
+    columns: Mapping[str, str],
+    keys: Collection[str] | None,
+) -> pd.DataFrame:
+    """The table's rows (of ``keys`` only, unless None) in (partition, insertion) order."""
+    if keys is None:
+        order = f"{PARTITION_COLUMN}, rowid" if PARTITION_COLUMN in columns else "rowid"
+        return connection.execute(f"SELECT * FROM {target} ORDER BY {order}").df()
+    sql = (
+        f"SELECT * FROM {target} WHERE {PARTITION_COLUMN} IN (SELECT unnest(?::VARCHAR[])) "
+        f"ORDER BY {PARTITION_COLUMN}, rowid"
+    )
+    return connection.execute(sql, [sorted(set(keys))]).df()
+
+
+def read_query(
+    connection: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | Mapping[str, Any]
+) -> pd.DataFrame:
+    """A read query's rows as a frame (``?`` or ``$name`` placeholders, bound)."""
+    return connection.execute(sql, params).df()
+
+
+def create_schema(connection: duckdb.DuckDBPyConnection, schema: str) -> None:
+    """The schema, unless it exists."""
+    run_sql(connection, f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(schema, what='schema')}")

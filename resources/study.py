@@ -51,6 +51,7 @@ from assimilate.design.sections import _matching, _Section
 from assimilate.estimators.custom import CustomEstimator
 from resources.cadence import cadence_from_config, periods_per_year
 from resources.custom_estimators import resolve_custom_estimators
+from resources.guardrails import Guardrail, derive_guardrail_studies
 from resources.study_file import RepeatedKeyError, safe_load, validation_lines
 
 STUDY_NAME_PATTERN = r"[a-z][a-z0-9_]{0,39}"
@@ -150,6 +151,8 @@ class StudyConfig(AnalysisPlan):
     # An analyst's word on an excluded batch: batch start date -> why it may be set aside. The memo
     # then stops counting it against the status (it stays excluded and named); the audit keeps it.
     acknowledged_exclusions: dict[date, Annotated[str, AfterValidator(_reason)]] = Field(default_factory=dict)
+    # Outcomes that must not be harmed, each run as a study of its own (resources/guardrails.py).
+    guardrails: tuple[Guardrail, ...] = ()
     _estimator_functions: dict[str, CustomEstimator] = PrivateAttr(default_factory=dict)
 
     @property
@@ -197,6 +200,11 @@ class StudyConfig(AnalysisPlan):
         self._estimator_functions = functions
         return self
 
+    @model_validator(mode="after")
+    def _guardrails_load(self) -> StudyConfig:
+        derive_guardrail_studies(self)  # each guardrail's study validates now: a clash is a load error
+        return self
+
     def _column_problems(self) -> list[str]:
         return [*self._reserved_problems(), *super()._column_problems()]
 
@@ -212,6 +220,7 @@ class StudyConfig(AnalysisPlan):
             *(("categorical", c) for c in self.categorical),
             *(("post_treatment", c) for c in self.post_treatment),
             *(("design.instrument", c) for c in getattr(self.design, "instrument", ())),
+            *((("weights", self.weights),) if self.weights is not None else ()),
         ]
         first: dict[str, str] = {}
         for key, column in columns:
@@ -247,11 +256,15 @@ class StudyConfig(AnalysisPlan):
         alerts and the calendar are left out: they change no batch.
         """
         data = self.model_dump(mode="json", exclude=_NOT_BATCH_RULES)
-        for section in ("n_of_1", "refuters"):  # a study without the section keeps the hash it had before it
+        for section in ("n_of_1", "refuters", "segments", "weights"):  # unset: the hash it had before the key
             if data.get(section) is None:
                 data.pop(section, None)
         if not data.get("custom_estimators"):  # a study without the key keeps the hash it had before it
             data.pop("custom_estimators", None)
+        # The primary's runs also run its guardrails: what changes their batches re-runs the batches.
+        data.pop("guardrails", None)
+        if self.guardrails:
+            data["guardrails"] = [g.model_dump(mode="json", exclude=_NOT_GUARD) for g in self.guardrails]
         for key, default in (("cluster", None), ("standard_errors", None), ("duplicate_units", "reject")):
             if data.get(key) == default:  # a study without the key keeps the hash it had before it
                 data.pop(key, None)
@@ -268,6 +281,10 @@ class StudyConfig(AnalysisPlan):
         for key in (
             "custom_estimators",
             "refuters",
+            "segments",
+            "guardrails",
+            "calibration_audit",
+            "weights",
         ):  # a study without the key keeps its hash (and code version)
             if not data.get(key):
                 data.pop(key, None)
@@ -291,7 +308,9 @@ _NOT_BATCH_RULES = {
     "alerts",
     "acknowledged_exclusions",
     "planned_looks",
+    "calibration_audit",  # judges the fused history, not a batch: changing it re-runs no batch
 }
+_NOT_GUARD = {"desired_direction", "margin", "outcome_unit", "prior", "process_var"}  # no batch's
 _SHORTEST_PERIOD_DAYS = {"daily": 1, "weekly": 7, "monthly": 28, "yearly": 365}
 _POSTERIOR_THRESHOLDS = {"innovation_z", "min_ess_fraction"}
 

@@ -144,7 +144,10 @@ def _known_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]
     """The keys the section of ``model`` at ``loc`` accepts (a discriminated section: its ``kind``'s keys)."""
     parts = list(loc)
     while parts:
-        field = model.model_fields.get(str(parts.pop(0)))
+        part = parts.pop(0)
+        if isinstance(part, int):  # an item of a list section (guardrails[0]): its model's keys
+            continue
+        field = model.model_fields.get(str(part))
         candidates = _models_in(field.annotation) if field is not None else []
         if len(candidates) > 1 and parts:  # a union: pydantic puts the chosen kind in the path
             tag = parts.pop(0)

@@ -15,18 +15,31 @@ import numpy as np
 import pandas as pd
 
 from assimilate.simulate import n_of_1_series, simulate_ab_stream, simulate_outreach_stream
+from scripts.example_encouragement import land_encouragement_iv
+from scripts.example_job_training import land_job_training
+from scripts.example_rollout import land_regional_rollout
 
 BAD_OUTREACH_MONTH = 7  # the 7th batch is assigned by a health rule: no overlap, kept out
 HEALTH_RULE = 62.0  # that month every account with health below it gets outreach, and no other
+OUTREACH_REGION_EFFECT = {"APAC": -0.10}  # outreach's extra effect on churn in APAC (the others: none)
+
+
+REFUND_RATE = 0.05  # the checkout's refund rate, the same in both arms: no harm to find
 
 
 def land_ab_checkout(folder: Path) -> list[Path]:
-    """The randomized checkout A/B test: twelve monthly CSV files."""
+    """The randomized checkout A/B test: twelve monthly CSV files.
+
+    Each visitor also carries ``refunded`` (0/1, 5% in both arms), the column a refund-rate
+    guardrail reads (README, "Guardrail outcomes"). It is drawn from a generator of its own, so the
+    other columns are exactly ``simulate_ab_stream``'s.
+    """
     ab = simulate_ab_stream(rng=np.random.default_rng(20250101))
+    refunds = np.random.default_rng(20250111)
     paths = []
     for label, batch in zip(ab.labels, ab.batches, strict=True):
         path = folder / f"{label}.csv"
-        batch.to_csv(path, index=False)
+        batch.assign(refunded=refunds.binomial(1, REFUND_RATE, size=len(batch))).to_csv(path, index=False)
         paths.append(path)
     return paths
 
@@ -37,10 +50,14 @@ def land_retention_outreach(folder: Path) -> list[Path]:
     The study's population is "all active accounts at the start of the month": the same 2,000
     accounts come back every month (``returning_share=1``), so its monthly estimates are correlated
     and the pipeline fuses them with that correlation. The 7th month is assigned by a health rule
-    (no overlap), which the overlap gate keeps out.
+    (no overlap), which the overlap gate keeps out. Outreach works better in APAC (its effect on the
+    churn probability is 10 points stronger there): the segment by region that the pipeline should find.
     """
     outreach = simulate_outreach_stream(
-        rng=np.random.default_rng(20250102), n_per_batch=2000, returning_share=1.0
+        rng=np.random.default_rng(20250102),
+        n_per_batch=2000,
+        returning_share=1.0,
+        region_effect=OUTREACH_REGION_EFFECT,
     )
     paths = []
     for month, (label, batch) in enumerate(zip(outreach.labels, outreach.batches, strict=True), start=1):
@@ -91,6 +108,9 @@ EXAMPLE_BATCHES: dict[str, Callable[[Path], list[Path]]] = {
     "ab_checkout": land_ab_checkout,
     "retention_outreach": land_retention_outreach,
     "n_of_1_sleep": land_n_of_1_sleep,
+    "encouragement_iv": land_encouragement_iv,
+    "regional_rollout_did": land_regional_rollout,
+    "job_training_att": land_job_training,
 }
 
 

@@ -35,10 +35,13 @@ STUDIES = (
     "estimands",
     "post_treatment",
     "iv",
+    "first_stage_sign",
     "refuters",
     "calibration_audit",
+    "calibration_audit_short",
     "segments",
     "did",
+    "guardrails",
 )
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "SIMULATIONS.md"
 

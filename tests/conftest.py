@@ -9,16 +9,27 @@ but runs no pipeline; ``tests/pipeline`` (``pipeline``) runs Dagster jobs (a ``P
 ``execute_in_process``, ``materialize``, a webserver or daemon); ``tests/reliability`` is
 ``reliability`` and ``pipeline``. tests/shell/test_architecture.py holds every module to its
 folder's rule. Doctests in the library are ``library``, elsewhere ``shell``.
+
+    pytest --warehouse=postgres tests/pipeline/test_pipeline.py tests/reliability/test_idempotency.py
+
+runs pipeline and reliability tests with the warehouse on PostgreSQL (a server the tests start, a
+fresh database per test; ``ASSIMILATE_TEST_WAREHOUSE=postgres`` does the same): the tests that
+read the warehouse through ``Project.warehouse`` run unchanged on either backend. A test that opens
+the DuckDB file by its path, builds two projects that must not share a warehouse, or builds its
+project in a module-scoped fixture (each test gets a new database), is DuckDB-only.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
 import pytest
+
+from tests.postgres_support import postgres_cluster, postgres_warehouse_url  # noqa: F401 (fixtures)
 
 SHELL_IMPORT = re.compile(
     r"^\s*(?:from|import)\s+(?:dagster|assets|checks|resources|orchestration|scripts|benchmarks)\b", re.M
@@ -50,6 +61,25 @@ def layer_of(path: Path) -> tuple[str, ...]:
         return ("library",) if "assimilate" in path.parts else ("shell",)
     folder = path.parts[path.parts.index("tests") + 1]
     return FOLDER_MARKERS.get(folder, ("shell",))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--warehouse",
+        choices=("duckdb", "postgres"),
+        default=os.environ.get("ASSIMILATE_TEST_WAREHOUSE", "duckdb"),
+        help="the warehouse backend of the pipeline and reliability tests (default: duckdb)",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _warehouse_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With --warehouse=postgres, each pipeline test's warehouse is a fresh PostgreSQL database."""
+    if request.config.getoption("--warehouse") != "postgres" or "pipeline" not in layer_of(request.path):
+        return
+    from resources.warehouse import WAREHOUSE_URL_ENV
+
+    monkeypatch.setenv(WAREHOUSE_URL_ENV, request.getfixturevalue("postgres_warehouse_url"))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

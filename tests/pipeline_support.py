@@ -20,7 +20,7 @@ from orchestration.instance import PROJECT_ROOT
 from orchestration.runner import run_landed_batches
 from resources.alerts import Alert, JsonlAlertLog
 from resources.study import StudyConfig, load_study
-from resources.warehouse import Warehouse
+from resources.warehouse import Warehouse, WarehouseResource
 
 
 @dataclass
@@ -38,7 +38,8 @@ class Project:
 
     @property
     def warehouse(self) -> Warehouse:
-        return Warehouse(self.data / "warehouse.duckdb")
+        """The pipeline's warehouse: the data folder's DuckDB file, or ASSIMILATE_WAREHOUSE_URL's database."""
+        return WarehouseResource.for_data_dir(self.data).open()
 
     def landing(self, study: str) -> Path:
         folder = self.data / "landing" / study

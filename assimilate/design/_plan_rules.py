@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from assimilate.design._did_rules import did_problems
+from assimilate.design._weight_rules import weight_problems
 from assimilate.design.dag import CausalDAG, DesignError
 from assimilate.design.designs import IV_ESTIMATOR, UNIT_ESTIMATORS
 from assimilate.estimators import supported_estimands
@@ -82,6 +84,7 @@ def option_problems(plan: AnalysisPlan) -> list[str]:
         problems.append(f"estimators: {name!r} is listed twice")
     problems += standard_error_problems(plan)
     problems += design_estimator_problems(plan)
+    problems += weight_problems(plan)
     if plan.cross_fitting_folds is not None and "aipw" not in plan.estimators:
         problems.append("cross_fitting_folds: applies only to the aipw estimator, which is not in estimators")
     srm_keys = sorted(
@@ -192,6 +195,7 @@ def design_problems(plan: AnalysisPlan) -> list[str]:
     problems: list[str] = []
     if plan.estimand_card is not None:
         known = {plan.unit_id, plan.treatment, plan.outcome, *plan.model_columns, *plan.post_treatment}
+        known |= set(plan.did_columns)
         if plan.causal_graph is not None:
             known |= {v for edge in plan.causal_graph.edges for v in edge} | set(plan.causal_graph.roles)
         problems.extend(
@@ -204,6 +208,7 @@ def design_problems(plan: AnalysisPlan) -> list[str]:
     except DesignError as error:
         return [*problems, *(f"causal_graph.{c.section}: {c.message}" for c in error.conflicts)]
     problems += instrument_problems(plan, dag)
+    problems += did_problems(plan)
     problems += refuter_problems(plan, dag)
     return problems if dag is None else [*problems, *graph_problems(plan, dag)]
 

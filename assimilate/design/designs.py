@@ -13,6 +13,10 @@ here plus its estimator and its gate.
 - ``iv``: an instrument moves the treatment and reaches the outcome only through it; two-stage
   least squares for the effect on compliers (LATE), judged by the weak-instrument gate, with the
   Anderson-Rubin interval that stays valid when the instrument is weak.
+- ``did``: each batch is one period of a panel in which cohorts of units adopt the treatment at
+  known periods (a staggered rollout); Callaway & Sant'Anna's effect on the treated (ATT) in each
+  post-adoption period, the pre-adoption periods' placebo effects gating them through a joint
+  pre-trend test (parallel trends).
 
 Example
 -------
@@ -25,15 +29,18 @@ True
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
-from assimilate.design.sections import ColumnName, Number, Probability, _Section
+from assimilate.design.sections import COLUMN_PATTERN, ColumnName, Number, Probability, _Section
 
 UNIT_ESTIMATORS = ("difference_in_means", "regression_adjustment", "lin_interacted", "ipw", "aipw")
 IV_ESTIMATOR = "two_stage_least_squares"
 SINGLE_SUBJECT_ESTIMATOR = "n_of_1"
+DID_ESTIMATOR = "callaway_santanna"
 
 _NEEDS_RANDOMIZATION = (
     "not assessed: the sample-ratio-mismatch check compares the arms' sizes with the designed split, "
@@ -44,6 +51,22 @@ _NO_PROPENSITY = (
     "treatment; the instrument's strength is judged by the weak-instrument gate"
 )
 _NEEDS_INSTRUMENT = "not assessed: the study has no instrument (design.kind is not iv)"
+_NEEDS_PANEL = (
+    "not assessed: the pre-trend test compares periods before and after adoption, which only a "
+    "difference-in-differences design (design.kind: did) has"
+)
+_DID_NO_PROPENSITY = (
+    "not assessed: a difference-in-differences design compares each cohort's change over time with "
+    "the comparison units' change; it does not weight or adjust by a propensity of treatment"
+)
+_DID_NO_SPLIT = (
+    "not assessed: in a difference-in-differences design adoption follows the rollout, not a "
+    "designed random split, so there is no sample ratio to check"
+)
+_DID_PANEL_UNITS = (
+    "not assessed: a panel's units return every period by design; the posterior fuses the periods "
+    "with the correlation their shared units give"
+)
 
 
 class RandomizedDesign(_Section):
@@ -57,6 +80,8 @@ class RandomizedDesign(_Section):
 
     def not_assessed(self, check: str) -> str | None:
         """Why ``check`` does not apply to this design, or None when it does."""
+        if check in _DID_CHECKS:
+            return _NEEDS_PANEL
         return _NEEDS_INSTRUMENT if check in _IV_CHECKS else None
 
 
@@ -72,6 +97,8 @@ class ObservationalDesign(_Section):
         """Why ``check`` does not apply to this design, or None when it does."""
         if check == "srm":
             return _NEEDS_RANDOMIZATION
+        if check in _DID_CHECKS:
+            return _NEEDS_PANEL
         return _NEEDS_INSTRUMENT if check in _IV_CHECKS else None
 
 
@@ -95,11 +122,90 @@ class InstrumentalVariablesDesign(_Section):
         """Why ``check`` does not apply to this design, or None when it does."""
         if check == "srm":
             return _NEEDS_RANDOMIZATION
+        if check in _DID_CHECKS:
+            return _NEEDS_PANEL
         return _NO_PROPENSITY if check in ("overlap", "balance") else None
 
 
+def _label(value: object) -> object:
+    """A YAML date (``2025-04-01``) is a batch label: its ISO text; anything else is left to the type."""
+    return value.isoformat() if isinstance(value, dt.date) else value
+
+
+BATCH_LABEL_PATTERN = r"\d{4}-\d{2}-\d{2}"
+"""A batch label (a partition key: the period's start date); any other ``first_treated`` is a column."""
+
+
+def _label_or_column(value: str) -> str:
+    if re.fullmatch(BATCH_LABEL_PATTERN, value):
+        try:
+            dt.date.fromisoformat(value)
+        except ValueError as error:
+            raise ValueError(f"{value!r} is not a batch label (a date YYYY-MM-DD): {error}") from None
+        return value
+    if re.fullmatch(COLUMN_PATTERN, value) is None:
+        raise ValueError(
+            f"must be a batch label (YYYY-MM-DD, single adoption) or a column of each unit's first treated "
+            f"batch matching ^{COLUMN_PATTERN}$ (got {value!r})"
+        )
+    return value
+
+
+class DifferenceInDifferencesDesign(_Section):
+    """A staggered rollout observed as a panel, one period per batch (Callaway & Sant'Anna 2021).
+
+    ``first_treated`` is either a batch label (``2025-04-01``: every unit with ``group == 1``
+    adopts then; ``group`` is the 0/1 column of those units) or a column holding each unit's first
+    treated batch label (empty or ``never`` for a never-treated unit). A batch before the first
+    adoption is a pre-period: its placebo effect is a lead of the joint pre-trend test, which
+    gates every post-period batch (``pre_trend`` check, ERROR at ``pre_trend_level``).
+    """
+
+    kind: Literal["did"]
+    first_treated: Annotated[str, BeforeValidator(_label), AfterValidator(_label_or_column)]
+    group: ColumnName | None = None
+    control: Literal["not_yet_treated", "never_treated"] = "not_yet_treated"
+    # The pre-trend test's level: a post-period batch is excluded when the leads' joint p-value is below it.
+    pre_trend_level: Probability = 0.05
+    # The analyst's reason for keeping post-period batches despite a failed pre-trend test: the check
+    # stays, as WARN, so the failure is still shown and alerted (docs/DID.md).
+    pre_trend_acknowledged: Annotated[str, Field(min_length=3)] | None = None
+
+    estimators: ClassVar[tuple[str, ...]] = (DID_ESTIMATOR,)
+    estimand: ClassVar[str | None] = "ATT"
+
+    @property
+    def adoption_label(self) -> str | None:
+        """The common adoption batch (single adoption), or None when ``first_treated`` is a column."""
+        return self.first_treated if re.fullmatch(BATCH_LABEL_PATTERN, self.first_treated) else None
+
+    @property
+    def cohort_column(self) -> str | None:
+        """The column of each unit's first treated batch, or None under single adoption."""
+        return None if self.adoption_label is not None else self.first_treated
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns every row must carry besides the plan's roles: the cohort column or the group."""
+        return tuple(c for c in (self.cohort_column, self.group) if c is not None)
+
+    def not_assessed(self, check: str) -> str | None:
+        """Why ``check`` does not apply to this design, or None when it does."""
+        if check == "srm":
+            return _DID_NO_SPLIT
+        if check in ("overlap", "balance"):
+            return _DID_NO_PROPENSITY
+        if check == "returning_units":
+            return _DID_PANEL_UNITS
+        if check in _IV_CHECKS:
+            return _NEEDS_INSTRUMENT
+        return None
+
+
 _IV_CHECKS = frozenset({"weak_instrument", "first_stage_sign"})
+_DID_CHECKS = frozenset({"pre_trend"})
 
 Design = Annotated[
-    RandomizedDesign | ObservationalDesign | InstrumentalVariablesDesign, Field(discriminator="kind")
+    RandomizedDesign | ObservationalDesign | InstrumentalVariablesDesign | DifferenceInDifferencesDesign,
+    Field(discriminator="kind"),
 ]

@@ -35,10 +35,12 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from assimilate.design._plan_rules import column_problems, design_problems, n_of_1_problems, option_problems
+from assimilate.design._segment_rules import effect_modifiers, segment_problems
 from assimilate.design.card import CausalGraphSpec, EstimandCard
 from assimilate.design.dag import CausalDAG
-from assimilate.design.designs import IV_ESTIMATOR, UNIT_ESTIMATORS, Design
+from assimilate.design.designs import DID_ESTIMATOR, IV_ESTIMATOR, UNIT_ESTIMATORS, Design
 from assimilate.design.sections import (
+    CalibrationAuditSettings,
     ColumnName,
     Integer,
     KalmanBackend,
@@ -49,6 +51,7 @@ from assimilate.design.sections import (
     PriorSettings,
     PropensitySettings,
     RefuterSettings,
+    SegmentSettings,
     Thresholds,
     _matching,
     _process_var,
@@ -65,6 +68,7 @@ EstimatorName = Literal[
     "aipw",
     "n_of_1",
     "two_stage_least_squares",
+    "callaway_santanna",
 ]
 BUILT_IN_ESTIMATORS: tuple[str, ...] = get_args(EstimatorName)
 
@@ -131,6 +135,9 @@ class AnalysisPlan(_Section):
     # A unit id repeated within a batch: "reject" quarantines the repeats (the default); "cluster"
     # keeps them and clusters the standard errors on the unit id (with the cluster column, if any).
     duplicate_units: Literal["reject", "cluster"] = "reject"
+    # Sampling (survey) weights: each row stands for this many units of the target population, so every
+    # unit-level estimator estimates the population's ATE, ATT or ATC (docs/INTERVALS.md); None: unweighted.
+    weights: ColumnName | None = None
     estimand_card: EstimandCard | None = None
     causal_graph: CausalGraphSpec | None = None
     # A team's own estimators: name -> "package.module:function", imported by the shell at load time;
@@ -156,6 +163,12 @@ class AnalysisPlan(_Section):
     # Refuters of each batch's primary estimate, as checks on batch_effect (WARN unless a refuter says
     # severity: ERROR); opt-in, since each refits the estimator (docs/GATES.md).
     refuters: RefuterSettings | None = None
+    # Effects by segment of the causal graph's effect_modifier columns: bins, multiplicity rule, level,
+    # severity (docs/SEGMENTS.md). Unset: the defaults, when the graph names an effect modifier.
+    segments: SegmentSettings | None = None
+    # The placebo audit of the primary estimator's intervals before its batches are fused, as a
+    # study-level check on the posterior; opt-in (it refits the estimator; docs/GATES.md).
+    calibration_audit: CalibrationAuditSettings | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -189,6 +202,7 @@ class AnalysisPlan(_Section):
     def _cross_field_rules(self) -> AnalysisPlan:
         problems = [*self._column_problems(), *option_problems(self), *design_problems(self)]
         problems += self._n_of_1_problems()
+        problems += segment_problems(self)
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -215,7 +229,19 @@ class AnalysisPlan(_Section):
         """
         if self.design.kind == "iv":
             return "LATE"
+        if self.design.kind == "did":  # Callaway & Sant'Anna: the effect on the adopting cohorts
+            return "ATT"
         return self.estimand_card.estimand if self.estimand_card is not None else "ATE"
+
+    @property
+    def effect_modifiers(self) -> tuple[str, ...]:
+        """The causal graph's ``effect_modifier`` columns: the study estimates the effect on their segments."""
+        return effect_modifiers(self)
+
+    @property
+    def segment_settings(self) -> SegmentSettings:
+        """The ``segments:`` section, or its defaults."""
+        return self.segments if self.segments is not None else SegmentSettings()
 
     @property
     def single_subject(self) -> bool:
@@ -226,6 +252,11 @@ class AnalysisPlan(_Section):
     def instruments(self) -> tuple[str, ...]:
         """The design's instrument columns (an ``iv`` design), else none."""
         return tuple(getattr(self.design, "instrument", ()))
+
+    @property
+    def did_columns(self) -> tuple[str, ...]:
+        """A did design's columns besides the roles: each unit's first treated batch, or its 0/1 group."""
+        return tuple(getattr(self.design, "columns", ()))
 
     @property
     def model_columns(self) -> tuple[str, ...]:
@@ -253,8 +284,8 @@ class AnalysisPlan(_Section):
         Columns ``method``, ``valid``, ``reason`` (see :func:`assimilate.design.method_shortlist`);
         the study's batches are cross-sections without a running variable. A method is valid only
         when the design identifies the effect and the pipeline runs it: instrumental variables
-        under ``design.kind: iv``; never (yet) difference in differences or a regression
-        discontinuity. An N-of-1 study's table holds ``n_of_1`` and the unit-level estimators it
+        under ``design.kind: iv``, difference in differences under ``design.kind: did``; never
+        (yet) a regression discontinuity. An N-of-1 study's table holds ``n_of_1`` and the unit-level estimators it
         rules out.
         """
         if self.single_subject:
@@ -266,9 +297,10 @@ class AnalysisPlan(_Section):
         design = self.design
         table = method_shortlist(
             self.causal_dag(),
-            design="observational" if design.kind == "iv" else design.kind,
+            design="observational" if design.kind in ("iv", "did") else design.kind,
             covariates=self.model_columns,
             observed=(*self.model_columns, *self.post_treatment),
+            panel=design.kind == "did",
         )
         iv = table["method"] == "instrumental_variables"
         if design.kind == "iv":
@@ -287,9 +319,19 @@ class AnalysisPlan(_Section):
                 "; to run it, declare design: {kind: iv, instrument: [...]}"
             )
             table.loc[iv, "valid"] = False
-        not_run = (
-            table["method"].isin(["difference_in_differences", "regression_discontinuity"]) & table["valid"]
-        )
+        did = table["method"] == "difference_in_differences"
+        if design.kind == "did":
+            table.loc[did, "reason"] = (
+                f"panel of periods, cohorts from {design.first_treated!r}: {DID_ESTIMATOR} for the ATT of "
+                f"each post-adoption period against {design.control.replace('_', '-')} units, gated on "
+                f"a joint pre-trend test at {design.pre_trend_level:g} (parallel trends)"
+            )
+        else:
+            table.loc[did & table["valid"], "reason"] += (
+                "; to run it, declare design: {kind: did, first_treated: ...}"
+            )
+            table.loc[did, "valid"] = False
+        not_run = table["method"].isin(["regression_discontinuity"]) & table["valid"]
         table.loc[not_run, "reason"] += "; not run by assimilate's pipeline yet"
         table.loc[not_run, "valid"] = False
         return table

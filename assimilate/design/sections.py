@@ -14,6 +14,7 @@ Example
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from typing import Annotated, Any, Literal
@@ -219,3 +220,43 @@ class RefuterSettings(_Section):
         """The configured refuters by name, in the order above."""
         names = ("placebo_treatment", "negative_control_outcome", "random_common_cause", "data_subsets")
         return {name: s for name in names if (s := getattr(self, name)) is not None}
+
+
+def _cut_points(cuts: tuple[float, ...]) -> tuple[float, ...]:
+    if not cuts or any(b <= a for a, b in itertools.pairwise(cuts)):
+        raise ValueError(f"must be one or more strictly increasing cut points (got {list(cuts)})")
+    return cuts
+
+
+CutPoints = Annotated[tuple[Number, ...], AfterValidator(_cut_points)]
+
+
+class SegmentSettings(_Section):
+    """Effects by segment of the causal graph's ``effect_modifier`` columns (docs/SEGMENTS.md).
+
+    A categorical modifier's segments are its declared levels; a continuous one is cut into ``bins``
+    quantile bins of the study's first landed batch, or at the ``edges`` given here,
+    so a segment is the same rows' definition in every batch.
+    """
+
+    bins: Annotated[Integer, Field(ge=2, le=20)] = 4
+    # A continuous modifier's inner cut points, fixed by hand (else quantiles of the first batch).
+    edges: dict[ColumnName, CutPoints] = Field(default_factory=dict)
+    # Across every segment of every modifier: Holm (family-wise error) or Benjamini-Hochberg (FDR).
+    multiplicity: Literal["holm", "bh"] = "holm"
+    level: Probability = 0.05
+    # WARN reports and alerts; ERROR reports it as an error. Neither keeps a batch out: a segment whose
+    # effect differs is a finding about the effect, not a broken batch.
+    severity: Literal["WARN", "ERROR"] = "WARN"
+
+
+class CalibrationAuditSettings(_Section):
+    """The placebo audit of the primary estimator's intervals over the admitted batches (docs/GATES.md)."""
+
+    placebos: Annotated[Integer, Field(ge=2)] = 20  # placebo treatments per batch
+    min_batches: Annotated[Integer, Field(ge=2)] = 6  # judged from this many admitted batches
+    # true: a failed audit keeps every batch of the estimator out of the posterior (ERROR); false: WARN.
+    refuse: bool = False
+    audit_alpha: Probability = 0.01  # the audit's false-alarm rate
+    tolerance: Annotated[Number, Field(ge=0, lt=0.5)] = 0.02  # how far above 5% the miss rate must be
+    units_per_stratum: Annotated[Integer, Field(ge=2)] = 50  # observational: propensity strata

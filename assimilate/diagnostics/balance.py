@@ -339,6 +339,7 @@ def weighted_balance(
     rule: GateRule = "fixed",
     alpha: float = 0.01,
     denominator: Denominator | None = None,
+    sample_weights: ArrayLike | None = None,
 ) -> BalanceComparison:
     """Balance before and after weighting by the inverse propensity (ATE) or the odds (ATT, ATC).
 
@@ -359,6 +360,10 @@ def weighted_balance(
     denominator : {"pooled", "treated", "control"}, optional
         The SD that standardizes the differences; by default the pooled SD for the ATE, the
         treated SD for the ATT and the control SD for the ATC (the population averaged over).
+    sample_weights : array_like, optional
+        Sampling (survey) weights, positive: balance is judged in the population the sample stands
+        for, "before" weighted by them alone and "after" by them times the propensity weights (the
+        estimators' final weights); the SD denominators stay unweighted, as without them.
     """
     check_choice("estimand", estimand, ("ATE", "ATT", "ATC"))
     e = np.asarray(propensity, dtype=np.float64)
@@ -371,6 +376,11 @@ def weighted_balance(
         weights = np.where(d, 1.0, e / (1 - e))
     else:
         weights = np.where(d, (1 - e) / e, 1.0)
+    if sample_weights is not None:
+        survey = np.asarray(sample_weights, dtype=np.float64)
+        if survey.shape != weights.shape or not np.isfinite(survey).all() or (survey <= 0).any():
+            raise ValueError("sample_weights must be finite and positive, one per unit")
+        weights = weights * survey
     if denominator is None:
         denominator = _DENOMINATOR_OF[estimand]
     options: dict[str, Any] = {
@@ -380,6 +390,6 @@ def weighted_balance(
         "alpha": alpha,
         "denominator": denominator,
     }
-    before = balance_table(covariates, d, **options)
+    before = balance_table(covariates, d, weights=sample_weights, **options)
     after = balance_table(covariates, d, weights=weights, **options)
     return BalanceComparison(before, after, estimand)

@@ -247,6 +247,29 @@ def _covered(
     return done, covered
 
 
+def audit_from_counts(
+    method: str,
+    per_batch: Sequence[tuple[str, int, int]],
+    *,
+    alpha: float = 0.05,
+    audit_alpha: float = 0.01,
+    tolerance: float = 0.02,
+) -> CalibrationAudit:
+    """The audit's verdict from per-batch counts ``(batch, placebo intervals, covering zero)``.
+
+    :func:`calibration_audit` counts and judges in one call; a pipeline that counts each batch once
+    (with the batch's own seeded generator, so a batch's count never depends on the others) and
+    judges the study's history with this function reaches the same verdict from the same counts.
+    """
+    alpha = check_alpha(alpha)
+    rows = tuple((str(b), int(n), int(c)) for b, n, c in per_batch)
+    if any(n < 0 or not 0 <= c <= n for _, n, c in rows):
+        raise ValueError("per_batch counts must satisfy 0 <= covered <= placebos")
+    if not rows:
+        raise ValueError("per_batch is empty: the audit needs at least one batch")
+    return _judged(method, rows, alpha=alpha, audit_alpha=audit_alpha, tolerance=tolerance)
+
+
 def _judged(
     method: str,
     per_batch: tuple[tuple[str, int, int], ...],

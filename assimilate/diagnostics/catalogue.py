@@ -124,6 +124,14 @@ _SPECS = (
         "WARN",
     ),
     CheckSpec(
+        "pre_trend",
+        "batch_effect",
+        "Pre-trend (parallel trends)",
+        "Before any cohort adopted, the adopting and comparison units' outcomes moved in parallel: the "
+        "pre-period placebo effects are jointly zero (difference in differences).",
+        "ERROR",
+    ),
+    CheckSpec(
         "returning_units",
         "batch_effect",
         "Returning units",
@@ -188,6 +196,31 @@ _SPECS = (
         "effect_posterior",
         "Trend in the effect",
         "The effect shows no trend over the batches (novelty or primacy) at the 5% level.",
+        "WARN",
+    ),
+    # Opt-in (the study's calibration_audit key; ERROR when the study refuses a failed estimator).
+    CheckSpec(
+        "calibration_audit",
+        "effect_posterior",
+        "Calibration audit",
+        "Under placebo treatments (zero effect) the primary estimator's 95% intervals cover zero at their "
+        "nominal rate on the study's admitted batches.",
+        "WARN",
+    ),
+    CheckSpec(
+        "segment_difference",
+        "segment_effects",
+        "Effect differs by segment",
+        "No segment's effect in the batch differs from the rest's beyond chance, after adjusting for the "
+        "number of segments (the study's multiplicity rule).",
+        "WARN",
+    ),
+    CheckSpec(
+        "fused_segment_difference",
+        "segment_posterior",
+        "Fused effect differs by segment",
+        "No segment's fused effect (partially pooled over the batches) differs from the rest's beyond "
+        "chance, after adjusting for the number of segments.",
         "WARN",
     ),
 )

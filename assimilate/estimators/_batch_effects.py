@@ -82,16 +82,18 @@ def estimate_batch(
     design: DesignMatrix | None,
     fits: Nuisance,
     custom: Mapping[str, CustomEstimator] | None = None,
+    weights: NDArray[np.float64] | None = None,
 ) -> BatchEffects:
     """All configured estimators, the verdict on the primary one, and its per-row influence values.
 
-    ``custom`` holds the functions of the plan's ``custom_estimators`` (resolved by the shell).
+    ``custom`` holds the functions of the plan's ``custom_estimators`` (resolved by the shell);
+    ``weights`` the rows' sampling weights (checked, mean 1), which every unit-level estimator takes.
     """
     rows: list[dict[str, Any]] = []
     estimates: dict[str, EffectEstimate] = {}
     errors: dict[str, str] = {}
     primary_fit: InfluenceContributions | None = None
-    arrays = _CheckedArrays(valid, plan)
+    arrays = _CheckedArrays(valid, plan, weights)
     for method in plan.estimators:
         row: dict[str, Any] = {"method": method, "is_primary": method == plan.primary_estimator}
         try:
@@ -107,7 +109,7 @@ def estimate_batch(
                 est = clustered_custom_estimate(method, est, influence, clusters)
             elif method != IV_METHOD and method not in plan.custom_estimators:
                 # 2SLS clusters its own SE, first stage and AR set alike; a custom one above
-                est = _study_standard_error(plan, valid, est, influence)
+                est = _study_standard_error(plan, valid, est, influence, weights)
             lower, upper = t_conf_int(est, alpha=0.05)
             estimates[method] = est
             row |= {
@@ -150,8 +152,10 @@ class _CheckedArrays:
     the same message for every estimator that reads these arrays, as it did when each built its own.
     """
 
-    def __init__(self, valid: pd.DataFrame, plan: AnalysisPlan) -> None:
-        self.valid, self.plan = valid, plan
+    def __init__(
+        self, valid: pd.DataFrame, plan: AnalysisPlan, weights: NDArray[np.float64] | None = None
+    ) -> None:
+        self.valid, self.plan, self.weights = valid, plan, weights
         self._built: dict[bool, BatchArrays | ValueError] = {}
 
     def __call__(self, *, declared_levels: bool) -> BatchArrays:
@@ -182,7 +186,7 @@ def _estimate(
     fits: Nuisance,
 ) -> tuple[EffectEstimate, InfluenceContributions | None]:
     """One estimator's estimate with its influence values (None for one subject's days)."""
-    valid, plan = arrays.valid, arrays.plan
+    valid, plan, weights = arrays.valid, arrays.plan, arrays.weights
     treatment, outcome = plan.treatment, plan.outcome
     if method == "n_of_1":
         # One subject's days: the study file's washout, and the Kenward-Roger df carried into the
@@ -220,19 +224,30 @@ def _estimate(
     estimand = check_choice("estimand", plan.estimand, ESTIMANDS)
     if chosen == "difference_in_means":  # no covariates, so its own checks
         fit = influence_contributions(
-            valid, method=chosen, treatment=treatment, outcome=outcome, estimand=estimand
+            valid, method=chosen, treatment=treatment, outcome=outcome, estimand=estimand, weights=weights
         )
         return fit.estimate, fit
     if chosen not in ("ipw", "aipw"):  # no nuisance model: the regression on the levels seen
         checked = arrays(declared_levels=False)
         fit = influence_from_arrays(
-            checked.design, checked.treatment, checked.outcome, method=chosen, estimand=estimand
+            checked.design,
+            checked.treatment,
+            checked.outcome,
+            method=chosen,
+            estimand=estimand,
+            weights=weights,
         )
         return fit.estimate, fit
     checked = arrays(declared_levels=True)  # the estimator's own checks of the batch first
     options = _nuisance(chosen, plan, rng, fits)
     fit = influence_from_arrays(
-        design, checked.treatment, checked.outcome, method=chosen, estimand=estimand, **options
+        design,
+        checked.treatment,
+        checked.outcome,
+        method=chosen,
+        estimand=estimand,
+        weights=weights,
+        **options,
     )
     return fit.estimate, fit
 
@@ -288,7 +303,11 @@ def _clusters(plan: AnalysisPlan, valid: pd.DataFrame) -> NDArray[np.int64] | No
 
 
 def _study_standard_error(
-    plan: AnalysisPlan, valid: pd.DataFrame, est: EffectEstimate, influence: InfluenceContributions | None
+    plan: AnalysisPlan,
+    valid: pd.DataFrame,
+    est: EffectEstimate,
+    influence: InfluenceContributions | None,
+    weights: NDArray[np.float64] | None = None,
 ) -> EffectEstimate:
     """The estimate with the study's standard error: clustered on its cluster column and repeated units, or
     the HC type it names; unchanged when the study asks for neither."""
@@ -306,4 +325,5 @@ def _study_standard_error(
         cluster=labels,
         se_type=plan.standard_errors,
         influence=influence,
+        weights=weights,
     )

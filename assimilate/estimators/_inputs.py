@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from assimilate.estimators.design_matrix import DesignMatrix, encode_covariates
 from assimilate.estimators.models import as_binary
@@ -75,3 +75,38 @@ def batch_arrays(
             "the design singular"
         )
     return BatchArrays(d, y, design)
+
+
+def sampling_weights(
+    values: ArrayLike | None, n: int, *, name: str = "weights"
+) -> NDArray[np.float64] | None:
+    """Sampling (survey) weights checked and normalized to mean 1; None for none or constant weights.
+
+    Each row stands for ``w_i`` units of the target population. Every estimator here is invariant
+    to multiplying the weights by a constant, so they are rescaled to mean 1 (the tolerances of the
+    nuisance fits then mean what they mean unweighted), and constant weights are no weights at all:
+    None, so they reproduce the unweighted results bit for bit.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name`` and the rule: one weight per row, finite, positive.
+    """
+    if values is None:
+        return None
+    try:
+        w = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"sampling weights {name!r} must be numeric: {error}") from error
+    if w.ndim != 1 or len(w) != n:
+        raise ValueError(f"sampling weights {name!r}: need one weight per row ({n}), got shape {w.shape}")
+    bad = ~np.isfinite(w)
+    if bad.any():
+        raise ValueError(f"sampling weights {name!r}: {int(bad.sum())} missing or non-finite value(s)")
+    if (w <= 0).any():
+        raise ValueError(
+            f"sampling weights {name!r}: {int((w <= 0).sum())} value(s) not > 0 (a weight must be positive)"
+        )
+    if np.ptp(w) == 0:
+        return None
+    return np.asarray(w / w.mean(), dtype=np.float64)

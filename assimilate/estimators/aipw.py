@@ -7,6 +7,11 @@ ATE: ``phi_i = mu1(x) - mu0(x) + d (y - mu1(x)) / e(x) - (1-d)(y - mu0(x)) / (1-
 Consistent when either the propensity or the outcome model is right; with cross-fitting each
 unit's nuisances come from the other folds.
 
+Sampling weights ``s``: both nuisance models are fitted survey-weighted (Ridgeway, Kovalchik,
+Griffin & Kabeto 2015) and the scores are averaged with the weights, ``tau = sum s phi / sum s``
+(ATE) or ``sum s num / sum s d`` (ATT), so the estimand is the population's; the influence values
+are ``n s_i (phi_i - tau) / sum s`` (the ATT's likewise), ``SE^2 = sum psi^2 / n^2`` as without.
+
 Example
 -------
 >>> import numpy as np, pandas as pd
@@ -26,18 +31,18 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 from scipy import special
 
 from assimilate._validation import check_choice
-from assimilate.estimators._inputs import arm_counts, batch_arrays, check_arms
+from assimilate.estimators._inputs import arm_counts, batch_arrays, check_arms, sampling_weights
 from assimilate.estimators._threads import one_blas_thread
 from assimilate.estimators.design_matrix import DesignMatrix
 from assimilate.estimators.models import PropensityModel, PropensityPolicy, fit_propensity
 from assimilate.estimators.outcome import OutcomeKind, OutcomeModel, fit_outcome_model, predict_outcome
 from assimilate.estimators.passes import rowwise
 from assimilate.estimators.result import ESTIMANDS, EffectEstimate, Estimand
-from assimilate.estimators.weighting import SIDE_OF, Side, bounded_scores
+from assimilate.estimators.weighting import SIDE_OF, Side, bounded_scores, check_same_weights
 
 FloatArray = NDArray[np.float64]
 
@@ -78,6 +83,7 @@ def nuisances(
     side: Side = "both",
     propensity: PropensityModel | None = None,
     outcome_fit: OutcomeModel | None = None,
+    weights: FloatArray | None = None,
 ) -> Nuisances:
     """Propensity scores and both arms' outcome predictions, in-sample or by K-fold cross-fitting.
 
@@ -87,13 +93,20 @@ def nuisances(
     (:data:`~assimilate.estimators.weighting.SIDE_OF`: the upper one only for the ATT).
     ``propensity`` and ``outcome_fit``, models already fitted in-sample on these rows, are used
     instead of fitting them again (in-sample only: cross-fitting fits on each fold's complement).
+    ``weights``: checked sampling weights, with which every model is fitted (the fitted ones given
+    must have been fitted with them).
     """
     _check_fitted(len(y), n_folds, propensity, outcome_fit, outcome_kind)
+    check_same_weights(propensity, weights)
     if n_folds is None and side != "both":
         # The raw scores do not depend on the policy: the model is bounded on one side here.
         if propensity is None:
-            propensity = fit_propensity(design, d, policy="none")
-        outcome = fit_outcome_model(design, d, y, kind=outcome_kind) if outcome_fit is None else outcome_fit
+            propensity = fit_propensity(design, d, policy="none", weights=weights)
+        outcome = (
+            fit_outcome_model(design, d, y, kind=outcome_kind, weights=weights)
+            if outcome_fit is None
+            else outcome_fit
+        )
         used, keep, n_outside = bounded_scores(propensity.scores, policy, bounds, side=side)
         records = [fallback.as_dict() for fallback in outcome.fallbacks]
         return Nuisances(np.where(keep, used, 0.5), outcome.mu0, outcome.mu1, keep, n_outside, records)
@@ -104,8 +117,12 @@ def nuisances(
                 f"{list(propensity.bounds)}, not the {policy!r} and {list(bounds)} asked for"
             )
         if propensity is None:
-            propensity = fit_propensity(design, d, policy=policy, bounds=bounds)
-        outcome = fit_outcome_model(design, d, y, kind=outcome_kind) if outcome_fit is None else outcome_fit
+            propensity = fit_propensity(design, d, policy=policy, bounds=bounds, weights=weights)
+        outcome = (
+            fit_outcome_model(design, d, y, kind=outcome_kind, weights=weights)
+            if outcome_fit is None
+            else outcome_fit
+        )
         n_outside = propensity.n_clipped + propensity.n_trimmed
         keep = propensity.keep
         scores = propensity.used_scores if keep.all() else np.where(keep, propensity.used_scores, 0.5)
@@ -124,9 +141,10 @@ def nuisances(
         train[fold] = False
         check_arms(d[train], column="treatment (training folds)")
         sub = DesignMatrix(design.values[train], design.columns)
-        propensity = fit_propensity(sub, d[train], policy="none")
+        fold_weights = None if weights is None else weights[train]
+        propensity = fit_propensity(sub, d[train], policy="none", weights=fold_weights)
         raw[fold] = special.expit(design.values[fold] @ propensity.coefficients.to_numpy())
-        outcome = fit_outcome_model(sub, d[train], y[train], kind=outcome_kind)
+        outcome = fit_outcome_model(sub, d[train], y[train], kind=outcome_kind, weights=fold_weights)
         beta0, beta1 = outcome.coefficients_control.to_numpy(), outcome.coefficients_treated.to_numpy()
         mu0[fold] = predict_outcome(outcome.kind, design.values[fold] @ beta0)
         mu1[fold] = predict_outcome(outcome.kind, design.values[fold] @ beta1)
@@ -191,12 +209,14 @@ def _target_score(
     mu0: FloatArray,
     mu1: FloatArray,
     estimand: Estimand,
+    weights: FloatArray | None = None,
 ) -> tuple[float, FloatArray]:
     """The ATT (or ATC) and its doubly robust score ``psi`` (mean exactly 0), one per unit.
 
     ATT: ``tau = sum[d (y - mu0) - (1-d) e/(1-e) (y - mu0)] / sum(d)`` and
     ``psi = [d (y - mu0) - (1-d) e/(1-e) (y - mu0) - tau d] / mean(d)``. ATC: ``tau =
     sum[(1-d)(mu1 - y) + d (1-e)/e (y - mu1)] / sum(1-d)``, ``psi = [... - tau (1-d)] / mean(1-d)``.
+    With sampling ``weights`` every sum is weighted: ``num_i`` and the target indicator times ``s_i``.
     """
     d = treatment.astype(np.float64)
     target = d if estimand == "ATT" else 1.0 - d
@@ -208,8 +228,11 @@ def _target_score(
     else:
         odds = (1.0 - e) / np.where(reweighted, e, 1.0)
         numerator = (other * odds - target) * (y - mu1)
+    if weights is not None:
+        numerator *= weights
+        target = target * weights
     total = float(target.sum())
-    if total == 0 or total == len(y):
+    if total == 0 or not (other > 0).any():
         raise ValueError(f"after trimming, one arm has no units: the {estimand} is undefined")
     tau = float(numerator.sum()) / total
     psi = numerator - tau * target
@@ -231,8 +254,9 @@ def aipw_from_arrays(
     estimand: Estimand = "ATE",
     propensity: PropensityModel | None = None,
     outcome_fit: OutcomeModel | None = None,
+    weights: FloatArray | None = None,
 ) -> EffectEstimate:
-    """AIPW on arrays (the core of :func:`aipw`); ``propensity`` and ``outcome_fit`` as in :func:`nuisances`."""
+    """AIPW on arrays (the core of :func:`aipw`); ``propensity``, ``outcome_fit``, ``weights`` as in :func:`nuisances`."""
     return aipw_with_influence(
         design,
         treatment,
@@ -245,6 +269,7 @@ def aipw_from_arrays(
         estimand=estimand,
         propensity=propensity,
         outcome_fit=outcome_fit,
+        weights=weights,
     )[0]
 
 
@@ -262,12 +287,14 @@ def aipw_with_influence(
     estimand: Estimand = "ATE",
     propensity: PropensityModel | None = None,
     outcome_fit: OutcomeModel | None = None,
+    weights: FloatArray | None = None,
 ) -> tuple[EffectEstimate, FloatArray, NDArray[np.bool_]]:
     """:func:`aipw_from_arrays` with the influence values of the kept units and the kept-unit mask.
 
     The values are ``phi_i - tau`` for the ATE and the score ``psi_i`` of :func:`_target_score` for
     the ATT and ATC: in every case ``SE = |values| / n_kept``. ``propensity`` and ``outcome_fit``:
     models already fitted in-sample on these rows (:func:`nuisances`), so none is fitted again.
+    ``weights``: checked sampling weights (module docstring).
     """
     check_choice("estimand", estimand, ESTIMANDS)
     e, mu0, mu1, keep, n_outside, fallbacks = nuisances(
@@ -282,14 +309,20 @@ def aipw_with_influence(
         side=SIDE_OF[estimand],
         propensity=propensity,
         outcome_fit=outcome_fit,
+        weights=weights,
     )
     if estimand == "ATE":
         phi = rowwise(_influence, treatment, outcome, e, mu0, mu1)
         if not keep.all():
             phi = phi[keep]
         n = len(phi)
-        estimate = float(phi.mean())
-        centred = phi - estimate
+        if weights is None:
+            estimate = float(phi.mean())
+            centred = phi - estimate
+        else:
+            s = weights if keep.all() else weights[keep]
+            estimate = float(s @ phi) / float(s.sum())
+            centred = s * (phi - estimate) * (n / float(s.sum()))
     else:
         kept = keep.all()
         estimate, centred = _target_score(
@@ -299,6 +332,7 @@ def aipw_with_influence(
             mu0 if kept else mu0[keep],
             mu1 if kept else mu1[keep],
             estimand,
+            None if weights is None else weights if kept else weights[keep],
         )
         n = len(centred)
     n_treated, n_control = arm_counts(treatment[keep])
@@ -313,6 +347,8 @@ def aipw_with_influence(
     }
     if estimand != "ATE":
         diagnostics["propensity_bounded_side"] = SIDE_OF[estimand]
+    if weights is not None:
+        diagnostics["sampling_weights"] = True
     result = EffectEstimate(
         estimate=estimate,
         std_error=math.sqrt(float(centred @ centred)) / n,
@@ -339,6 +375,7 @@ def aipw(
     bounds: tuple[float, float] = (0.01, 0.99),
     categories: Mapping[str, Sequence[str]] | None = None,
     estimand: Estimand = "ATE",
+    weights: ArrayLike | None = None,
 ) -> EffectEstimate:
     """Doubly robust ATE, ATT or ATC (augmented IPW) with an influence-function standard error.
 
@@ -366,6 +403,8 @@ def aipw(
     estimand : {"ATE", "ATT", "ATC"}
         The ATT needs the control outcome model and the odds ``e/(1-e)`` only (module docstring);
         the ATC the treated outcome model and ``(1-e)/e``.
+    weights : array_like, optional
+        Sampling weights, one per row, positive: the population's estimand (module docstring).
 
     Returns
     -------
@@ -387,4 +426,5 @@ def aipw(
         policy=policy,
         bounds=bounds,
         estimand=estimand,
+        weights=sampling_weights(weights, len(arrays.outcome)),
     )

@@ -46,6 +46,7 @@ from assimilate.estimators._batch_tables import (
     propensity_coefficients,
     score_table,
 )
+from assimilate.estimators._inputs import sampling_weights
 from assimilate.estimators.custom import CustomEstimator
 from assimilate.estimators.design_matrix import DesignMatrix, encode_covariates
 from assimilate.estimators.influence import InfluenceContributions
@@ -186,6 +187,8 @@ def fit_batch(
     from assimilate.design.plan import ONE_SUBJECT  # design.plan imports this package
 
     problem = usable_rows(plan, valid)
+    weights, weight_problem = batch_weights(plan, valid)
+    problem = problem or weight_problem
     # Not assessed whatever the rows: one subject's days, or a design without a propensity (iv).
     no_propensity = ONE_SUBJECT if plan.single_subject else plan.design.not_assessed("overlap")
     design, propensity, outcome, overlap = None, None, None, None
@@ -194,13 +197,23 @@ def fit_batch(
     if problem is None:
         design = encode_covariates(valid, list(plan.model_columns), categories=plan.categorical)
         treatment = valid[plan.treatment].to_numpy(dtype=np.int64)
-        fits = _nuisance_fits(plan, valid, design, treatment, fit_propensity_model=no_propensity is None)
+        fits = _nuisance_fits(
+            plan, valid, design, treatment, fit_propensity_model=no_propensity is None, weights=weights
+        )
         propensity, outcome = fits.propensity, fits.outcome
         overlap = None if propensity is None else calibrated_overlap(plan, propensity, treatment, design)
     effects = estimate_batch(
-        valid, plan, batch=batch, rng=rng, problem=problem, design=design, fits=fits, custom=custom
+        valid,
+        plan,
+        batch=batch,
+        rng=rng,
+        problem=problem,
+        design=design,
+        fits=fits,
+        custom=custom,
+        weights=weights,
     )
-    balance = None if propensity is None else _balance(plan, valid, propensity)
+    balance = None if propensity is None else _balance(plan, valid, propensity, weights)
     verdicts = {
         "overlap": _overlap_verdict(plan, batch, no_propensity or problem, fits.propensity_error, overlap),
         "balance": _balance_verdict(plan, batch, no_propensity, balance),
@@ -246,6 +259,16 @@ def usable_rows(plan: AnalysisPlan, valid: pd.DataFrame) -> str | None:
     return None
 
 
+def batch_weights(plan: AnalysisPlan, valid: pd.DataFrame) -> tuple[np.ndarray | None, str | None]:
+    """The plan's sampling weights of the valid rows (mean 1; None when unweighted), or why they are unusable."""
+    if plan.weights is None or valid.empty:
+        return None, None
+    try:
+        return sampling_weights(valid[plan.weights].to_numpy(), len(valid), name=plan.weights), None
+    except (KeyError, ValueError) as error:
+        return None, f"weights: {error}"
+
+
 def calibrated_overlap(
     plan: AnalysisPlan, model: PropensityModel, treatment: np.ndarray, design: DesignMatrix
 ) -> OverlapReport:
@@ -281,21 +304,27 @@ def _nuisance_fits(
     treatment: np.ndarray,
     *,
     fit_propensity_model: bool,
+    weights: np.ndarray | None = None,
 ) -> Nuisance:
     """The propensity model (when the plan judges overlap) and the outcome model, each fitted once.
 
     A model that cannot be fitted is None beside the library's reason (separation, a singular
-    design), which the overlap verdict and the estimators that need the model report.
+    design), which the overlap verdict and the estimators that need the model report. With sampling
+    ``weights`` both are the survey-weighted fits (Ridgeway et al. 2015; docs/INTERVALS.md).
     """
     propensity, propensity_error = None, ""
     if fit_propensity_model:
         bounds = (plan.propensity.bounds[0], plan.propensity.bounds[1])
         try:
-            propensity = fit_propensity(design, treatment, policy=plan.propensity.policy, bounds=bounds)
+            propensity = fit_propensity(
+                design, treatment, policy=plan.propensity.policy, bounds=bounds, weights=weights
+            )
         except ValueError as error:
             propensity_error = str(error)
     try:
-        outcome = fit_outcome_model(design, treatment, valid[plan.outcome].to_numpy(dtype=float))
+        outcome = fit_outcome_model(
+            design, treatment, valid[plan.outcome].to_numpy(dtype=float), weights=weights
+        )
     except ValueError as error:
         return Nuisance(propensity, propensity_error, None, str(error))
     return Nuisance(propensity, propensity_error, outcome, "")
@@ -319,9 +348,12 @@ def _overlap_verdict(
     )
 
 
-def _balance(plan: AnalysisPlan, valid: pd.DataFrame, model: PropensityModel) -> BalanceComparison:
-    """The max |SMD| after weighting by the fitted propensity, over the units it keeps."""
+def _balance(
+    plan: AnalysisPlan, valid: pd.DataFrame, model: PropensityModel, weights: np.ndarray | None = None
+) -> BalanceComparison:
+    """The max |SMD| after weighting by the fitted propensity (times the sampling weights), over the units it keeps."""
     kept = valid.reset_index(drop=True).assign(used_propensity=model.used_scores)
+    kept = kept.assign(sampling_weight=1.0 if weights is None else weights)
     kept = kept[kept["used_propensity"].notna()]
     return weighted_balance(
         kept[list(plan.model_columns)],
@@ -331,6 +363,7 @@ def _balance(plan: AnalysisPlan, valid: pd.DataFrame, model: PropensityModel) ->
         rule=plan.thresholds.gate_rule,
         alpha=plan.thresholds.balance_alpha,
         estimand=unit_estimand(plan),
+        sample_weights=None if weights is None else kept["sampling_weight"],
     )
 
 

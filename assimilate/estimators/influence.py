@@ -26,14 +26,14 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from assimilate._frozen import ReadOnlyArrays
 from assimilate._validation import check_choice
-from assimilate.estimators._inputs import batch_arrays
+from assimilate.estimators._inputs import batch_arrays, sampling_weights
 from assimilate.estimators.aipw import aipw_with_influence
 from assimilate.estimators.design_matrix import DesignMatrix
-from assimilate.estimators.difference import difference_in_means_from_arrays
+from assimilate.estimators.difference import difference_in_means_from_arrays, weighted_difference
 from assimilate.estimators.regression import regression_with_influence
 from assimilate.estimators.result import ESTIMANDS, EffectEstimate, Estimand
 from assimilate.estimators.weighting import ipw_with_influence
@@ -107,6 +107,7 @@ def influence_contributions(
     covariates: Sequence[str] = (),
     categories: Mapping[str, Sequence[str]] | None = None,
     estimand: Estimand = "ATE",
+    weights: ArrayLike | None = None,
     **options: Any,
 ) -> InfluenceContributions:
     """Run one estimator by name and return its estimate with each row's influence value.
@@ -125,6 +126,9 @@ def influence_contributions(
         Allowed levels of categorical covariates.
     estimand : {"ATE", "ATT", "ATC"}
         The estimand, as in :func:`assimilate.estimators.estimate_effect`.
+    weights : array_like, optional
+        Sampling weights, one per row, positive: the population's estimand, each estimator's
+        weighted version (its module says how), ``sum psi^2 / n^2`` still its variance.
     **options
         Estimator options (``n_folds``, ``rng``, ``policy``, ``bounds``, ``outcome_kind`` ...).
 
@@ -155,12 +159,24 @@ def influence_contributions(
         if options or categories:
             raise TypeError(f"difference_in_means takes no options, got {sorted(options) or ['categories']}")
         arrays = batch_arrays(data, treatment=treatment, outcome=outcome)
-        return _difference(arrays.treatment, arrays.outcome, outcome_name=outcome, estimand=estimand)
+        return _difference(
+            arrays.treatment,
+            arrays.outcome,
+            outcome_name=outcome,
+            estimand=estimand,
+            weights=sampling_weights(weights, len(arrays.outcome)),
+        )
     arrays = batch_arrays(
         data, treatment=treatment, outcome=outcome, covariates=covariates, categories=categories
     )
     return influence_from_arrays(
-        arrays.design, arrays.treatment, arrays.outcome, method=method, estimand=estimand, **options
+        arrays.design,
+        arrays.treatment,
+        arrays.outcome,
+        method=method,
+        estimand=estimand,
+        weights=sampling_weights(weights, len(arrays.outcome)),
+        **options,
     )
 
 
@@ -171,15 +187,21 @@ def influence_from_arrays(
     *,
     method: InfluenceMethod,
     estimand: Estimand = "ATE",
+    weights: FloatArray | None = None,
     **options: Any,
 ) -> InfluenceContributions:
-    """:func:`influence_contributions` on validated arrays (``design`` may be None for the difference in means)."""
+    """:func:`influence_contributions` on validated arrays (``design`` may be None for the difference in means).
+
+    ``weights``: sampling weights already checked (:func:`~assimilate.estimators._inputs.sampling_weights`).
+    """
     check_choice("method", method, INFLUENCE_METHODS)
     check_choice("estimand", estimand, ESTIMANDS)
+    if weights is not None:
+        options = {**options, "weights": weights}
     if method == "difference_in_means":
-        if options:
+        if set(options) - {"weights"}:
             raise TypeError(f"difference_in_means takes no options, got {sorted(options)}")
-        return _difference(treatment, outcome, estimand=estimand)
+        return _difference(treatment, outcome, estimand=estimand, weights=weights)
     if design is None:
         raise ValueError(f"{method} needs a design matrix")
     if method in ("regression_adjustment", "lin_interacted"):
@@ -206,8 +228,13 @@ def _difference(
     *,
     outcome_name: str = "outcome",
     estimand: Estimand = "ATE",
+    weights: FloatArray | None = None,
 ) -> InfluenceContributions:
-    fit = difference_in_means_from_arrays(treatment, outcome, outcome_name=outcome_name, estimand=estimand)
+    fit = difference_in_means_from_arrays(
+        treatment, outcome, outcome_name=outcome_name, estimand=estimand, weights=weights
+    )
+    if weights is not None:
+        return InfluenceContributions(fit, _read_only(weighted_difference(treatment, outcome, weights)[1]))
     treated = treatment == 1
     y1, y0 = outcome[treated], outcome[~treated]
     n, n1, n0 = len(outcome), len(y1), len(y0)

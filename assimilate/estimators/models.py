@@ -110,6 +110,7 @@ def fit_logistic(
     ridge: float = 0.0,
     names: tuple[str, ...] = (),
     response: str = "y",
+    weights: FloatArray | None = None,
 ) -> LogisticFit:
     """Newton-Raphson for the logistic log-likelihood (with an optional ridge on non-intercept terms).
 
@@ -125,6 +126,10 @@ def fit_logistic(
         Column names, for the error messages.
     response : str
         Name of the response, for the error messages.
+    weights : ndarray, shape (n,), optional
+        Positive row weights (sampling weights): maximizes ``sum_i w_i l_i(beta)``, the
+        pseudo-likelihood of the population the sample represents. Positive weights do not change
+        whether the data are separated or the design singular.
 
     Returns
     -------
@@ -176,17 +181,23 @@ def fit_logistic(
     if n >= 2 * WARM_START_ROWS:
         stride = n // WARM_START_ROWS
         rows = np.ascontiguousarray(X[::stride])
-        scale = len(rows) / n
+        sub_weights = None if weights is None else np.ascontiguousarray(weights[::stride])
+        # The subsample's share of the (weighted) information, to rescale its Hessian to all rows.
+        scale = len(rows) / n if weights is None else float(weights[::stride].sum() / weights.sum())
         try:
-            warm, broke = _newton(rows, np.ascontiguousarray(y[::stride]), zeros, penalty * scale, labels)
+            warm, broke = _newton(
+                rows, np.ascontiguousarray(y[::stride]), zeros, penalty * scale, labels, weights=sub_weights
+            )
             if warm.converged and not broke:
                 start = warm.coefficients
-                full, broke = _newton(X, y, start, penalty, labels, first_hessian=warm.hessian / scale)
+                full, broke = _newton(
+                    X, y, start, penalty, labels, first_hessian=warm.hessian / scale, weights=weights
+                )
                 fit = full if full.converged and not broke else None
         except ValueError:
             pass  # singular in the subsample, or a poor start: the plain start decides
     if fit is None:
-        fit, broke = _newton(X, y, zeros, penalty, labels)
+        fit, broke = _newton(X, y, zeros, penalty, labels, weights=weights)
     diverging = broke or not fit.converged or _weak_direction(fit.hessian)
     if diverging and not penalty.any():  # a penalized likelihood always has its maximum
         try:
@@ -215,6 +226,7 @@ def _newton(
     names: tuple[str, ...],
     *,
     first_hessian: FloatArray | None = None,
+    weights: FloatArray | None = None,
 ) -> tuple[LogisticFit, bool]:
     """Newton iterates to convergence; True beside the fit when a step could not be solved."""
     beta = start
@@ -223,12 +235,12 @@ def _newton(
     if first_hessian is not None:
         # A chord step: the warm start's (rescaled) information stands in for the full-data one,
         # so the first pass needs the score alone.
-        score = logistic_score(X, y, beta, probabilities)
+        score = logistic_score(X, y, beta, probabilities, weights)
         beta = beta + linalg.solve(first_hessian, score - penalty * beta, assume_a="pos")
         done = 1
     converged, iteration = False, done
     for iteration in range(done + 1, MAX_NEWTON_STEPS + 1):
-        score, information = logistic_pass(X, y, beta, probabilities)
+        score, information = logistic_pass(X, y, beta, probabilities, weights)
         gradient = score - penalty * beta
         hessian = information + np.diag(penalty)
         if iteration == 1 and not start.any():  # at zero, information = X'X / 4: is X of full rank?
@@ -245,7 +257,7 @@ def _newton(
             break
         beta = beta + delta
     else:  # no convergence: report the model at the last iterate, as a converged fit would be
-        hessian = logistic_pass(X, y, beta, probabilities)[1] + np.diag(penalty)
+        hessian = logistic_pass(X, y, beta, probabilities, weights)[1] + np.diag(penalty)
     return LogisticFit(beta, probabilities, hessian, converged, iteration), False
 
 
@@ -293,6 +305,9 @@ class PropensityModel:
     converged: bool
     n_iter: int
     information: FloatArray
+    # The sampling weights the model was fitted with (normalized to mean 1), None when unweighted:
+    # its information is then X' diag(w e (1 - e)) X, which IPW's standard error reads.
+    weights: FloatArray | None = None
 
     def report(self) -> dict[str, Any]:
         """JSON-serialisable facts: policy, bounds, counts, convergence."""
@@ -337,6 +352,7 @@ def fit_propensity(
     policy: PropensityPolicy = "clip",
     bounds: tuple[float, float] = (0.01, 0.99),
     ridge: float = 0.0,
+    weights: FloatArray | None = None,
 ) -> PropensityModel:
     """Fit the logistic propensity model and bound its scores.
 
@@ -353,6 +369,11 @@ def fit_propensity(
         Lower and upper bound of the scores.
     ridge : float
         L2 penalty on non-intercept coefficients (0: plain maximum likelihood).
+    weights : ndarray, optional
+        Sampling weights, positive and normalized to mean 1
+        (:func:`~assimilate.estimators._inputs.sampling_weights`): the survey-weighted logistic
+        regression, so the scores balance the covariates in the population the sample stands for
+        (Ridgeway, Kovalchik, Griffin & Kabeto 2015; DuGoff, Schuler & Stuart 2014).
 
     Returns
     -------
@@ -368,7 +389,9 @@ def fit_propensity(
     check_choice("policy", policy, ("clip", "trim", "none"))
     low, high = _check_bounds(bounds)
     d = as_binary("treatment", treatment).astype(np.float64)
-    fit = fit_logistic(design.values, d, ridge=ridge, names=design.columns, response="treatment")
+    fit = fit_logistic(
+        design.values, d, ridge=ridge, names=design.columns, response="treatment", weights=weights
+    )
     scores = np.clip(fit.probabilities, np.finfo(np.float64).tiny, np.nextafter(1.0, 0.0))
     outside = (scores < low) | (scores > high)
     keep = np.ones(len(scores), dtype=bool)
@@ -393,4 +416,5 @@ def fit_propensity(
         converged=fit.converged,
         n_iter=fit.n_iter,
         information=fit.hessian,
+        weights=weights,
     )

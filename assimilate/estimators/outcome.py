@@ -230,11 +230,11 @@ def predict_outcome(kind: Literal["linear", "logistic"], linear_predictor: Float
 
 
 def _logistic_arm(
-    X: FloatArray, y: FloatArray, arm: Arm, names: tuple[str, ...]
+    X: FloatArray, y: FloatArray, arm: Arm, names: tuple[str, ...], weights: FloatArray | None = None
 ) -> tuple[FloatArray, OutcomeFallback | None]:
     """One arm's logistic regression, or its ridge fallback when singular or separated."""
     try:
-        fit = fit_logistic(X, y, names=names)
+        fit = fit_logistic(X, y, names=names, weights=weights)
         columns = singular_columns(fit.hessian, names)  # Newton may "converge" along a null direction
         if columns:
             raise ValueError(_singular_message(columns))
@@ -243,13 +243,18 @@ def _logistic_arm(
         columns = singular_columns(gram(X), names)
         reason = _singular_message(columns) if columns else str(error)
     # A small ridge keeps an arm whose outcome is separable (all 0 in a region) finite.
-    ridge = fit_logistic(X, y, ridge=OUTCOME_RIDGE).coefficients
+    ridge = fit_logistic(X, y, ridge=OUTCOME_RIDGE, weights=weights).coefficients
     return ridge, OutcomeFallback(arm, "ridge", OUTCOME_RIDGE, reason)
 
 
 @one_blas_thread
 def fit_outcome_model(
-    design: DesignMatrix, treatment: ArrayLike, outcome: ArrayLike, *, kind: OutcomeKind = "auto"
+    design: DesignMatrix,
+    treatment: ArrayLike,
+    outcome: ArrayLike,
+    *,
+    kind: OutcomeKind = "auto",
+    weights: FloatArray | None = None,
 ) -> OutcomeModel:
     """Fit ``E[y | x]`` separately in each arm and predict both potential outcomes for every unit.
 
@@ -263,6 +268,9 @@ def fit_outcome_model(
         Outcome.
     kind : {"auto", "linear", "logistic"}
         ``"auto"`` is logistic for a 0/1 outcome, linear otherwise.
+    weights : ndarray, optional
+        Sampling weights (positive, mean 1): weighted least squares or the weighted logistic
+        pseudo-likelihood in each arm, the population's regression (Ridgeway et al. 2015).
 
     Returns
     -------
@@ -282,7 +290,7 @@ def fit_outcome_model(
     coefficients: list[FloatArray] = []
     fallbacks: list[OutcomeFallback] = []
     if chosen == "linear":
-        grams = armwise_gram(X, y, d)
+        grams = armwise_gram(X, y, d, weights)
         # Judged against the columns' norms over all rows: the larger arm's Gram is a difference
         # of sums, in which a column that is zero within the arm is rounding noise.
         scale = np.sqrt(np.diag(grams[0])[:p] + np.diag(grams[1])[:p])
@@ -290,12 +298,14 @@ def fit_outcome_model(
             try:
                 beta = solve_normal_equations(augmented, names=design.columns, scale=scale)
             except ValueError as error:
-                beta = minimum_norm_least_squares(X[rows], y[rows], scale)
+                root = 1.0 if weights is None else np.sqrt(weights[rows])[:, None]
+                beta = minimum_norm_least_squares(X[rows] * root, y[rows] * np.ravel(root), scale)
                 fallbacks.append(OutcomeFallback(label, "minimum_norm", 0.0, str(error)))
             coefficients.append(beta)
     else:
         for label, rows in zip(ARMS, (~d, d), strict=True):
-            beta, fallback = _logistic_arm(X[rows], y[rows], label, design.columns)
+            arm_weights = None if weights is None else weights[rows]
+            beta, fallback = _logistic_arm(X[rows], y[rows], label, design.columns, arm_weights)
             coefficients.append(beta)
             if fallback is not None:
                 fallbacks.append(fallback)

@@ -210,8 +210,12 @@ def gram_of_blocks(
 
 
 @one_blas_thread
-def armwise_gram(X: FloatArray, y: FloatArray, arm: NDArray[np.bool_]) -> tuple[FloatArray, FloatArray]:
+def armwise_gram(
+    X: FloatArray, y: FloatArray, arm: NDArray[np.bool_], weights: FloatArray | None = None
+) -> tuple[FloatArray, FloatArray]:
     """Gram matrices of ``[X, y]`` over the rows with ``arm`` False and with ``arm`` True, in one pass.
+
+    With ``weights`` (non-negative, one per row) each is ``[X, y]' diag(w) [X, y]`` of its arm.
 
     Returns
     -------
@@ -235,6 +239,8 @@ def armwise_gram(X: FloatArray, y: FloatArray, arm: NDArray[np.bool_]) -> tuple[
             block = buffer[:, : rows.stop - rows.start]
             np.copyto(block[:p], X[rows].T)
             block[p] = y[rows]
+            if weights is not None:
+                block *= np.sqrt(weights[rows])
             update(total, block)
             block *= arm[rows] if small_is_treated else ~arm[rows]
             update(small, block)
@@ -249,7 +255,11 @@ def armwise_gram(X: FloatArray, y: FloatArray, arm: NDArray[np.bool_]) -> tuple[
 
 @one_blas_thread
 def logistic_pass(
-    X: FloatArray, y: FloatArray, beta: FloatArray, probabilities: FloatArray
+    X: FloatArray,
+    y: FloatArray,
+    beta: FloatArray,
+    probabilities: FloatArray,
+    weights: FloatArray | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     """Score and information of the logistic model at ``beta``, in one pass.
 
@@ -263,25 +273,40 @@ def logistic_pass(
         Coefficients at which to evaluate.
     probabilities : ndarray, shape (n,)
         Filled with ``expit(X beta)``.
+    weights : ndarray, shape (n,), optional
+        Non-negative row weights (sampling weights): the weighted likelihood's score and information.
 
     Returns
     -------
     (ndarray, ndarray)
-        The score ``X'(y - mu)`` and the information ``X' diag(mu (1 - mu)) X``.
+        The score ``X'W(y - mu)`` and the information ``X' diag(w mu (1 - mu)) X`` (``W = I`` without
+        weights).
     """
-    score, information = _logistic_chunks(X, y, beta, probabilities, information=True)
+    score, information = _logistic_chunks(X, y, beta, probabilities, weights, information=True)
     assert information is not None
     return score, symmetric(information)
 
 
 @one_blas_thread
-def logistic_score(X: FloatArray, y: FloatArray, beta: FloatArray, probabilities: FloatArray) -> FloatArray:
-    """The score ``X'(y - mu)`` of :func:`logistic_pass` alone (about half the work)."""
-    return _logistic_chunks(X, y, beta, probabilities, information=False)[0]
+def logistic_score(
+    X: FloatArray,
+    y: FloatArray,
+    beta: FloatArray,
+    probabilities: FloatArray,
+    weights: FloatArray | None = None,
+) -> FloatArray:
+    """The score ``X'W(y - mu)`` of :func:`logistic_pass` alone (about half the work)."""
+    return _logistic_chunks(X, y, beta, probabilities, weights, information=False)[0]
 
 
 def _logistic_chunks(
-    X: FloatArray, y: FloatArray, beta: FloatArray, probabilities: FloatArray, *, information: bool
+    X: FloatArray,
+    y: FloatArray,
+    beta: FloatArray,
+    probabilities: FloatArray,
+    weights: FloatArray | None,
+    *,
+    information: bool,
 ) -> tuple[FloatArray, FloatArray | None]:
     n, p = X.shape
     update = rank_updater(n, p)
@@ -296,10 +321,14 @@ def _logistic_chunks(
             mu = probabilities[rows]
             special.expit(work, out=mu)
             np.subtract(y[rows], mu, out=work)
+            if weights is not None:
+                work *= weights[rows]
             score += block.T @ work
             if accumulator is not None:
                 np.subtract(1.0, mu, out=work)
                 work *= mu
+                if weights is not None:
+                    work *= weights[rows]
                 np.sqrt(work, out=work)
                 update(accumulator, np.multiply(block.T, work, out=scaled[:, : len(work)]))
         return score, accumulator

@@ -37,10 +37,10 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
-from scipy import linalg, stats
+from scipy import linalg
 
-from assimilate._validation import check_alpha, check_choice
-from assimilate.estimators._inputs import batch_arrays
+from assimilate._validation import check_choice
+from assimilate.estimators._inputs import batch_arrays, sampling_weights
 from assimilate.estimators.influence import INFLUENCE_METHODS, InfluenceContributions, influence_contributions
 from assimilate.estimators.result import EffectEstimate
 
@@ -52,7 +52,8 @@ OLS_METHODS = ("difference_in_means", "regression_adjustment", "lin_interacted")
 """Estimators whose estimate is the treatment coefficient of an OLS fit with the plain OLS SE, so
 every ``SEType`` applies: all three for the ATE; for the ATT and ATC the difference in means and
 plain regression adjustment (one number for every estimand), not Lin's interacted regression,
-whose ATT/ATC SE carries the estimated covariate means of an arm (CR1 only, from its influence)."""
+whose ATT/ATC SE carries the estimated covariate means of an arm (CR1 only, from its influence);
+with sampling weights its ATE likewise carries the weighted means of all rows."""
 DEFAULT_SE: Mapping[str, SEType] = {
     "difference_in_means": "HC2",  # Welch's variance is HC2 of y ~ 1 + d, exactly
     "regression_adjustment": "HC3",
@@ -134,6 +135,7 @@ def ols_standard_error(
     column: int,
     se_type: SEType,
     clusters: ArrayLike | None = None,
+    weights: FloatArray | None = None,
 ) -> SandwichResult:
     """Coefficient ``column`` of the OLS fit of ``y`` on ``X`` with an HC or CR standard error.
 
@@ -149,6 +151,9 @@ def ols_standard_error(
         Variance estimator; ``CR1``/``CR2`` need ``clusters``, the ``HC`` types refuse them.
     clusters : array_like, optional
         One cluster label per row.
+    weights : ndarray, optional
+        Sampling weights (positive): weighted least squares, as OLS of ``sqrt(w) y`` on
+        ``sqrt(w) X`` with every type computed on the whitened fit (statsmodels' WLS convention).
 
     Returns
     -------
@@ -165,6 +170,9 @@ def ols_standard_error(
     of ``X_g``, so it costs ``O(n k^2 + G k^3)`` time, as cheap as CR1 up to a factor ``k``.
     """
     check_choice("se_type", se_type, SE_TYPES)
+    if weights is not None:
+        root = np.sqrt(np.asarray(weights, dtype=np.float64))
+        X, y = X * root[:, None], y * root
     n, k = X.shape
     clustered = se_type in CLUSTER_TYPES
     if clustered and clusters is None:
@@ -230,12 +238,18 @@ def _cr2_variance(
     return total
 
 
-def ols_design(design_values: FloatArray | None, treatment: NDArray[np.int64], *, method: str) -> FloatArray:
+def ols_design(
+    design_values: FloatArray | None,
+    treatment: NDArray[np.int64],
+    *,
+    method: str,
+    weights: FloatArray | None = None,
+) -> FloatArray:
     """The regression an OLS estimator fits, treatment second (coefficient 1 is the ATE).
 
     ``difference_in_means``: ``[1, d]``; ``regression_adjustment``: ``[1, d, x]``;
     ``lin_interacted``: ``[1, d, x - xbar, d (x - xbar)]`` (Lin 2013), as
-    :mod:`assimilate.estimators.regression` builds them.
+    :mod:`assimilate.estimators.regression` builds them (``xbar`` weighted with ``weights``).
     """
     check_choice("method", method, OLS_METHODS)
     d = treatment.astype(np.float64)[:, None]
@@ -243,7 +257,7 @@ def ols_design(design_values: FloatArray | None, treatment: NDArray[np.int64], *
     if method != "difference_in_means" and design_values is not None and design_values.shape[1]:
         x = design_values
         if method == "lin_interacted":
-            x = x - x.mean(axis=0)
+            x = x - (x.mean(axis=0) if weights is None else weights @ x / weights.sum())
             columns += [x, d * x]
         else:
             columns.append(x)
@@ -261,6 +275,7 @@ def with_standard_error(
     se_type: SEType | None = None,
     categories: Mapping[str, Sequence[str]] | None = None,
     influence: InfluenceContributions | None = None,
+    weights: ArrayLike | None = None,
     **options: Any,
 ) -> EffectEstimate:
     """``estimate`` with its standard error recomputed as ``se_type``: the point never moves.
@@ -290,6 +305,9 @@ def with_standard_error(
         The influence values of the fit that gave ``estimate`` (its ``estimate`` field is
         ``estimate``'s point): a CR1 SE summed from influence values uses them instead of running
         the estimator again, so no nuisance model is refitted. The OLS types do not need them.
+    weights : array_like, optional
+        The sampling weights ``estimate`` was computed with (one per row): the OLS types are those
+        of the weighted least-squares fit, the influence values those of the weighted estimator.
     **options
         The estimator's options (``policy``, ``bounds``, ``n_folds``, ``rng``, ...): the same as for
         ``estimate``, so that the influence values are those of the same fit (without ``influence``).
@@ -315,6 +333,7 @@ def with_standard_error(
         raise ValueError(f"cluster column {cluster!r} not in the data (columns: {list(data.columns)})")
     labels = data[cluster] if isinstance(cluster, str) else cluster
     ols = estimate.method in OLS_METHODS and (estimate.estimand == "ATE" or method != "lin_interacted")
+    ols = ols and estimate.se_method != "hc3_with_covariate_means"  # a weighted Lin ATE, as its ATT
     chosen = se_type or ("CR1" if labels is not None else DEFAULT_SE[method] if ols else None)
     if chosen is None:  # influence-function SE, unclustered: the estimator's own stands
         return _replaced(estimate, estimate.std_error, estimate.se_method, None, cluster)
@@ -333,8 +352,9 @@ def with_standard_error(
             covariates=() if estimate.method == "difference_in_means" else covariates,
             categories=categories,
         )
-        X = ols_design(arrays.design.without_intercept(), arrays.treatment, method=estimate.method)
-        fit = ols_standard_error(X, arrays.outcome, column=1, se_type=chosen, clusters=labels)
+        w = sampling_weights(weights, len(arrays.outcome))
+        X = ols_design(arrays.design.without_intercept(), arrays.treatment, method=estimate.method, weights=w)
+        fit = ols_standard_error(X, arrays.outcome, column=1, se_type=chosen, clusters=labels, weights=w)
         _check_point(estimate, fit.coefficient)
         return _replaced(estimate, fit.std_error, chosen, fit.n_clusters, cluster)
     if labels is None:
@@ -349,6 +369,7 @@ def with_standard_error(
             outcome=outcome,
             covariates=covariates,
             categories=categories,
+            weights=weights,
             **options,
         )
     elif options:
@@ -362,18 +383,10 @@ def with_standard_error(
 def t_conf_int(estimate: EffectEstimate, *, alpha: float = 0.05) -> tuple[float, float]:
     """The interval ``estimate ± t_{df, 1-alpha/2} SE`` with the df a clustered SE carries.
 
-    ``df = G - 1`` after :func:`with_standard_error` with clusters; without a ``df`` this is
-    :meth:`EffectEstimate.conf_int` (normal).
+    ``df = G - 1`` after :func:`with_standard_error` with clusters; without a ``df`` the normal
+    interval. The same as :meth:`EffectEstimate.conf_int`, which reads the df itself.
     """
-    entry = estimate.diagnostics.get("standard_error") or {}
-    df = entry.get("df")
-    if df is None:
-        return estimate.conf_int(alpha)
-    critical = float(stats.t.ppf(1.0 - check_alpha(alpha) / 2.0, df))
-    return (
-        estimate.estimate - critical * estimate.std_error,
-        estimate.estimate + critical * estimate.std_error,
-    )
+    return estimate.conf_int(alpha)
 
 
 def _check_point(estimate: EffectEstimate, recomputed: float) -> None:

@@ -7,6 +7,14 @@ standard error stacks the two weighted means with the logistic score equations o
 model, so it accounts for the propensity being estimated (Lunceford & Davidian 2004); it is never
 a bootstrap.
 
+Sampling weights ``s`` (each row stands for ``s_i`` units of the population): every estimating
+equation, the propensity model's score included, is multiplied by ``s_i``. The propensity model is
+the survey-weighted logistic regression and each unit's final weight is ``s_i`` times its inverse
+propensity (or odds) weight, so the estimand is the population's ATE, ATT or ATC (Ridgeway,
+Kovalchik, Griffin & Kabeto 2015; DuGoff, Schuler & Stuart 2014). The influence values are the
+weighted equations' (``SE^2 = sum psi^2 / n^2`` as without weights): the linearization variance
+of a with-replacement sample, which clusters on primary sampling units as any other (CR1).
+
 Example
 -------
 >>> import numpy as np, pandas as pd
@@ -26,11 +34,11 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 from scipy import linalg
 
 from assimilate._validation import check_choice
-from assimilate.estimators._inputs import arm_counts, batch_arrays
+from assimilate.estimators._inputs import arm_counts, batch_arrays, sampling_weights
 from assimilate.estimators._threads import one_blas_thread
 from assimilate.estimators.design_matrix import DesignMatrix
 from assimilate.estimators.models import PropensityModel, PropensityPolicy, fit_propensity
@@ -84,6 +92,8 @@ def ipw_influence(
     Estimating equations: ``d (y - mu_1) / e``, ``(1-d)(y - mu_0) / (1-e)``, ``x (d - e)``. The
     influence of ``mu_a`` is ``(psi_a - A_ab' H^-1 x (d - e)) / A_aa``, with ``H = E[e (1-e) x x']``
     and ``A_ab`` the derivative of ``psi_a`` in ``beta``; clipped scores have zero derivative.
+    With the model's sampling weights ``s`` every equation is multiplied by ``s_i`` (and ``H`` is
+    the weighted information the model holds).
     """
     keep = propensity.keep
     trimmed = not bool(keep.all())
@@ -95,13 +105,15 @@ def ipw_influence(
     inverse += e
     np.abs(inverse, out=inverse)
     np.divide(keep if trimmed else 1.0, inverse, out=inverse)  # 1/e, 1/(1-e), 0 if trimmed
-    total1, total0 = float(inverse @ treated), float(inverse @ control)
+    s = propensity.weights
+    weight = inverse if s is None else inverse * s  # the final weight: sampling x inverse propensity
+    total1, total0 = float(weight @ treated), float(weight @ control)
     if total1 == 0 or total0 == 0:
         raise ValueError("after trimming, one arm has no units: IPW is undefined")
-    psi = inverse * y
+    psi = weight * y
     mu1, mu0 = float(psi @ treated) / total1, float(psi @ control) / total0
     np.subtract(y, mu1 * treated + mu0 * control, out=psi)
-    psi *= inverse  # psi_1 on treated units, psi_0 on controls
+    psi *= weight  # psi_1 on treated units, psi_0 on controls
     n = len(y)
     a11, a00 = total1 / n, total0 / n
     raw = propensity.scores
@@ -114,7 +126,8 @@ def ipw_influence(
     # The two correction columns enter only as correction_1 / a11 - correction_0 / a00: one solve.
     direction = linalg.solve(propensity.information, transpose_times(X, derivative), assume_a="pos")
     influence = psi * (treated / a11 - control / a00)
-    influence -= (treated - raw) * times(X, direction)
+    score = treated - raw if s is None else s * (treated - raw)  # the propensity model's own equation
+    influence -= score * times(X, direction)
     return mu1 - mu0, influence
 
 
@@ -156,6 +169,9 @@ def ipw_target_influence(
     weight = np.where(reweighted, odds, 1.0)
     if trimmed:
         weight *= keep
+    s = propensity.weights
+    if s is not None:  # the final weight: sampling x odds (every equation times s_i)
+        weight *= s
     total_t, total_o = float(weight @ target), float(weight @ other)
     if total_t == 0 or total_o == 0:
         raise ValueError("after trimming, one arm has no units: IPW is undefined")
@@ -169,7 +185,8 @@ def ipw_target_influence(
     derivative = sign * other * moves * psi  # d psi_o / d eta
     direction = linalg.solve(propensity.information, transpose_times(X, derivative), assume_a="pos")
     influence = psi * (target / a_t - other / a_o)
-    influence -= (treated - raw) * times(X, direction) / a_o
+    score = treated - raw if s is None else s * (treated - raw)  # the propensity model's own equation
+    influence -= score * times(X, direction) / a_o
     influence *= sign
     return sign * (mu_t - mu_o), influence, keep, n_outside
 
@@ -184,10 +201,18 @@ def ipw_from_arrays(
     bounds: tuple[float, float] = (0.01, 0.99),
     propensity: PropensityModel | None = None,
     estimand: Estimand = "ATE",
+    weights: FloatArray | None = None,
 ) -> EffectEstimate:
-    """IPW on arrays (the core of :func:`ipw`)."""
+    """IPW on arrays (the core of :func:`ipw`; ``weights`` checked, as :func:`ipw_with_influence`)."""
     return ipw_with_influence(
-        design, treatment, outcome, policy=policy, bounds=bounds, propensity=propensity, estimand=estimand
+        design,
+        treatment,
+        outcome,
+        policy=policy,
+        bounds=bounds,
+        propensity=propensity,
+        estimand=estimand,
+        weights=weights,
     )[0]
 
 
@@ -201,11 +226,17 @@ def ipw_with_influence(
     bounds: tuple[float, float] = (0.01, 0.99),
     propensity: PropensityModel | None = None,
     estimand: Estimand = "ATE",
+    weights: FloatArray | None = None,
 ) -> tuple[EffectEstimate, FloatArray]:
-    """:func:`ipw_from_arrays` with the influence function of every row (``SE = |psi| / n``)."""
+    """:func:`ipw_from_arrays` with the influence function of every row (``SE = |psi| / n``).
+
+    ``weights``: sampling weights already checked (:func:`~assimilate.estimators._inputs.sampling_weights`);
+    a fitted ``propensity`` must have been fitted with the same ones.
+    """
     check_choice("estimand", estimand, ESTIMANDS)
-    model = propensity or fit_propensity(design, treatment, policy=policy, bounds=bounds)
-    diagnostics = model.report()
+    check_same_weights(propensity, weights)
+    model = propensity or fit_propensity(design, treatment, policy=policy, bounds=bounds, weights=weights)
+    diagnostics = model.report() | ({} if weights is None else {"sampling_weights": True})
     if estimand == "ATE":
         estimate, influence = ipw_influence(design.values, treatment, outcome, model)
         keep = model.keep
@@ -244,6 +275,7 @@ def ipw(
     propensity: PropensityModel | None = None,
     categories: Mapping[str, Sequence[str]] | None = None,
     estimand: Estimand = "ATE",
+    weights: ArrayLike | None = None,
 ) -> EffectEstimate:
     """Normalized inverse-probability-weighted ATE, ATT or ATC with a sandwich standard error.
 
@@ -267,6 +299,8 @@ def ipw(
     estimand : {"ATE", "ATT", "ATC"}
         ``"ATE"``: weights ``1/e`` and ``1/(1-e)``; ``"ATT"``: treated 1, controls the odds
         ``e/(1-e)``; ``"ATC"``: controls 1, treated ``(1-e)/e``. Each arm's weights are normalized.
+    weights : array_like, optional
+        Sampling weights, one per row, positive: the population's estimand (module docstring).
 
     Returns
     -------
@@ -284,4 +318,19 @@ def ipw(
         bounds=bounds,
         propensity=propensity,
         estimand=estimand,
+        weights=sampling_weights(weights, len(arrays.outcome)),
     )
+
+
+def check_same_weights(propensity: PropensityModel | None, weights: FloatArray | None) -> None:
+    """A fitted propensity model serves only the sampling weights it was fitted with (or none)."""
+    if propensity is None:
+        return
+    fitted = propensity.weights
+    if (fitted is None) != (weights is None) or (
+        fitted is not None and weights is not None and not np.array_equal(fitted, weights)
+    ):
+        raise ValueError(
+            "propensity: the fitted model was fitted with other sampling weights than the weights given "
+            "(fit it with fit_propensity(..., weights=...))"
+        )

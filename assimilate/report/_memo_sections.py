@@ -10,6 +10,8 @@ from assimilate.estimators.result import ESTIMAND_WORDS
 from assimilate.report._document import Block, Bullets, Heading, Image, Paragraph, Section, Table
 from assimilate.report._words import check_name, process_var_words, stable, without_batch
 from assimilate.report.checklist import diagnostic_checklist
+from assimilate.report.did_memo import ASSUMPTION as DID_ASSUMPTION
+from assimilate.report.did_memo import DESIGN_WORDS as DID_DESIGN_WORDS
 from assimilate.report.memo_inputs import MemoInputs, format_statistic
 
 VERDICT_WORD = {"pass": "pass", "fail": "FAIL", "undefined": "not assessed"}
@@ -73,6 +75,8 @@ def estimand_and_design(inputs: MemoInputs, dag: Image | None = None) -> Section
             "treatment, and never pushes anyone against it (monotonicity); batches whose first stage is weak "
             "are kept out."
         )
+    elif design.kind == "did":
+        kind = DID_DESIGN_WORDS
     else:
         kind = "observational: the study did not assign treatment; the estimate relies on adjusting for measured pre-treatment covariates."
     blocks.append(Paragraph(kind, lead="Design:"))
@@ -151,6 +155,17 @@ def assumptions(inputs: MemoInputs) -> Section:
         required.append(
             "Randomized assignment as designed (checked by the sample-ratio test where reported)."
         )
+    elif design.kind == "iv":
+        # The instrument, not the adjustment, identifies the effect: the treatment may be confounded.
+        adjusted = ", ".join(design.adjustment_set) or "no covariates"
+        required.append(
+            f"The instrument ({', '.join(design.instruments)}) is as good as random given {adjusted}, reaches the "
+            "outcome only through the treatment, and pushes no one against it (monotonicity): untestable from the "
+            "data, except its strength (the weak-instrument gate). Unmeasured confounding of the treatment and the "
+            "outcome is allowed."
+        )
+    elif design.kind == "did":
+        required.append(DID_ASSUMPTION)
     else:
         adjusted = ", ".join(design.adjustment_set) or "no covariates"
         required.append(f"No unmeasured confounding given {adjusted}: untestable from the data.")

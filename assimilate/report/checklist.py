@@ -130,6 +130,17 @@ def _estimators_row(inputs: MemoInputs) -> ChecklistRow:
     return ChecklistRow(item, "pass", f"{names} inside the primary estimate's interval")
 
 
+def _calibration_rows(inputs: MemoInputs) -> tuple[ChecklistRow, ...]:
+    """The calibration audit's row (only for a study that configures the audit)."""
+    audit = inputs.calibration_audit
+    if audit is None:
+        return ()
+    status: ChecklistStatus = (
+        "pass" if audit.status == "pass" else "fail" if audit.status == "fail" else "not assessed"
+    )
+    return (ChecklistRow("intervals calibrated (placebo audit)", status, audit.sentence()),)
+
+
 def _caveats_row(inputs: MemoInputs) -> ChecklistRow:
     listed = {"balance", "smd", "overlap", "post_treatment", "timing", "temporal"}
     batches: dict[str, list[str]] = {}
@@ -176,7 +187,8 @@ def diagnostic_checklist(inputs: MemoInputs) -> tuple[ChecklistRow, ...]:
     -------
     tuple of ChecklistRow
         Rows: estimand stated, treatment precedes outcome, adjustment set pre-treatment, balance,
-        overlap, several estimators compared, unobserved confounding, caveats.
+        overlap, several estimators compared, intervals calibrated (a study with a calibration
+        audit), unobserved confounding, caveats.
     """
     card, design = inputs.card, inputs.design
     randomized = design.kind == "randomized"
@@ -235,6 +247,7 @@ def diagnostic_checklist(inputs: MemoInputs) -> tuple[ChecklistRow, ...]:
             else ()
         ),
         _estimators_row(inputs),
+        *_calibration_rows(inputs),
         confounding,
         _caveats_row(inputs),
     )

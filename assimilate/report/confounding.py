@@ -48,6 +48,7 @@ from assimilate.diagnostics.sensitivity import (
     sensitivity_analysis,
 )
 from assimilate.report._document import Block, Image, Paragraph, Section
+from assimilate.report.fused_sensitivity import fused_sensitivity_of, fused_sentence
 from assimilate.report.units import OUTCOME_TYPES, EffectScale, OutcomeType
 
 if TYPE_CHECKING:
@@ -86,18 +87,12 @@ class ConfounderSensitivity:
     def bounds(self, benchmark: Benchmark) -> tuple[float, float, float]:
         """The estimate adjusted for a benchmark-sized confounder and its interval (C&H §4.4).
 
-        ``sign(τ̂)(|τ̂| − bias)``: past zero when the bias exceeds the estimate. Recomputed from
-        the benchmark's partial R²s because ``Benchmark.adjusted_*`` keeps the estimate's sign.
+        The library's bounds (:func:`~assimilate.diagnostics.sensitivity.sensitivity_analysis`):
+        ``sign(τ̂)(|τ̂| − bias)``, past zero when the bias exceeds the estimate.
         """
-        analysis = self.analysis
-        if analysis is None:
+        if self.analysis is None:
             raise ValueError(f"batch {self.batch} has no sensitivity analysis: {self.not_computed}")
-        se, dof = analysis.standard_error, analysis.dof
-        bias = bias_bound(se, dof, benchmark.r2_dz_x, benchmark.r2_yz_dx)
-        adjusted = float(np.sign(analysis.estimate)) * (abs(analysis.estimate) - bias)
-        adjusted_se = se * math.sqrt((1 - benchmark.r2_yz_dx) / (1 - benchmark.r2_dz_x) * dof / (dof - 1))
-        t_crit = float(stats.t.ppf(1 - analysis.alpha / 2, dof - 1))
-        return adjusted, adjusted - t_crit * adjusted_se, adjusted + t_crit * adjusted_se
+        return benchmark.adjusted_estimate, benchmark.adjusted_lower, benchmark.adjusted_upper
 
     def explains_away(self, benchmark: Benchmark) -> bool:
         """Whether such a confounder moves the interval to include zero, or past it."""
@@ -254,6 +249,10 @@ def sensitivity_section(inputs: MemoInputs, image: Image | None = None) -> Secti
     e_sentence = _e_value_sentence(found) if inputs.outcome_type == "binary" else None
     if e_sentence is not None:
         blocks.append(Paragraph(e_sentence))
+    fused = fused_sensitivity_of(inputs)
+    if fused is not None:
+        admitted = int(np.sum(~np.asarray(inputs.result.excluded, dtype=bool)))
+        blocks.append(Paragraph(fused_sentence(fused, inputs.scale, admitted)))
     if image is not None:
         blocks.append(image)
     return Section(TITLE, tuple(blocks))

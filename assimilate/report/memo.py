@@ -55,8 +55,12 @@ from assimilate.report._memo_decision import (
 from assimilate.report._words import check_name, check_question, drift_model, stable
 from assimilate.report.checklist import estimator_agreement
 from assimilate.report.confounding import sensitivity_image, sensitivity_section
+from assimilate.report.did_memo import did_blocks
 from assimilate.report.figures import MemoFigures, causal_dag_image, fan_chart_image
+from assimilate.report.guardrails import guardrail_caveats, guardrails_section, read_guardrails
+from assimilate.report.instrument import instrument_blocks
 from assimilate.report.memo_inputs import MemoInputs, format_statistic
+from assimilate.report.who_benefits import who_benefits_section
 
 
 def _lie(methods: tuple[str, ...]) -> str:
@@ -191,6 +195,8 @@ def _evidence(inputs: MemoInputs, num: Numbers, figures: MemoFigures | None) -> 
             )
         )
     blocks += _latest_alone(inputs, num)
+    blocks += instrument_blocks(inputs, num.scale)
+    blocks += did_blocks(inputs)  # a did study's pre-trend test and event study
     blocks.append(Heading("Innovation and drift"))
     blocks.append(
         Bullets(
@@ -242,6 +248,7 @@ def _interpretation(inputs: MemoInputs, num: Numbers) -> Section:
 
 def _recommendation_section(inputs: MemoInputs, num: Numbers) -> Section:
     headline, details = recommendation(inputs, num)
+    details = (*details, *guardrail_caveats(inputs.guardrails, alpha=inputs.result.alpha))
     blocks: list[Block] = [Paragraph(headline)]
     if details:
         blocks.append(Bullets(details))
@@ -264,6 +271,15 @@ def _appendix(inputs: MemoInputs) -> Section:
     )
 
 
+def _guardrails(inputs: MemoInputs) -> tuple[Section, ...]:
+    """The guardrail outcomes' section, when the study has guardrails."""
+    if not inputs.guardrails:
+        return ()
+    readings = read_guardrails(inputs.guardrails, alpha=inputs.result.alpha)
+    per = inputs.card.unit if inputs.card is not None else None
+    return (guardrails_section(readings, alpha=inputs.result.alpha, per=per),)
+
+
 def _contour(figures: MemoFigures | None) -> tuple[bytes | None, str]:
     if figures is None:
         return None, "sensitivity_contour.png"
@@ -280,6 +296,7 @@ def _memo_document(inputs: MemoInputs, figures: MemoFigures | None) -> Document:
             sections.question(inputs),
             sections.estimand_and_design(inputs, dag),
             _evidence(inputs, num, figures),
+            *_guardrails(inputs),
             sections.key_diagnostics(inputs),
             sections.checklist(inputs),
             sections.assumptions(inputs),
@@ -287,6 +304,8 @@ def _memo_document(inputs: MemoInputs, figures: MemoFigures | None) -> Document:
                 inputs,
                 sensitivity_image(inputs, *_contour(figures)),
             ),
+            # Only for a study with effect modifiers: the effect by segment, and who differs.
+            *(s for s in (who_benefits_section(inputs),) if s is not None),
             _interpretation(inputs, num),
             sections.limitations(inputs),
             _recommendation_section(inputs, num),

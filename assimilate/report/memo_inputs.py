@@ -37,6 +37,7 @@ from assimilate._frozen import FrozenDict
 from assimilate._validation import check_choice
 from assimilate.design.card import EstimandCard
 from assimilate.diagnostics.innovations import InnovationReport, innovation_diagnostics
+from assimilate.diagnostics.plan_audit import StoredAudit
 from assimilate.diagnostics.trend import TrendTest
 from assimilate.diagnostics.verdict import Status, Verdict
 from assimilate.estimators.result import EffectEstimate
@@ -51,14 +52,17 @@ from assimilate.report.decision import (
     decide,
     provisional_reasons,
 )
+from assimilate.report.event_study import EventStudySummary
+from assimilate.report.guardrails import GuardrailPosterior
 from assimilate.report.units import OUTCOME_TYPES, Baseline, EffectScale, OutcomeType
+from assimilate.report.who_benefits import WhoBenefits
 from assimilate.result import AssimilationResult
 from assimilate.sequential import ConfidenceSequence, confidence_sequence
 
 if TYPE_CHECKING:
     from assimilate.design.plan import AnalysisPlan
 
-DesignKind = Literal["randomized", "observational", "iv"]
+DesignKind = Literal["randomized", "observational", "iv", "did"]
 ProcessVarSource = Literal["set", "estimated"]
 SHORTLIST_COLUMNS = ("method", "valid", "reason")
 _STATUSES: tuple[Status, ...] = ("pass", "fail", "undefined")
@@ -92,7 +96,7 @@ class DesignSummary:
     instruments: Sequence[str] = ()
 
     def __post_init__(self) -> None:
-        check_choice("kind", self.kind, ("randomized", "observational", "iv"))
+        check_choice("kind", self.kind, ("randomized", "observational", "iv", "did"))
         object.__setattr__(self, "instruments", tuple(str(name) for name in self.instruments))
         if self.treated_share is not None and not 0.0 < float(self.treated_share) < 1.0:
             raise ValueError(f"treated_share must lie strictly between 0 and 1, got {self.treated_share!r}")
@@ -177,6 +181,15 @@ class MemoInputs:
     sensitivity : ConfounderSensitivity, optional
         An observational study's sensitivity to an unmeasured confounder in its latest admitted batch
         (:mod:`assimilate.report.confounding`).
+    guardrails : tuple of GuardrailPosterior
+        The study's guardrail outcomes, judged together in the memo's "Guardrails" section
+        (:mod:`assimilate.report.guardrails`).
+    segments : WhoBenefits, optional
+        The effect by segment of the study's effect modifiers, fused, with the segments that differ
+        (:mod:`assimilate.report.who_benefits`); None: no such section.
+    calibration_audit : StoredAudit, optional
+        The placebo audit of the primary estimator's intervals (named in the checklist); None: the
+        study configures none.
     """
 
     study: str
@@ -201,6 +214,15 @@ class MemoInputs:
     baseline: Baseline | None = None
     process_var_source: ProcessVarSource | None = None
     sensitivity: ConfounderSensitivity | None = None
+    # The study's guardrail outcomes, each with its own posterior (assimilate/report/guardrails.py).
+    guardrails: tuple[GuardrailPosterior, ...] = ()
+    # The effect by segment of the study's effect modifiers (assimilate/report/who_benefits.py).
+    segments: WhoBenefits | None = None
+    # The study's calibration audit of its primary estimator (assimilate/diagnostics/plan_audit.py);
+    # None: the study configures none.
+    calibration_audit: StoredAudit | None = None
+    # A did study's event study and pre-trend test (assimilate/report/event_study.py); None otherwise.
+    event_study: EventStudySummary | None = None
 
     def __post_init__(self) -> None:
         labels = self.result.labels

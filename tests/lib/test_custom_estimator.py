@@ -144,7 +144,7 @@ def test_a_plan_may_name_a_custom_estimator() -> None:
         ({"custom_estimators": {"Cuped-2": "team.mod:f"}, "primary_estimator": "aipw"},
          "must be an estimator name matching"),
         ({"custom_estimators": CUPED, "primary_estimator": "cupd"}, "or 'cuped'"),
-        ({"primary_estimator": "cuped"}, "'n_of_1' or 'two_stage_least_squares'"),
+        ({"primary_estimator": "cuped"}, "'two_stage_least_squares' or 'callaway_santanna'"),
         ({"custom_estimators": CUPED, "primary_estimator": "cuped", "standard_errors": "HC3"},
          "standard_errors: HC3 needs an OLS fit; 'cuped' (custom_estimators)"),
         ({"custom_estimators": CUPED, "primary_estimator": "cuped",

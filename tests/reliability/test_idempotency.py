@@ -1,7 +1,9 @@
 """Re-running a partition is idempotent byte for byte: tables, report files, one audit row per run.
 
-Every table of the study's schema is exported canonically (``COPY (SELECT * ... ORDER BY ALL) TO``
-a CSV file) and hashed; every report file is hashed as written. The audit trail is the one table
+Every table of the study's schema is exported canonically (its rows sorted by every column, as
+CSV) and hashed, on either warehouse backend (``pytest --warehouse=postgres`` runs it on
+PostgreSQL; tests/pipeline/test_pipeline_on_postgres.py does in the normal suite); every report
+file is hashed as written. The audit trail is the one table
 that grows: it records each run (its ``run_id`` and ``recorded_at`` time), so it gets exactly one
 row per run and its earlier rows never change.
 """
@@ -16,7 +18,6 @@ import pandas as pd
 import pytest
 
 from orchestration.runner import QUIET
-from resources.duckdb_tables import quote_identifier
 from tests.pipeline_support import Project, ab_batch, example_study, write_batch
 
 STUDY = "ab_checkout"
@@ -41,8 +42,8 @@ def table_hashes(project: Project, export: Path) -> dict[str, str]:
         if table == AUDIT:
             continue
         target = export / f"{table}.csv"
-        source = f"{quote_identifier(STUDY)}.{quote_identifier(table)}"
-        store.execute_read(f"COPY (SELECT * FROM {source} ORDER BY ALL) TO '{target}' (HEADER)")
+        frame = store.read_table(STUDY, str(table))
+        frame.sort_values(list(frame.columns), kind="mergesort").to_csv(target, index=False)
         hashes[table] = _sha(target.read_bytes())
     return hashes
 
