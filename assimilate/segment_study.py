@@ -34,7 +34,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -64,7 +64,7 @@ if TYPE_CHECKING:
 
 CHECK_NAME = "segment_difference"
 POSTERIOR_CHECK_NAME = "fused_segment_difference"
-CORRECTION = {"holm": "holm", "bh": "benjamini_hochberg"}
+CORRECTION: dict[str, Literal["holm", "benjamini_hochberg"]] = {"holm": "holm", "bh": "benjamini_hochberg"}
 _WORDS = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
 TABLE_COLUMNS = (
     "modifier",
@@ -228,6 +228,7 @@ def effects_from_table(rows: pd.DataFrame) -> dict[str, SegmentEffects]:
     found = {}
     for column, part in rows.sort_values(["modifier", "position"]).groupby("modifier", sort=False):
         segments = []
+        row: Any  # a stored row: its fields are the table's columns
         for row in part.itertuples(index=False):
             fit = None
             if bool(row.assessed):
@@ -285,6 +286,7 @@ def fuse_segments(
         se = np.full_like(y, math.nan)
         index = {b: t for t, b in enumerate(batches)}
         where = {s: j for j, s in enumerate(labels)}
+        row: Any
         for row in part[part["assessed"].astype(bool)].itertuples(index=False):
             t = index.get(str(row.partition_key))
             if t is not None and not excluded[t]:
@@ -396,7 +398,7 @@ def _pooled(
     table = pd.concat(frames, ignore_index=True)
     table["adjusted_p_value"] = adjust_p_values(
         table["p_value"], correction=CORRECTION[settings.multiplicity]
-    )  # type: ignore[arg-type]
+    )
     table["differs"] = table["adjusted_p_value"] < level
     table = table.assign(correction=rule_word, alpha=level)
     shown = table[table["differs"]]
@@ -432,7 +434,7 @@ def pooled_differences(found: Mapping[str, SegmentEffects], settings: SegmentSet
     -------
     PooledDifferences
     """
-    tests = {m: segment_differences(e, alpha=settings.level, correction=CORRECTION[settings.multiplicity])  # type: ignore[arg-type]
+    tests = {m: segment_differences(e, alpha=settings.level, correction=CORRECTION[settings.multiplicity])
              for m, e in found.items()}  # fmt: skip
     return _pooled(tests, settings, CHECK_NAME, "effect")
 
@@ -447,7 +449,7 @@ def posterior_differences(
     tests = {
         m: posterior_segment_differences(
             p, alpha=settings.level, correction=CORRECTION[settings.multiplicity]
-        )  # type: ignore[arg-type]
+        )
         for m, p in fused.items()
     }
     return _pooled(tests, settings, POSTERIOR_CHECK_NAME, "fused effect")

@@ -297,7 +297,7 @@ class AnalysisPlan(_Section):
         design = self.design
         table = method_shortlist(
             self.causal_dag(),
-            design="observational" if design.kind in ("iv", "did") else design.kind,
+            design="randomized" if design.kind == "randomized" else "observational",
             covariates=self.model_columns,
             observed=(*self.model_columns, *self.post_treatment),
             panel=design.kind == "did",

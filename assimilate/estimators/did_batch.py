@@ -36,9 +36,9 @@ Example
 from __future__ import annotations
 
 import bisect
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -54,6 +54,7 @@ from assimilate.estimators.did_staggered import (
     ControlGroup,
     GroupTimeATT,
     _cell,
+    group_time_from_cells,
 )
 from assimilate.estimators.result import EffectEstimate
 
@@ -128,14 +129,14 @@ def unit_cohorts(
         flags = pd.to_numeric(panel[group], errors="coerce")
         if not flags.isin([0, 1]).all():
             raise ValueError(f"column {group!r} (design.group) must be 0 or 1 in every row")
-        labels = pd.Series(np.where(flags == 1, first_treated, None), index=panel.index, dtype=object)
+        labels = _kept_or_none([first_treated] * len(panel), flags == 1, panel.index)
         source = group
     else:
         if first_treated not in panel.columns:
             raise ValueError(f"column {first_treated!r} (design.first_treated) is not in the data")
         text = panel[first_treated].astype(object).where(panel[first_treated].notna(), "")
         words = text.astype(str).str.strip()
-        labels = words.where(~words.str.lower().isin(NEVER_WORDS), None).astype(object)
+        labels = _kept_or_none(words, ~words.str.lower().isin(NEVER_WORDS), panel.index)
         source = first_treated
     per_unit = labels.fillna("").groupby(panel[unit].to_numpy()).nunique()
     if (per_unit > 1).any():
@@ -213,7 +214,8 @@ def period_effect(
     adopted = [int(g) for g in cohorts if g <= t]
     kind: PeriodKind = "post" if adopted else "pre"
     chosen = adopted if adopted else [int(g) for g in cohorts]
-    cells, skipped = [], []
+    cells: list[tuple[Any, ...]] = []
+    skipped: list[tuple[Hashable, Hashable, str]] = []
     for g in chosen:
         base = g - 1 if kind == "post" else t - 1
         found = _cell(coded, g, t, base, control_group, "panel")
@@ -250,6 +252,11 @@ def _label(periods: Sequence[str], rank: int) -> str:
     return periods[rank] if rank < len(periods) else "later"
 
 
+def _kept_or_none(values: Iterable[Any], keep: Iterable[bool], index: pd.Index) -> pd.Series:
+    """``values`` where ``keep``, else None (not NaN: a missing cohort label), as an object column."""
+    return pd.Series([v if k else None for v, k in zip(values, keep, strict=True)], index=index, dtype=object)
+
+
 def _coded_panel(frame: pd.DataFrame, periods: list[str], names: dict[str, str]) -> Panel:
     """The checked panel with cohorts coded so that adoptions after the last period stay cohorts.
 
@@ -261,7 +268,7 @@ def _coded_panel(frame: pd.DataFrame, periods: list[str], names: dict[str, str])
     # read_panel checks the frame (one row per unit and period, a numeric outcome, a cohort
     # treated before the first period); adoptions after the last period it codes as never.
     checked = read_panel(
-        frame.assign(**{names["cohort"]: np.where(seen, labels, None)}),
+        frame.assign(**{names["cohort"]: _kept_or_none(labels, seen, frame.index)}),
         unit=names["unit"],
         period=names["period"],
         outcome=names["outcome"],
@@ -277,23 +284,12 @@ def _coded_panel(frame: pd.DataFrame, periods: list[str], names: dict[str, str])
 
 
 def _group_time(
-    panel: Panel, cells: list[tuple], skipped: list[tuple[Hashable, Hashable, str]], control: ControlGroup
+    panel: Panel,
+    cells: list[tuple[Any, ...]],
+    skipped: list[tuple[Hashable, Hashable, str]],
+    control: ControlGroup,
 ) -> GroupTimeATT:
-    columns = list(zip(*cells, strict=True))
-    return GroupTimeATT(
-        cohort=np.array(columns[0]),
-        period=np.array(columns[1]),
-        base=np.array(columns[2]),
-        estimate=np.array(columns[3]),
-        influence=np.column_stack(columns[4]),
-        n_treated_cell=np.array(columns[5]),
-        n_control_cell=np.array(columns[6]),
-        unit_cohort=panel.unit_cohorts(),
-        periods=tuple(panel.periods),
-        control_group=control,
-        base_period="varying",
-        skipped=tuple(skipped),
-    )
+    return group_time_from_cells(panel, cells, skipped, control_group=control, base_period="varying")
 
 
 def stored_pre_trend(

@@ -343,6 +343,18 @@ def group_time_att(
                 cells.append((int(g), t, int(b), *found))
     if not cells:
         raise ValueError(f"no ATT(g, t) cell could be estimated: {skipped[:3]}")
+    return group_time_from_cells(panel, cells, skipped, control_group=control_group, base_period=base_period)
+
+
+def group_time_from_cells(
+    panel: Any,
+    cells: list[tuple[Any, ...]],
+    skipped: list[tuple[Any, Any, str]],
+    *,
+    control_group: ControlGroup,
+    base_period: BasePeriod,
+) -> GroupTimeATT:
+    """The result from estimated cells ``(cohort, period, base, estimate, influence, n_treated, n_control)``."""
     columns = list(zip(*cells, strict=True))
     return GroupTimeATT(
         cohort=np.array(columns[0]),

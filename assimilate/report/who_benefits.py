@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -137,6 +137,7 @@ def who_benefits_section(inputs: MemoInputs) -> Section | None:
         )
     ]
     rows = []
+    r: Any  # a fused row: its fields are the table's columns
     for r in found.fused.itertuples(index=False):
         p = _adjusted(found, str(r.modifier), str(r.segment))
         flagged = (str(r.modifier), str(r.segment)) in found.flagged
