@@ -42,6 +42,8 @@ REPORT_FILES = (
     "memo.html",
     "causal_dag.png",
     "sensitivity_contour.png",
+    "forest_plot.png",
+    "event_study.png",
 )
 DEMO_MARKER = ".assimilate-demo"  # only a folder the demo made is ever cleaned
 # What a demo run writes inside its folder; starting fresh removes these and nothing else.
