@@ -1,7 +1,7 @@
 """The whole benchmark suite: estimators, filters and the pipeline, each against its peers in one run.
 
     .venv/bin/python -m benchmarks.run                       # every size (about 20 minutes)
-    .venv/bin/python -m benchmarks.run --only filters        # one part: estimators, filters, pipeline
+    .venv/bin/python -m benchmarks.run --only filters        # one part: estimators, filters, pipeline, refuters
     .venv/bin/python -m benchmarks.run --smoke               # tiny sizes: proves the suite works (CI)
 
 Prints one table (tool, size, median and min-max of repeats, ratio to the reference, floor passes,
@@ -23,10 +23,11 @@ from pathlib import Path
 from benchmarks.estimators import estimator_rows
 from benchmarks.filters import append_rows, filter_rows, first_call_rows
 from benchmarks.pipeline import pipeline_rows
+from benchmarks.refuters import refuter_rows
 from benchmarks.table import Row, disagreements, print_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PARTS = ("estimators", "filters", "pipeline")
+PARTS = ("estimators", "filters", "pipeline", "refuters")
 
 
 def suite_rows(parts: tuple[str, ...], *, smoke: bool) -> list[Row]:
@@ -45,6 +46,8 @@ def suite_rows(parts: tuple[str, ...], *, smoke: bool) -> list[Row]:
             rows += filter_rows([1_000, 100_000, 1_000_000], 5, 3_000) + append_rows() + first_call_rows()
     if "pipeline" in parts:
         rows += [_as_row(r) for r in pipeline_rows(smoke)]
+    if "refuters" in parts:
+        rows += [_as_row(r) for r in refuter_rows(smoke)]
     return rows
 
 

@@ -134,9 +134,11 @@ def shown(path: Path) -> str:
 
 
 def print_summary(data: Path, study_names: list[str]) -> None:
-    from resources.warehouse import Warehouse
+    from resources.warehouse import WarehouseResource
 
-    store = Warehouse(data / "warehouse.duckdb")
+    store = WarehouseResource.for_data_dir(
+        data
+    ).open()  # the pipeline's: DuckDB, or PostgreSQL when configured
     pd.set_option("display.width", 160)
     pd.set_option("display.max_columns", 20)
     for study in study_names:
