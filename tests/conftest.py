@@ -3,6 +3,7 @@
     pytest -m library                       # tests/lib: the pure library, no Dagster
     pytest -m "not pipeline and not slow"   # the quick loop: library and shell units
     pytest -m reliability                   # tests/reliability: corpus, SIGKILL, the real daemon
+    pytest -m postgres                      # every test that starts a PostgreSQL server
 
 ``tests/lib`` (``library``) imports no shell package and no Dagster; ``tests/shell`` (``shell``) does,
 but runs no pipeline; ``tests/pipeline`` (``pipeline``) runs Dagster jobs (a ``Project``,
@@ -82,10 +83,21 @@ def _warehouse_backend(request: pytest.FixtureRequest, monkeypatch: pytest.Monke
     monkeypatch.setenv(WAREHOUSE_URL_ENV, request.getfixturevalue("postgres_warehouse_url"))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "postgres: starts a PostgreSQL server (given by tests/conftest.py)")
+
+
+POSTGRES_FIXTURES = {"postgres_cluster", "postgres_warehouse_url", "postgres_server"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         for name in layer_of(Path(str(item.path))):
             item.add_marker(getattr(pytest.mark, name))
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and "postgres" in callspec.params.values()  # a backend parameter
+        if on_postgres or POSTGRES_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)
 
 
 @pytest.fixture(autouse=True)
