@@ -41,7 +41,9 @@ STUDIES = (
     "calibration_audit_short",
     "segments",
     "did",
+    "did_gate",
     "guardrails",
+    "sampling_weights",
 )
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "SIMULATIONS.md"
 
