@@ -54,7 +54,11 @@ def test_the_encouragement_study_gates_the_bounced_month_and_covers_the_late(tmp
     assert not (sign["status"] == "fail").any()  # the collapse is no significant flip: no warning
 
     onsets = [a for a in project.alerts() if a.kind == "onset" and a.check_name.endswith("weak_instrument")]
-    assert [a.partition_key for a in onsets] == [bounced]
+    # One alert for the study and one for its overdraft-fees guardrail, a study of its own on the same batches.
+    assert sorted((a.study, a.partition_key) for a in onsets) == [
+        (STUDY, bounced),
+        (f"{STUDY}__overdraft_fees", bounced),
+    ]
 
     last = steps.iloc[-1]  # the bounced month: predict-only, the posterior of the seven good months
     assert last["ci_lower"] <= COMPLIER_EFFECT <= last["ci_upper"], last.to_dict()

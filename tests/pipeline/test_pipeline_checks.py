@@ -161,7 +161,9 @@ def test_a_check_is_partitioned_exactly_when_its_asset_is(tmp_path: Path) -> Non
         "check_effect_posterior_" + p
         for p in ("innovation", "one_sided_innovations", "particle_ess", "effect_trend")
     ]
-    assert study_level == sorted((s.name, name) for s in studies for name in posterior)
+    # A study with effect modifiers also judges its fused segments (segment_posterior is unpartitioned).
+    segments = [("retention_outreach", "check_segment_posterior_fused_segment_difference")]
+    assert study_level == sorted([*((s.name, name) for s in studies for name in posterior), *segments])
 
 
 def posterior_alerts(received: list[dict[str, Any]], check: str) -> list[dict[str, Any]]:
