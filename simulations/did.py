@@ -30,6 +30,7 @@ and allows 2 Monte Carlo standard errors around them. Run: ``python -m simulatio
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -221,16 +222,25 @@ def common_rows(rng: np.random.Generator, reps: int, *, fast: bool) -> list[dict
 
 def pre_trend_rows(rng: np.random.Generator, reps: int, *, fast: bool) -> list[dict[str, object]]:
     """The pre-trend gate's false-alarm rate (parallel trends) and detection rate (linear pre-trend)."""
+
+    def fires(delta: float) -> bool:
+        study = group_time_att(staggered(rng, pre_trend=delta), **COLUMNS).event_time()
+        return pre_trend_test(study, alpha=0.05).failed
+
+    return gate_rate_rows(
+        fires, reps, fast=fast, gate="pre-trend gate (Wald chi2 of the leads, 5%), staggered rollout"
+    )
+
+
+def gate_rate_rows(
+    fires: Callable[[float], bool], reps: int, *, fast: bool, gate: str
+) -> list[dict[str, object]]:
+    """A pre-trend gate's rates: how often ``fires(delta)`` under parallel trends, then each ``PRE_TRENDS``."""
     rows = []
     for delta in (0.0, *PRE_TRENDS):
-        fired = []
-        for _ in range(reps):
-            study = group_time_att(staggered(rng, pre_trend=delta), **COLUMNS).event_time()
-            fired.append(pre_trend_test(study, alpha=0.05).failed)
+        fired = [fires(delta) for _ in range(reps)]
         parallel = delta == 0.0
-        scenario = "pre-trend gate (Wald chi2 of the leads, 5%), staggered rollout" + (
-            "" if parallel else f", linear pre-trend {delta:g} per period"
-        )
+        scenario = gate + ("" if parallel else f", linear pre-trend {delta:g} per period")
         rows.append(
             _share_row(
                 scenario,

@@ -29,7 +29,7 @@ import pandas as pd
 
 from assimilate.estimators.did_batch import PeriodFit, period_effect, stored_pre_trend
 from assimilate.estimators.variance import t_conf_int
-from simulations.did import _errors, _share_row
+from simulations.did import _errors, _share_row, gate_rate_rows
 from simulations.table import frame
 
 STUDY = "did_gate"
@@ -38,7 +38,6 @@ COHORTS = (5, 7, 9)
 LABELS = tuple(f"2025-{t:02d}-01" for t in range(1, PERIODS + 1))
 PRE = LABELS[1:4]  # the pre-period placebos (periods 2-4)
 POST = (LABELS[4], LABELS[-1])  # the first and the last post period
-PRE_TRENDS = (0.1, 0.25)
 FULL_REPS = 2000
 FAST_REPS = {"coverage": 120, "pre_trend": 80}
 
@@ -100,24 +99,12 @@ def gate_fires(data: pd.DataFrame) -> bool:
 
 def pre_trend_rows(rng: np.random.Generator, reps: int, *, fast: bool) -> list[dict[str, object]]:
     """The gate's false-alarm rate (parallel trends) and detection rate (linear pre-trends)."""
-    rows = []
-    for delta in (0.0, *PRE_TRENDS):
-        fired = [gate_fires(panel(rng, pre_trend=delta)) for _ in range(reps)]
-        parallel = delta == 0.0
-        scenario = "pipeline pre-trend gate (Wald chi2 of 3 stored placebos, 5%)" + (
-            "" if parallel else f", linear pre-trend {delta:g} per period"
-        )
-        rows.append(
-            _share_row(
-                scenario,
-                "false-alarm rate" if parallel else "detection rate",
-                fired,
-                fast=fast,
-                low=0.03 if parallel else (0.80 if delta == PRE_TRENDS[-1] else None),
-                high=0.07 if parallel else None,
-            )
-        )
-    return rows
+    return gate_rate_rows(
+        lambda delta: gate_fires(panel(rng, pre_trend=delta)),
+        reps,
+        fast=fast,
+        gate="pipeline pre-trend gate (Wald chi2 of 3 stored placebos, 5%)",
+    )
 
 
 def run(*, fast: bool = True, seed: int = 20261217) -> pd.DataFrame:
