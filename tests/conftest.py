@@ -95,7 +95,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for name in layer_of(Path(str(item.path))):
             item.add_marker(getattr(pytest.mark, name))
         callspec = getattr(item, "callspec", None)
-        on_postgres = callspec is not None and "postgres" in callspec.params.values()  # a backend parameter
+        # A backend parameter; other parameters may be frames or arrays, which `in` would compare.
+        params = callspec.params.values() if callspec is not None else ()
+        on_postgres = any(isinstance(value, str) and value == "postgres" for value in params)
         if on_postgres or POSTGRES_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.postgres)
 
