@@ -22,7 +22,7 @@ from assets.common import (
 from assets.partition_range import each_batch
 from checks.covariates import PROPERTIES, srm_description, validate_batch
 from checks.results import check_results, check_spec, verdict_rows
-from resources.raw_records import load_raw
+from resources.raw_columns import load_raw
 from resources.study import StudyConfig
 from resources.warehouse import WarehouseResource
 

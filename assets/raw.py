@@ -1,7 +1,8 @@
 """raw_batch: the landed file, exactly as delivered, with its content hash and the quality suite.
 
 The file is read once (``resources/raw_records.py``: its bytes hashed and parsed), judged by the
-file-level rules (``checks/quality.py``), and stored as text records for the covariate table.
+file-level rules (``checks/quality.py``), and stored column by column for the covariate table
+(``resources/raw_columns.py``).
 """
 
 from collections.abc import Iterator
@@ -23,7 +24,8 @@ from checks.quality import judge_landed_file
 from checks.results import ERROR, check_result, check_spec, verdict_rows
 from resources.cadence import expected_name
 from resources.landing import LandingResource
-from resources.raw_records import raw_rows_table, read_landed_file
+from resources.raw_columns import raw_rows_table
+from resources.raw_records import read_landed_file
 from resources.study import StudyConfig
 from resources.warehouse import WarehouseResource
 
@@ -38,7 +40,7 @@ def build_raw_batch(study: StudyConfig, partitions: dg.PartitionsDefinition) -> 
         **batch_asset_options(study, partitions),
         kinds={"duckdb"},
         description=described(
-            study, f"{study.name}: the landed batch file, row by row as text, with its SHA-256."
+            study, f"{study.name}: the landed batch file, cell for cell as delivered, with its SHA-256."
         ),
         check_specs=[
             check_spec(asset_key, "data_quality", "Great Expectations suite on the landed file", partitions)

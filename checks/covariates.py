@@ -40,6 +40,7 @@ from assimilate.diagnostics.batch_refutations import refuter_columns
 from checks.post_treatment import post_treatment_verdict
 from checks.results import ERROR, Verdicts, naming_batch, not_assessed
 from checks.typed_batch import TypedBatch, type_batch
+from resources.raw_columns import text_frame
 from resources.study import StudyConfig
 
 QUARANTINE_COLUMNS = ["row_index", "column", "rule", "value", "record_json"]
@@ -143,8 +144,9 @@ def _quarantine_table(raw: pd.DataFrame, problems: pd.DataFrame) -> pd.DataFrame
     if problems.empty:
         return _empty_quarantine()
     table = problems.drop_duplicates(["row_index", "column", "rule"]).astype({"column": str, "rule": str})
-    table["value"] = [str(raw.at[i, c]) for i, c in zip(table["row_index"], table["column"], strict=True)]
-    records = raw.loc[table["row_index"].unique()].to_dict(orient="index")
+    delivered = text_frame(raw.loc[table["row_index"].unique()])  # each cell's text as delivered
+    table["value"] = [delivered.at[i, c] for i, c in zip(table["row_index"], table["column"], strict=True)]
+    records = delivered.to_dict(orient="index")
     table["record_json"] = [
         json.dumps(records[i], ensure_ascii=False, sort_keys=True) for i in table["row_index"]
     ]

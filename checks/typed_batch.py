@@ -1,6 +1,8 @@
 """The one reader: every column of a raw batch gets its type once, for every check.
 
-A raw batch is text exactly as delivered (``resources/raw_records.py``). ``type_batch`` decides
+A raw batch holds every cell as delivered (``resources/raw_records.py``): text, or a column typed
+where the type gives back each cell's text (``resources/raw_columns.py``), which reads as that text
+would. ``type_batch`` decides
 each column's type and finds the values that break a reading rule; the covariate validator
 (``checks/covariates.py``, which decides what a broken rule costs), the quality suite (whose only
 value rule is "both arms present") and the post-treatment check all read the frame it returns, so
@@ -32,6 +34,7 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
 from collections.abc import Collection, Sequence
@@ -41,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from assimilate.diagnostics.batch_refutations import refuter_columns
+from resources.raw_columns import as_text, kind_of
 from resources.raw_records import EXTRA_FIELDS
 from resources.study import StudyConfig
 
@@ -129,14 +133,14 @@ def type_batch(
             breaks(missing, column, MISSING)
             breaks(failed | ~(missing | values.isin([0.0, 1.0])), column, BINARY_TREATMENT)
         elif column == getattr(study.design, "cohort_column", None):
-            values = _first_treated(text)
+            values = _first_treated(as_text(text))
             breaks(values.isna(), column, FIRST_TREATED)
         elif column in numeric_roles:
             values, missing, failed = _numbers(text, booleans=numeric_roles[column])
             breaks(missing, column, MISSING)
             breaks(failed, column, NUMBER)
         elif column in (study.unit_id, study.cluster) or column in study.categorical:
-            stripped = _stripped(text)
+            stripped = _stripped(as_text(text))
             missing = stripped.eq("")
             values = stripped.mask(missing, None)
             breaks(missing, column, MISSING)
@@ -215,10 +219,22 @@ def _numbers(text: pd.Series, *, booleans: bool) -> tuple[pd.Series, pd.Series, 
     """Numbers (NaN where none), where a value is missing, and where it is not a number.
 
     Only values that do not parse as delivered are stripped and lower-cased (stripping every value
-    costs ~30 ms per 1e5 values and column).
+    costs ~30 ms per 1e5 values and column). A typed column is numbers already (NaN: blank).
     """
+    kind = kind_of(text)
+    if kind in ("int", "double") or (kind == "bool" and booleans):
+        numeric = text.to_numpy(dtype=np.float64)
+        nothing = np.zeros(len(text), dtype=bool)
+        return (
+            pd.Series(numeric, index=text.index),
+            pd.Series(np.isnan(numeric), index=text.index),
+            pd.Series(nothing, index=text.index),
+        )
+    text = as_text(text)  # a boolean column where booleans are no numbers: its text True / False
     blank = text.eq("").to_numpy(dtype=bool, copy=True)
-    numeric = pd.to_numeric(text.mask(blank), errors="coerce").to_numpy(dtype=float, copy=True)
+    numeric = _exactly(
+        text, pd.to_numeric(text.mask(blank), errors="coerce").to_numpy(dtype=float, copy=True)
+    )
     retry = np.isnan(numeric) & ~blank
     if retry.any():
         words = text[retry].str.strip().str.lower()
@@ -235,8 +251,20 @@ def _numbers(text: pd.Series, *, booleans: bool) -> tuple[pd.Series, pd.Series, 
     )
 
 
+def _exactly(text: pd.Series, approximate: np.ndarray) -> np.ndarray:
+    """The parsed values again with Python's float(), which rounds correctly (pandas' parser can
+    miss the last digit), so a column read as text and one typed at landing hold the same numbers."""
+    parsed = ~np.isnan(approximate)
+    with contextlib.suppress(TypeError, ValueError):  # a spelling float() refuses: keep pandas'
+        approximate[parsed] = text.to_numpy()[parsed].astype(np.float64)
+    return approximate
+
+
 def _numbers_if_all_parse(text: pd.Series) -> pd.Series:
     """A column the study does not name: numbers when every value parses (blank is NaN), else text."""
+    if kind_of(text) in ("int", "double"):
+        return text.astype(np.float64)
+    text = as_text(text)  # a Parquet boolean column is the text True / False here, as it always was
     blank = text.eq("")
     first = text[~blank].iloc[:1]
     if len(first) and pd.to_numeric(first, errors="coerce").isna().all():
@@ -253,7 +281,7 @@ def _stripped(text: pd.Series) -> pd.Series:
 
 
 def _has_nul(text: pd.Series) -> pd.Series:
-    if "\x00" not in "".join(text.tolist()):  # the usual case: one scan of the column
+    if kind_of(text) != "text" or "\x00" not in "".join(text.tolist()):  # usual: one scan of the column
         return pd.Series(False, index=text.index)
     return text.str.contains("\x00", regex=False)
 

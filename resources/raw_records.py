@@ -1,15 +1,16 @@
-"""A landed batch file read once, as text exactly as delivered, and stored as JSON records.
+"""A landed batch file read once, exactly as delivered: its hash, and its columns.
 
 ``read_landed_file`` reads a file's bytes once: they are hashed and parsed, so what is stored is
-what was hashed. Every value stays text (``checks/typed_batch.py`` decides the types); a file that
-cannot be read as a table comes back with its hash and the reason, never as a crash. A CSV row is
+what was hashed. A CSV is read as text, and each column then takes the narrowest type that gives
+back every cell as delivered (``resources/raw_columns.py``); a Parquet file keeps its int, float
+and boolean columns, and any other column becomes text. ``checks/typed_batch.py`` decides what the
+values mean for the study; a file that cannot be read as a table comes back with its hash and the
+reason, never as a crash. A CSV row is
 read field by field under the header's names: a value beyond the header's last column is kept in
 the ``EXTRA_FIELDS`` column (its row is quarantined), and an empty one is dropped (a delimiter at
 the end of every line is a common export artefact); a NUL byte stays in its value.
 
-The raw rows are stored one JSON object per delivered row (``raw_rows_table``): byte for byte what
-``json.dumps(record, ensure_ascii=False, sort_keys=True)`` gives, but built column-wise (calling
-``json.dumps`` per row costs about a second per 1e5 rows); ``load_raw`` rebuilds the batch from them.
+The columns are stored column by column (``resources/raw_columns.py``), and read back from there.
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from resources.study import StudyConfig
-from resources.warehouse import Warehouse
+from resources.raw_columns import as_text, delivered_columns, joined_chunks, stored_names
 
 # The raw column that keeps a row's values beyond the header's last column (a JSON list).
 EXTRA_FIELDS = "(extra fields)"
@@ -61,6 +61,7 @@ class LandedFile:
                     "size_bytes": self.size_bytes,
                     "n_rows": len(self.raw),
                     "columns_json": json.dumps(list(self.raw.columns), ensure_ascii=False),
+                    "stored_columns_json": json.dumps(stored_names(self.raw)),
                 }
             ]
         )
@@ -89,7 +90,7 @@ def read_landed_file(path: Path, *, batch: str) -> LandedFile:
 
 
 def read_batch_file(path: Path, *, batch: str, content: bytes | None = None) -> pd.DataFrame:
-    """Read a CSV or Parquet batch file with every value as text, exactly as delivered.
+    """Read a CSV or Parquet batch file, every cell as delivered (see the module docstring).
 
     ``content``: the file's bytes when the caller has read them (then what is parsed is what was
     hashed).
@@ -99,11 +100,9 @@ def read_batch_file(path: Path, *, batch: str, content: bytes | None = None) -> 
     try:
         data = path.read_bytes() if content is None else content
         if suffix == ".csv":
-            frame = _read_csv(data.decode("utf-8-sig"), where)
+            frame = _read_csv(data, where)
         elif suffix == ".parquet":
-            frame = pd.read_parquet(io.BytesIO(data))
-            frame = frame.astype(object).where(frame.notna(), "").astype(str)
-            frame.columns = [str(c) for c in frame.columns]
+            frame = _parquet_columns(pd.read_parquet(io.BytesIO(data)))
         else:
             raise BatchFileError(f"{where}: unsupported format {suffix!r}")
     except UnicodeDecodeError as error:
@@ -116,13 +115,67 @@ def read_batch_file(path: Path, *, batch: str, content: bytes | None = None) -> 
     duplicated = sorted(set(frame.columns[frame.columns.duplicated()]))
     if duplicated:
         raise BatchFileError(f"{where}: duplicate column names {duplicated}")
-    return frame.reset_index(drop=True)
+    return delivered_columns(frame.reset_index(drop=True))
+
+
+def _parquet_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Int, float64 and null-free boolean columns as they are; every other column as text ("" for null)."""
+    columns = {}
+    for name in frame.columns:
+        values = frame[name]
+        if values.dtype == np.float64 or values.dtype == np.bool_:
+            columns[str(name)] = values
+        elif values.dtype.kind == "i" or (values.dtype.kind == "u" and values.dtype.itemsize < 8):
+            columns[str(name)] = values.astype(np.int64)
+        else:
+            columns[str(name)] = values.astype(object).where(values.notna(), "").astype(str)
+    return pd.DataFrame(columns, index=frame.index)
 
 
 _LONG_ROW = re.compile(r"expected \d+ fields, saw (\d+)")
 
 
-def _read_csv(text: str, where: str) -> pd.DataFrame:
+# A CSV this large is parsed in chunks of CHUNK_ROWS rows, each typed as it is read, so that a
+# 1e7-row file never holds all its cells as Python strings (about 60 bytes each).
+CHUNKED_BYTES = 64 * 2**20
+CHUNK_ROWS = 500_000
+
+
+def _read_csv(data: bytes, where: str) -> pd.DataFrame:
+    """A CSV's cells; in typed chunks when the file is large and well-formed (the same frame)."""
+    text = data.decode("utf-8-sig")  # not UTF-8: an error naming the file
+    if len(data) < CHUNKED_BYTES or "\x00" in text:
+        return _read_csv_text(text, where)
+    del text
+    chunked = _read_csv_chunks(data)
+    return chunked if chunked is not None else _read_csv_text(data.decode("utf-8-sig"), where)
+
+
+def _read_csv_chunks(data: bytes) -> pd.DataFrame | None:
+    """The chunks typed as they come; None where a row does not fit (the whole-file reader says why)."""
+    options = {"header": None, "dtype": str, "keep_default_na": False, "na_filter": False}
+    header: list[str] = []
+    parts = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", pd.errors.ParserWarning)
+        reader = pd.read_csv(  # type: ignore[call-overload]
+            io.BytesIO(data), encoding="utf-8-sig", on_bad_lines="warn", chunksize=CHUNK_ROWS, **options
+        )
+        for chunk in reader:
+            if not header:
+                header, chunk = [str(name) for name in chunk.iloc[0]], chunk.iloc[1:]
+                if len(set(header)) < len(header):
+                    return None  # duplicate names: the whole-file reader names them
+            parts.append(delivered_columns(chunk.set_axis(header, axis=1).reset_index(drop=True)))
+            if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
+                return None
+    frame = joined_chunks(parts, header)
+    if header.count("") == 1 and header[-1] == "" and not as_text(frame[""]).ne("").any():
+        frame = frame.drop(columns=[""])  # the header's own delimiter at the end of its line
+    return frame
+
+
+def _read_csv_text(text: str, where: str) -> pd.DataFrame:
     """Every record's fields under the header's names (the pandas C parser, no field size limit)."""
     stand_in = ""
     if "\x00" in text:  # the C parser ends a value at a NUL byte: parse a stand-in, put NUL back
@@ -162,47 +215,3 @@ def _extra_json(values: tuple[str, ...]) -> str:
     while kept and kept[-1] == "":
         kept.pop()
     return json.dumps(kept, ensure_ascii=False) if kept else ""
-
-
-def raw_rows_table(raw: pd.DataFrame) -> pd.DataFrame:
-    """One row per delivered row: its index and the record as JSON text (sorted keys)."""
-    names = sorted(str(name) for name in raw.columns)
-    if not len(raw) or not names:
-        records = [json.dumps(r, ensure_ascii=False, sort_keys=True) for r in raw.to_dict(orient="records")]
-        return pd.DataFrame({"row_index": np.arange(len(raw), dtype=np.int64), "record_json": records})
-    fields = ", ".join(json.dumps(name, ensure_ascii=False).replace("%", "%%") + ': "%s"' for name in names)
-    columns = [_json_string_bodies(raw[name]) for name in names]
-    return pd.DataFrame(
-        {
-            "row_index": np.arange(len(raw), dtype=np.int64),
-            "record_json": [f"{{{fields}}}" % values for values in zip(*columns, strict=True)],
-        }
-    )
-
-
-# json.dumps(ensure_ascii=False) escapes only these; any other text is its own JSON string body.
-_NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f]')
-
-
-def _json_string_bodies(values: pd.Series) -> list[str]:
-    """Each text value as the inside of its JSON string literal."""
-    bodies = [str(value) for value in values.tolist()]
-    if _NEEDS_ESCAPE.search("".join(bodies)) is None:  # the usual case: one scan of the column
-        return bodies
-    return [
-        json.dumps(body, ensure_ascii=False)[1:-1] if _NEEDS_ESCAPE.search(body) else body for body in bodies
-    ]
-
-
-def records_frame(texts: pd.Series) -> pd.DataFrame:
-    """The raw batch rebuilt from its stored JSON records (all text), in the given order."""
-    records = json.loads("[" + ",".join(texts) + "]")  # one parse: per-row json.loads is 3x slower
-    return pd.DataFrame(records, dtype=str)
-
-
-def load_raw(store: Warehouse, study: StudyConfig, batch: str) -> pd.DataFrame:
-    """The raw batch as delivered (all text), rebuilt from the stored rows in their order."""
-    rows = store.read_table(study.name, "raw_rows", partition_key=batch)
-    if rows.empty:
-        return pd.DataFrame()
-    return records_frame(rows.sort_values("row_index")["record_json"])
