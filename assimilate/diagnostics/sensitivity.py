@@ -148,17 +148,30 @@ class SensitivityReport:
         return text
 
 
-def _residual_ss(design: NDArray[np.float64], target: NDArray[np.float64]) -> float:
-    coef, *_ = np.linalg.lstsq(design, target, rcond=None)
-    resid = target - design @ coef
-    return float(resid @ resid)
+class _CrossProducts:
+    """Residual sums of squares of any column on any others, from one pass over the rows.
 
+    The columns are scaled to unit norm before their cross-products are taken, so the small
+    solves stay well conditioned; each benchmark then costs a k x k solve, not a refit on n rows.
+    """
 
-def _group_partial_r2(design: NDArray[np.float64], target: NDArray[np.float64], group: list[int]) -> float:
-    """Partial R² of a group of columns: the share of the residual SS it removes."""
-    rest = [j for j in range(design.shape[1]) if j not in group]
-    restricted = _residual_ss(design[:, rest], target)
-    return (restricted - _residual_ss(design, target)) / restricted if restricted > 0 else 0.0
+    def __init__(self, columns: NDArray[np.float64]) -> None:
+        norms = np.sqrt(np.einsum("ij,ij->j", columns, columns))
+        self.scale = np.where(norms > 0, norms, 1.0)
+        scaled = columns / self.scale
+        self.gram = scaled.T @ scaled
+
+    def residual_ss(self, target: int, predictors: list[int]) -> float:
+        gram = self.gram
+        coef, *_ = np.linalg.lstsq(gram[np.ix_(predictors, predictors)], gram[predictors, target], rcond=None)
+        explained = float(gram[target, predictors] @ coef)
+        return max(float(gram[target, target]) - explained, 0.0) * float(self.scale[target]) ** 2
+
+    def partial_r2(self, target: int, predictors: list[int], group: list[int]) -> float:
+        """Partial R² of ``group`` (among ``predictors``): the share of the residual SS it removes."""
+        restricted = self.residual_ss(target, [j for j in predictors if j not in group])
+        full = self.residual_ss(target, predictors)
+        return (restricted - full) / restricted if restricted > 0 else 0.0
 
 
 def sensitivity_analysis(
@@ -218,6 +231,8 @@ def sensitivity_analysis(
     t_stat = estimate / se
     t_crit = float(stats.t.ppf(1 - alpha / 2, dof - 1))
     benchmarks = []
+    products = _CrossProducts(np.column_stack([design, y]))  # columns: d, covariates..., y
+    covariate_columns = list(range(1, k))
     for name in covariates if benchmark_covariates is None else benchmark_covariates:
         group = [
             1 + j
@@ -226,8 +241,8 @@ def sensitivity_analysis(
         ]
         if not group:
             raise ValueError(f"benchmark covariate {name!r} is not among the covariates {list(covariates)}")
-        r2_dxj = _group_partial_r2(encoded.values, d, [j - 1 for j in group])
-        r2_yxj = _group_partial_r2(design, y, group)
+        r2_dxj = products.partial_r2(0, covariate_columns, group)  # the treatment on the covariates
+        r2_yxj = products.partial_r2(k, [0, *covariate_columns], group)  # the outcome on all of them
         for k_mult in multiples:
             r2_dz = k_mult * r2_dxj / (1 - r2_dxj)
             if r2_dz >= 1:
