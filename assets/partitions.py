@@ -29,6 +29,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from resources.batch_source_scan import latest_in_source
 from resources.cadence import KEY_FORMAT, cron_of, first_key_from, key_of_day, next_key, period_window
 from resources.landing_files import partition_key_for_file
 from resources.study import StudyConfig
@@ -84,6 +85,9 @@ def last_batches(
         folder = landing_root / study.landing_folder
         names = [p.name for p in folder.iterdir() if not p.name.startswith(".")] if folder.is_dir() else []
         latest[study.name] = _latest(study, [partition_key_for_file(name, study.cadence) for name in names])
+        if study.source is not None:  # a Parquet dataset's newest partition; SQL: every period up to now
+            keys = study_partitions(study).get_partition_keys()
+            latest[study.name] = _latest(study, [latest_in_source(study, landing_root, keys)])
     store = Warehouse(warehouse, lock_timeout_s=5.0) if isinstance(warehouse, Path) else warehouse
     for name, keys in _stored_keys(studies, store).items():
         study = next(s for s in studies if s.name == name)

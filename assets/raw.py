@@ -22,10 +22,10 @@ from assets.common import (
 from assets.partition_range import each_batch
 from checks.quality import judge_landed_file
 from checks.results import ERROR, check_result, check_spec, verdict_rows
+from resources.batch_sources import no_data, read_batch
 from resources.cadence import expected_name
 from resources.landing import LandingResource
 from resources.raw_columns import raw_rows_table
-from resources.raw_records import read_landed_file
 from resources.study import StudyConfig
 from resources.warehouse import WarehouseResource
 
@@ -51,14 +51,13 @@ def build_raw_batch(study: StudyConfig, partitions: dg.PartitionsDefinition) -> 
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing: LandingResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         batch = context.partition_key
-        path = landing.find_file(study, batch)
-        if path is None:
+        landed = read_batch(study, batch, landing, warehouse)  # unreadable: a failed check, not a crash
+        if landed is None:
             if not _withdrawal(context.run, warehouse, study, batch):
                 raise dg.Failure(description=missing_file(study, batch), allow_retries=False)
             withdraw(warehouse.get(), study, batch, TABLES)
             yield from withdrawn_results(asset_key, ["data_quality"])
             return
-        landed = read_landed_file(path, batch=batch)  # an unreadable file is a failed check, not a crash
         twins = _same_content_elsewhere(warehouse, study, batch, landed.sha256)
         quality = judge_landed_file(landed, study, batch=batch, twins=twins)
         verdicts = verdict_rows("raw_batch", {"data_quality": (quality.verdict, ERROR)})
@@ -81,6 +80,8 @@ def _withdrawal(run: dg.DagsterRun, warehouse: WarehouseResource, study: StudyCo
 
 def missing_file(study: StudyConfig, batch: str) -> str:
     # DECISIONS 6: a partition is materialized from its file; one that never had a file is an error.
+    if study.source is not None:  # a Parquet dataset or a SQL query (resources/batch_sources.py)
+        return no_data(study, batch)
     name = expected_name(batch, study.cadence)
     return (
         f"study {study.name}, batch {batch}: no file landed for this partition, so there is nothing to "

@@ -33,6 +33,7 @@ import dagster as dg
 
 from assets.partitions import study_bounds, study_partitions
 from resources.alerts import Alert, AlertsResource, StateKey
+from resources.batch_source_scan import landed_in_source
 from resources.cadence import expected_name, grace_for, period_window
 from resources.landing import LandingResource
 from resources.landing_files import partition_key_for_file
@@ -201,6 +202,13 @@ def build_freshness_sensor(
         lines = []
         for study in studies:
             landed = landed_keys(landing.study_folder(study), study.cadence)
+            if study.source is not None:  # a Parquet dataset's partitions; a SQL source is not watched
+                keys = study_partitions(study).get_partition_keys()
+                in_source = landed_in_source(study, Path(landing.root), keys)
+                if in_source is None:
+                    lines.append(f"{study.name}: not watched (its batches come from a SQL query)")
+                    continue
+                landed = in_source
             overdue = overdue_batches(study, landed, moment)
             for alert in freshness_alerts(study, overdue, landed, last_kinds):
                 context.log.warning(alert.message)

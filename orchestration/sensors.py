@@ -27,6 +27,7 @@ from orchestration.instance_records import RULES_TAG, latest_materialization, ru
 from orchestration.jobs import study_job_name
 from orchestration.reconcile import ReconcileState, plan
 from resources.alerts import Alert, AlertRouter, AlertsResource
+from resources.batch_source_scan import scan_as_landing
 from resources.cadence import expected_name
 from resources.landing import LandingResource
 from resources.landing_files import LandingScan, partition_key_for_file, scan_landing
@@ -167,7 +168,7 @@ def build_landing_sensor(
         warehouse: WarehouseResource,
     ) -> dg.SensorResult | dg.SkipReason:
         folder = landing.study_folder(study)
-        if not folder.is_dir():
+        if study.source is None and not folder.is_dir():
             # Never read as "every file was removed": a missing folder withdraws nothing.
             return dg.SkipReason(f"landing folder {study.landing_folder}/ does not exist")
         cursor = LandingCursor.read(context.cursor)
@@ -188,13 +189,20 @@ def build_landing_sensor(
             alerts.router(study.alerts).queue(alert)
             state, materialized = ReconcileState(), _nothing
         valid_keys = set(partitions.get_partition_keys(dynamic_partitions_store=None))
-        scan = scan_landing(
-            folder,
-            cadence=study.cadence,
-            cursor=cursor.files,
-            valid_keys=valid_keys,
-            bounds=study_bounds(study),
-        )
+        unread: dict[str, str] = {}
+        if study.source is not None:  # a Parquet dataset or a SQL query (resources/batch_sources.py)
+            scan, unread = scan_as_landing(study, landing, warehouse, valid_keys)
+        else:
+            scan = scan_landing(
+                folder,
+                cadence=study.cadence,
+                cursor=cursor.files,
+                valid_keys=valid_keys,
+                bounds=study_bounds(study),
+            )
+        if unread:  # neither run nor withdrawn: the next tick looks again
+            first = min(unread.items())[1]
+            context.log.warning(f"{study.name}: {len(unread)} batch(es) not read now; the first: {first}")
         alert_misnamed(context, study, scan, alerts.router(study.alerts), valid_keys)
         landed = {f.partition_key: f for f in (*scan.new_or_changed, *scan.unchanged)}
         result = plan(
@@ -208,6 +216,7 @@ def build_landing_sensor(
             ),
             # A partition outside the loaded ones cannot be run (a later load of the code includes it).
             undecided=undecided_partitions(scan, study)
+            | frozenset(unread)
             | frozenset(p for p in (*state.confirmed, *state.attempts) if p not in valid_keys),
         )
         requests = []

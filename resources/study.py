@@ -49,6 +49,7 @@ from pydantic import (
 from assimilate.design.plan import AnalysisPlan
 from assimilate.design.sections import _matching, _Section
 from assimilate.estimators.custom import CustomEstimator
+from resources.batch_source_config import BatchSource
 from resources.cadence import cadence_from_config, periods_per_year
 from resources.custom_estimators import resolve_custom_estimators
 from resources.guardrails import Guardrail, derive_guardrail_studies
@@ -153,6 +154,8 @@ class StudyConfig(AnalysisPlan):
     acknowledged_exclusions: dict[date, Annotated[str, AfterValidator(_reason)]] = Field(default_factory=dict)
     # Outcomes that must not be harmed, each run as a study of its own (resources/guardrails.py).
     guardrails: tuple[Guardrail, ...] = ()
+    # Where batches come from, unless the landing folder's files; unset, it is left out of both hashes.
+    source: BatchSource | None = Field(default=None, exclude_if=lambda value: value is None)
     _estimator_functions: dict[str, CustomEstimator] = PrivateAttr(default_factory=dict)
 
     @property
