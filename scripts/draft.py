@@ -9,7 +9,9 @@ variables ASSIMILATE_LLM_BASE_URL and ASSIMILATE_LLM_MODEL; the API key, if the 
 is read from the environment variable named by --api-key-env (default ASSIMILATE_LLM_API_KEY).
 A valid draft is written to data/drafts/<study>/<kind>-<UTC time>.yaml (.md for a memo). The
 pipeline never reads it: copy what you accept into the study's YAML. Every call is audited in
-data/audit/<study>/drafting.jsonl and the warehouse table <study>.drafting_log.
+data/audit/<study>/drafting.jsonl and the warehouse table <study>.drafting_log. The warehouse is the
+pipeline's: <data-dir>/warehouse.duckdb, or the PostgreSQL database ASSIMILATE_WAREHOUSE_URL names
+when it is set; --warehouse PATH writes to that DuckDB file instead.
 
 Exit codes: 0 a draft was written; 1 the model's answer was rejected (or the call failed);
 2 no language model configured, or a bad argument or study.
@@ -22,15 +24,14 @@ import re
 import sys
 from pathlib import Path
 
-from orchestration.instance import PROJECT_ROOT
+from orchestration.instance import PROJECT_ROOT, pipeline_data_dir
 from resources.drafting import DEFAULT_API_KEY_ENV, DRAFT_KINDS, LlmNotConfiguredError, LlmSettings, draft
 from resources.drafting_log import DraftingLog
 from resources.drafting_schema import DraftError
 from resources.study import STUDY_NAME_PATTERN, StudyConfigError, load_study
-from resources.warehouse import Warehouse
+from scripts.warehouse_option import script_warehouse
 
 STUDIES_DIR = PROJECT_ROOT / "studies"
-DATA_DIR = PROJECT_ROOT / "data"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,13 +49,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--api-key-env", default=DEFAULT_API_KEY_ENV, help="NAME of the API-key variable")
     parser.add_argument("--timeout", type=float, help="seconds to wait for the answer (default 60)")
     parser.add_argument("--studies-dir", type=Path, default=STUDIES_DIR)
-    parser.add_argument("--data-dir", type=Path, default=DATA_DIR, help="holds drafts/, audit/")
-    parser.add_argument("--warehouse", type=Path, help="default: <data-dir>/warehouse.duckdb")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="holds drafts/, audit/ (default: the pipeline's, $ASSIMILATE_DATA_DIR or data/)",
+    )
+    parser.add_argument(
+        "--warehouse", type=Path, help="a DuckDB file (default: the pipeline's warehouse for --data-dir)"
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.data_dir = args.data_dir or pipeline_data_dir()
     try:
         settings = LlmSettings.resolve(
             base_url=args.base_url, model=args.model, api_key_env=args.api_key_env, timeout_s=args.timeout
@@ -77,9 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     except StudyConfigError as error:
         print(f"draft: {error}", file=sys.stderr)
         return 2
-    log = DraftingLog(
-        args.data_dir / "audit", Warehouse(args.warehouse or args.data_dir / "warehouse.duckdb")
-    )
+    try:
+        warehouse = script_warehouse(args.data_dir, args.warehouse)
+    except ValueError as error:
+        print(f"draft: {error}", file=sys.stderr)
+        return 2
+    log = DraftingLog(args.data_dir / "audit", warehouse)
     try:
         path = draft(
             args.kind,

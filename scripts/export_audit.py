@@ -3,6 +3,10 @@
     .venv/bin/python -m scripts.export_audit retention_outreach                 # to standard output
     .venv/bin/python -m scripts.export_audit retention_outreach --out audit.jsonl
 
+The warehouse is the pipeline's: ``<data-dir>/warehouse.duckdb`` (``--data-dir``, default the
+pipeline's data folder: ``ASSIMILATE_DATA_DIR`` or ``data/``), or the PostgreSQL database ``ASSIMILATE_WAREHOUSE_URL`` names when it is
+set; ``--warehouse PATH`` reads that DuckDB file instead.
+
 Each line is one record with a ``record`` field (``posterior_update`` or ``drafting_call``); the
 JSON columns stored in the warehouse (config, input file hashes, verdicts, ...) are expanded.
 """
@@ -19,9 +23,10 @@ from typing import Any
 import pandas as pd
 
 from assets.audit import AUDIT_TABLE
+from orchestration.instance import pipeline_data_dir
 from resources.duckdb_tables import quote_identifier
-from resources.project import PROJECT_ROOT
-from resources.warehouse import Warehouse
+from resources.warehouse import Warehouse, WarehouseError
+from scripts.warehouse_option import described, script_warehouse
 
 TABLES = {AUDIT_TABLE: "posterior_update", "drafting_log": "drafting_call"}
 
@@ -52,21 +57,22 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("study", help="the study's name (its warehouse schema)")
-    parser.add_argument("--warehouse", type=Path, default=PROJECT_ROOT / "data" / "warehouse.duckdb")
+    parser.add_argument(
+        "--data-dir", type=Path, help="the pipeline's data folder (default: $ASSIMILATE_DATA_DIR or data/)"
+    )
+    parser.add_argument("--warehouse", type=Path, help="a DuckDB file (default: the pipeline's warehouse)")
     parser.add_argument("--out", type=Path, help="write here instead of standard output")
     args = parser.parse_args(argv)
-    if not args.warehouse.exists():
-        print(
-            f"export_audit: warehouse {args.warehouse} does not exist: run the pipeline first",
-            file=sys.stderr,
-        )
-        return 2
     try:
-        lines = [
-            json.dumps(r, sort_keys=True, default=str)
-            for r in audit_records(Warehouse(args.warehouse), args.study)
-        ]
-    except ValueError as error:
+        warehouse = script_warehouse(args.data_dir or pipeline_data_dir(), args.warehouse)
+        if not warehouse.exists():
+            print(
+                f"export_audit: warehouse {described(warehouse)} does not exist: run the pipeline first",
+                file=sys.stderr,
+            )
+            return 2
+        lines = [json.dumps(r, sort_keys=True, default=str) for r in audit_records(warehouse, args.study)]
+    except (ValueError, WarehouseError) as error:
         print(f"export_audit: {error}", file=sys.stderr)
         return 2
     if not lines:

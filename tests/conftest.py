@@ -15,9 +15,17 @@ folder's rule. Doctests in the library are ``library``, elsewhere ``shell``.
 
 runs pipeline and reliability tests with the warehouse on PostgreSQL (a server the tests start, a
 fresh database per test; ``ASSIMILATE_TEST_WAREHOUSE=postgres`` does the same): the tests that
-read the warehouse through ``Project.warehouse`` run unchanged on either backend. A test that opens
-the DuckDB file by its path, builds two projects that must not share a warehouse, or builds its
-project in a module-scoped fixture (each test gets a new database), is DuckDB-only.
+read the warehouse through ``Project.warehouse`` (or ``WarehouseResource.for_data_dir``) run
+unchanged on either backend, and so do the processes they start (the variable is inherited: the
+daemon of test_daemon, the scripts of test_audit).
+tests/backend_support.py has what the others need: ``use_another_warehouse`` for a test that
+compares two data folders (test_backfill_and_definitions, test_cli_partition_range,
+test_dask_executor), ``module_warehouse`` for a project built in a module-scoped fixture
+(test_pipeline_returning_units), and ``duckdb_only`` for a test about the DuckDB file itself: it
+runs on DuckDB whatever ``--warehouse`` says (test_landing_reconcile's blocked and deleted file).
+Still DuckDB-only: test_demo (the demo's DuckDB file), and test_security and
+test_adversarial_corpus (projects built in module-scoped fixtures, not yet in ``module_warehouse``).
+The warehouse contract itself runs on both backends in tests/shell/test_warehouse.py.
 """
 
 from __future__ import annotations

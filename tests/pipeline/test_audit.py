@@ -10,6 +10,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
+from resources.warehouse import PostgresWarehouse
 from scripts.export_audit import main as export_audit
 from tests.pipeline_support import Project, ab_batch, example_study, write_batch
 
@@ -59,12 +60,17 @@ def test_the_export_command_writes_one_expanded_record_per_update(
     write_batch(project.landing("ab_checkout"), "2025-01", ab_batch(0))
     project.tick()
     out = tmp_path / "audit.jsonl"
-    warehouse = str(project.data / "warehouse.duckdb")
-    assert export_audit(["ab_checkout", "--warehouse", warehouse, "--out", str(out)]) == 0
+    data = ["--data-dir", str(project.data)]  # the pipeline's warehouse, on either backend
+    assert export_audit(["ab_checkout", *data, "--out", str(out)]) == 0
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["record"] for r in records] == ["posterior_update"]
     assert records[0]["config_json"]["treatment"] == "treatment"
     assert list(records[0]["input_files_json"]) == ["2025-01-01"]
-    assert export_audit(["no_such_study", "--warehouse", warehouse]) == 1
-    assert export_audit(['x"; DROP TABLE y; --', "--warehouse", warehouse]) == 2
+    assert export_audit(["no_such_study", *data]) == 1
+    assert export_audit(['x"; DROP TABLE y; --', *data]) == 2
     assert "study" in capsys.readouterr().err
+    if not isinstance(project.warehouse, PostgresWarehouse):  # the DuckDB file named by its path
+        by_path = tmp_path / "by_path.jsonl"
+        warehouse = str(project.data / "warehouse.duckdb")
+        assert export_audit(["ab_checkout", "--warehouse", warehouse, "--out", str(by_path)]) == 0
+        assert by_path.read_text() == out.read_text()

@@ -1,4 +1,4 @@
-"""Several runs at once on one DuckDB file and one instance; the code location loads."""
+"""Several runs at once on one warehouse (either backend) and one instance; the code location loads."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from orchestration.definitions import build_definitions
 from orchestration.instance import PROJECT_ROOT, prepare_dagster_home
 from orchestration.jobs import study_job_name
 from orchestration.runner import QUIET
+from tests.backend_support import use_another_warehouse
 from tests.pipeline_support import Project, ab_batch, example_study, write_batch
 
 MONTHS = [f"2025-{m:02d}" for m in range(1, 13)]
@@ -37,7 +38,9 @@ def _land(project: Project) -> None:
 
 
 @pytest.mark.slow
-def test_a_concurrent_backfill_of_12_partitions_equals_a_sequential_run(tmp_path: Path) -> None:
+def test_a_concurrent_backfill_of_12_partitions_equals_a_sequential_run(
+    tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
     home = prepare_dagster_home(tmp_path / "home")
     concurrent = Project(
         data=tmp_path / "concurrent",
@@ -52,7 +55,12 @@ def test_a_concurrent_backfill_of_12_partitions_equals_a_sequential_run(tmp_path
         n = len(keys)
         results = list(pool.map(_run_partition, [str(home)] * n, [str(concurrent.data)] * n, keys))
     assert all(results), "a run failed (lock error?)"
+    columns = ["batch", "estimate", "std_error", "posterior_mean", "posterior_var"]
+    got = concurrent.steps("ab_checkout")[columns]
+    effects = concurrent.warehouse.read_table("ab_checkout", "batch_effects")
 
+    # On PostgreSQL the sequential run writes to a database of its own (on DuckDB: its own file).
+    use_another_warehouse(request, monkeypatch)
     sequential = Project(
         data=tmp_path / "sequential",
         studies=[example_study("ab_checkout")],
@@ -62,13 +70,10 @@ def test_a_concurrent_backfill_of_12_partitions_equals_a_sequential_run(tmp_path
     assert all(r.success for r in sequential.tick())
     # No settling run: each posterior update reads, filters and writes under one lock, and the
     # last one to run follows every batch's estimate.
-    columns = ["batch", "estimate", "std_error", "posterior_mean", "posterior_var"]
-    got = concurrent.steps("ab_checkout")[columns]
     expected = sequential.steps("ab_checkout")[columns]
     pd.testing.assert_frame_equal(
         got.reset_index(drop=True), expected.reset_index(drop=True), check_exact=True
     )
-    effects = concurrent.warehouse.read_table("ab_checkout", "batch_effects")
     assert len(effects) == 12 * len(example_study("ab_checkout").estimators)  # no duplicated rows
     assert np.isfinite(got["posterior_mean"]).all()
 

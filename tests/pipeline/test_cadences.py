@@ -20,7 +20,7 @@ from orchestration.sensors import LandingCursor
 from resources.cadence import expected_name
 from resources.landing_files import partition_key_for_file, scan_landing
 from resources.study import StudyConfig, StudyConfigError, load_study
-from resources.warehouse import Warehouse
+from resources.warehouse import WarehouseResource
 from tests.pipeline_support import Project, ab_batch, example_study, write_batch
 
 MONDAYS = "0 0 * * 1"
@@ -116,7 +116,8 @@ def test_partitions_end_one_period_after_the_last_landed_batch_or_at_the_end_dat
 
 def test_the_cut_reads_the_landing_folder_and_the_batches_the_warehouse_still_holds(tmp_path: Path) -> None:
     studies = [example_study("ab_checkout")]
-    landing, warehouse = tmp_path / "landing", tmp_path / "warehouse.duckdb"
+    landing = tmp_path / "landing"
+    warehouse = WarehouseResource.for_data_dir(tmp_path).get()  # the pipeline's, on either backend
     folder = landing / "ab_checkout"
     folder.mkdir(parents=True)
     assert last_batches(studies, landing, warehouse) == {"ab_checkout": None}
@@ -133,9 +134,10 @@ def test_the_cut_reads_the_landing_folder_and_the_batches_the_warehouse_still_ho
     row = pd.DataFrame(
         [{"file_name": "2025-03.csv", "sha256": "ab", "size_bytes": 1, "n_rows": 1, "columns_json": "[]"}]
     )
-    Warehouse(warehouse).replace_partition_tables("ab_checkout", "2025-03-01", {"raw_files": row})
+    warehouse.replace_partition_tables("ab_checkout", "2025-03-01", {"raw_files": row})
     assert last_batches(studies, landing, warehouse) == {"ab_checkout": "2025-03-01"}
-    (tmp_path / "broken.duckdb").write_text("not a database")  # unreadable: the folder alone decides
+    # A DuckDB file named by its path that cannot be read: the folder alone decides.
+    (tmp_path / "broken.duckdb").write_text("not a database")
     assert last_batches(studies, landing, tmp_path / "broken.duckdb") == {"ab_checkout": "2025-01-01"}
 
 
@@ -195,7 +197,7 @@ def test_the_landing_sensor_never_requests_a_partition_outside_the_loaded_ones(t
     row = pd.DataFrame(
         [{"file_name": "2025-01.csv", "sha256": "aa", "size_bytes": 1, "n_rows": 1, "columns_json": "[]"}]
     )
-    Warehouse(data / "warehouse.duckdb").replace_partition_tables(
+    WarehouseResource.for_data_dir(data).get().replace_partition_tables(
         "ab_checkout", "2025-01-01", {"raw_files": row}
     )
     instance = dg.DagsterInstance.ephemeral()

@@ -18,11 +18,13 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
+import pytest
 
 from checks.results import EXCLUDED_TAG
 from orchestration.instance import PROJECT_ROOT, prepare_dagster_home
 from resources.study import load_study
-from resources.warehouse import Warehouse
+from resources.warehouse import WarehouseResource
+from tests.backend_support import use_another_warehouse
 from tests.pipeline.test_pipeline_returning_units import srm_batch
 from tests.pipeline_support import Project, ab_batch, write_batch
 
@@ -88,7 +90,7 @@ def check_states(instance: dg.DagsterInstance, checks: list[tuple[str, str]]) ->
 
 
 def warehouse_tables(data: Path) -> dict[str, pd.DataFrame]:
-    store = Warehouse(data / "warehouse.duckdb")
+    store = WarehouseResource.for_data_dir(data).open()  # the data folder's, on either backend
     names = store.execute_read(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [STUDY]
     )["table_name"]
@@ -96,7 +98,9 @@ def warehouse_tables(data: Path) -> dict[str, pd.DataFrame]:
     return {name: store.read_table(STUDY, name) for name in sorted(names) if name != "audit_trail"}
 
 
-def test_cli_partition_range_equals_a_run_per_batch_history(tmp_path: Path) -> None:
+def test_cli_partition_range_equals_a_run_per_batch_history(
+    tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
     studies, data, home = tmp_path / "studies", tmp_path / "data", tmp_path / "home"
     studies.mkdir()
     shutil.copy(PROJECT_ROOT / "studies" / f"{STUDY}.yaml", studies)
@@ -119,6 +123,9 @@ def test_cli_partition_range_equals_a_run_per_batch_history(tmp_path: Path) -> N
         timeout=600,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    ours_tables = warehouse_tables(data)
+    # On PostgreSQL the reference writes to a database of its own (on DuckDB: its own file).
+    use_another_warehouse(request, monkeypatch)
 
     reference = Project(
         data=tmp_path / "reference",
@@ -171,7 +178,7 @@ def test_cli_partition_range_equals_a_run_per_batch_history(tmp_path: Path) -> N
     assert ("covariate_table", "check_covariate_table_sample_ratio_mismatch", KEYS[1]) in failed
     assert all(partition == KEYS[1] for *_, partition in failed if partition is not None)
 
-    ours_tables, their_tables = warehouse_tables(data), warehouse_tables(reference.data)
+    their_tables = warehouse_tables(reference.data)
     assert ours_tables.keys() == their_tables.keys() and "posterior_steps" in ours_tables
     for name, table in ours_tables.items():
         pd.testing.assert_frame_equal(table, their_tables[name], check_exact=True, obj=name)

@@ -12,6 +12,7 @@ from orchestration.reconcile import LOST_AFTER_S, MAX_ATTEMPTS, Attempt, Reconci
 from orchestration.runner import execute_request, tick_landing_sensor
 from orchestration.sensors import LandingCursor
 from resources.landing_files import file_sha256
+from tests.backend_support import duckdb_only  # noqa: F401 (a fixture)
 from tests.pipeline_support import Project, ab_batch, example_study, write_batch
 
 P1, P2 = "2025-01-01", "2025-02-01"
@@ -178,6 +179,7 @@ def test_a_file_away_while_its_run_reads_it_is_run_again_when_it_is_back(project
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("duckdb_only")  # the fault is a folder where the DuckDB file should be
 def test_a_failed_run_is_retried_and_a_content_that_keeps_failing_is_given_up_with_one_alert(
     project: Project,
 ) -> None:
@@ -205,6 +207,7 @@ def test_a_failed_run_is_retried_and_a_content_that_keeps_failing_is_given_up_wi
     assert sorted(stored(project)) == [P1, P2]
 
 
+@pytest.mark.usefixtures("duckdb_only")  # the DuckDB file is deleted
 def test_a_deleted_warehouse_is_alerted_and_rebuilt_to_the_same_posterior(project: Project) -> None:
     """Finding M11: the posterior silently restarted from the next batch."""
     landing = project.landing("ab_checkout")

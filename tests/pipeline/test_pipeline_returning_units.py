@@ -1,14 +1,16 @@
 """Returning units, the always-valid interval and acknowledged exclusions through the real pipeline.
 
-Real Dagster instance, real DuckDB file. A standing holdout (the same units, the same arms, a
-persistent unit effect every month) gives correlated monthly estimates: the stored posterior is
-the library's ``correlated_kalman`` on the batches' estimates and the correlation of their units'
-influence values; fresh units every month keep today's posterior bit for bit.
+Real Dagster instance, real warehouse (DuckDB, or PostgreSQL with --warehouse=postgres). A standing
+holdout (the same units, the same arms, a persistent unit effect every month) gives correlated
+monthly estimates: the stored posterior is the library's ``correlated_kalman`` on the batches'
+estimates and the correlation of their units' influence values; fresh units every month keep
+today's posterior bit for bit.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,8 @@ from assimilate.incremental import OBSERVATION_COLUMNS, FilterSettings, refilter
 from assimilate.sequential import confidence_sequence
 from checks.returning_units import MATERIAL_SE_CHANGE
 from resources.study import StudyConfig
+from resources.warehouse import WAREHOUSE_URL_ENV
+from tests.backend_support import module_warehouse
 from tests.pipeline_support import Project, ab_batch, example_study, write_batch
 
 MONTHS = ["2025-01", "2025-02", "2025-03", "2025-04"]
@@ -96,12 +100,26 @@ def returning_check(project: Project, partition: str) -> dg.AssetCheckEvaluation
 
 
 @pytest.fixture(scope="module")
-def holdout(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, list[pd.DataFrame]]:
-    project = new_project(tmp_path_factory.mktemp("holdout"), example_study(STUDY))
-    frames = standing_holdout(len(MONTHS))
-    for month, frame in zip(MONTHS, frames, strict=True):
-        write_batch(project.landing(STUDY), month, frame)
-    assert all(r.success for r in project.tick())
+def holdout_built(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Project, list[pd.DataFrame], str | None]]:
+    """Built once for the module; on PostgreSQL in a database of its own (the per-test one is another)."""
+    with module_warehouse(request) as url:
+        project = new_project(tmp_path_factory.mktemp("holdout"), example_study(STUDY))
+        frames = standing_holdout(len(MONTHS))
+        for month, frame in zip(MONTHS, frames, strict=True):
+            write_batch(project.landing(STUDY), month, frame)
+        assert all(r.success for r in project.tick())
+        yield project, frames, url
+
+
+@pytest.fixture
+def holdout(
+    holdout_built: tuple[Project, list[pd.DataFrame], str | None], monkeypatch: pytest.MonkeyPatch
+) -> tuple[Project, list[pd.DataFrame]]:
+    project, frames, url = holdout_built
+    if url is not None:  # the module's database, not the one --warehouse=postgres made for this test
+        monkeypatch.setenv(WAREHOUSE_URL_ENV, url)
     return project, frames
 
 

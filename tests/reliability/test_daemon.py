@@ -24,7 +24,7 @@ import yaml
 from orchestration.instance import PROJECT_ROOT, prepare_dagster_home
 from resources.alerts import JsonlAlertLog
 from resources.landing_files import file_sha256
-from resources.warehouse import Warehouse, WarehouseError
+from resources.warehouse import WarehouseError, WarehouseResource
 from tests.pipeline_support import ab_batch
 
 STUDY_FILE = PROJECT_ROOT / "studies" / "ab_checkout.yaml"
@@ -91,7 +91,8 @@ def land(folder: Path, name: str, source: Path) -> Path:
 
 def stored(data: Path, study: str) -> dict[str, str]:
     try:
-        files = Warehouse(data / "warehouse.duckdb", lock_timeout_s=5).read_table(study, "raw_files")
+        # The daemon's warehouse: the data folder's DuckDB file, or the database of --warehouse=postgres.
+        files = WarehouseResource.for_data_dir(data).open(lock_timeout_s=5).read_table(study, "raw_files")
     except WarehouseError:
         return {"locked": ""}
     if files.empty:

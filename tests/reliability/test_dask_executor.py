@@ -29,7 +29,8 @@ from orchestration.executor import DASK_SCHEDULER_ENV, dask_scheduler_address
 from orchestration.instance import PROJECT_ROOT, prepare_dagster_home
 from orchestration.runner import run_landed_batches
 from orchestration.study_folder import load_studies
-from resources.warehouse import Warehouse, WarehouseError
+from resources.warehouse import WarehouseError, WarehouseResource
+from tests.backend_support import use_another_warehouse
 from tests.pipeline_support import ab_batch
 
 MONTHS = [f"2025-{m:02d}" for m in range(1, 13)]
@@ -163,7 +164,7 @@ def wait_for_runs(instance: dg.DagsterInstance, data: Path, n_runs: int, seconds
 
 
 def tables(data: Path) -> dict[str, pd.DataFrame]:
-    store = Warehouse(data / "warehouse.duckdb", lock_timeout_s=30)
+    store = WarehouseResource.for_data_dir(data).open(lock_timeout_s=30)  # the folder's, on either backend
     return {
         name: store.read_table("ab_dask", name) for name in ("raw_files", "batch_effects", "posterior_steps")
     }
@@ -251,7 +252,10 @@ def test_the_address_is_checked_before_anything_runs(monkeypatch: pytest.MonkeyP
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
 def test_a_landed_history_runs_on_two_dask_workers_and_equals_a_sequential_run(
-    cluster: tuple[Path, dg.DagsterInstance, list[subprocess.Popen[bytes]], Path], tmp_path: Path
+    cluster: tuple[Path, dg.DagsterInstance, list[subprocess.Popen[bytes]], Path],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     data, instance, workers, logs = cluster
     land_months(data / "landing" / "ab_dask")
@@ -271,4 +275,5 @@ def test_a_landed_history_runs_on_two_dask_workers_and_equals_a_sequential_run(
         found = tables(data)
     except WarehouseError as error:
         pytest.fail(f"warehouse unreadable after the runs: {error}")
+    use_another_warehouse(request, monkeypatch)  # on PostgreSQL the reference has a database of its own
     assert_same_history(found, sequential_reference(tmp_path))

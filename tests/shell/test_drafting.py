@@ -23,7 +23,7 @@ from resources.drafting import LlmNotConfiguredError, LlmSettings, draft
 from resources.drafting_log import DraftingLog, strip_credentials
 from resources.drafting_schema import DraftError
 from resources.study import StudyConfig, load_study
-from resources.warehouse import Warehouse
+from resources.warehouse import WAREHOUSE_URL_ENV, PostgresWarehouse, Warehouse, WarehouseResource
 from scripts.draft import main
 
 SECRET = "sk-test-7f3a9c-never-log-me"
@@ -365,6 +365,32 @@ def test_cli_writes_the_draft_and_never_overwrites_out(
         main(["estimand_card", *common, "--data-dir", str(tmp_path / "data"), "--out", str(studies_out)]) == 2
     )
     assert not studies_out.exists()
+
+
+@pytest.mark.parametrize("backend", ["duckdb", "postgres"])
+def test_cli_audits_the_call_in_the_pipelines_warehouse_or_the_named_file(
+    backend: str,
+    llm: FakeLlm,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    monkeypatch.delenv(WAREHOUSE_URL_ENV, raising=False)
+    if backend == "postgres":
+        monkeypatch.setenv(WAREHOUSE_URL_ENV, request.getfixturevalue("postgres_warehouse_url"))
+    llm.content = json.dumps(CARD)
+    data = tmp_path / "data"
+    common = ["--study", "retention_outreach", "--brief", "b", "--base-url", llm.url, "--model", "m"]
+    assert main(["estimand_card", *common, "--data-dir", str(data)]) == 0
+    pipeline = WarehouseResource.for_data_dir(data).open()
+    assert isinstance(pipeline, PostgresWarehouse) == (backend == "postgres")
+    (row,) = pipeline.read_table("retention_outreach", "drafting_log").to_dict("records")
+    assert row["outcome"] == "valid" and row["model"] == "m"
+    assert (data / "warehouse.duckdb").exists() == (backend == "duckdb")
+    named = tmp_path / "named.duckdb"  # a path on the command line is that DuckDB file, whatever the variable
+    assert main(["estimand_card", *common, "--data-dir", str(data), "--warehouse", str(named)]) == 0
+    assert len(Warehouse(named).read_table("retention_outreach", "drafting_log")) == 1
+    assert len(pipeline.read_table("retention_outreach", "drafting_log")) == 1
 
 
 def test_cli_without_a_model_says_so_and_exits_2(tmp_path: Path) -> None:

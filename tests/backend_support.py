@@ -1,0 +1,65 @@
+"""The warehouse backend for tests that cannot take the per-test database tests/conftest.py gives.
+
+``pytest --warehouse=postgres`` points every pipeline test's warehouse at a fresh PostgreSQL database,
+through ``ASSIMILATE_WAREHOUSE_URL`` (tests/conftest.py). Three kinds of test need more:
+
+- ``duckdb_only``: a test about the DuckDB file itself (it blocks, renames or deletes it) runs on
+  DuckDB whatever ``--warehouse`` says: the variable is removed for that test and every process it
+  starts.
+- ``use_another_warehouse``: a test that compares two data folders calls it between them; on
+  PostgreSQL the second folder's runs then write to a database of their own (on DuckDB each folder
+  has its own file).
+- ``module_warehouse``: a module-scoped fixture builds its project inside it, and each test that
+  uses the project sets the variable back to the URL it yields (the per-test database is another).
+
+Ask for ``duckdb_only`` with ``@pytest.mark.usefixtures("duckdb_only")`` after importing it into the
+test module (``from tests.backend_support import duckdb_only  # noqa: F401``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+import pytest
+
+from resources.warehouse import WAREHOUSE_URL_ENV
+from tests.postgres_support import fresh_database
+
+
+def on_postgres(request: pytest.FixtureRequest) -> bool:
+    """Whether this session's pipeline tests run with the warehouse on PostgreSQL."""
+    return request.config.getoption("--warehouse") == "postgres"
+
+
+@pytest.fixture
+def duckdb_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The data folder's DuckDB file for this test, on either ``--warehouse``."""
+    monkeypatch.delenv(WAREHOUSE_URL_ENV, raising=False)
+
+
+def use_another_warehouse(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Give what runs next a warehouse of its own: a new database on PostgreSQL (dropped after the test).
+
+    On DuckDB nothing changes: each data folder has its file. Read what the earlier folder stored
+    before calling it: its warehouse is no longer the one ``ASSIMILATE_WAREHOUSE_URL`` names.
+    """
+    if not on_postgres(request):
+        return
+    server = request.getfixturevalue("postgres_cluster")
+    databases = ExitStack()
+    request.addfinalizer(databases.close)
+    monkeypatch.setenv(WAREHOUSE_URL_ENV, server.url(databases.enter_context(fresh_database(server))))
+
+
+@contextmanager
+def module_warehouse(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """A warehouse for a module-scoped fixture: a database of its own on PostgreSQL (its URL), else None."""
+    if not on_postgres(request):
+        yield None
+        return
+    server = request.getfixturevalue("postgres_cluster")
+    with fresh_database(server) as name, pytest.MonkeyPatch.context() as patch:
+        url = server.url(name)
+        patch.setenv(WAREHOUSE_URL_ENV, url)
+        yield url

@@ -1,0 +1,155 @@
+"""What only the DuckDB backend has: a file (created by the first write), its lock, one connection per read.
+
+The contract both backends keep is tested once, on both: tests/shell/test_warehouse.py.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from resources.warehouse import Warehouse, WarehouseError, WarehouseLockedError, WarehouseResource
+
+SPAWN = mp.get_context("spawn")  # a fresh interpreter: no DuckDB state inherited from this one
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Warehouse:
+    return Warehouse(tmp_path / "warehouse.duckdb", lock_timeout_s=30)
+
+
+def batch(seed: int, n: int = 5) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "row_index": np.arange(n, dtype=np.int64),
+            "unit_id": [f"u{seed}-{i}" for i in range(n)],
+            "x": rng.standard_normal(n),
+            "treated": rng.integers(0, 2, n).astype(bool),
+        }
+    )
+
+
+def without_key(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop(columns="partition_key").reset_index(drop=True)
+
+
+def test_reads_and_rejected_writes_create_no_file(store: Warehouse) -> None:
+    assert store.read_table("s", "absent").empty and not store.table_exists("s", "absent")
+    with pytest.raises(ValueError, match="is not allowed"):
+        store.replace_partition("a b", "t", "k", pd.DataFrame({"v": [1]}))
+    with store.reading() as reader:
+        assert reader.read_table("s", "rows").empty
+    assert not store.path.exists()
+    with pytest.raises(WarehouseError, match="does not exist yet"):
+        store.execute_read("SELECT 1")
+    assert not store.path.exists()
+
+
+def test_schema_named_like_the_file_is_not_ambiguous(tmp_path: Path) -> None:
+    store = Warehouse(tmp_path / "warehouse.duckdb")
+    store.replace_partition("warehouse", "rows", "k", batch(1))
+    store.replace_partition("main", "rows", "k", batch(2))
+    pd.testing.assert_frame_equal(without_key(store.read_table("warehouse", "rows")), batch(1))
+    pd.testing.assert_frame_equal(without_key(store.read_table("main", "rows")), batch(2))
+
+
+def test_execute_read_is_read_only_by_duckdbs_own_error(store: Warehouse) -> None:
+    store.replace_partition("s", "rows", "a", batch(1))
+    with pytest.raises(duckdb.Error, match="read-only"):
+        store.execute_read("DELETE FROM s.rows")
+    assert len(store.read_table("s", "rows")) == 5
+
+
+def _hold_lock(path: str, locked: Any, released: Any, seconds: float) -> None:
+    connection = duckdb.connect(path)
+    connection.execute("CREATE SCHEMA IF NOT EXISTS s").fetchall()
+    connection.execute("CREATE TABLE IF NOT EXISTS s.rows (partition_key VARCHAR, v DOUBLE)").fetchall()
+    locked.set()
+    time.sleep(seconds)
+    connection.execute("INSERT INTO s.rows VALUES ('holder', 1.0)").fetchall()
+    released.set()
+    connection.close()
+
+
+def test_a_write_waits_for_another_process_holding_the_lock(store: Warehouse) -> None:
+    locked, released = SPAWN.Event(), SPAWN.Event()
+    holder = SPAWN.Process(target=_hold_lock, args=(str(store.path), locked, released, 2.0))
+    holder.start()
+    assert locked.wait(60)
+    store.replace_partition("s", "rows", "writer", pd.DataFrame({"v": [2.0, 3.0]}))
+    assert released.is_set()  # the write could only happen after the holder let go
+    holder.join(60)
+    rows = store.read_table("s", "rows")
+    assert rows["partition_key"].tolist() == ["holder", "writer", "writer"]
+    assert rows["v"].tolist() == [1.0, 2.0, 3.0]
+
+
+def test_a_lock_held_past_the_timeout_raises_a_clear_error_and_loses_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "warehouse.duckdb"
+    Warehouse(path).replace_partition("s", "rows", "old", pd.DataFrame({"v": [0.0]}))
+    impatient = Warehouse(path, lock_timeout_s=0.3, initial_backoff_s=0.05, max_backoff_s=0.1)
+    locked, released = SPAWN.Event(), SPAWN.Event()
+    holder = SPAWN.Process(target=_hold_lock, args=(str(path), locked, released, 3.0))
+    holder.start()
+    assert locked.wait(60)
+    with pytest.raises(WarehouseLockedError, match=r"still locked by another process after 0\.3 s") as raised:
+        impatient.replace_partition("s", "rows", "new", pd.DataFrame({"v": [5.0]}))
+    assert str(path) in str(raised.value)
+    assert isinstance(raised.value, TimeoutError)
+    holder.join(60)
+    assert Warehouse(path).read_table("s", "rows")["partition_key"].tolist() == ["holder", "old"]
+    impatient.replace_partition("s", "rows", "new", pd.DataFrame({"v": [5.0]}))  # the retry by the caller
+    assert Warehouse(path).read_table("s", "rows")["partition_key"].tolist() == ["holder", "new", "old"]
+
+
+def test_reading_uses_one_read_only_connection_for_several_reads(
+    store: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.replace_partition("s", "rows", "a", batch(1))
+    store.replace_partition("s", "other", "a", batch(2))
+    opened: list[bool] = []
+    connect = duckdb.connect
+
+    def counting(*args: Any, **kwargs: Any) -> duckdb.DuckDBPyConnection:
+        opened.append(bool(kwargs.get("read_only")))
+        return connect(*args, **kwargs)
+
+    monkeypatch.setattr(duckdb, "connect", counting)
+    with store.reading() as reader:
+        rows = reader.read_table("s", "rows", partition_key="a")
+        other = reader.read_table("s", "other")
+        assert reader.table_exists("s", "rows")
+        with pytest.raises(duckdb.Error, match="read-only"):
+            reader.replace_partition("s", "rows", "b", batch(3))
+    assert opened == [True]
+    pd.testing.assert_frame_equal(without_key(rows), batch(1))
+    pd.testing.assert_frame_equal(without_key(other), batch(2))
+
+
+def test_lock_errors_of_other_kinds_are_not_retried(tmp_path: Path) -> None:
+    (tmp_path / "not_a_db.duckdb").write_text("this is not a DuckDB file")
+    store = Warehouse(tmp_path / "not_a_db.duckdb", lock_timeout_s=30)
+    started = time.monotonic()
+    with pytest.raises(duckdb.Error):
+        store.replace_partition("s", "t", "k", pd.DataFrame({"v": [1]}))
+    assert time.monotonic() - started < 10
+
+
+def test_resource_creates_the_folder_and_passes_the_timeout(tmp_path: Path) -> None:
+    resource = WarehouseResource(
+        path=str(tmp_path / "nested" / "data" / "warehouse.duckdb"), lock_timeout_s=5
+    )
+    store = resource.get()
+    assert (tmp_path / "nested" / "data").is_dir()
+    assert store.lock_timeout_s == 5
+    store.replace_partition("s", "rows", "k", batch(1))
+    assert len(resource.get().read_table("s", "rows")) == 5
+    assert WarehouseResource().path == "data/warehouse.duckdb"
