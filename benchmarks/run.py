@@ -1,7 +1,8 @@
 """The whole benchmark suite: estimators, filters and the pipeline, each against its peers in one run.
 
     .venv/bin/python -m benchmarks.run                       # every size (about 20 minutes)
-    .venv/bin/python -m benchmarks.run --only filters        # one part: estimators, filters, pipeline, refuters
+    .venv/bin/python -m benchmarks.run --only filters        # one part: estimators, filters, pipeline, refuters,
+                                                             # memory (1e6 and 1e7 rows: +15 min), cli
     .venv/bin/python -m benchmarks.run --smoke               # tiny sizes: proves the suite works (CI)
 
 Prints one table (tool, size, median and min-max of repeats, ratio to the reference, floor passes,
@@ -20,14 +21,16 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchmarks.cli import cli_rows
 from benchmarks.estimators import estimator_rows
 from benchmarks.filters import append_rows, filter_rows, first_call_rows
+from benchmarks.memory import memory_rows
 from benchmarks.pipeline import pipeline_rows
 from benchmarks.refuters import refuter_rows
 from benchmarks.table import Row, disagreements, print_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PARTS = ("estimators", "filters", "pipeline", "refuters")
+PARTS = ("estimators", "filters", "pipeline", "refuters", "memory", "cli")
 
 
 def suite_rows(parts: tuple[str, ...], *, smoke: bool) -> list[Row]:
@@ -48,6 +51,12 @@ def suite_rows(parts: tuple[str, ...], *, smoke: bool) -> list[Row]:
         rows += [_as_row(r) for r in pipeline_rows(smoke)]
     if "refuters" in parts:
         rows += [_as_row(r) for r in refuter_rows(smoke)]
+    if "memory" in parts:  # issue 17: a 1e7-row batch through the pipeline within 4 GiB
+        sizes = [20_000] if smoke else [1_000_000, 10_000_000]
+        rows += [_as_row(r) for n in sizes for r in memory_rows(n)]
+    if "cli" in parts:  # issue 17: dagster asset materialize within 3x the in-process runner
+        cli = cli_rows(2_000, repeats=1, profile=False) if smoke else cli_rows(100_000)
+        rows += [_as_row(r) for r in cli]
     return rows
 
 

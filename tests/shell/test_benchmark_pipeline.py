@@ -4,6 +4,8 @@ counts the work per landed batch: model fits per batch and filter passes per pos
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +16,10 @@ from assimilate import estimators
 from assimilate.estimators import models
 from assimilate.estimators.design_matrix import encode_covariates
 from benchmarks.call_counts import COUNTED_CALLS, CallCounter, counting_calls, work_rows
-from benchmarks.pipeline import pipeline_rows
+from benchmarks.cli import cli_rows, slowest_imports
+from benchmarks.memory import measure_child, memory_rows, write_outreach_file
+from benchmarks.notebook import checked_rows, library_path
+from benchmarks.pipeline import pipeline_rows, retention_study
 
 FIELDS = {
     "benchmark",
@@ -141,3 +146,95 @@ def test_a_counted_name_that_is_gone_is_an_error_not_a_zero() -> None:
     gone = {"propensity fit": ("batch", ("assimilate.estimators.models:fit_propensity_twice",))}
     with pytest.raises(LookupError, match="has no function 'fit_propensity_twice'"):
         counting_calls(gone).__enter__()
+
+
+# Issue 17: peak memory of a subprocess, the CLI against the runner, the notebook reference.
+
+CHILD_MIB = 256
+
+
+def test_a_childs_peak_memory_is_measured_from_the_kernel() -> None:
+    allocate = f"import numpy as np; a = np.ones({CHILD_MIB} * 2**17); print('{{\"ok\": 1}}')"
+    run = measure_child([sys.executable, "-c", allocate])
+    assert run.returncode == 0 and run.report == {"ok": 1} and not run.killed
+    # the array's pages (all written) plus the interpreter and numpy, well under a GiB
+    assert CHILD_MIB * 2**20 <= run.peak_bytes < (CHILD_MIB + 400) * 2**20
+    assert run.peak_gib == run.peak_bytes / 2**30
+
+
+def test_a_child_past_the_limit_is_killed() -> None:
+    allocate = "import time, numpy as np; a = np.ones(600 * 2**17); time.sleep(60)"
+    run = measure_child([sys.executable, "-c", allocate], kill_bytes=300 * 2**20)
+    assert run.killed and run.returncode != 0 and run.seconds < 45
+
+
+def test_slowest_imports_charges_each_package_once_from_outside() -> None:
+    trace = "\n".join(
+        [
+            "import time: self [us] | cumulative | imported package",
+            "import time:       100 |        100 |     numpy.core",
+            "import time:       200 |        300 |   numpy",
+            "import time:        50 |         50 |     project.sub",
+            "import time:       150 |        500 |   project.inner",
+            "import time:        10 |        510 | project",
+            "import time:        40 |         40 | dagster",
+        ]
+    )
+    assert slowest_imports(trace) == [("project", 510e-6), ("numpy", 300e-6), ("dagster", 40e-6)]
+
+
+def test_the_outreach_file_is_written_in_chunks_with_unique_units(tmp_path: Path) -> None:
+    path = write_outreach_file(tmp_path / "2025-01.parquet", 2_500, chunk_rows=1_000)
+    frame = pd.read_parquet(path)
+    assert len(frame) == 2_500 and frame["account_id"].is_unique
+    assert set(frame["outreach"]) == {0, 1}
+    estimate = library_path(path, retention_study())
+    assert math.isfinite(estimate.estimate) and estimate.std_error > 0
+
+
+def test_the_notebook_check_names_the_file_the_column_and_the_rule(tmp_path: Path) -> None:
+    study = retention_study()
+    frame = write_outreach_file(tmp_path / "2025-01.parquet", 500)
+    rows = pd.read_parquet(frame)
+    with pytest.raises(ValueError, match=r"2025-01\.parquet: columns \['health_score'\] are missing"):
+        checked_rows(rows.drop(columns="health_score"), study, "2025-01.parquet")
+    with pytest.raises(ValueError, match=r"2025-01\.parquet: column 'outreach' must be 0 or 1"):
+        checked_rows(rows.assign(outreach=rows["outreach"] * 2), study, "2025-01.parquet")
+    with pytest.raises(ValueError, match="column 'account_id' repeats a unit id"):
+        checked_rows(pd.concat([rows, rows.head(1)]), study, "2025-01.parquet")
+    assert (
+        len(checked_rows(rows.assign(usage_score=np.where(rows.index < 10, np.nan, 0.0)), study, "f")) == 490
+    )
+
+
+def _well_formed(rows: list[dict[str, Any]]) -> None:
+    for item in rows:
+        assert set(item) >= FIELDS, item
+        assert 0 < item["min_s"] <= item["median_s"] <= item["max_s"], item
+        assert math.isfinite(float(item["ratio_to_reference"])) and float(item["ratio_to_reference"]) > 0
+        assert not str(item["agreement"]).startswith("NO"), item
+
+
+def test_memory_benchmark_smoke_measures_both_subprocesses_and_agrees() -> None:
+    rows = memory_rows(20_000)
+    _well_formed(rows)
+    library, pipeline, target, *steps = rows
+    assert library["agreement"] == "reference" and pipeline["agreement"].startswith("yes (estimate rel. diff")
+    # both subprocesses import pandas and numpy at least: more than 50 MiB each
+    assert library["peak_mib"] > 50 and pipeline["peak_mib"] > 50
+    assert pipeline["ratio_to_reference"] == pytest.approx(pipeline["peak_mib"] / library["peak_mib"])
+    assert target["ratio_to_reference"] == pytest.approx(pipeline["peak_mib"] / 1024 / 4.0)
+    # each step's largest sampled RSS, within the run's peak
+    names = [str(item["tool"]) for item in steps]
+    assert {"raw_batch", "covariate_table", "estimation", "effect_posterior"} <= set(names)
+    assert all(50 < item["peak_mib"] <= pipeline["peak_mib"] for item in steps), steps
+
+
+@pytest.mark.slow
+def test_cli_benchmark_smoke_runs_the_cli_and_the_runner_on_the_same_batch() -> None:
+    rows = cli_rows(2_000, repeats=1, profile=False)
+    _well_formed(rows)
+    tools = [str(item["tool"]) for item in rows]
+    assert tools[0].endswith("(reference)") and "dagster asset materialize (subprocess)" in tools
+    checked = [item for item in rows if str(item["agreement"]).startswith("yes")]
+    assert len(checked) == 3  # the runner with its load, dagster's CLI, assimilate run
