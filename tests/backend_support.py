@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from resources.warehouse import WAREHOUSE_URL_ENV
@@ -63,3 +65,21 @@ def module_warehouse(request: pytest.FixtureRequest) -> Iterator[str | None]:
         url = server.url(name)
         patch.setenv(WAREHOUSE_URL_ENV, url)
         yield url
+
+
+def batch(seed: int, n: int = 5) -> pd.DataFrame:
+    """A small partition for the warehouse contract tests: ids, a float and a boolean column."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "row_index": np.arange(n, dtype=np.int64),
+            "unit_id": [f"u{seed}-{i}" for i in range(n)],
+            "x": rng.standard_normal(n),
+            "treated": rng.integers(0, 2, n).astype(bool),
+        }
+    )
+
+
+def without_key(frame: pd.DataFrame) -> pd.DataFrame:
+    """A partition read back, without its partition_key column."""
+    return frame.drop(columns="partition_key").reset_index(drop=True)

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import numpy as np
 import pandas as pd
 import pytest
 
 from resources.warehouse import Warehouse, WarehouseError, WarehouseLockedError, WarehouseResource
+from tests.backend_support import batch, without_key
 
 SPAWN = mp.get_context("spawn")  # a fresh interpreter: no DuckDB state inherited from this one
 
@@ -23,22 +23,6 @@ SPAWN = mp.get_context("spawn")  # a fresh interpreter: no DuckDB state inherite
 @pytest.fixture
 def store(tmp_path: Path) -> Warehouse:
     return Warehouse(tmp_path / "warehouse.duckdb", lock_timeout_s=30)
-
-
-def batch(seed: int, n: int = 5) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame(
-        {
-            "row_index": np.arange(n, dtype=np.int64),
-            "unit_id": [f"u{seed}-{i}" for i in range(n)],
-            "x": rng.standard_normal(n),
-            "treated": rng.integers(0, 2, n).astype(bool),
-        }
-    )
-
-
-def without_key(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.drop(columns="partition_key").reset_index(drop=True)
 
 
 def test_reads_and_rejected_writes_create_no_file(store: Warehouse) -> None:

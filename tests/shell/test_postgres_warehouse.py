@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -25,22 +24,7 @@ from resources.warehouse import (
     WarehouseLockedError,
     WarehouseResource,
 )
-
-
-def batch(seed: int, n: int = 5) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame(
-        {
-            "row_index": np.arange(n, dtype=np.int64),
-            "unit_id": [f"u{seed}-{i}" for i in range(n)],
-            "x": rng.standard_normal(n),
-            "treated": rng.integers(0, 2, n).astype(bool),
-        }
-    )
-
-
-def without_key(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.drop(columns="partition_key").reset_index(drop=True)
+from tests.backend_support import batch, without_key
 
 
 def test_a_writer_waits_for_another_and_times_out_with_nothing_written(postgres_warehouse_url: str) -> None:

@@ -24,6 +24,7 @@ import pytest
 from resources.duckdb_tables import quote_identifier
 from resources.postgres_warehouse import PostgresWarehouse
 from resources.warehouse import Warehouse, WarehouseError, open_warehouse
+from tests.backend_support import batch, without_key
 
 SPAWN = mp.get_context("spawn")  # a fresh interpreter: no connection or DuckDB state inherited
 
@@ -46,22 +47,6 @@ def reopened(store: Warehouse) -> Warehouse:
     """The same warehouse through a new object: nothing cached in this one can answer."""
     path, url = where(store)
     return open_warehouse(path, url, lock_timeout_s=30)
-
-
-def batch(seed: int, n: int = 5) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame(
-        {
-            "row_index": np.arange(n, dtype=np.int64),
-            "unit_id": [f"u{seed}-{i}" for i in range(n)],
-            "x": rng.standard_normal(n),
-            "treated": rng.integers(0, 2, n).astype(bool),
-        }
-    )
-
-
-def without_key(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.drop(columns="partition_key").reset_index(drop=True)
 
 
 def test_round_trip_keeps_values_and_dtypes(store: Warehouse) -> None:
