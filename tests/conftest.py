@@ -21,10 +21,11 @@ daemon of test_daemon, the scripts of test_audit).
 tests/backend_support.py has what the others need: ``use_another_warehouse`` for a test that
 compares two data folders (test_backfill_and_definitions, test_cli_partition_range,
 test_dask_executor), ``module_warehouse`` for a project built in a module-scoped fixture
-(test_pipeline_returning_units), and ``duckdb_only`` for a test about the DuckDB file itself: it
-runs on DuckDB whatever ``--warehouse`` says (test_landing_reconcile's blocked and deleted file).
-Still DuckDB-only: test_demo (the demo's DuckDB file), and test_security and
-test_adversarial_corpus (projects built in module-scoped fixtures, not yet in ``module_warehouse``).
+(test_pipeline_returning_units, test_security), and ``duckdb_only`` for a test about the DuckDB
+file itself: it runs on DuckDB whatever ``--warehouse`` says (test_landing_reconcile's blocked and
+deleted file).
+Still DuckDB-only: test_demo (the demo's DuckDB file), and test_adversarial_corpus (a project
+built in a module-scoped fixture, not yet in ``module_warehouse``).
 The warehouse contract itself runs on both backends in tests/shell/test_warehouse.py.
 """
 

@@ -29,6 +29,8 @@ from orchestration.instance import PROJECT_ROOT
 from resources.alerts import JsonlAlertLog
 from resources.duckdb_tables import quote_identifier
 from resources.study import AlertSettings
+from resources.warehouse import WAREHOUSE_URL_ENV
+from tests.backend_support import module_warehouse
 from tests.pipeline_support import Project, ab_batch, example_study, webhook_receiver, write_batch
 
 TOKEN = f"tok{secrets.token_hex(12)}"
@@ -69,7 +71,23 @@ class Alerted:
 
 
 @pytest.fixture(scope="module")
-def alerted(tmp_path_factory: pytest.TempPathFactory) -> Alerted:
+def alerted_built(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Alerted, str | None]]:
+    """Built once for the module; on PostgreSQL in a database of its own (the per-test one is another)."""
+    with module_warehouse(request) as url:
+        yield _run_alerting_project(tmp_path_factory), url
+
+
+@pytest.fixture
+def alerted(alerted_built: tuple[Alerted, str | None], monkeypatch: pytest.MonkeyPatch) -> Alerted:
+    built, url = alerted_built
+    if url is not None:  # the module's database, not the one --warehouse=postgres made for this test
+        monkeypatch.setenv(WAREHOUSE_URL_ENV, url)
+    return built
+
+
+def _run_alerting_project(tmp_path_factory: pytest.TempPathFactory) -> Alerted:
     study = example_study(STUDY, alerts=AlertSettings(email_to=("ops@example.org",)))
     project = Project(
         data=tmp_path_factory.mktemp("security") / "data",
@@ -127,7 +145,8 @@ def test_secrets_are_not_in_any_warehouse_table(alerted: Alerted) -> None:
     store = project.warehouse
     tables = store.execute_read(
         "SELECT table_schema, table_name FROM information_schema.tables "
-        "WHERE table_type = 'BASE TABLE' ORDER BY table_schema, table_name"
+        "WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema') "
+        "ORDER BY table_schema, table_name"
     )
     assert {"audit_trail", "posterior_steps", "raw_rows", "quarantine"} <= set(tables["table_name"])
     leaks = {}
