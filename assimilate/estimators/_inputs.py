@@ -68,13 +68,24 @@ def batch_arrays(
     if np.ptp(y) == 0:
         raise ValueError(f"outcome column {outcome!r} is constant in this batch: no effect can be estimated")
     design = encode_covariates(data, list(covariates), categories=categories)
-    constant = [c for c in covariates if data[c].nunique(dropna=False) < 2]
+    constant = [c for c in covariates if _is_constant(data[c])]
     if constant:
         raise ValueError(
             f"covariate column(s) {constant} are constant in this batch: they carry no information and make "
             "the design singular"
         )
     return BatchArrays(d, y, design)
+
+
+def _is_constant(values: pd.Series) -> bool:
+    """One distinct value (NaN counting as one), without hashing the column when it is numeric."""
+    array = values.to_numpy()
+    if array.dtype.kind not in "biuf" or not len(array):
+        return bool(values.nunique(dropna=False) < 2)
+    same = array == array[0]
+    if array.dtype.kind == "f" and np.isnan(array[0]):
+        same = np.isnan(array)
+    return bool(same.all())
 
 
 def sampling_weights(

@@ -95,14 +95,18 @@ def encode_covariates(
         if column in given or _is_categorical(series):
             if series.isna().any():
                 raise ValueError(f"covariate {column!r}: {int(series.isna().sum())} missing value(s)")
-            text = series.astype(str)
-            levels = tuple(str(v) for v in given[column]) if column in given else tuple(sorted(text.unique()))
-            unknown = sorted(set(text.unique()) - set(levels))
+            # Each distinct value once: its text (as str() writes it) names its level.
+            codes, distinct = pd.factorize(series.to_numpy())
+            texts = [str(v) for v in distinct]
+            levels = tuple(str(v) for v in given[column]) if column in given else tuple(sorted(set(texts)))
+            unknown = sorted(set(texts) - set(levels))
             if unknown:
                 raise ValueError(f"covariate {column!r}: unknown level(s) {unknown}; allowed {list(levels)}")
             levels_used[column] = levels
-            for level in levels[1:]:
-                blocks.append((text.to_numpy() == level).astype(np.float64)[:, None])
+            position = {level: j for j, level in enumerate(levels)}
+            level_of_row = np.array([position[t] for t in texts], dtype=np.int64)[codes]
+            for j, level in enumerate(levels[1:], start=1):
+                blocks.append((level_of_row == j).astype(np.float64)[:, None])
                 names.append(f"{column}[{level}]")
         else:
             try:
