@@ -5,12 +5,14 @@ all-NULL column is VARCHAR; values no column type holds are refused, naming the 
 are bound as Python values, NaN, NA and NaT as NULL (DuckDB stores them so). A column read back gets
 the dtype DuckDB's ``.df()`` gives: integers and booleans as numpy types (pandas' nullable ones when
 a NULL is present), floats with NaN for NULL, DATE and TIMESTAMP as ``datetime64[us]``, TIMESTAMPTZ
-in UTC, INTERVAL as ``timedelta64[us]``, DECIMAL as float.
+in UTC, INTERVAL as ``timedelta64[us]``, DECIMAL as float. Text with a NUL byte, which PostgreSQL
+cannot store, is stored escaped and read back as it was (``ESCAPED_TEXT``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -54,7 +56,26 @@ def read_column(kind: str, values: list[Any]) -> pd.Series | np.ndarray:
         return pd.Series(pd.to_timedelta(values), dtype="timedelta64[us]")
     if kind == "BLOB":
         return np.array([None if v is None else bytes(v) for v in values], dtype=object)
+    if kind == "VARCHAR" and any(isinstance(v, str) and v.startswith(ESCAPED_TEXT) for v in values):
+        values = [_from_stored_text(v) if isinstance(v, str) else v for v in values]
     return np.array(values, dtype=object)
+
+
+# PostgreSQL text cannot hold a NUL byte (DuckDB's can, and a delivered cell may have one): such a
+# value is stored as this marker and its JSON string, and so is a value that starts with the marker,
+# so that every value reads back as it was written.
+ESCAPED_TEXT = "\x01json:"
+
+
+def _to_stored_text(value: Any) -> str:
+    text = str(value)
+    if "\x00" in text or text.startswith(ESCAPED_TEXT):
+        return ESCAPED_TEXT + json.dumps(text)
+    return text
+
+
+def _from_stored_text(value: str) -> str:
+    return str(json.loads(value[len(ESCAPED_TEXT) :])) if value.startswith(ESCAPED_TEXT) else value
 
 
 def frame_types(frame: pd.DataFrame) -> dict[str, str]:
@@ -148,7 +169,7 @@ def bind_values(series: pd.Series, kind: str) -> list[Any]:
         "FLOAT": float,
         "DOUBLE": float,
     }
-    cast = convert.get(kind, str if kind == "VARCHAR" else lambda v: v)
+    cast = convert.get(kind, _to_stored_text if kind == "VARCHAR" else lambda v: v)
     out = []
     for value in series.astype(object).tolist():
         if _is_null(value):

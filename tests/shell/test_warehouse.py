@@ -404,3 +404,10 @@ def test_constructor_checks() -> None:
             make(lock_timeout_s=-1)
         with pytest.raises(ValueError, match="initial_backoff_s"):
             make(initial_backoff_s=2, max_backoff_s=1)
+
+
+def test_text_with_a_nul_byte_round_trips(store: Warehouse) -> None:
+    # PostgreSQL text holds no NUL byte: its backend escapes such values (and ones that look escaped).
+    frame = pd.DataFrame({"text": ["u\x00null", "plain", '\x01json:"x"', ""], "n": [1, 2, 3, 4]})
+    store.replace_partition("s", "nul", "k", frame)
+    pd.testing.assert_frame_equal(without_key(store.read_table("s", "nul")), frame)
