@@ -12,8 +12,9 @@ data folder. Then two subprocesses, one after the other, each on that file:
 - the reference: the library path on the same file (benchmarks/notebook.py: read, check,
   ``fit_batch``, one filter step).
 
-Each subprocess's peak resident set size is the kernel's ``ru_maxrss`` of that child
-(``os.wait4``), and psutil samples it every 0.2 s to stop a run that passes ``KILL_GIB``. Wall time
+Each subprocess's peak resident set size is the kernel's ``ru_maxrss`` of that child, taken by a
+small launcher that forks it (``LAUNCHER``: a child forked from this process would be charged for
+this process's memory), and psutil samples it every 0.2 s to stop a run that passes ``KILL_GIB``. Wall time
 is the subprocess's, imports included. Agreement: the pipeline ran, its stored primary estimate
 equals the library's (relative difference <= 1e-8) and its posterior equals the library's re-filter.
 """
@@ -23,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -86,44 +86,62 @@ class ChildRun:
         return self.peak_bytes / GIB
 
 
+# A small process between this one and the measured command. The kernel's peak RSS of a child
+# counts the memory of the process it was forked from (Linux carries the pre-exec image's high-water
+# mark over exec), so a child forked from this process, which may hold gigabytes, would be charged
+# for them. The launcher is small when it forks the command, and reports that child's peak alone.
+LAUNCHER = (
+    "import resource, subprocess, sys; code = subprocess.call(sys.argv[2:]); "
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); "
+    "sys.exit(code)"
+)
+
+
 def measure_child(command: list[str], *, kill_bytes: float = KILL_GIB * GIB) -> ChildRun:
     """Run ``command`` and measure its peak resident memory; its report is the last JSON line it prints.
 
-    The peak is the kernel's ``ru_maxrss`` of this child alone (``os.wait4``, not
-    ``RUSAGE_CHILDREN``, which keeps the maximum over every child ever waited for); psutil, when
-    installed, samples the child's RSS to kill it past ``kill_bytes``.
+    The peak is the kernel's ``ru_maxrss`` of the command alone, taken by a small launcher process
+    that forks it (``LAUNCHER``); psutil, when installed, samples the command's RSS to kill it past
+    ``kill_bytes``.
     """
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+    with (
+        tempfile.TemporaryFile("w+") as out,
+        tempfile.TemporaryFile("w+") as err,
+        tempfile.TemporaryDirectory() as folder,
+    ):
+        peak_file = Path(folder) / "peak_kib"
         start = time.perf_counter()
-        child = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+        launcher = subprocess.Popen(
+            [sys.executable, "-c", LAUNCHER, str(peak_file), *command], stdout=out, stderr=err, text=True
+        )
         killed, sampled, samples = False, 0, []
         try:
             import psutil
 
-            watched: Any = psutil.Process(child.pid)
-        except ImportError:  # the kernel's peak still comes from os.wait4
+            watched: Any = psutil.Process(launcher.pid)
+        except ImportError:  # the kernel's peak still comes from the launcher
             watched = None
-        while True:
-            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-            if pid == child.pid:
-                break
+        while launcher.poll() is None:
             if watched is not None:
-                with contextlib.suppress(Exception):  # the child ended between wait4 and the sample
-                    samples.append((time.time(), watched.memory_info().rss))
-                    sampled = max(sampled, samples[-1][1])
+                with contextlib.suppress(Exception):  # the command ended between poll and the sample
+                    rss = sum(c.memory_info().rss for c in watched.children(recursive=True))
+                    samples.append((time.time(), rss))
+                    sampled = max(sampled, rss)
                 if sampled > kill_bytes and not killed:
-                    child.kill()
+                    for process in watched.children(recursive=True):
+                        process.kill()
                     killed = True
             time.sleep(0.2)
         seconds = time.perf_counter() - start
-        child.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
         out.seek(0)
         err.seek(0)
         lines = [line for line in out.read().splitlines() if line.startswith("{")]
         report = json.loads(lines[-1]) if lines else {}
-        peak = max(usage.ru_maxrss * 1024, sampled)  # ru_maxrss is in KiB on Linux
+        kernel = int(peak_file.read_text()) * 1024 if peak_file.exists() else 0  # KiB on Linux
         stderr = err.read()[-4000:]
-        return ChildRun(peak, seconds, child.returncode, report, stderr, killed, tuple(samples))
+        return ChildRun(
+            max(kernel, sampled), seconds, launcher.returncode, report, stderr, killed, tuple(samples)
+        )
 
 
 def step_peaks(home: Path, samples: tuple[tuple[float, int], ...]) -> list[tuple[str, float, int]]:
