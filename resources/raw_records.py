@@ -5,10 +5,10 @@ what was hashed. A CSV is read as text, and each column then takes the narrowest
 back every cell as delivered (``resources/raw_columns.py``); a Parquet file keeps its int, float
 and boolean columns, and any other column becomes text. ``checks/typed_batch.py`` decides what the
 values mean for the study; a file that cannot be read as a table comes back with its hash and the
-reason, never as a crash. A CSV row is
-read field by field under the header's names: a value beyond the header's last column is kept in
-the ``EXTRA_FIELDS`` column (its row is quarantined), and an empty one is dropped (a delimiter at
-the end of every line is a common export artefact); a NUL byte stays in its value.
+reason, never as a crash. A CSV row is read field by field under the header's names: a value
+beyond the header's last column is kept in the ``EXTRA_FIELDS`` column (its row is quarantined),
+and an empty one is dropped (a delimiter at the end of every line is a common export artefact); a
+NUL byte stays in its value.
 
 The columns are stored column by column (``resources/raw_columns.py``), and read back from there.
 """
