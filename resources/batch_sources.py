@@ -179,12 +179,11 @@ def read_query(
     """
     description = f"sql query, batch {batch}"
     try:
-        frame = query_rows(source, warehouse, batch, lock_timeout_s=lock_timeout_s)
+        frame, text = query_rows(source, warehouse, batch, lock_timeout_s=lock_timeout_s)
     except SourceError as problem:
         return unreadable(description, str(problem))
     if frame.empty:
         return None
-    text = _text(frame)
     payload = json.dumps(
         {"columns": list(text.columns), "rows": text.to_numpy().tolist()},
         ensure_ascii=False,
@@ -197,8 +196,9 @@ def read_query(
 
 def query_rows(
     source: SqlSource, warehouse: WarehouseResource, batch: str, *, lock_timeout_s: float | None = None
-) -> pd.DataFrame:
-    """The query's result for ``batch`` (``$batch`` bound), its rows sorted by every column as text.
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The query's result for ``batch`` (``$batch`` bound), its rows sorted by every column as text;
+    and that text (what the hash is taken over), in the same order.
 
     Raises
     ------
@@ -222,8 +222,8 @@ def query_rows(
     # write them whatever the driver returned, and they would be read back as text anyway.
     for name in [n for n in frame.columns if frame[n].dtype.kind == "O"]:
         frame[name] = frame[name].map(lambda value: None if pd.isna(value) else str(value))
-    order = _text(frame).sort_values(list(frame.columns), kind="mergesort").index
-    return frame.loc[order].reset_index(drop=True)
+    text = _text(frame).sort_values(list(frame.columns), kind="mergesort")
+    return frame.loc[text.index].reset_index(drop=True), text.reset_index(drop=True)
 
 
 def _text(frame: pd.DataFrame) -> pd.DataFrame:
