@@ -18,19 +18,17 @@ from assets.common import (
     batch_asset_options,
     batch_rng,
     described,
-    frame_to_records_md,
     is_withdrawn,
     key,
-    plot_metadata,
     verdict_table,
     withdrawn_results,
 )
 from assets.did_fit import did_history_tables, fit_period
+from assets.estimation_metadata import METADATA
 from assets.partition_range import each_batch
 from assimilate.diagnostics import Verdict, catalogue
 from assimilate.estimators.batch import BatchFit, fit_batch
 from assimilate.estimators.iv_diagnostics import IV_METHOD
-from assimilate.report import figure_to_png, love_plot, overlap_plot
 from checks.first_stage import first_stage_sign_verdict
 from checks.pre_trend import pre_trend_severities, pre_trend_verdict
 from checks.refutations import refutation_verdicts, refuter_details, refuter_severities
@@ -45,7 +43,13 @@ from checks.results import (
     severity,
     verdict_rows,
 )
-from checks.returning_units import INFLUENCE_TABLE, MATERIAL_SE_CHANGE, batch_returning_units
+from checks.returning_units import (
+    INFLUENCE_TABLE,
+    MATERIAL_SE_CHANGE,
+    OVERLAP_TABLE,
+    batch_returning_units,
+    earlier_influence,
+)
 from resources.reports import ReportsResource
 from resources.study import StudyConfig
 from resources.warehouse import Warehouse, WarehouseResource
@@ -79,7 +83,6 @@ def build_estimation(
     keys = {name: key(study, name) for name in ASSETS}
     options = batch_asset_options(study, partitions)
     step = {name: options.pop(name) for name in ("pool", "retry_policy", "backfill_policy")}
-    tables_read = _history_tables(study)
 
     @dg.multi_asset(
         name=f"{study.name}__estimation",
@@ -98,17 +101,18 @@ def build_estimation(
         with store.reading() as reader:
             withdrawn = is_withdrawn(reader, study, batch)
             valid = reader.read_table(study.name, "covariates", partition_key=batch)
-            history = {table: reader.read_table(study.name, table) for table in tables_read}
+            history = _read_history(reader, study, batch, valid)
         fit = _fit(study, valid, history, batch)
         found, check_metadata = batch_verdicts(study, history, valid, fit, batch)
         verdicts = _verdicts(study, {**fit.verdicts, **found}, batch)
         selected = [name for name in ASSETS if keys[name] in context.selected_asset_keys]
-        _store(store, study, fit, verdicts, selected, withdrawn=withdrawn and "batch_effect" in selected)
+        gone = withdrawn and "batch_effect" in selected
+        _store(store, study, fit, verdicts, selected, withdrawn=gone, overlap=history.get(OVERLAP_TABLE))
         for name in selected:
             if name == "batch_effect" and withdrawn:
                 yield from _withdrawn(keys[name], verdicts[name])
                 continue
-            metadata = METADATA[name](study, fit, reports, batch)
+            metadata = METADATA[name](study, fit, reports, batch, figures=context.draws_figures)
             yield dg.MaterializeResult(
                 asset_key=keys[name], metadata=metadata | not_assessed(name, verdicts[name])
             )
@@ -161,10 +165,20 @@ def _check_specs(
     ]
 
 
-def _history_tables(study: StudyConfig) -> tuple[str, ...]:
-    """The stored tables the checks against earlier batches read: the effects only for the first-stage sign."""
+def _read_history(reader: Warehouse, study: StudyConfig, batch: str, valid: pd.DataFrame) -> dict[str, Any]:
+    """The stored tables the checks against earlier batches read: the effects only for the first-stage
+    sign; the influence values in full for a did study's pre-trend, else only where units return."""
     effects = ("batch_effects",) if "first_stage_sign" in assessed(study) else ()
-    return (INFLUENCE_TABLE, *effects, *did_history_tables(study))
+    influence = (INFLUENCE_TABLE,) if study.design.kind == "did" else ()
+    history: dict[str, Any] = {
+        table: reader.read_table(study.name, table)
+        for table in (*influence, *effects, *did_history_tables(study))
+    }
+    if not influence:
+        units = valid[study.unit_id] if study.unit_id in valid.columns else pd.Series(dtype=object)
+        read = earlier_influence(reader, study.name, batch, units)
+        history |= {INFLUENCE_TABLE: read.influence, OVERLAP_TABLE: read.overlap_row()}
+    return history
 
 
 def _fit(study: StudyConfig, valid: pd.DataFrame, history: dict[str, pd.DataFrame], batch: str) -> BatchFit:
@@ -186,7 +200,7 @@ def assessed(study: StudyConfig) -> tuple[str, ...]:
 
 
 def batch_verdicts(
-    study: StudyConfig, history: dict[str, pd.DataFrame], valid: pd.DataFrame, fit: BatchFit, batch: str
+    study: StudyConfig, history: dict[str, Any], valid: pd.DataFrame, fit: BatchFit, batch: str
 ) -> tuple[dict[str, Verdict], dict[str, dict[str, Any]]]:
     """The checks beyond ``fit_batch``'s: against the earlier batches, and the study's refuters."""
     found, metadata = history_verdicts(study, history, fit, batch)
@@ -197,7 +211,7 @@ def batch_verdicts(
 
 
 def history_verdicts(
-    study: StudyConfig, history: dict[str, pd.DataFrame], fit: BatchFit, batch: str
+    study: StudyConfig, history: dict[str, Any], fit: BatchFit, batch: str
 ) -> tuple[dict[str, Verdict], dict[str, dict[str, Any]]]:
     """The checks that compare the batch with the stored earlier ones, and their metadata."""
     returning, returning_metadata = batch_returning_units(
@@ -234,9 +248,16 @@ def _store(
     selected: list[str],
     *,
     withdrawn: bool,
+    overlap: pd.DataFrame | None,
 ) -> None:
-    """The selected assets' tables and verdict rows in one transaction; a withdrawn batch's effect emptied."""
+    """The selected assets' tables and verdict rows in one transaction; a withdrawn batch's effect emptied.
+
+    With the influence values goes the batch's ``unit_overlap`` answer (checks/returning_units.py):
+    none (an empty partition) where the check did not ask.
+    """
     tables: dict[str, pd.DataFrame] = {}
+    if "batch_effect" in selected:
+        tables[OVERLAP_TABLE] = pd.DataFrame() if withdrawn or overlap is None else overlap
     for name, frame in fit.tables(batch_rules=study.batch_rules_hash).items():
         asset, table = STORED[name]
         if asset in selected:
@@ -250,72 +271,6 @@ def _store(
 def _withdrawn(asset_key: dg.AssetKey, verdicts: Verdicts) -> Iterator[dg.MaterializeResult]:
     for result in withdrawn_results(asset_key, list(verdicts)):
         yield dg.MaterializeResult(asset_key=asset_key, metadata=result.metadata)
-
-
-def _propensity_metadata(
-    study: StudyConfig, fit: BatchFit, reports: ReportsResource, batch: str
-) -> dict[str, Any]:
-    scores, metadata = fit.frames["propensity_scores"], fit.propensity_summary()
-    # rows: the batch's valid rows, fitted or not (a failed fit still had its rows)
-    counts = {
-        "rows": fit.n_rows,
-        "scored_rows": len(scores),
-        "terms": len(fit.frames["propensity_coefficients"]),
-    }
-    if fit.overlap is not None:
-        quantiles = fit.overlap.to_frame().reset_index()
-        metadata["propensity_quantiles"] = frame_to_records_md(quantiles, float_digits=3)
-    if not scores.empty:
-        figure = overlap_plot(
-            scores["propensity"],
-            scores["treatment"],
-            bounds=(study.propensity.bounds[0], study.propensity.bounds[1]),
-            eps=study.thresholds.overlap_eps,
-            title=f"{study.name} {batch}: propensity overlap",
-        )
-        metadata |= plot_metadata(reports, study, f"{batch}/overlap.png", figure_to_png(figure))
-    return counts | metadata
-
-
-def _outcome_metadata(
-    study: StudyConfig, fit: BatchFit, reports: ReportsResource, batch: str
-) -> dict[str, Any]:
-    # A singular arm is fitted by a fallback, never silently: the UI says which and why.
-    summary = fit.outcome_summary()
-    rows = {"rows": len(fit.frames["outcome_predictions"])}
-    return rows | summary | {"fallback_reasons": dg.MetadataValue.json(summary["fallback_reasons"])}
-
-
-def _effect_metadata(
-    study: StudyConfig, fit: BatchFit, reports: ReportsResource, batch: str
-) -> dict[str, Any]:
-    effects, balance = fit.frames["effects"], fit.frames["balance"]
-    primary, passed = effects[effects["is_primary"]].iloc[0], fit.verdicts["estimation"].passed
-    plots: dict[str, Any] = {}
-    if not balance.empty:
-        figure = love_plot(balance, threshold=study.thresholds.max_abs_smd, title=f"{study.name} {batch}")
-        plots = plot_metadata(reports, study, f"{batch}/love_plot.png", figure_to_png(figure))
-    smd = fit.verdicts["balance"].value
-    return {
-        **plots,
-        "primary_estimator": study.primary_estimator,
-        "estimate": float(primary["estimate"]) if passed else "n/a",
-        "std_error": float(primary["std_error"]) if passed else "n/a",
-        "ci_lower": float(primary["ci_lower"]) if passed else "n/a",  # the 95% interval (alpha 0.05)
-        "ci_upper": float(primary["ci_upper"]) if passed else "n/a",
-        "max_abs_smd_after": smd if smd is not None else "n/a",
-        "seed": study.seed,
-        "estimates": frame_to_records_md(
-            effects[["method", "estimate", "std_error", "ci_lower", "ci_upper"]]
-        ),
-    }
-
-
-METADATA: dict[str, Callable[[StudyConfig, BatchFit, ReportsResource, str], dict[str, Any]]] = {
-    "propensity_model": _propensity_metadata,
-    "outcome_model": _outcome_metadata,
-    "batch_effect": _effect_metadata,
-}
 
 
 def _tagging_exclusions(body: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:

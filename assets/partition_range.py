@@ -32,7 +32,14 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 
+from resources.warehouse import WarehouseResource
+from resources.warehouse_lease import lease_connection
+
 SINGLE_RUN = dg.BackfillPolicy.single_run()
+FIGURE_NOT_DRAWN = (
+    "not drawn: a step over a range of batches draws the figures of its last batch only; "
+    "materialize this batch alone to draw them"
+)
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 BatchEvent = dg.MaterializeResult | dg.AssetCheckResult
@@ -46,8 +53,11 @@ class BatchContext:
     it is refused here rather than silently shared.
     """
 
-    def __init__(self, context: dg.AssetExecutionContext, batch: str) -> None:
+    def __init__(self, context: dg.AssetExecutionContext, batch: str, *, last: bool = True) -> None:
         self._context, self.partition_key = context, batch
+        # A figure costs ~0.1 s to draw, more than a small batch's statistics: a step over a range
+        # draws its batches' figures for the last batch only (the one a backfill ends on).
+        self.draws_figures = last
 
     @property
     def log(self) -> Any:
@@ -81,7 +91,8 @@ def each_batch(body: Callable[..., Any]) -> Callable[..., Iterator[StepEvent]]:
         batches = [context.partition_key] if context.has_partition_key else context.partition_keys
         checks: list[tuple[str, dg.AssetCheckResult]] = []
         for batch in batches:
-            for event in _events(body(BatchContext(context, batch), **resources)):
+            batch_context = BatchContext(context, batch, last=batch == batches[-1])
+            for event in _events(body(batch_context, **resources)):
                 if context.has_partition_key:
                     yield event
                 elif isinstance(event, dg.AssetCheckResult):
@@ -95,7 +106,19 @@ def each_batch(body: Callable[..., Any]) -> Callable[..., Iterator[StepEvent]]:
                 yield dg.MaterializeResult(asset_key=asset_key)  # one output per asset of a multi-asset
             yield from _check_events(context, checks)
 
-    return step
+    return _holding_the_warehouse(step)
+
+
+def _holding_the_warehouse(step: Callable[..., Iterator[StepEvent]]) -> Callable[..., Iterator[StepEvent]]:
+    """The step with one leased warehouse connection (DuckDB) for all its batches, let go when idle."""
+
+    @functools.wraps(step)
+    def leased(context: dg.AssetExecutionContext, **resources: Any) -> Iterator[StepEvent]:
+        warehouse = resources.get("warehouse")
+        with lease_connection(warehouse.open() if isinstance(warehouse, WarehouseResource) else None):
+            yield from step(context, **resources)
+
+    return leased
 
 
 def _dependency_order(context: dg.AssetExecutionContext) -> list[dg.AssetKey]:

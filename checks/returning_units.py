@@ -12,12 +12,26 @@ more than ``MATERIAL_SE_CHANGE`` (5%), and units return. Below that an interval 
 batches were independent would be off by less than 5% of its width. A failure is a warning, not
 an exclusion: the posterior conditions on the estimated correlation (Kalman backend) and the
 always-valid interval uses it too; the check tells the team that it does.
+
+Reading: the check needs every earlier batch's rows only when some unit is in two batches. So it
+asks the warehouse which other stored batches hold any of this batch's units (a probe), and
+stores the answer with the batch (``unit_overlap``: did its units meet another batch's when it was
+checked). When no earlier batch is met and every earlier batch's own answer was no, no unit is in
+two of the batches so far: of two batches that share a unit, the one checked later saw the other's
+rows (runs of one study never overlap, and a step stores each batch before it checks the next), so
+its answer is yes. The batches are then independent and the earlier batches' labels are all the
+check reads (:class:`DisjointHistory`). A stale yes (the other batch was corrected since) or a
+batch stored without an answer only costs the full read. A history of fresh units then costs a
+probe per batch, not a read and a factorization of every stored influence value (quadratic over a
+backfill).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -26,6 +40,7 @@ from assimilate.admission import unit_batches
 from assimilate.design.plan import ONE_SUBJECT, AnalysisPlan
 from assimilate.diagnostics import Verdict
 from assimilate.filters import SharedUnits, shared_unit_covariance
+from resources.warehouse import Warehouse
 
 INFLUENCE_TABLE = "batch_influence"
 MATERIAL_SE_CHANGE = 0.05
@@ -35,8 +50,71 @@ RULE = (
 )
 
 
+OVERLAP_TABLE = "unit_overlap"  # per batch: whether its units met another stored batch's when checked
+# The other stored batches that hold any of this batch's units (their ids are the bound list).
+_MET_SQL = (
+    "SELECT DISTINCT partition_key FROM {table} "
+    "WHERE partition_key <> ? AND unit_id IN (SELECT unnest(?::VARCHAR[]))"
+)
+_EARLIER_BATCHES_SQL = "SELECT DISTINCT partition_key FROM {table} WHERE partition_key < ?"
+
+
+@dataclass(frozen=True)
+class DisjointHistory:
+    """The earlier batches with stored influence values, when no unit is in two of them or in this batch."""
+
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class InfluenceHistory:
+    """What the returning-units check of a batch reads, and whether the batch's units met another's.
+
+    ``influence`` is every stored influence row, or a :class:`DisjointHistory` when no unit is in
+    two of the batches so far; ``meets_others`` is the batch's answer for ``unit_overlap``.
+    """
+
+    influence: pd.DataFrame | DisjointHistory
+    meets_others: bool
+
+    def overlap_row(self) -> pd.DataFrame:
+        """The batch's row of ``unit_overlap``."""
+        return pd.DataFrame({"meets_others": [self.meets_others]})
+
+
+def earlier_influence(reader: Warehouse, study: str, batch: str, units: pd.Series) -> InfluenceHistory:
+    """What the check of ``batch`` reads: the stored influence rows, or only the earlier batches' labels.
+
+    ``units`` are the unit ids of the batch's valid rows (a superset of its influence rows' ids, so
+    a returning unit is never missed). Every stored row is read unless the probe and the earlier
+    batches' stored answers show that no unit is in two batches (module docstring).
+    """
+    query = functools.partial(reader.read_query_on, study, INFLUENCE_TABLE)
+    met = query(_MET_SQL, [batch, pd.unique(units.astype(str)).tolist()])
+    if met is None:  # nothing stored yet
+        return InfluenceHistory(DisjointHistory(()), meets_others=False)
+    met_keys = {str(k) for k in met["partition_key"]}
+    if not any(k < batch for k in met_keys):
+        earlier = query(_EARLIER_BATCHES_SQL, [batch])
+        labels = sorted(str(k) for k in earlier["partition_key"]) if earlier is not None else []
+        answers = reader.read_table(study, OVERLAP_TABLE)
+        stored = (
+            dict(zip(answers["partition_key"].astype(str), answers["meets_others"], strict=True))
+            if not answers.empty
+            else {}
+        )
+        if all(label in stored and not stored[label] for label in labels):
+            return InfluenceHistory(DisjointHistory(tuple(labels)), meets_others=bool(met_keys))
+    return InfluenceHistory(reader.read_table(study, INFLUENCE_TABLE), meets_others=bool(met_keys))
+
+
 def standard_error_ratio(shared: SharedUnits) -> float:
-    """SE of the precision-weighted average of the batches with their correlation, over the SE without."""
+    """SE of the precision-weighted average of the batches with their correlation, over the SE without.
+
+    Exactly 1 when no unit is in two batches (their correlation is the identity).
+    """
+    if shared.is_disjoint:
+        return 1.0
     variance = np.diagonal(shared.covariance)
     keep = variance > 0
     if int(keep.sum()) < 2:
@@ -48,11 +126,12 @@ def standard_error_ratio(shared: SharedUnits) -> float:
 
 
 def returning_units_verdict(
-    influence: pd.DataFrame, this_batch: pd.DataFrame, batch: str, *, kalman: bool = True
+    influence: pd.DataFrame | DisjointHistory, this_batch: pd.DataFrame, batch: str, *, kalman: bool = True
 ) -> tuple[Verdict, dict[str, object]]:
     """The check of ``batch`` against every earlier batch with stored influence values.
 
-    ``influence`` holds the stored rows of any partitions (those not before ``batch`` are ignored);
+    ``influence`` holds the stored rows of any partitions (those not before ``batch`` are ignored),
+    or the earlier batches' labels when no unit is in two batches (:func:`earlier_influence`);
     ``this_batch`` is the batch's own rows (``assimilate.estimators.batch.INFLUENCE_COLUMNS``).
     ``kalman`` says whether the posterior can condition on the correlation (the particle filter
     assumes independent batches).
@@ -64,20 +143,25 @@ def returning_units_verdict(
             rule=RULE,
             reason=f"batch {batch}: no influence values (the primary estimator gave no estimate)",
         ), {}
-    earlier = influence[influence["partition_key"] < batch] if not influence.empty else influence
-    labels = sorted(set(earlier["partition_key"])) if not earlier.empty else []
-    rows = pd.concat([earlier, this_batch.assign(partition_key=batch)], ignore_index=True)
-    shared = shared_unit_covariance(unit_batches(rows, [*labels, batch]), labels=[*labels, batch])
-    share = float(shared.returning_share[-1])
-    ratio = standard_error_ratio(shared)
+    if isinstance(influence, DisjointHistory):  # the correlation is the identity
+        labels = list(influence.labels)
+        share, ratio, returning, units = 0.0, 1.0, 0, int(this_batch["unit_id"].nunique())
+        previous = largest = 0.0 if labels else math.nan
+    else:
+        earlier = influence[influence["partition_key"] < batch] if not influence.empty else influence
+        labels = sorted(set(earlier["partition_key"])) if not earlier.empty else []
+        rows = pd.concat([earlier, this_batch.assign(partition_key=batch)], ignore_index=True)
+        shared = shared_unit_covariance(unit_batches(rows, [*labels, batch]), labels=[*labels, batch])
+        share, ratio = float(shared.returning_share[-1]), standard_error_ratio(shared)
+        returning, units = int(shared.n_returning[-1]), int(shared.n_units[-1])
+        previous, largest = shared.correlation_with_previous[-1], shared.max_correlation_with_earlier[-1]
     change = abs(ratio - 1.0)
-    previous, largest = shared.correlation_with_previous[-1], shared.max_correlation_with_earlier[-1]
     metadata: dict[str, object] = {
         # A standing panel returns every batch: one alert for the study, not one per batch.
         "alert_scope": "study",
         "returning_share": share,
-        "returning_units": int(shared.n_returning[-1]),
-        "units": int(shared.n_units[-1]),
+        "returning_units": returning,
+        "units": units,
         "earlier_batches": len(labels),
         "correlation_with_previous": float(previous) if math.isfinite(previous) else "n/a",
         "max_correlation_with_earlier": float(largest) if math.isfinite(largest) else "n/a",
@@ -108,7 +192,7 @@ def returning_units_verdict(
 
 
 def batch_returning_units(
-    plan: AnalysisPlan, influence: pd.DataFrame, this_batch: pd.DataFrame, batch: str
+    plan: AnalysisPlan, influence: pd.DataFrame | DisjointHistory, this_batch: pd.DataFrame, batch: str
 ) -> tuple[Verdict, dict[str, object]]:
     """:func:`returning_units_verdict` under ``plan``: its backend, and not assessed for one subject."""
     verdict, metadata = returning_units_verdict(

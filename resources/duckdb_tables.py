@@ -20,6 +20,7 @@ ValueError: identifier 'x; DROP TABLE y' is not allowed: must match ^[A-Za-z_][A
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -29,6 +30,8 @@ import pandas as pd
 IDENTIFIER_PATTERN = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
 PARTITION_COLUMN = "partition_key"
 _INCOMING = "__assimilate_incoming"
+# Each connection's catalog name (fixed for its life: nothing here runs USE).
+_CATALOGS: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, str] = weakref.WeakKeyDictionary()
 _INTEGER = {
     "TINYINT",
     "SMALLINT",
@@ -124,7 +127,9 @@ def checked_frame(schema: str, table: str, frame: pd.DataFrame) -> pd.DataFrame:
 
 def qualified_name(connection: duckdb.DuckDBPyConnection, schema: str, table: str) -> str:
     """catalog.schema.table, fully quoted: a schema never collides with the file's catalog name."""
-    catalog = str(run_sql(connection, "SELECT current_database()")[0][0])
+    catalog = _CATALOGS.get(connection)
+    if catalog is None:  # asked once per connection: a step asks for every table it reads or writes
+        catalog = _CATALOGS[connection] = str(run_sql(connection, "SELECT current_database()")[0][0])
     quoted_catalog = '"' + catalog.replace('"', '""') + '"'
     return (
         f"{quoted_catalog}.{quote_identifier(schema, what='schema')}.{quote_identifier(table, what='table')}"

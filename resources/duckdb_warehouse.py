@@ -8,7 +8,8 @@ backend subclass (``resources/postgres_warehouse.py``) replaces ``connect``, ``_
 identifiers checked and quoted, values bound, column types that evolve). Import it from
 ``resources/warehouse.py``, which also picks the backend.
 
-Connections are short; DuckDB lets one process write at a time, so a connection that meets
+Connections are short (or, inside ``lease_connection()``, one per step, closed when idle:
+``resources/warehouse_lease.py``); DuckDB lets one process write at a time, so a connection that meets
 another process's file lock waits with backoff (up to ``lock_timeout_s``) and then fails with
 ``WarehouseLockedError`` -- a write is never dropped. Partitioned tables carry a
 ``partition_key VARCHAR`` column; ``replace_partition`` deletes and inserts a partition's rows in
@@ -29,6 +30,7 @@ import pandas as pd
 
 from resources import duckdb_tables
 from resources.duckdb_tables import PARTITION_COLUMN, quote_identifier
+from resources.warehouse_lease import lease_for
 from resources.warehouse_waiting import Backoff, WarehouseError
 
 # Written at a warehouse's first write; a study may not take this schema's name.
@@ -60,6 +62,7 @@ class Warehouse:
     """
 
     _tables: Any = duckdb_tables  # the backend's SQL: a module with duckdb_tables' functions
+    leases_connections = True  # lease_connection() shares one connection (a backend may say no)
 
     def __init__(
         self,
@@ -96,12 +99,26 @@ class Warehouse:
 
         Do not nest: DuckDB refuses a read-only and a read-write connection to one file in one
         process at the same time, and a held connection blocks every other process. Inside
-        ``exclusive()`` every call uses the one held connection.
+        ``exclusive()`` every call uses the one held connection. Inside ``lease_connection()``
+        (``resources/warehouse_lease.py``) it is a cursor of the process's one leased connection,
+        in a read-only transaction when ``read_only``.
         """
         if self._held is not None:
             yield self._held
             return
-        connection = self._backoff.attempt(
+        lease = lease_for(self.path)
+        if lease is not None:  # inside lease_connection(): a cursor of the one leased connection
+            with lease.connection(lambda: self._open_file(read_only=False), read_only=read_only) as cursor:
+                yield cursor
+            return
+        connection = self._open_file(read_only=read_only)
+        try:
+            yield connection
+        finally:
+            connection.close()
+
+    def _open_file(self, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+        return self._backoff.attempt(
             lambda: duckdb.connect(str(self.path), read_only=read_only),
             _is_lock_error,
             lambda attempts, error: (
@@ -109,10 +126,6 @@ class Warehouse:
                 f"({attempts} attempts); DuckDB allows one writer at a time. Last error: {error}"
             ),
         )
-        try:
-            yield connection
-        finally:
-            connection.close()
 
     @contextmanager
     def exclusive(self) -> Iterator[Warehouse]:
@@ -287,6 +300,21 @@ class Warehouse:
         if schema.lower() not in self._catalog:
             self._catalog[schema.lower()] = self._tables.schema_tables(connection, schema)
         return self._catalog[schema.lower()].get(table.lower())
+
+    def read_query_on(
+        self, schema: str, table: str, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> pd.DataFrame | None:
+        """A read query on one table: ``{table}`` in ``sql`` stands for it, named as the backend names it.
+
+        Returns None when the table does not exist. ``sql`` must be valid on both backends.
+        """
+        if not self._stored():
+            return None
+        with self.connect(read_only=True) as connection:
+            if self._columns(connection, schema, table) is None:
+                return None
+            target = self._tables.qualified_name(connection, schema, table)
+            return self._tables.read_query(connection, sql.format(table=target), params)  # type: ignore[no-any-return]
 
     def execute_read(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> pd.DataFrame:
         """Run a read query (on a read-only connection) with bound ``params`` (``?`` placeholders).

@@ -87,6 +87,9 @@ class PostgresWarehouse(Warehouse):
     """
 
     _tables = postgres_tables
+    # Not leased (resources/warehouse_lease.py): a read-only snapshot is a session setting a later
+    # write on the same connection would inherit, and PostgreSQL's connections lock out no process.
+    leases_connections = False
 
     def __init__(
         self,

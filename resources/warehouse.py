@@ -22,6 +22,7 @@ import dagster as dg
 
 from resources.duckdb_warehouse import IDENTITY_SCHEMA, IDENTITY_TABLE, Warehouse
 from resources.postgres_warehouse import PostgresWarehouse, checked_url
+from resources.warehouse_lease import lease_connection
 from resources.warehouse_waiting import WarehouseError, WarehouseLockedError
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "WarehouseError",
     "WarehouseLockedError",
     "WarehouseResource",
+    "lease_connection",
     "open_warehouse",
 ]
 

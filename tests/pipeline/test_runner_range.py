@@ -24,6 +24,7 @@ from tests.pipeline.test_cli_partition_range import (
     STUDY,
     check_states,
     evaluations,
+    figures_left_out,
     materializations,
     shown,
     warehouse_tables,
@@ -101,9 +102,13 @@ def test_a_backfill_runs_ranges_and_equals_a_run_per_batch_history(tmp_path: Pat
         ours, theirs = materializations(ranged.instance, asset), materializations(reference.instance, asset)
         assert [r.partition_key for r in ours] == [r.partition_key for r in theirs] == KEYS, asset
         for mine, other in zip(ours, theirs, strict=True):
-            assert shown(mine.asset_materialization.metadata, ranged.data) == shown(
-                other.asset_materialization.metadata, reference.data
-            ), (asset, mine.partition_key)
+            expected = shown(other.asset_materialization.metadata, reference.data)
+            if mine.partition_key not in (KEYS[3], KEYS[4]):  # figures: drawn for a range's last batch
+                expected = figures_left_out(expected)
+            assert shown(mine.asset_materialization.metadata, ranged.data) == expected, (
+                asset,
+                mine.partition_key,
+            )
     for asset in ["effect_posterior", "posterior_report"]:
         (once,) = materializations(ranged.instance, asset)
         final = materializations(reference.instance, asset)[-1]
