@@ -33,6 +33,7 @@ Example
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections.abc import Collection, Mapping
@@ -88,8 +89,12 @@ class LandingScan:
         return {name: reason for name, reason in self.unmapped if name not in self.waiting}
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _mapping(name: str, cadence: Cadence) -> tuple[str | None, str]:
-    """The partition key of a file name, or None with the reason (naming the expected names)."""
+    """The partition key of a file name, or None with the reason (naming the expected names).
+
+    Cached: a pure function of its arguments, asked for every file of a folder at every batch.
+    """
     suffix = next((s for s in SUFFIXES if name.lower().endswith(s)), None)
     if suffix is None:
         return None, f"not a batch file: the suffix must be one of {', '.join(SUFFIXES)}"
