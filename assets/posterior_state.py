@@ -19,7 +19,7 @@ from assimilate.admission import PosteriorUpdate, observations, update_posterior
 from assimilate.diagnostics.plan_audit import StudyAudit
 from assimilate.incremental import FilterSettings
 from checks.calibration import CALIBRATION_TABLE, audit_study
-from checks.returning_units import INFLUENCE_TABLE
+from checks.returning_units import stored_influence
 from resources.study import StudyConfig
 from resources.warehouse import Warehouse
 
@@ -40,13 +40,16 @@ class PosteriorInputs:
 
 
 def load_inputs(store: Warehouse, study: StudyConfig) -> PosteriorInputs:
-    """Every period's observation, from the stored files, primary estimates and verdicts."""
+    """Every period's observation, from the stored files, primary estimates and verdicts.
+
+    The influence values are read only when some unit is in two batches (``stored_influence``).
+    """
     verdicts = read_verdicts(store, study)
     files = store.read_table(study.name, "raw_files")
     keys = study_partitions(study).get_partition_keys()
     effects = store.read_table(study.name, "batch_effects")
     observed = observations(keys, files, effects, verdicts, batch_rules=study.batch_rules_hash)
-    return PosteriorInputs(files, verdicts, observed, store.read_table(study.name, INFLUENCE_TABLE))
+    return PosteriorInputs(files, verdicts, observed, stored_influence(store, study.name))
 
 
 def read_state(store: Warehouse, study: StudyConfig) -> tuple[PosteriorInputs, pd.DataFrame]:

@@ -97,15 +97,33 @@ def earlier_influence(reader: Warehouse, study: str, batch: str, units: pd.Serie
     if not any(k < batch for k in met_keys):
         earlier = query(_EARLIER_BATCHES_SQL, [batch])
         labels = sorted(str(k) for k in earlier["partition_key"]) if earlier is not None else []
-        answers = reader.read_table(study, OVERLAP_TABLE)
-        stored = (
-            dict(zip(answers["partition_key"].astype(str), answers["meets_others"], strict=True))
-            if not answers.empty
-            else {}
-        )
-        if all(label in stored and not stored[label] for label in labels):
+        if _all_answered_no(reader, study, labels):
             return InfluenceHistory(DisjointHistory(tuple(labels)), meets_others=bool(met_keys))
     return InfluenceHistory(reader.read_table(study, INFLUENCE_TABLE), meets_others=bool(met_keys))
+
+
+def stored_influence(reader: Warehouse, study: str) -> pd.DataFrame:
+    """Every stored influence row; none (an empty frame) when no unit is in two stored batches.
+
+    The batches' ``unit_overlap`` answers tell (module docstring); with no shared unit the
+    posterior's correlation is the identity whatever the rows are, so they need not be read.
+    """
+    stored = reader.read_query_on(study, INFLUENCE_TABLE, "SELECT DISTINCT partition_key FROM {table}")
+    labels = [str(k) for k in stored["partition_key"]] if stored is not None else []
+    if _all_answered_no(reader, study, labels):
+        return pd.DataFrame()
+    return reader.read_table(study, INFLUENCE_TABLE)
+
+
+def _all_answered_no(reader: Warehouse, study: str, labels: list[str]) -> bool:
+    """Whether each of these batches answered that its units met no other stored batch's."""
+    answers = reader.read_table(study, OVERLAP_TABLE)
+    said = (
+        dict(zip(answers["partition_key"].astype(str), answers["meets_others"], strict=True))
+        if not answers.empty
+        else {}
+    )
+    return all(label in said and not said[label] for label in labels)
 
 
 def standard_error_ratio(shared: SharedUnits) -> float:

@@ -14,12 +14,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from assimilate.admission import admitted_units
 from checks.returning_units import (
     INFLUENCE_TABLE,
     OVERLAP_TABLE,
     DisjointHistory,
     earlier_influence,
     returning_units_verdict,
+    stored_influence,
 )
 from resources.postgres_warehouse import PostgresWarehouse
 from resources.warehouse import Warehouse
@@ -134,3 +136,23 @@ def test_a_corrected_batch_that_no_longer_shares_is_read_in_full_until_answered_
     # March now answers no; January's stored answer (no: it was stored first) stands.
     read, (verdict, metadata), (expected, expected_metadata) = both_ways(store, this, "2025-04-01")
     assert read == DisjointHistory(tuple(BATCHES)) and (verdict, metadata) == (expected, expected_metadata)
+
+
+@pytest.mark.parametrize("where", ["none", "two batches", "no answer"])
+def test_the_posterior_reads_the_rows_only_where_a_unit_is_in_two_batches(
+    store: Warehouse, where: str
+) -> None:
+    history = [fresh_units(i) for i in range(3)]
+    if where == "two batches":
+        history[2][:5] = history[1][:5]
+    store_history(store, history)
+    if where == "no answer":
+        store_batch(store, BATCHES[0], influence_rows(history[0], seed=0), answer=False)
+    read = stored_influence(store, STUDY)
+    if where == "none":  # the fusion's correlation is the identity either way
+        assert read.empty
+        observed = pd.DataFrame({"batch": BATCHES, "excluded": [False] * 3})
+        assert admitted_units(observed, read).is_disjoint
+        assert admitted_units(observed, store.read_table(STUDY, INFLUENCE_TABLE)).is_disjoint
+    else:
+        pd.testing.assert_frame_equal(read, store.read_table(STUDY, INFLUENCE_TABLE))
