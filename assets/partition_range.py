@@ -141,26 +141,49 @@ def _check_events(
 ) -> Iterator[dg.Output[None] | dg.AssetCheckEvaluation]:
     """Each check's output once (what Dagster yields for an ``AssetCheckResult``), then its evaluations."""
     outputs = {spec.name: name for name, spec in context.assets_def.check_specs_by_output_name.items()}
+    targets = _materializations(context, checks)
     for batch, result in checks:
         name = outputs.pop(str(result.check_name), None)
         if name is not None:
             yield dg.Output(None, output_name=name)
-        yield _evaluation(context, batch, result)
+        asset_key = result.asset_key or context.asset_key
+        yield _evaluation(context, batch, result, targets.get((asset_key, batch)))
+
+
+def _materializations(
+    context: dg.AssetExecutionContext, checks: list[tuple[str, dg.AssetCheckResult]]
+) -> dict[tuple[dg.AssetKey, str], dg.EventLogRecord]:
+    """The step's materialization of each checked (asset, batch): one query per asset, not per check.
+
+    The step has just written one materialization per batch of each of its assets, so an asset's
+    newest records over the step's batches are those.
+    """
+    batches: dict[dg.AssetKey, set[str]] = {}
+    for batch, result in checks:
+        batches.setdefault(result.asset_key or context.asset_key, set()).add(batch)
+    found: dict[tuple[dg.AssetKey, str], dg.EventLogRecord] = {}
+    for asset_key, keys in batches.items():
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=sorted(keys)), limit=len(keys)
+        ).records
+        for record in records:  # newest first
+            found.setdefault((asset_key, str(record.partition_key)), record)
+    return found
 
 
 def _evaluation(
-    context: dg.AssetExecutionContext, batch: str, result: dg.AssetCheckResult
+    context: dg.AssetExecutionContext,
+    batch: str,
+    result: dg.AssetCheckResult,
+    record: dg.EventLogRecord | None,
 ) -> dg.AssetCheckEvaluation:
     asset_key = result.asset_key or context.asset_key
     spec = next(s for s in context.assets_def.check_specs if s.key.name == result.check_name)
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[batch]), limit=1
-    ).records
     target = (
         AssetCheckEvaluationTargetMaterializationData(
-            run_id=records[0].run_id, storage_id=records[0].storage_id, timestamp=records[0].timestamp
+            run_id=record.run_id, storage_id=record.storage_id, timestamp=record.timestamp
         )
-        if records
+        if record is not None
         else None
     )
     return dg.AssetCheckEvaluation(
