@@ -54,9 +54,9 @@ OVERLAP_TABLE = "unit_overlap"  # per batch: whether its units met another store
 # The other stored batches that hold any of this batch's units (their ids are the bound list).
 _MET_SQL = (
     "SELECT DISTINCT partition_key FROM {table} "
-    "WHERE partition_key <> ? AND unit_id IN (SELECT unnest(?::VARCHAR[]))"
+    "WHERE partition_key <> $batch AND unit_id IN (SELECT value FROM {values} AS batch_units)"
 )
-_EARLIER_BATCHES_SQL = "SELECT DISTINCT partition_key FROM {table} WHERE partition_key < ?"
+_EARLIER_BATCHES_SQL = "SELECT DISTINCT partition_key FROM {table} WHERE partition_key < $batch"
 
 
 @dataclass(frozen=True)
@@ -90,12 +90,12 @@ def earlier_influence(reader: Warehouse, study: str, batch: str, units: pd.Serie
     batches' stored answers show that no unit is in two batches (module docstring).
     """
     query = functools.partial(reader.read_query_on, study, INFLUENCE_TABLE)
-    met = query(_MET_SQL, [batch, pd.unique(units.astype(str)).tolist()])
+    met = query(_MET_SQL, {"batch": batch}, values=pd.Series(pd.unique(units.astype(str))))
     if met is None:  # nothing stored yet
         return InfluenceHistory(DisjointHistory(()), meets_others=False)
     met_keys = {str(k) for k in met["partition_key"]}
     if not any(k < batch for k in met_keys):
-        earlier = query(_EARLIER_BATCHES_SQL, [batch])
+        earlier = query(_EARLIER_BATCHES_SQL, {"batch": batch})
         labels = sorted(str(k) for k in earlier["partition_key"]) if earlier is not None else []
         if _all_answered_no(reader, study, labels):
             return InfluenceHistory(DisjointHistory(tuple(labels)), meets_others=bool(met_keys))

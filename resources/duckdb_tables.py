@@ -30,6 +30,7 @@ import pandas as pd
 IDENTIFIER_PATTERN = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
 PARTITION_COLUMN = "partition_key"
 _INCOMING = "__assimilate_incoming"
+_VALUES = "__assimilate_values"
 # Each connection's catalog name (fixed for its life: nothing here runs USE).
 _CATALOGS: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, str] = weakref.WeakKeyDictionary()
 _INTEGER = {
@@ -268,6 +269,17 @@ def read_query(
 ) -> pd.DataFrame:
     """A read query's rows as a frame (``?`` or ``$name`` placeholders, bound)."""
     return connection.execute(sql, params).df()
+
+
+def values_relation(connection: duckdb.DuckDBPyConnection, values: pd.Series, params: dict[str, Any]) -> str:
+    """A relation of ``values`` as text (column ``value``) for one query: the frame, registered."""
+    connection.register(_VALUES, pd.DataFrame({"value": values.astype(str).to_numpy()}))
+    return f"(SELECT value FROM {_VALUES})"
+
+
+def release_values(connection: duckdb.DuckDBPyConnection) -> None:
+    """Forget what :func:`values_relation` registered."""
+    connection.unregister(_VALUES)
 
 
 def create_schema(connection: duckdb.DuckDBPyConnection, schema: str) -> None:

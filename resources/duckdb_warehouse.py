@@ -302,19 +302,36 @@ class Warehouse:
         return self._catalog[schema.lower()].get(table.lower())
 
     def read_query_on(
-        self, schema: str, table: str, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+        self,
+        schema: str,
+        table: str,
+        sql: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        values: pd.Series | None = None,
     ) -> pd.DataFrame | None:
         """A read query on one table: ``{table}`` in ``sql`` stands for it, named as the backend names it.
 
-        Returns None when the table does not exist. ``sql`` must be valid on both backends.
+        ``{values}`` stands for a one-column relation (``value``) of ``values`` as text, however
+        many (DuckDB reads them from the frame; PostgreSQL from a bound array). ``params`` are
+        named (``$name``). Returns None when the table does not exist. ``sql`` must be valid on
+        both backends.
         """
         if not self._stored():
             return None
+        bound = dict(params or {})
         with self.connect(read_only=True) as connection:
             if self._columns(connection, schema, table) is None:
                 return None
             target = self._tables.qualified_name(connection, schema, table)
-            return self._tables.read_query(connection, sql.format(table=target), params)  # type: ignore[no-any-return]
+            relation = "" if values is None else self._tables.values_relation(connection, values, bound)
+            try:
+                return self._tables.read_query(  # type: ignore[no-any-return]
+                    connection, sql.format(table=target, values=relation), bound
+                )
+            finally:
+                if values is not None:
+                    self._tables.release_values(connection)
 
     def execute_read(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> pd.DataFrame:
         """Run a read query (on a read-only connection) with bound ``params`` (``?`` placeholders).

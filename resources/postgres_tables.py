@@ -41,6 +41,7 @@ __all__ = [
     "create_schema",
     "qualified_name",
     "read_query",
+    "release_values",
     "replace_partition_rows",
     "replace_whole",
     "require_partitioned",
@@ -48,6 +49,7 @@ __all__ = [
     "schema_tables",
     "select_rows",
     "table_columns",
+    "values_relation",
 ]
 
 ROW_COLUMN = "_assimilate_row"  # the hidden insertion order
@@ -192,6 +194,16 @@ def select_rows(
         sql = f"SELECT {names} FROM {target} WHERE {PARTITION_COLUMN} = ANY(?) ORDER BY {order}"
         rows = run_sql(connection, sql, [sorted(set(keys))])
     return typed_frame(rows, dict(columns))
+
+
+def values_relation(connection: Connection, values: pd.Series, params: dict[str, Any]) -> str:
+    """A relation of ``values`` as text (column ``value``) for one query: an array, bound."""
+    params["assimilate_values"] = values.astype(str).tolist()
+    return "(SELECT unnest($assimilate_values::VARCHAR[]) AS value)"
+
+
+def release_values(connection: Connection) -> None:
+    """Nothing to forget: the array was a parameter of the query."""
 
 
 def read_query(connection: Connection, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> pd.DataFrame:

@@ -411,3 +411,23 @@ def test_text_with_a_nul_byte_round_trips(store: Warehouse) -> None:
     frame = pd.DataFrame({"text": ["u\x00null", "plain", '\x01json:"x"', ""], "n": [1, 2, 3, 4]})
     store.replace_partition("s", "nul", "k", frame)
     pd.testing.assert_frame_equal(without_key(store.read_table("s", "nul")), frame)
+
+
+def test_a_query_on_one_table_names_it_and_binds_any_number_of_values(store: Warehouse) -> None:
+    assert store.read_query_on("Mixed_Case", "t", "SELECT 1 FROM {table}") is None  # no table yet
+    frame = pd.DataFrame({"unit": [f"u{i}" for i in range(50_000)], "x": np.arange(50_000.0)})
+    store.replace_partition("Mixed_Case", "t", "k", frame)
+    wanted = pd.Series([f"u{i}" for i in range(0, 100_000, 2)])  # half of them stored
+    found = store.read_query_on(
+        "Mixed_Case",
+        "t",
+        "SELECT count(*) AS n, sum(x) AS total FROM {table} "
+        "WHERE partition_key = $key AND unit IN (SELECT value FROM {values} AS wanted)",
+        {"key": "k"},
+        values=wanted,
+    )
+    assert found is not None
+    assert (int(found["n"].iloc[0]), float(found["total"].iloc[0])) == (
+        25_000,
+        float(np.arange(0, 50_000, 2).sum()),
+    )
