@@ -77,6 +77,12 @@ class WarehouseLease:
         self._ended = False
         threading.Thread(target=self._release_when_idle, name="warehouse-lease", daemon=True).start()
 
+    @property
+    def is_open(self) -> bool:
+        """Whether the leased connection is open now (this process holds the file's lock)."""
+        with self._changed:
+            return self._connection is not None
+
     @contextmanager
     def connection(
         self, open_connection: Callable[[], duckdb.DuckDBPyConnection], *, read_only: bool
