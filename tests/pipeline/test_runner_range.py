@@ -18,6 +18,7 @@ import pytest
 from orchestration.batch_ranges import RANGE_START_TAG, batch_ranges
 from orchestration.runner import run_landed_batches
 from orchestration.sensors import LandingCursor
+from tests.backend_support import use_another_warehouse
 from tests.pipeline.test_cli_partition_range import (
     BATCH_ASSETS,
     HOW_COMPUTED,
@@ -80,10 +81,14 @@ def batch_alerts(project: Project) -> list[tuple[str, str, str, str]]:
     )
 
 
-def test_a_backfill_runs_ranges_and_equals_a_run_per_batch_history(tmp_path: Path) -> None:
+def test_a_backfill_runs_ranges_and_equals_a_run_per_batch_history(
+    tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
     reference = project(tmp_path, "reference")
     history = reference.tick()
     assert len(history) == len(MONTHS) and all(run.success for run in history)
+    reference_tables = warehouse_tables(reference.data)
+    use_another_warehouse(request, monkeypatch)  # on PostgreSQL, a database of its own
 
     ranged = project(tmp_path, "ranged")
     runs = backfill(ranged)
@@ -127,10 +132,10 @@ def test_a_backfill_runs_ranges_and_equals_a_run_per_batch_history(tmp_path: Pat
     assert check_states(ranged.instance, partitioned) == check_states(reference.instance, partitioned)
     assert batch_alerts(ranged) == batch_alerts(reference) != []  # April's gate, alerted once
 
-    tables, expected = warehouse_tables(ranged.data), warehouse_tables(reference.data)
-    assert tables.keys() == expected.keys() and "posterior_steps" in tables
+    tables = warehouse_tables(ranged.data)
+    assert tables.keys() == reference_tables.keys() and "posterior_steps" in tables
     for name, table in tables.items():
-        pd.testing.assert_frame_equal(table, expected[name], check_exact=True, obj=name)
+        pd.testing.assert_frame_equal(table, reference_tables[name], check_exact=True, obj=name)
     assert ranged.steps(STUDY)["excluded"].tolist() == [False, False, False, True, True, False]
 
     # The next tick confirms every batch at once: its range run is the attempt's run.
