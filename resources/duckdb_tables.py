@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import re
 import weakref
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import duckdb
@@ -271,15 +272,19 @@ def read_query(
     return connection.execute(sql, params).df()
 
 
-def values_relation(connection: duckdb.DuckDBPyConnection, values: pd.Series, params: dict[str, Any]) -> str:
+@contextmanager
+def values_relation(
+    connection: duckdb.DuckDBPyConnection, values: pd.Series | None, params: dict[str, Any]
+) -> Iterator[str]:
     """A relation of ``values`` as text (column ``value``) for one query: the frame, registered."""
+    if values is None:
+        yield ""
+        return
     connection.register(_VALUES, pd.DataFrame({"value": values.astype(str).to_numpy()}))
-    return f"(SELECT value FROM {_VALUES})"
-
-
-def release_values(connection: duckdb.DuckDBPyConnection) -> None:
-    """Forget what :func:`values_relation` registered."""
-    connection.unregister(_VALUES)
+    try:
+        yield f"(SELECT value FROM {_VALUES})"
+    finally:
+        connection.unregister(_VALUES)
 
 
 def create_schema(connection: duckdb.DuckDBPyConnection, schema: str) -> None:

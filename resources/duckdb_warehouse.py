@@ -312,10 +312,8 @@ class Warehouse:
     ) -> pd.DataFrame | None:
         """A read query on one table: ``{table}`` in ``sql`` stands for it, named as the backend names it.
 
-        ``{values}`` stands for a one-column relation (``value``) of ``values`` as text, however
-        many (DuckDB reads them from the frame; PostgreSQL from a bound array). ``params`` are
-        named (``$name``). Returns None when the table does not exist. ``sql`` must be valid on
-        both backends.
+        ``{values}`` stands for a one-column relation (``value``) of ``values`` as text, however many.
+        ``params`` are named (``$name``). None when the table does not exist. Valid SQL on both backends.
         """
         if not self._stored():
             return None
@@ -324,14 +322,9 @@ class Warehouse:
             if self._columns(connection, schema, table) is None:
                 return None
             target = self._tables.qualified_name(connection, schema, table)
-            relation = "" if values is None else self._tables.values_relation(connection, values, bound)
-            try:
-                return self._tables.read_query(  # type: ignore[no-any-return]
-                    connection, sql.format(table=target, values=relation), bound
-                )
-            finally:
-                if values is not None:
-                    self._tables.release_values(connection)
+            with self._tables.values_relation(connection, values, bound) as relation:
+                query = sql.format(table=target, values=relation)
+                return self._tables.read_query(connection, query, bound)  # type: ignore[no-any-return]
 
     def execute_read(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> pd.DataFrame:
         """Run a read query (on a read-only connection) with bound ``params`` (``?`` placeholders).

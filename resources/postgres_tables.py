@@ -14,7 +14,8 @@ them (``resources/postgres_values.py``). DuckDB writes ``?`` placeholders; ``run
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
@@ -41,7 +42,6 @@ __all__ = [
     "create_schema",
     "qualified_name",
     "read_query",
-    "release_values",
     "replace_partition_rows",
     "replace_whole",
     "require_partitioned",
@@ -196,14 +196,16 @@ def select_rows(
     return typed_frame(rows, dict(columns))
 
 
-def values_relation(connection: Connection, values: pd.Series, params: dict[str, Any]) -> str:
+@contextmanager
+def values_relation(
+    connection: Connection, values: pd.Series | None, params: dict[str, Any]
+) -> Iterator[str]:
     """A relation of ``values`` as text (column ``value``) for one query: an array, bound."""
+    if values is None:
+        yield ""
+        return
     params["assimilate_values"] = values.astype(str).tolist()
-    return "(SELECT unnest($assimilate_values::VARCHAR[]) AS value)"
-
-
-def release_values(connection: Connection) -> None:
-    """Nothing to forget: the array was a parameter of the query."""
+    yield "(SELECT unnest($assimilate_values::VARCHAR[]) AS value)"
 
 
 def read_query(connection: Connection, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> pd.DataFrame:

@@ -20,12 +20,11 @@ unchanged on either backend, and so do the processes they start (the variable is
 daemon of test_daemon, the scripts of test_audit).
 tests/backend_support.py has what the others need: ``use_another_warehouse`` for a test that
 compares two data folders (test_backfill_and_definitions, test_cli_partition_range,
-test_dask_executor), ``module_warehouse`` for a project built in a module-scoped fixture
-(test_pipeline_returning_units, test_security), and ``duckdb_only`` for a test about the DuckDB
+test_dask_executor, test_runner_range), ``module_warehouse`` for a project built in a module-scoped
+fixture (test_pipeline_returning_units, test_security, test_adversarial_corpus), and ``duckdb_only`` for a test about the DuckDB
 file itself: it runs on DuckDB whatever ``--warehouse`` says (test_landing_reconcile's blocked and
 deleted file).
-Still DuckDB-only: test_demo (the demo's DuckDB file), and test_adversarial_corpus (a project
-built in a module-scoped fixture, not yet in ``module_warehouse``).
+Still DuckDB-only: test_demo (the demo runs on the embedded default and checks its DuckDB file).
 The warehouse contract itself runs on both backends in tests/shell/test_warehouse.py.
 """
 

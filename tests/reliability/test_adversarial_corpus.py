@@ -3,6 +3,8 @@
 The fixture lands a good baseline batch, then every case of the corpus and every trap at once, and
 runs what the landing sensor requests one run at a time, fingerprinting every table of the study
 between runs: so each test can say which partitions (and which posterior steps) a run changed.
+Everything is read through the warehouse interface, so ``pytest --warehouse=postgres`` runs it on
+PostgreSQL (in a database of the module's own: tests/backend_support.py ``module_warehouse``).
 """
 
 from __future__ import annotations
@@ -11,18 +13,23 @@ import csv
 import hashlib
 import io
 import json
+import re
+from collections.abc import Iterator
 from contextlib import redirect_stderr
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 
 from assets.common import VERDICT_TABLES, verdict_table
 from orchestration.runner import execute_request, tick_landing_sensor
-from resources.duckdb_tables import quote_identifier
+from resources.postgres_tables import ROW_COLUMN
 from resources.raw_columns import load_raw, text_frame
+from resources.warehouse import WAREHOUSE_URL_ENV
+from tests.backend_support import module_warehouse
 from tests.pipeline_support import Project, write_batch
 from tests.reliability.corpus import (
     CASES,
@@ -84,30 +91,99 @@ def _tables(project: Project) -> dict[str, list[str]]:
         "ORDER BY table_name, ordinal_position",
         [STUDY],
     )
+    columns = columns[columns["column_name"] != ROW_COLUMN]  # PostgreSQL's hidden insertion order
     return {t: list(c["column_name"]) for t, c in columns.groupby("table_name", sort=True)}
 
 
 # A row as text, without the raw storage columns another batch added (NULL in this batch's rows):
 # a new batch's columns widen raw_rows, which changes no stored value.
-ROW_TEXT = r"regexp_replace(CAST(t AS VARCHAR), ', ''c\d+_(?:text|int|double|bool)'': NULL', '', 'g')"
+RAW_STORAGE = re.compile(r"c\d+_(?:text|int|double|bool)")
+
+
+def _value_text(value: object) -> str | None:
+    """A stored value as text, the same whatever dtype the whole column was read as.
+
+    Reading a whole table, an integer column with a NULL in another partition comes back as floats:
+    3 and 3.0 are one stored value (integers, as the corpus stores them, are below 2**53).
+    """
+    if value is None or (not isinstance(value, (str, bytes)) and bool(pd.isna(value))):
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return str(int(value)) if float(value).is_integer() and abs(value) < 2**53 else repr(float(value))
+    return repr(value)
+
+
+def _column_text(column: pd.Series) -> pd.Series:
+    """``_value_text`` of every value of a column ("null" for NULL), vectorized where the dtype allows."""
+    null = column.isna()
+    if pd.api.types.is_bool_dtype(column):
+        text = column.map({True: "true", False: "false"})
+    elif pd.api.types.is_integer_dtype(column):
+        text = column.astype(str)
+    elif pd.api.types.is_float_dtype(column):
+        values = column.to_numpy(dtype=float, na_value=np.nan)
+        finite = np.where(np.isfinite(values), values, 0.5)
+        whole = (np.mod(finite, 1) == 0) & (np.abs(finite) < 2**53)
+        ints = np.where(whole, finite, 0).astype(np.int64).astype(str)
+        text = pd.Series(np.where(whole, ints, values.astype(str)), index=column.index)
+    else:
+        text = column.map(_value_text)
+    return text.where(~null, "null")
+
+
+def _row_texts(frame: pd.DataFrame) -> pd.Series:
+    """Each row as text: its columns' names and values, but the raw storage columns NULL in it."""
+    fields = []
+    for name in frame.columns:
+        field = chr(31) + json.dumps(str(name)) + ":" + _column_text(frame[name])  # chr(31): unit separator
+        if RAW_STORAGE.fullmatch(str(name)):
+            field = field.where(frame[name].notna(), "")
+        fields.append(field)
+    return fields[0].str.cat(fields[1:])
 
 
 def fingerprint(project: Project) -> Fingerprint:
-    """sha256 of every partition's rows (in stored order) of every table; posterior steps per batch."""
+    """sha256 of every partition's rows (in stored order) of every table; posterior steps per batch.
+
+    Read through the warehouse interface and hashed here, so it means the same on either backend:
+    ``read_table`` returns a table's rows in (partition, insertion) order on both.
+    """
     prints: Fingerprint = {}
     for table, columns in _tables(project).items():
         if table in APPEND_ONLY:
             continue
         group = "batch" if table in WHOLE_TABLES else "partition_key"
         assert group in columns, f"{table} has no {group} column"
-        target = f"{quote_identifier(STUDY)}.{quote_identifier(table)}"
-        rows = project.warehouse.execute_read(
-            f"SELECT CAST({quote_identifier(group)} AS VARCHAR) AS k, "
-            f"sha256(string_agg({ROW_TEXT}, chr(10) ORDER BY rowid)) AS h "
-            f"FROM {target} AS t GROUP BY k"
-        )
-        prints.update({(table, k): h for k, h in zip(rows["k"], rows["h"], strict=True)})
+        frame = project.warehouse.read_table(STUDY, table)
+        texts = _row_texts(frame).groupby(frame[group].astype(str), sort=False).agg(chr(10).join)
+        prints.update({(table, k): hashlib.sha256(t.encode()).hexdigest() for k, t in texts.items()})
     return prints
+
+
+def test_a_row_reads_as_the_same_text_whatever_dtype_its_column_was_read_as() -> None:
+    def text(**columns: list[object]) -> str:
+        return str(_row_texts(pd.DataFrame(columns)).iloc[0])
+
+    row = text(partition_key=["k"], n=[3], c3_int=[7], c4_text=[None], flag=[True])
+    # The same values read as floats, or as objects, because another partition has NULLs there.
+    assert (
+        text(
+            partition_key=["k", "j"], n=[3.0, None], c3_int=[7.0, 1.5], c4_text=[None, "a"], flag=[True, None]
+        )
+        == row
+    )
+    # A raw storage column NULL in this row is left out (another batch added it); other NULLs count.
+    assert text(partition_key=["k"], n=[3], c3_int=[7], c4_text=[None], flag=[True], c9_double=[None]) == row
+    assert text(partition_key=["k"], n=[3], c3_int=[7], c4_text=[None], flag=[True], note=[None]) != row
+    assert text(partition_key=["k"], n=[3], c3_int=[8], c4_text=[None], flag=[True]) != row
+    assert text(partition_key=["k"], n=[3], c3_int=[7], c4_text=[""], flag=[True]) != row
+    assert text(partition_key=["k"], n=[3], c3_int=[7], c4_text=["null"], flag=[True]) != row
+    assert text(partition_key=["k"], n=[3], c3_int=[7], c4_text=[None], flag=[False]) != row
+    assert text(partition_key=["k"], n=[3.5], c3_int=[7]) != text(partition_key=["k"], n=[3.25], c3_int=[7])
 
 
 def _changed(before: Fingerprint, after: Fingerprint) -> dict[tuple[str, str], str | None]:
@@ -115,7 +191,26 @@ def _changed(before: Fingerprint, after: Fingerprint) -> dict[tuple[str, str], s
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> CorpusRun:
+def corpus_built(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[CorpusRun, str | None]]:
+    """Built once for the module; on PostgreSQL in a database of its own (the per-test one is another)."""
+    with module_warehouse(request) as url:
+        built = _run_corpus(tmp_path_factory)
+        on_file = (built.project.data / "warehouse.duckdb").exists()
+        assert on_file == (url is None), "the corpus ran on another warehouse than --warehouse names"
+        yield built, url
+
+
+@pytest.fixture
+def corpus(corpus_built: tuple[CorpusRun, str | None], monkeypatch: pytest.MonkeyPatch) -> CorpusRun:
+    built, url = corpus_built
+    if url is not None:  # the module's database, not the one --warehouse=postgres made for this test
+        monkeypatch.setenv(WAREHOUSE_URL_ENV, url)
+    return built
+
+
+def _run_corpus(tmp_path_factory: pytest.TempPathFactory) -> CorpusRun:
     root = tmp_path_factory.mktemp("corpus")
     study = corpus_study()
     project = Project(data=root / "data", studies=[study], instance=dg.DagsterInstance.ephemeral())
