@@ -67,6 +67,12 @@ def module_warehouse(request: pytest.FixtureRequest) -> Iterator[str | None]:
         yield url
 
 
+def back_in_module_warehouse(monkeypatch: pytest.MonkeyPatch, url: str | None) -> None:
+    """Point a test at its module's database (``module_warehouse``'s URL), not the per-test one."""
+    if url is not None:
+        monkeypatch.setenv(WAREHOUSE_URL_ENV, url)
+
+
 def batch(seed: int, n: int = 5) -> pd.DataFrame:
     """A small partition for the warehouse contract tests: ids, a float and a boolean column."""
     rng = np.random.default_rng(seed)

@@ -27,8 +27,7 @@ from assimilate.incremental import OBSERVATION_COLUMNS, FilterSettings, refilter
 from assimilate.sequential import confidence_sequence
 from checks.returning_units import MATERIAL_SE_CHANGE
 from resources.study import StudyConfig
-from resources.warehouse import WAREHOUSE_URL_ENV
-from tests.backend_support import module_warehouse
+from tests.backend_support import back_in_module_warehouse, module_warehouse
 from tests.pipeline_support import Project, ab_batch, example_study, write_batch
 
 MONTHS = ["2025-01", "2025-02", "2025-03", "2025-04"]
@@ -118,8 +117,7 @@ def holdout(
     holdout_built: tuple[Project, list[pd.DataFrame], str | None], monkeypatch: pytest.MonkeyPatch
 ) -> tuple[Project, list[pd.DataFrame]]:
     project, frames, url = holdout_built
-    if url is not None:  # the module's database, not the one --warehouse=postgres made for this test
-        monkeypatch.setenv(WAREHOUSE_URL_ENV, url)
+    back_in_module_warehouse(monkeypatch, url)
     return project, frames
 
 

@@ -29,8 +29,7 @@ from orchestration.instance import PROJECT_ROOT
 from resources.alerts import JsonlAlertLog
 from resources.duckdb_tables import quote_identifier
 from resources.study import AlertSettings
-from resources.warehouse import WAREHOUSE_URL_ENV
-from tests.backend_support import module_warehouse
+from tests.backend_support import back_in_module_warehouse, module_warehouse
 from tests.pipeline_support import Project, ab_batch, example_study, webhook_receiver, write_batch
 
 TOKEN = f"tok{secrets.token_hex(12)}"
@@ -82,8 +81,7 @@ def alerted_built(
 @pytest.fixture
 def alerted(alerted_built: tuple[Alerted, str | None], monkeypatch: pytest.MonkeyPatch) -> Alerted:
     built, url = alerted_built
-    if url is not None:  # the module's database, not the one --warehouse=postgres made for this test
-        monkeypatch.setenv(WAREHOUSE_URL_ENV, url)
+    back_in_module_warehouse(monkeypatch, url)
     return built
 
 

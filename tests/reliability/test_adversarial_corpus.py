@@ -28,8 +28,7 @@ from assets.common import VERDICT_TABLES, verdict_table
 from orchestration.runner import execute_request, tick_landing_sensor
 from resources.postgres_tables import ROW_COLUMN
 from resources.raw_columns import load_raw, text_frame
-from resources.warehouse import WAREHOUSE_URL_ENV
-from tests.backend_support import module_warehouse
+from tests.backend_support import back_in_module_warehouse, module_warehouse
 from tests.pipeline_support import Project, write_batch
 from tests.reliability.corpus import (
     CASES,
@@ -205,8 +204,7 @@ def corpus_built(
 @pytest.fixture
 def corpus(corpus_built: tuple[CorpusRun, str | None], monkeypatch: pytest.MonkeyPatch) -> CorpusRun:
     built, url = corpus_built
-    if url is not None:  # the module's database, not the one --warehouse=postgres made for this test
-        monkeypatch.setenv(WAREHOUSE_URL_ENV, url)
+    back_in_module_warehouse(monkeypatch, url)
     return built
 
 
