@@ -47,6 +47,7 @@ from checks.returning_units import (
     INFLUENCE_TABLE,
     MATERIAL_SE_CHANGE,
     OVERLAP_TABLE,
+    InfluenceHistory,
     batch_returning_units,
     earlier_influence,
 )
@@ -177,7 +178,7 @@ def _read_history(reader: Warehouse, study: StudyConfig, batch: str, valid: pd.D
     if not influence:
         units = valid[study.unit_id] if study.unit_id in valid.columns else pd.Series(dtype=object)
         read = earlier_influence(reader, study.name, batch, units)
-        history |= {INFLUENCE_TABLE: read.influence, OVERLAP_TABLE: read.overlap_row()}
+        history |= {INFLUENCE_TABLE: read.influence, OVERLAP_TABLE: read}
     return history
 
 
@@ -248,20 +249,21 @@ def _store(
     selected: list[str],
     *,
     withdrawn: bool,
-    overlap: pd.DataFrame | None,
+    overlap: InfluenceHistory | None,
 ) -> None:
     """The selected assets' tables and verdict rows in one transaction; a withdrawn batch's effect emptied.
 
-    With the influence values goes the batch's ``unit_overlap`` answer (checks/returning_units.py):
-    none (an empty partition) where the check did not ask.
+    With the influence values goes the batch's ``unit_overlap`` answer and their count
+    (checks/returning_units.py): none (an empty partition) where the check did not ask.
     """
     tables: dict[str, pd.DataFrame] = {}
-    if "batch_effect" in selected:
-        tables[OVERLAP_TABLE] = pd.DataFrame() if withdrawn or overlap is None else overlap
     for name, frame in fit.tables(batch_rules=study.batch_rules_hash).items():
         asset, table = STORED[name]
         if asset in selected:
             tables[table] = pd.DataFrame() if withdrawn and asset == "batch_effect" else frame
+    if "batch_effect" in selected:
+        answer = overlap if overlap is not None and not withdrawn else None
+        tables[OVERLAP_TABLE] = answer.overlap_row(len(tables[INFLUENCE_TABLE])) if answer else pd.DataFrame()
     for asset in (a for a in selected if verdicts[a]):
         gone = withdrawn and asset == "batch_effect"
         tables[verdict_table(asset)] = pd.DataFrame() if gone else verdict_rows(asset, verdicts[asset])

@@ -66,16 +66,28 @@ def judge_landed_file(
     return QualityResult(naming_batch(result.verdict, batch), result.expectations)
 
 
-def _suite(study: StudyConfig, columns: set[str]) -> list[Any]:
+def _suite(study: StudyConfig, columns: set[str]) -> Any:
+    """The study's suite for a file with these columns (arms are checked when the treatment is there).
+
+    A did study's batch is one period of a rollout: before the first adoption no unit is treated.
+    """
+    checks_arms = study.treatment in columns and study.design.kind != "did"
+    return _expectation_suite(study.name, tuple(required_columns(study)), study.treatment, checks_arms)
+
+
+@functools.lru_cache(maxsize=64)
+def _expectation_suite(name: str, required: tuple[str, ...], treatment: str, checks_arms: bool) -> Any:
+    """Built once per process and study: building a suite costs more than validating a small file."""
     import great_expectations as gx
 
-    expectations: list[Any] = [gx.expectations.ExpectColumnToExist(column=c) for c in required_columns(study)]
-    # A did study's batch is one period of a rollout: before the first adoption no unit is treated.
-    if study.treatment in columns and study.design.kind != "did":
-        expectations.append(
-            gx.expectations.ExpectColumnDistinctValuesToContainSet(column=study.treatment, value_set=ARMS)
+    suite = gx.ExpectationSuite(name=f"{name}_quality")
+    for column in required:
+        suite.add_expectation(gx.expectations.ExpectColumnToExist(column=column))
+    if checks_arms:
+        suite.add_expectation(
+            gx.expectations.ExpectColumnDistinctValuesToContainSet(column=treatment, value_set=ARMS)
         )
-    return expectations
+    return suite
 
 
 @functools.cache
@@ -96,12 +108,8 @@ def _batch_definition() -> Any:
 
 def run_quality_suite(typed: pd.DataFrame, study: StudyConfig, *, batch: str) -> QualityResult:
     """Validate a batch, as ``type_batch`` typed it, against the study's file-level suite."""
-    import great_expectations as gx
-
     definition = _batch_definition()  # first: a suite needs an active context
-    suite = gx.ExpectationSuite(name=f"{study.name}_quality")
-    for expectation in _suite(study, set(typed.columns)):
-        suite.add_expectation(expectation)
+    suite = _suite(study, set(typed.columns))
     result = definition.get_batch(batch_parameters={"dataframe": typed}).validate(suite)
     rows = []
     for item in result.results:

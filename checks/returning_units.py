@@ -23,7 +23,8 @@ its answer is yes. The batches are then independent and the earlier batches' lab
 check reads (:class:`DisjointHistory`). A stale yes (the other batch was corrected since) or a
 batch stored without an answer only costs the full read. A history of fresh units then costs a
 probe per batch, not a read and a factorization of every stored influence value (quadratic over a
-backfill).
+backfill). Each answer also counts its batch's influence values, so the labels come from the
+answers when their counts add up to the table's rows, not from a pass over every stored label.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ _MET_SQL = (
     "WHERE partition_key <> $batch AND unit_id IN (SELECT value FROM {values} AS batch_units)"
 )
 _EARLIER_BATCHES_SQL = "SELECT DISTINCT partition_key FROM {table} WHERE partition_key < $batch"
+_STORED_ROWS_SQL = "SELECT count(*) AS stored_rows FROM {table}"
 
 
 @dataclass(frozen=True)
@@ -77,9 +79,9 @@ class InfluenceHistory:
     influence: pd.DataFrame | DisjointHistory
     meets_others: bool
 
-    def overlap_row(self) -> pd.DataFrame:
-        """The batch's row of ``unit_overlap``."""
-        return pd.DataFrame({"meets_others": [self.meets_others]})
+    def overlap_row(self, influence_rows: int) -> pd.DataFrame:
+        """The batch's row of ``unit_overlap``, stored with its ``influence_rows`` influence values."""
+        return pd.DataFrame({"meets_others": [self.meets_others], "influence_rows": [influence_rows]})
 
 
 def earlier_influence(reader: Warehouse, study: str, batch: str, units: pd.Series) -> InfluenceHistory:
@@ -95,9 +97,14 @@ def earlier_influence(reader: Warehouse, study: str, batch: str, units: pd.Serie
         return InfluenceHistory(DisjointHistory(()), meets_others=False)
     met_keys = {str(k) for k in met["partition_key"]}
     if not any(k < batch for k in met_keys):
-        earlier = query(_EARLIER_BATCHES_SQL, {"batch": batch})
-        labels = sorted(str(k) for k in earlier["partition_key"]) if earlier is not None else []
-        if _all_answered_no(reader, study, labels):
+        answers = reader.read_table(study, OVERLAP_TABLE)
+        stored = _labels_from_answers(reader, study, answers)
+        if stored is None:  # some stored rows came without an answer's count: ask the rows
+            earlier = query(_EARLIER_BATCHES_SQL, {"batch": batch})
+            labels = sorted(str(k) for k in earlier["partition_key"]) if earlier is not None else []
+        else:
+            labels = [label for label in stored if label < batch]
+        if _all_answered_no(answers, labels):
             return InfluenceHistory(DisjointHistory(tuple(labels)), meets_others=bool(met_keys))
     return InfluenceHistory(reader.read_table(study, INFLUENCE_TABLE), meets_others=bool(met_keys))
 
@@ -108,16 +115,36 @@ def stored_influence(reader: Warehouse, study: str) -> pd.DataFrame:
     The batches' ``unit_overlap`` answers tell (module docstring); with no shared unit the
     posterior's correlation is the identity whatever the rows are, so they need not be read.
     """
-    stored = reader.read_query_on(study, INFLUENCE_TABLE, "SELECT DISTINCT partition_key FROM {table}")
-    labels = [str(k) for k in stored["partition_key"]] if stored is not None else []
-    if _all_answered_no(reader, study, labels):
+    answers = reader.read_table(study, OVERLAP_TABLE)
+    labels = _labels_from_answers(reader, study, answers)
+    if labels is None:
+        stored = reader.read_query_on(study, INFLUENCE_TABLE, "SELECT DISTINCT partition_key FROM {table}")
+        labels = [str(k) for k in stored["partition_key"]] if stored is not None else []
+    if _all_answered_no(answers, labels):
         return pd.DataFrame()
     return reader.read_table(study, INFLUENCE_TABLE)
 
 
-def _all_answered_no(reader: Warehouse, study: str, labels: list[str]) -> bool:
+def _labels_from_answers(reader: Warehouse, study: str, answers: pd.DataFrame) -> list[str] | None:
+    """The batches with stored influence rows, by their answers; None unless the answers count every row.
+
+    Each answer is stored in one write with its batch's influence rows, so it counts them exactly.
+    When the answers' counts add up to the table's rows, no stored row is without an answer: the
+    batches with a count above zero are the stored ones. A count of the table is far cheaper than
+    its distinct labels (a hash of every row's label).
+    """
+    if answers.empty or "influence_rows" not in answers or answers["influence_rows"].isna().any():
+        return None
+    stored = reader.read_query_on(study, INFLUENCE_TABLE, _STORED_ROWS_SQL)
+    if stored is None or int(stored["stored_rows"].iloc[0]) != int(answers["influence_rows"].sum()):
+        return None
+    return sorted(
+        str(k) for k, n in zip(answers["partition_key"], answers["influence_rows"], strict=True) if n > 0
+    )
+
+
+def _all_answered_no(answers: pd.DataFrame, labels: list[str]) -> bool:
     """Whether each of these batches answered that its units met no other stored batch's."""
-    answers = reader.read_table(study, OVERLAP_TABLE)
     said = (
         dict(zip(answers["partition_key"].astype(str), answers["meets_others"], strict=True))
         if not answers.empty

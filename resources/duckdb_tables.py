@@ -32,8 +32,12 @@ IDENTIFIER_PATTERN = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
 PARTITION_COLUMN = "partition_key"
 _INCOMING = "__assimilate_incoming"
 _VALUES = "__assimilate_values"
-# Each connection's catalog name (fixed for its life: nothing here runs USE).
+# Each database connection's catalog name (fixed for its life: nothing here runs USE).
 _CATALOGS: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, str] = weakref.WeakKeyDictionary()
+# A cursor of a leased connection -> that connection (resources/warehouse_lease.py).
+_DATABASES: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection] = (
+    weakref.WeakKeyDictionary()
+)
 _INTEGER = {
     "TINYINT",
     "SMALLINT",
@@ -94,6 +98,14 @@ def replace_partition_rows(
         connection.unregister(_INCOMING)
 
 
+def is_lock_error(error: Exception) -> bool:
+    """Whether opening the file failed because another process holds its lock."""
+    text = str(error)
+    return isinstance(error, duckdb.IOException) and (
+        "Could not set lock" in text or "Conflicting lock" in text
+    )
+
+
 def run_sql(
     connection: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | None = None
 ) -> list[Any]:
@@ -127,11 +139,26 @@ def checked_frame(schema: str, table: str, frame: pd.DataFrame) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
+def note_cursor(cursor: duckdb.DuckDBPyConnection, connection: duckdb.DuckDBPyConnection) -> None:
+    """Record that ``cursor`` is a cursor of ``connection`` (what :func:`database_of` answers)."""
+    _DATABASES[cursor] = connection
+
+
+def database_of(connection: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """The connection that opened the database: a noted cursor's connection, else ``connection`` itself.
+
+    What holds for the whole open database (its catalog name, a table known to exist) is kept
+    against it, so each cursor of a leased connection need not ask again.
+    """
+    return _DATABASES.get(connection, connection)
+
+
 def qualified_name(connection: duckdb.DuckDBPyConnection, schema: str, table: str) -> str:
     """catalog.schema.table, fully quoted: a schema never collides with the file's catalog name."""
-    catalog = _CATALOGS.get(connection)
-    if catalog is None:  # asked once per connection: a step asks for every table it reads or writes
-        catalog = _CATALOGS[connection] = str(run_sql(connection, "SELECT current_database()")[0][0])
+    database = database_of(connection)
+    catalog = _CATALOGS.get(database)
+    if catalog is None:  # asked once per open database: a step asks for every table it reads or writes
+        catalog = _CATALOGS[database] = str(run_sql(connection, "SELECT current_database()")[0][0])
     quoted_catalog = '"' + catalog.replace('"', '""') + '"'
     return (
         f"{quoted_catalog}.{quote_identifier(schema, what='schema')}.{quote_identifier(table, what='table')}"
@@ -139,15 +166,43 @@ def qualified_name(connection: duckdb.DuckDBPyConnection, schema: str, table: st
 
 
 def table_columns(connection: duckdb.DuckDBPyConnection, schema: str, table: str) -> dict[str, str] | None:
-    """Column name -> type of an existing table, None if it does not exist."""
-    return schema_tables(connection, schema).get(table.lower())
+    """Column name -> type of an existing table, None if it does not exist.
+
+    The table's relation, bound and not run: ~0.1 ms against ~2 ms for a duckdb_columns() query,
+    with the same type names.
+    """
+    relation = _table_relation(connection, qualified_name(connection, schema, table))
+    if relation is None:
+        return None
+    return {str(name): str(kind) for name, kind in zip(relation.columns, relation.types, strict=True)}
+
+
+def _table_relation(connection: duckdb.DuckDBPyConnection, name: str) -> duckdb.DuckDBPyRelation | None:
+    """The stored table ``name``, or None; a missing table's error leaves a transaction usable.
+
+    For a missing table DuckDB tries a replacement scan: a Python variable of that name here (this
+    frame's or the module's), which is refused (not a frame) or gives a relation that is not a table.
+    """
+    try:
+        relation = connection.table(name)
+    except (duckdb.CatalogException, duckdb.InvalidInputException):
+        return None
+    return relation if relation.type == "TABLE_RELATION" else None
+
+
+def tables_columns(
+    connection: duckdb.DuckDBPyConnection, schema: str, tables: Collection[str]
+) -> dict[str, dict[str, str]]:
+    """The existing ones of ``tables``: lower-case name -> column name -> type."""
+    found = {table.lower(): table_columns(connection, schema, table) for table in tables}
+    return {table: columns for table, columns in found.items() if columns is not None}
 
 
 def schema_tables(connection: duckdb.DuckDBPyConnection, schema: str) -> dict[str, dict[str, str]]:
     """Every table of a schema: lower-case name -> column name -> type (one catalog query).
 
     duckdb_columns() rather than information_schema.columns: the same rows without the view's
-    joins. One query per write or reading() block, not one per table: each costs ~1 ms or more.
+    joins. One query per ``reading()`` block, which may read any table of the schema.
     """
     rows = run_sql(
         connection,

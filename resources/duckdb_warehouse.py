@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+import weakref
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,20 +30,15 @@ import duckdb
 import pandas as pd
 
 from resources import duckdb_tables
-from resources.duckdb_tables import PARTITION_COLUMN, quote_identifier
+from resources.duckdb_tables import PARTITION_COLUMN, database_of, is_lock_error, quote_identifier
 from resources.warehouse_lease import lease_for
 from resources.warehouse_waiting import Backoff, WarehouseError
 
 # Written at a warehouse's first write; a study may not take this schema's name.
 IDENTITY_SCHEMA = "assimilate_meta"
 IDENTITY_TABLE = "identity"
-
-
-def _is_lock_error(error: Exception) -> bool:
-    text = str(error)
-    return isinstance(error, duckdb.IOException) and (
-        "Could not set lock" in text or "Conflicting lock" in text
-    )
+# Open databases whose identity row is committed: a leased connection writes it once, not per write.
+_IDENTIFIED: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
 
 
 class Warehouse:
@@ -120,7 +116,7 @@ class Warehouse:
     def _open_file(self, *, read_only: bool) -> duckdb.DuckDBPyConnection:
         return self._backoff.attempt(
             lambda: duckdb.connect(str(self.path), read_only=read_only),
-            _is_lock_error,
+            is_lock_error,
             lambda attempts, error: (
                 f"warehouse {self.path}: still locked by another process after {self.lock_timeout_s:g} s "
                 f"({attempts} attempts); DuckDB allows one writer at a time. Last error: {error}"
@@ -171,13 +167,16 @@ class Warehouse:
             return
         with self.connect() as connection:
             connection.begin()
+            database = database_of(connection)
             try:
-                self._ensure_identity(connection)
+                if database not in _IDENTIFIED:
+                    self._ensure_identity(connection)
                 yield connection
             except BaseException:
                 connection.rollback()
                 raise
             connection.commit()
+            _IDENTIFIED.add(database)  # committed: the open database has its identity row from now on
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -224,7 +223,7 @@ class Warehouse:
             sql.create_schema(connection, schema)
             for table, frame in whole.items():
                 sql.replace_whole(connection, schema, table, frame)
-            stored = sql.schema_tables(connection, schema) if parts else {}
+            stored = sql.tables_columns(connection, schema, parts) if parts else {}
             for table, frame in parts.items():
                 columns = stored.get(table.lower())
                 sql.replace_partition_rows(connection, schema, table, str(partition_key), frame, columns)

@@ -49,6 +49,7 @@ __all__ = [
     "schema_tables",
     "select_rows",
     "table_columns",
+    "tables_columns",
     "values_relation",
 ]
 
@@ -124,6 +125,12 @@ def qualified_name(connection: Connection, schema: str, table: str) -> str:
 def table_columns(connection: Connection, schema: str, table: str) -> dict[str, str] | None:
     """Column name -> type of an existing table, None if it does not exist."""
     return schema_tables(connection, schema).get(table.lower())
+
+
+def tables_columns(connection: Connection, schema: str, tables: Collection[str]) -> dict[str, dict[str, str]]:
+    """The existing ones of ``tables``: lower-case name -> column name -> type (one catalog query)."""
+    stored = schema_tables(connection, schema)
+    return {table.lower(): stored[table.lower()] for table in tables if table.lower() in stored}
 
 
 def schema_tables(connection: Connection, schema: str) -> dict[str, dict[str, str]]:

@@ -39,6 +39,8 @@ from typing import Any
 
 import duckdb
 
+from resources.duckdb_tables import note_cursor
+
 # How long an unused leased connection stays open: longer than the gap between a step's reads and
 # writes of one batch, far shorter than the backoff (up to 60 s) other processes wait for the lock.
 LEASE_IDLE_S = 0.2
@@ -92,6 +94,7 @@ class WarehouseLease:
         failed = False
         try:
             cursor = base.cursor()
+            note_cursor(cursor, base)
             try:
                 if read_only:
                     cursor.execute("BEGIN TRANSACTION READ ONLY")

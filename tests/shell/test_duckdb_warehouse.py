@@ -45,6 +45,28 @@ def test_schema_named_like_the_file_is_not_ambiguous(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(without_key(store.read_table("main", "rows")), batch(2))
 
 
+# Names of Python variables a table lookup could meet: DuckDB tries them for a missing table.
+LOOKUP_NAMES = ["connection", "name", "relation", "pd", "duckdb", "re", "PARTITION_COLUMN"]
+
+
+@pytest.mark.parametrize("table", LOOKUP_NAMES)
+def test_a_missing_table_named_like_a_python_variable_is_missing(store: Warehouse, table: str) -> None:
+    store.replace_partition("s", "present", "k", pd.DataFrame({"v": [1]}))
+    assert not store.table_exists("s", table)
+    store.replace_partition("s", table, "k", pd.DataFrame({"v": [1.5]}))  # created, not mistaken for one
+    store.replace_partition("s", table, "k2", pd.DataFrame({"v": [2]}))  # found: an integer widens nothing
+    assert store.table_exists("s", table)
+    assert store.read_table("s", table)["v"].tolist() == [1.5, 2.0]
+
+
+def test_a_missing_table_leaves_the_write_transaction_usable(store: Warehouse) -> None:
+    store.replace_partition("s", "present", "k", pd.DataFrame({"v": [1]}))
+    with store.exclusive() as held:  # one transaction: a lookup's error must not abort it
+        assert not held.table_exists("s", "absent")
+        held.replace_partition("s", "absent", "k", pd.DataFrame({"v": [2]}))
+    assert store.read_table("s", "absent")["v"].tolist() == [2]
+
+
 def test_execute_read_is_read_only_by_duckdbs_own_error(store: Warehouse) -> None:
     store.replace_partition("s", "rows", "a", batch(1))
     with pytest.raises(duckdb.Error, match="read-only"):

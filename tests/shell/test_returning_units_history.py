@@ -51,7 +51,7 @@ def fresh_units(batch: int, n: int = 50) -> list[str]:
 def store_batch(store: Warehouse, batch: str, rows: pd.DataFrame, *, answer: bool = True) -> None:
     """As the estimation step stores a batch: its influence rows with its ``unit_overlap`` answer."""
     with store.reading() as reader:
-        overlap = earlier_influence(reader, STUDY, batch, rows["unit_id"]).overlap_row()
+        overlap = earlier_influence(reader, STUDY, batch, rows["unit_id"]).overlap_row(len(rows))
     tables = {INFLUENCE_TABLE: rows, OVERLAP_TABLE: overlap if answer else pd.DataFrame()}
     store.replace_partition_tables(STUDY, batch, tables)
 
@@ -156,3 +156,25 @@ def test_the_posterior_reads_the_rows_only_where_a_unit_is_in_two_batches(
         assert admitted_units(observed, store.read_table(STUDY, INFLUENCE_TABLE)).is_disjoint
     else:
         pd.testing.assert_frame_equal(read, store.read_table(STUDY, INFLUENCE_TABLE))
+
+
+@pytest.mark.parametrize("stored", ["an answer without a count", "a batch without influence values"])
+def test_the_earlier_batches_are_those_with_influence_values_however_answered(
+    store: Warehouse, stored: str
+) -> None:
+    history = [fresh_units(i) for i in range(3)]
+    store_history(store, history)
+    if stored == "an answer without a count":  # January as the previous version stored it
+        tables = {
+            INFLUENCE_TABLE: influence_rows(history[0], seed=0),
+            OVERLAP_TABLE: pd.DataFrame({"meets_others": [False]}),
+        }
+        store.replace_partition_tables(STUDY, BATCHES[0], tables)
+    else:  # February's estimator gave no estimate: no influence values, an answer all the same
+        store_batch(store, BATCHES[1], influence_rows([], seed=1))
+    this = influence_rows(fresh_units(9), seed=9)
+    read, (verdict, metadata), (expected, expected_metadata) = both_ways(store, this, "2025-04-01")
+    labels = tuple(BATCHES) if stored == "an answer without a count" else (BATCHES[0], BATCHES[2])
+    assert read == DisjointHistory(labels)
+    assert (verdict, metadata) == (expected, expected_metadata)
+    assert stored_influence(store, STUDY).empty
