@@ -31,7 +31,7 @@ import pandas as pd
 
 from resources import duckdb_tables
 from resources.duckdb_tables import PARTITION_COLUMN, database_of, is_lock_error, quote_identifier
-from resources.warehouse_lease import lease_for
+from resources.warehouse_lease import lease_for, open_waiting
 from resources.warehouse_waiting import Backoff, WarehouseError
 
 # Written at a warehouse's first write; a study may not take this schema's name.
@@ -115,7 +115,7 @@ class Warehouse:
 
     def _open_file(self, *, read_only: bool) -> duckdb.DuckDBPyConnection:
         return self._backoff.attempt(
-            lambda: duckdb.connect(str(self.path), read_only=read_only),
+            lambda: open_waiting(self.path, read_only=read_only),
             is_lock_error,
             lambda attempts, error: (
                 f"warehouse {self.path}: still locked by another process after {self.lock_timeout_s:g} s "

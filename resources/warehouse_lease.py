@@ -18,9 +18,15 @@ connections from one read-write connection, opened on first use:
   wait for) ``LEASE_IDLE_S`` after its last block ends, by a small daemon thread, so it is not held
   while the step computes; never while a block uses it. The next block reopens it (through the
   warehouse's backoff). An error that breaks it (its probe fails) drops it the same way;
-* a step that uses the warehouse without pause (fast batches) lets go of it too: a connection
-  open for ``LEASE_MAX_HOLD_S`` is closed when no block uses it, and reopened ``LEASE_GAP_S``
-  later at the earliest, so another process retrying with backoff gets in (a run waits up to 60 s).
+* a step that uses the warehouse without pause (fast batches) lets go of it too while another
+  process waits for the file: a connection open for ``LEASE_MAX_HOLD_S`` is closed when no block
+  uses it, and reopened ``LEASE_GAP_S`` later at the earliest, so the process retrying with
+  backoff gets in (a run waits up to 60 s). A process waits through :func:`open_waiting`, which
+  touches a marker file beside the warehouse (``<file>.waiting``) at each attempt the lock refuses;
+  a lease whose marker was touched in the last ``WAITER_RECENT_S`` lets go, any other holds on
+  (closing and reopening costs a checkpoint and the gap: ~8% of a backfill with no one waiting).
+  A process that opens the file without :func:`open_waiting` (a DuckDB shell) gets in when the
+  step pauses or ends;
 
 PostgreSQL connections are not leased (``lease_connection`` is a no-op there): a session setting
 (a read-only snapshot) would have to be undone before every later write, and PostgreSQL's
@@ -39,7 +45,7 @@ from typing import Any
 
 import duckdb
 
-from resources.duckdb_tables import note_cursor
+from resources.duckdb_tables import is_lock_error, note_cursor
 
 # How long an unused leased connection stays open: longer than the gap between a step's reads and
 # writes of one batch, far shorter than the backoff (up to 60 s) other processes wait for the lock.
@@ -50,6 +56,10 @@ LEASE_IDLE_S = 0.2
 # time at most, and only while it uses the warehouse without pause.
 LEASE_MAX_HOLD_S = 1.0
 LEASE_GAP_S = 0.1
+# A waiter touches the marker at each refused attempt, at most its backoff's longest wait apart (1 s
+# by default); a touch this recent means someone still waits (or gave up in the last minute).
+WAITER_RECENT_S = 60.0
+WAITING_SUFFIX = ".waiting"
 
 _LEASES: dict[str, WarehouseLease] = {}  # resolved file path -> its lease in this process
 _REGISTRY = threading.Lock()
@@ -129,8 +139,11 @@ class WarehouseLease:
             if self._users == 0 and (self._broken or self._ended):
                 self._close()
             elif self._users == 0 and self._last_used - self._opened_at >= LEASE_MAX_HOLD_S:
-                self._close()
-                self._reopen_at = self._last_used + LEASE_GAP_S
+                if _someone_waits(self.key):
+                    self._close()
+                    self._reopen_at = self._last_used + LEASE_GAP_S
+                else:  # no one waits: hold on for another LEASE_MAX_HOLD_S, then look again
+                    self._opened_at = self._last_used
             self._changed.notify_all()
 
     def _close(self) -> None:
@@ -157,6 +170,30 @@ class WarehouseLease:
             if self._users == 0:
                 self._close()  # else the last block's end closes it
             self._changed.notify_all()
+
+
+def waiting_marker(path: str | Path) -> Path:
+    """The file a process waiting for ``path``'s lock touches (its modification time is the message)."""
+    path = Path(path).resolve()  # the holder's lease names the file by its resolved path
+    return path.with_name(path.name + WAITING_SUFFIX)
+
+
+def open_waiting(path: str | Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """``duckdb.connect``; when another process holds the file's lock, say so to its lease, then raise."""
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as error:
+        if is_lock_error(error):
+            with contextlib.suppress(OSError):  # a read-only folder: the holder lets go every second anyway
+                waiting_marker(path).touch()
+        raise
+
+
+def _someone_waits(path: str | Path) -> bool:
+    try:
+        return time.time() - waiting_marker(path).stat().st_mtime < WAITER_RECENT_S
+    except OSError:  # no marker: no one has waited
+        return False
 
 
 def _alive(connection: duckdb.DuckDBPyConnection) -> bool:

@@ -126,14 +126,19 @@ def test_an_idle_lease_lets_another_process_write_and_a_block_in_use_does_not(tm
         assert lease.opened == 2
 
 
-# Another process that retries (as a warehouse's backoff does, ~5 attempts a second) until it gets in.
+# Another process that retries (as a warehouse's backoff does, ~5 attempts a second) until it gets in;
+# with "announce" it opens as a warehouse does (open_waiting: it says that it waits), else as a shell.
 PATIENT_PROCESS = textwrap.dedent(
     """
     import sys, time, duckdb
-    deadline = time.monotonic() + 30
+    from resources.warehouse_lease import open_waiting
+    deadline = time.monotonic() + float(sys.argv[3])
     while True:
         try:
-            connection = duckdb.connect(sys.argv[1])
+            if sys.argv[2] == "announce":
+                connection = open_waiting(sys.argv[1], read_only=False)
+            else:
+                connection = duckdb.connect(sys.argv[1])
             break
         except duckdb.IOException:
             if time.monotonic() > deadline:
@@ -145,20 +150,47 @@ PATIENT_PROCESS = textwrap.dedent(
 )
 
 
-def test_a_step_using_the_warehouse_without_pause_still_lets_another_process_in(tmp_path: Path) -> None:
+def patient_process(path: Path, how: str, patience_s: float) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-c", PATIENT_PROCESS, str(path), how, str(patience_s)]
+    return subprocess.Popen(command, cwd=Path(__file__).resolve().parents[2])  # the project importable
+
+
+def write_without_pause(store: Warehouse, other: subprocess.Popen[bytes], seconds: float) -> int:
+    """Writes never LEASE_IDLE_S apart until the other process ends (or ``seconds`` pass)."""
+    writes, started = 0, time.monotonic()
+    while other.poll() is None and time.monotonic() - started < seconds:
+        store.replace_partition("s", "rows", "mine", pd.DataFrame({"v": [float(writes)]}))
+        writes += 1
+    return writes
+
+
+def test_a_step_using_the_warehouse_without_pause_lets_a_waiting_process_in(tmp_path: Path) -> None:
     path = tmp_path / "warehouse.duckdb"
     store = Warehouse(path)
     store.replace_partition("s", "rows", "mine", pd.DataFrame({"v": [1.0]}))
     with lease_connection(store) as lease:
         assert lease is not None and store.table_exists("s", "rows")  # held from here on
-        other = subprocess.Popen([sys.executable, "-c", PATIENT_PROCESS, str(path)])
-        writes, started = 0, time.monotonic()
-        while other.poll() is None and time.monotonic() - started < 60:  # writes, never LEASE_IDLE_S apart
-            store.replace_partition("s", "rows", "mine", pd.DataFrame({"v": [float(writes)]}))
-            writes += 1
+        other = patient_process(path, "announce", 30)
+        writes = write_without_pause(store, other, 60)
         assert other.wait(60) == 0
         assert writes > 10 and lease.opened >= 2
     assert sorted(store.read_table("s", "rows")["partition_key"]) == ["mine", "other"]
+    assert warehouse_lease.waiting_marker(path).exists()
+
+
+def test_with_no_one_waiting_a_step_holds_on_past_its_hold_time(tmp_path: Path) -> None:
+    path = tmp_path / "warehouse.duckdb"
+    store = Warehouse(path)
+    store.replace_partition("s", "rows", "mine", pd.DataFrame({"v": [1.0]}))
+    with lease_connection(store) as lease:
+        assert lease is not None and store.table_exists("s", "rows")
+        # A process that does not say it waits (a DuckDB shell) only gets in when the step pauses.
+        other = patient_process(path, "shell", 4 * warehouse_lease.LEASE_MAX_HOLD_S)
+        writes = write_without_pause(store, other, 60)
+        assert other.wait(60) == 3 and writes > 10
+        assert lease.opened == 1  # one connection for the whole time: no checkpoint, no gap
+    assert store.read_table("s", "rows")["partition_key"].tolist() == ["mine"]
+    assert not warehouse_lease.waiting_marker(path).exists()
 
 
 def test_read_only_connects_share_the_lease_and_stay_read_only(tmp_path: Path, opened: list[bool]) -> None:
