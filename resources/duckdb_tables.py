@@ -73,7 +73,6 @@ def replace_whole(
     if len(frame.columns):  # a frame without columns leaves no table (reads back the same)
         _create(connection, target, _register(connection, frame))
         _insert(connection, target, list(frame.columns), None)
-        connection.unregister(_INCOMING)
 
 
 def replace_partition_rows(
@@ -95,7 +94,6 @@ def replace_partition_rows(
         _evolve(connection, schema, table, target, stored, incoming)
     if len(frame.columns):
         _insert(connection, target, list(frame.columns), partition_key)
-        connection.unregister(_INCOMING)
 
 
 def is_lock_error(error: Exception) -> bool:
@@ -224,11 +222,16 @@ def require_partitioned(schema: str, table: str, columns: Mapping[str, str]) -> 
 
 
 def _register(connection: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> dict[str, str]:
-    """Register the frame for SQL and return its column types (an all-NULL column is VARCHAR)."""
+    """Register the frame for SQL and return its column types (an all-NULL column is VARCHAR).
+
+    It stays registered until the next frame replaces it or the block's cursor closes (unregistering
+    costs ~0.2 ms a table); the types are the bound view's, as DESCRIBE names them, without a query.
+    """
     if not len(frame.columns):
         return {}
     connection.register(_INCOMING, frame)
-    types = {str(name): str(kind) for name, kind, *_ in run_sql(connection, f"DESCRIBE {_INCOMING}")}
+    view = connection.view(_INCOMING)
+    types = {str(name): str(kind) for name, kind in zip(view.columns, view.types, strict=True)}
     for column, kind in types.items():
         if kind != '"NULL"' and _STORABLE.fullmatch(kind) is None and _TEMPORAL.fullmatch(kind) is None:
             raise ValueError(
