@@ -145,7 +145,7 @@ def note_cursor(cursor: duckdb.DuckDBPyConnection, connection: duckdb.DuckDBPyCo
 def database_of(connection: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     """The connection that opened the database: a noted cursor's connection, else ``connection`` itself.
 
-    What holds for the whole open database (its catalog name, a table known to exist) is kept
+    What holds for the whole open database (its catalog name, its committed identity row) is kept
     against it, so each cursor of a leased connection need not ask again.
     """
     return _DATABASES.get(connection, connection)

@@ -184,7 +184,7 @@ def open_waiting(path: str | Path, *, read_only: bool) -> duckdb.DuckDBPyConnect
         return duckdb.connect(str(path), read_only=read_only)
     except duckdb.IOException as error:
         if is_lock_error(error):
-            with contextlib.suppress(OSError):  # a read-only folder: the holder lets go every second anyway
+            with contextlib.suppress(OSError):  # a read-only folder: in when the holder's step pauses
                 waiting_marker(path).touch()
         raise
 
