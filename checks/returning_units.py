@@ -30,7 +30,6 @@ answers when their counts add up to the table's rows, not from a pass over every
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from dataclasses import dataclass
 
@@ -57,7 +56,7 @@ _MET_SQL = (
     "SELECT DISTINCT partition_key FROM {table} "
     "WHERE partition_key <> $batch AND unit_id IN (SELECT value FROM {values} AS batch_units)"
 )
-_EARLIER_BATCHES_SQL = "SELECT DISTINCT partition_key FROM {table} WHERE partition_key < $batch"
+_STORED_BATCHES_SQL = "SELECT DISTINCT partition_key FROM {table}"
 _STORED_ROWS_SQL = "SELECT count(*) AS stored_rows FROM {table}"
 
 
@@ -91,19 +90,14 @@ def earlier_influence(reader: Warehouse, study: str, batch: str, units: pd.Serie
     a returning unit is never missed). Every stored row is read unless the probe and the earlier
     batches' stored answers show that no unit is in two batches (module docstring).
     """
-    query = functools.partial(reader.read_query_on, study, INFLUENCE_TABLE)
-    met = query(_MET_SQL, {"batch": batch}, values=pd.Series(pd.unique(units.astype(str))))
+    batch_units = pd.Series(pd.unique(units.astype(str)))
+    met = reader.read_query_on(study, INFLUENCE_TABLE, _MET_SQL, {"batch": batch}, values=batch_units)
     if met is None:  # nothing stored yet
         return InfluenceHistory(DisjointHistory(()), meets_others=False)
     met_keys = {str(k) for k in met["partition_key"]}
     if not any(k < batch for k in met_keys):
         answers = reader.read_table(study, OVERLAP_TABLE)
-        stored = _labels_from_answers(reader, study, answers)
-        if stored is None:  # some stored rows came without an answer's count: ask the rows
-            earlier = query(_EARLIER_BATCHES_SQL, {"batch": batch})
-            labels = sorted(str(k) for k in earlier["partition_key"]) if earlier is not None else []
-        else:
-            labels = [label for label in stored if label < batch]
+        labels = [label for label in _stored_labels(reader, study, answers) if label < batch]
         if _all_answered_no(answers, labels):
             return InfluenceHistory(DisjointHistory(tuple(labels)), meets_others=bool(met_keys))
     return InfluenceHistory(reader.read_table(study, INFLUENCE_TABLE), meets_others=bool(met_keys))
@@ -116,31 +110,28 @@ def stored_influence(reader: Warehouse, study: str) -> pd.DataFrame:
     posterior's correlation is the identity whatever the rows are, so they need not be read.
     """
     answers = reader.read_table(study, OVERLAP_TABLE)
-    labels = _labels_from_answers(reader, study, answers)
-    if labels is None:
-        stored = reader.read_query_on(study, INFLUENCE_TABLE, "SELECT DISTINCT partition_key FROM {table}")
-        labels = [str(k) for k in stored["partition_key"]] if stored is not None else []
-    if _all_answered_no(answers, labels):
+    if _all_answered_no(answers, _stored_labels(reader, study, answers)):
         return pd.DataFrame()
     return reader.read_table(study, INFLUENCE_TABLE)
 
 
-def _labels_from_answers(reader: Warehouse, study: str, answers: pd.DataFrame) -> list[str] | None:
-    """The batches with stored influence rows, by their answers; None unless the answers count every row.
+def _stored_labels(reader: Warehouse, study: str, answers: pd.DataFrame) -> list[str]:
+    """The batches with stored influence rows, sorted: by their answers when these count every row.
 
     Each answer is stored in one write with its batch's influence rows, so it counts them exactly.
     When the answers' counts add up to the table's rows, no stored row is without an answer: the
     batches with a count above zero are the stored ones. A count of the table is far cheaper than
-    its distinct labels (a hash of every row's label).
+    its distinct labels (a hash of every row's label), which are read only otherwise (an answer
+    stored by an earlier version has no count).
     """
-    if answers.empty or "influence_rows" not in answers or answers["influence_rows"].isna().any():
-        return None
-    stored = reader.read_query_on(study, INFLUENCE_TABLE, _STORED_ROWS_SQL)
-    if stored is None or int(stored["stored_rows"].iloc[0]) != int(answers["influence_rows"].sum()):
-        return None
-    return sorted(
-        str(k) for k, n in zip(answers["partition_key"], answers["influence_rows"], strict=True) if n > 0
-    )
+    counted = "influence_rows" in answers and not answers.empty and answers["influence_rows"].notna().all()
+    if counted:
+        stored = reader.read_query_on(study, INFLUENCE_TABLE, _STORED_ROWS_SQL)
+        if stored is not None and int(stored["stored_rows"].iloc[0]) == int(answers["influence_rows"].sum()):
+            pairs = zip(answers["partition_key"], answers["influence_rows"], strict=True)
+            return sorted(str(k) for k, n in pairs if n > 0)
+    stored = reader.read_query_on(study, INFLUENCE_TABLE, _STORED_BATCHES_SQL)
+    return sorted(str(k) for k in stored["partition_key"]) if stored is not None else []
 
 
 def _all_answered_no(answers: pd.DataFrame, labels: list[str]) -> bool:
