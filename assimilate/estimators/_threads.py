@@ -20,7 +20,7 @@ threads are started for the pass and end with it (a forked process starts its ow
 thread works through the chunks too, so a pass never waits for a helper to start, and a helper
 that other work keeps off a core delays it by one chunk at most, never by a spin-wait.
 
-Inside a pass BLAS runs on one thread: every call is one block of a few thousand rows, which
+Inside a pass BLAS runs on one thread: every call is one block of at most 32k rows, which
 OpenBLAS would split across its own threads for nothing (a wake-up per call, and two to three times
 slower on a busy machine). The limit is process-wide while any pass runs (a counter, so nested and
 concurrent passes restore the original setting only when the last one ends) and is skipped when

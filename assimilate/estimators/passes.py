@@ -1,7 +1,7 @@
 """Single passes over the rows of a design matrix, a block of rows at a time, on all cores.
 
-A pass reads ``X`` once; every temporary is one block of rows (a few hundred kilobytes that stay
-in cache), never an ``n x p`` copy, so an estimator's working memory stays near a few vectors of
+A pass reads ``X`` once; every temporary is one block of rows (about a megabyte, which stays in
+cache), never an ``n x p`` copy, so an estimator's working memory stays near a few vectors of
 length ``n``. Gram matrices ``sum_i z_i z_i'`` use the BLAS symmetric rank-k update on blocks held
 transposed (``(p, m)``, one variable per row), its fastest layout. ``logistic_pass`` gives the
 logistic score ``X'(y - mu)`` and information ``X' diag(mu (1 - mu)) X`` at ``beta`` in one pass.
@@ -10,7 +10,7 @@ The rows are cut into chunks of whole blocks (about ``CHUNK_BYTES`` of the desig
 set by ``(n, p)`` alone) that threads take in turn (:mod:`~assimilate.estimators._threads`); a
 sum is ``S = sum_c S_c`` with each chunk's ``S_c`` accumulated block by block as in a serial
 pass and the ``S_c`` added in chunk order, so a pass gives the same bits on any number of threads.
-A design of one chunk (about 1 MiB) is one serial pass, computed as before threads existed. BLAS
+A design of one chunk (about 4 MiB) is one serial pass, computed as before threads existed. BLAS
 runs on one thread during a pass (see ``_threads``).
 
 Example
@@ -40,9 +40,13 @@ T = TypeVar("T")
 BlockWriter = Callable[[slice, FloatArray], object]
 # Adds ``columns columns'`` to an accumulator (see :func:`rank_updater`).
 RankUpdate = Callable[[FloatArray, FloatArray], None]
-BLOCK_BYTES = 1 << 18  # a 256 KiB block and its transposed copy stay in a core's L2 cache
-MAX_BLOCK_ROWS = 4096  # OpenBLAS runs calls this small on one thread: no thread start-up per block
-CHUNK_BYTES = 1 << 20  # a thread's unit of work: about 1 MiB of the design, a whole number of blocks
+# A 1 MiB block and its transposed copy stay in a core's L2 cache. Blocks this large also keep the
+# passes parallel: each numpy or BLAS call on a block releases the GIL while it runs, and every
+# call ends in taking it back. With 256 KiB blocks, two threads spent more time handing the GIL
+# over than they saved (a pass on two threads was slower than on one; benchmarks/estimators.py).
+BLOCK_BYTES = 1 << 20
+MAX_BLOCK_ROWS = 1 << 15  # a vector of a block's rows (probabilities, residuals) stays at 256 KiB
+CHUNK_BYTES = 1 << 22  # a thread's unit of work: about 4 MiB of the design, a whole number of blocks
 ROWWISE_ROWS = 1 << 14  # elementwise work (rowwise): a few vectors of 16k rows stay in a core's L2
 
 

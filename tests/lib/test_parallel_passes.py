@@ -195,9 +195,9 @@ def test_regression_adjustment_is_the_same_on_every_thread_count(estimand: str, 
 
 
 def test_aipw_with_a_logistic_outcome_at_default_chunk_sizes_is_the_same_on_every_thread_count() -> None:
-    batch = Batch(60_000, seed=14)  # warm-started Newton; several chunks at the real sizes
+    batch = Batch(160_000, seed=14)  # warm-started Newton; several chunks at the real sizes
     churn = (batch.y > np.median(batch.y)).astype(np.float64)
-    assert len(passes.row_chunks(60_000, batch.design.values.shape[1])) >= 3
+    assert len(passes.row_chunks(160_000, batch.design.values.shape[1])) >= 3
     answers = on_threads(
         lambda: aipw_with_influence(
             batch.design, batch.d, churn, n_folds=2, rng=np.random.default_rng(6), outcome_kind="logistic"
