@@ -461,6 +461,30 @@ def test_post_treatment_check_catches_a_copy_of_a_graph_descendant() -> None:
     }
 
 
+def test_post_treatment_copy_is_judged_on_the_rows_where_both_columns_are_finite() -> None:
+    study = load_study(STUDIES / "retention_outreach.yaml")
+    assert study.causal_graph is not None
+    graph = study.causal_graph.model_copy(
+        update={"edges": [*study.causal_graph.edges, ("outreach", "calls_logged")]}
+    )
+    leaky = study.model_copy(
+        update={"covariates": (*study.covariates, "call_minutes"), "causal_graph": graph}
+    )
+    frame = _outreach_frame()
+    minutes = (4 * frame["calls_logged"] + 1).astype("Int64")  # a nullable integer column with gaps
+    minutes.iloc[::7] = pd.NA
+    post = frame["calls_logged"].astype(float)
+    post.iloc[::5] = np.inf
+    leaked = frame.assign(call_minutes=minutes, calls_logged=post)
+    assert set(post_treatment_offenders(leaky, leaked)) == {"call_minutes"}
+    rng = np.random.default_rng(3)
+    noisy = frame.assign(
+        call_minutes=frame["calls_logged"] + rng.normal(0, 3 * frame["calls_logged"].std(), len(frame))
+    )
+    assert post_treatment_offenders(leaky, noisy) == {}
+    assert post_treatment_offenders(leaky, frame.assign(call_minutes=frame["calls_logged"].astype(str))) == {}
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
