@@ -445,31 +445,26 @@ def test_a_descendant_of_the_treatment_as_a_covariate_never_reaches_a_batch() ->
     )
 
 
-def test_post_treatment_check_catches_a_copy_of_a_graph_descendant() -> None:
+def _with_call_minutes() -> StudyConfig:
+    """The outreach study with 'calls_logged' a descendant of the treatment and 'call_minutes' a covariate."""
     study = load_study(STUDIES / "retention_outreach.yaml")
     assert study.causal_graph is not None
     graph = study.causal_graph.model_copy(
         update={"edges": [*study.causal_graph.edges, ("outreach", "calls_logged")]}
     )
+    return study.model_copy(update={"covariates": (*study.covariates, "call_minutes"), "causal_graph": graph})
+
+
+def test_post_treatment_check_catches_a_copy_of_a_graph_descendant() -> None:
     frame = _outreach_frame().assign(call_minutes=lambda f: 4.0 * f["calls_logged"] + 1.0)
-    leaky = study.model_copy(
-        update={"covariates": (*study.covariates, "call_minutes"), "causal_graph": graph}
-    )
-    offenders = post_treatment_offenders(leaky, frame)
+    offenders = post_treatment_offenders(_with_call_minutes(), frame)
     assert offenders == {
         "call_minutes": "'call_minutes' is derived from post-treatment column 'calls_logged' (|correlation| >= 0.95)"
     }
 
 
 def test_post_treatment_copy_is_judged_on_the_rows_where_both_columns_are_finite() -> None:
-    study = load_study(STUDIES / "retention_outreach.yaml")
-    assert study.causal_graph is not None
-    graph = study.causal_graph.model_copy(
-        update={"edges": [*study.causal_graph.edges, ("outreach", "calls_logged")]}
-    )
-    leaky = study.model_copy(
-        update={"covariates": (*study.covariates, "call_minutes"), "causal_graph": graph}
-    )
+    leaky = _with_call_minutes()
     frame = _outreach_frame()
     minutes = (4 * frame["calls_logged"] + 1).astype("Int64")  # a nullable integer column with gaps
     minutes.iloc[::7] = pd.NA
