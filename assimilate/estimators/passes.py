@@ -2,16 +2,17 @@
 
 A pass reads ``X`` once; every temporary is one block of rows (about a megabyte, which stays in
 cache), never an ``n x p`` copy, so an estimator's working memory stays near a few vectors of
-length ``n``. Gram matrices ``sum_i z_i z_i'`` use the BLAS symmetric rank-k update on blocks held
-transposed (``(p, m)``, one variable per row), its fastest layout. ``logistic_pass`` gives the
-logistic score ``X'(y - mu)`` and information ``X' diag(mu (1 - mu)) X`` at ``beta`` in one pass.
+length ``n``. ``logistic_pass`` gives the logistic score ``X'(y - mu)`` and information
+``X' diag(mu (1 - mu)) X`` at ``beta`` in one pass; it, :func:`gram` and :func:`armwise_gram` run
+a compiled kernel per chunk (:mod:`~assimilate.estimators._pass_kernels`) that holds no lock while
+it works. The passes over a design given block by block (:func:`gram_of_blocks`) use the BLAS
+symmetric rank-k update on blocks held transposed (``(p, m)``, one variable per row).
 
 The rows are cut into chunks of whole blocks (about ``CHUNK_BYTES`` of the design each, boundaries
 set by ``(n, p)`` alone) that threads take in turn (:mod:`~assimilate.estimators._threads`); a
-sum is ``S = sum_c S_c`` with each chunk's ``S_c`` accumulated block by block as in a serial
-pass and the ``S_c`` added in chunk order, so a pass gives the same bits on any number of threads.
-A design of one chunk (about 4 MiB) is one serial pass, computed as before threads existed. BLAS
-runs on one thread during a pass (see ``_threads``).
+sum is ``S = sum_c S_c`` with each chunk's ``S_c`` accumulated as in a serial pass and the ``S_c``
+added in chunk order, so a pass gives the same bits on any number of threads. A design of one
+chunk (about 4 MiB) is one serial pass. BLAS runs on one thread during a pass (see ``_threads``).
 
 Example
 -------
@@ -29,9 +30,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import special
 from scipy.linalg.blas import dsyrk
 
+from assimilate.estimators._pass_kernels import gram_chunk, logistic_chunk
 from assimilate.estimators._threads import map_chunks, one_blas_thread
 
 FloatArray = NDArray[np.float64]
@@ -47,6 +48,9 @@ RankUpdate = Callable[[FloatArray, FloatArray], None]
 BLOCK_BYTES = 1 << 20
 MAX_BLOCK_ROWS = 1 << 15  # a vector of a block's rows (probabilities, residuals) stays at 256 KiB
 CHUNK_BYTES = 1 << 22  # a thread's unit of work: about 4 MiB of the design, a whole number of blocks
+_NONE = np.empty(0)  # a kernel's "no weights"
+_NO_COLUMNS = np.empty((0, 0))
+_NO_GROUPS = np.empty(0, dtype=np.bool_)
 ROWWISE_ROWS = 1 << 14  # elementwise work (rowwise): a few vectors of 16k rows stay in a core's L2
 
 
@@ -189,7 +193,13 @@ def gram(X: FloatArray, weights: FloatArray | None = None) -> FloatArray:
     -------
     ndarray, shape (p, p)
     """
-    return gram_of_blocks(transposed_writer(X), X.shape[0], X.shape[1], weights)
+    n, p = X.shape
+    weights = _NONE if weights is None else np.asarray(weights, dtype=np.float64)
+
+    def work(chunk: slice) -> FloatArray:
+        return gram_chunk(X, _NO_COLUMNS, _NO_GROUPS, False, weights, chunk.start, chunk.stop)
+
+    return symmetric(sum_in_order(in_chunks(work, n, p))[0])
 
 
 @one_blas_thread
@@ -213,7 +223,6 @@ def gram_of_blocks(
     return symmetric(sum_in_order(in_chunks(work, n_rows, n_columns)))
 
 
-@one_blas_thread
 def armwise_gram(
     X: FloatArray, y: FloatArray, arm: NDArray[np.bool_], weights: FloatArray | None = None
 ) -> tuple[FloatArray, FloatArray]:
@@ -225,39 +234,19 @@ def armwise_gram(
     -------
     (ndarray, ndarray)
         Each ``(p + 1, p + 1)``: ``[[X'X, X'y], [y'X, y'y]]`` of one arm (control first).
-
-    Notes
-    -----
-    Accumulates the Gram of all rows and of the smaller arm (the block times its 0/1 indicator);
-    the larger arm's is their difference, which loses at most a factor two in relative precision
-    because the smaller arm holds at most half of the total.
     """
     n, p = X.shape
-    small_is_treated = 2 * int(np.count_nonzero(arm)) <= n
-    update = rank_updater(n, p + 1)
+    y = np.asarray(y, dtype=np.float64)
+    arm = np.asarray(arm, dtype=np.bool_)
+    weights = _NONE if weights is None else np.asarray(weights, dtype=np.float64)
 
-    def work(chunk: slice) -> tuple[FloatArray, FloatArray]:
-        total, small = new_gram(p + 1), new_gram(p + 1)
-        buffer = np.empty((p + 1, block_size(p + 1)))
-        for rows in blocks_of(chunk, p + 1):
-            block = buffer[:, : rows.stop - rows.start]
-            np.copyto(block[:p], X[rows].T)
-            block[p] = y[rows]
-            if weights is not None:
-                block *= np.sqrt(weights[rows])
-            update(total, block)
-            block *= arm[rows] if small_is_treated else ~arm[rows]
-            update(small, block)
-        return total, small
+    def work(chunk: slice) -> FloatArray:
+        return gram_chunk(X, y[:, None], arm, True, weights, chunk.start, chunk.stop)
 
-    parts = in_chunks(work, n, p + 1)
-    total = symmetric(sum_in_order([part[0] for part in parts]))
-    small = symmetric(sum_in_order([part[1] for part in parts]))
-    larger = total - small
-    return (small, larger) if not small_is_treated else (larger, small)
+    both = sum_in_order(in_chunks(work, n, p + 1))
+    return symmetric(both[0]), symmetric(both[1])
 
 
-@one_blas_thread
 def logistic_pass(
     X: FloatArray,
     y: FloatArray,
@@ -291,7 +280,6 @@ def logistic_pass(
     return score, symmetric(information)
 
 
-@one_blas_thread
 def logistic_score(
     X: FloatArray,
     y: FloatArray,
@@ -313,32 +301,15 @@ def _logistic_chunks(
     information: bool,
 ) -> tuple[FloatArray, FloatArray | None]:
     n, p = X.shape
-    update = rank_updater(n, p)
+    y = np.asarray(y, dtype=np.float64)
+    beta = np.asarray(beta, dtype=np.float64)
+    weights = _NONE if weights is None else np.asarray(weights, dtype=np.float64)
 
-    def chunk_pass(chunk: slice) -> tuple[FloatArray, FloatArray | None]:
-        score = np.zeros(p)
-        accumulator = new_gram(p) if information else None
-        scaled = np.empty((p, block_size(p)))
-        for rows in blocks_of(chunk, p):
-            block = X[rows]
-            work = block @ beta
-            mu = probabilities[rows]
-            special.expit(work, out=mu)
-            np.subtract(y[rows], mu, out=work)
-            if weights is not None:
-                work *= weights[rows]
-            score += block.T @ work
-            if accumulator is not None:
-                np.subtract(1.0, mu, out=work)
-                work *= mu
-                if weights is not None:
-                    work *= weights[rows]
-                np.sqrt(work, out=work)
-                update(accumulator, np.multiply(block.T, work, out=scaled[:, : len(work)]))
-        return score, accumulator
+    def work(chunk: slice) -> tuple[FloatArray, FloatArray]:
+        return logistic_chunk(X, y, beta, weights, chunk.start, chunk.stop, probabilities, information)
 
-    parts = in_chunks(chunk_pass, n, p)
+    parts = in_chunks(work, n, p)
     score = sum_in_order([part[0] for part in parts])
     if not information:
         return score, None
-    return score, sum_in_order([part[1] for part in parts if part[1] is not None])
+    return score, sum_in_order([part[1] for part in parts])

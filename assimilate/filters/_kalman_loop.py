@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
-from assimilate.filters._jit import jit
+from assimilate._jit import jit
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]

@@ -24,7 +24,7 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
-from assimilate.filters._jit import REORDER, jit
+from assimilate._jit import REORDER, jit
 from assimilate.filters._weighted_quantiles import weighted_quantile_pair
 
 FloatArray = NDArray[np.float64]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from assimilate.filters._jit import REORDER, jit
+from assimilate._jit import REORDER, jit
 
 FloatArray = NDArray[np.float64]
 MAX_MOVES = 12

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import pytest
 from numpy.typing import NDArray
-from scipy.linalg.blas import dsyrk
 
 from assimilate.estimators import DesignMatrix, encode_covariates, passes
 from assimilate.estimators import _threads as threads_module
+from assimilate.estimators._pass_kernels import gram_chunk
 from assimilate.estimators._threads import map_chunks, parallel_passes, pass_threads
 from assimilate.estimators.aipw import aipw_with_influence
 from assimilate.estimators.regression import ols_hc3, regression_with_influence
@@ -83,12 +83,10 @@ def test_chunks_are_whole_blocks_fixed_by_the_shape_and_cover_the_rows() -> None
     assert len(passes.row_chunks(1_000_000, 9)) > 16
 
 
-def test_a_one_chunk_pass_accumulates_exactly_as_the_serial_pass() -> None:
+def test_a_one_chunk_pass_accumulates_exactly_as_one_kernel_call_over_all_rows() -> None:
     rng = np.random.default_rng(1)
     X, w = rng.standard_normal((5000, 6)), rng.random(5000)
-    serial = np.zeros((6, 6), order="F")
-    for rows in passes.row_blocks(5000, 6):
-        dsyrk(1.0, X[rows] * np.sqrt(w[rows])[:, None], beta=1.0, c=serial, trans=1, lower=0, overwrite_c=1)
+    serial = gram_chunk(X, np.empty((0, 0)), np.empty(0, dtype=np.bool_), False, w, 0, 5000)[0]
     with parallel_passes(3):
         np.testing.assert_array_equal(passes.gram(X, w), passes.symmetric(serial))
 
