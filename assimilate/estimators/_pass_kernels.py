@@ -186,3 +186,23 @@ def gram_chunk(
         if filled[group] > 0:
             _add_products(tiles[group], filled[group], upper[group])
     return upper[:, :q, :q].copy()
+
+
+@jit(fastmath=REORDER, nogil=True)
+def add_block_products(block: FloatArray, upper: FloatArray) -> None:  # pragma: no cover - compiled
+    """``upper += block block'`` on the upper triangle, for a block ``(q, m)`` of ``m`` units as columns.
+
+    The block is copied a tile at a time, so its products are formed in L1 as in the other kernels.
+    """
+    q, m = block.shape
+    tile = np.zeros((_padded(q), TILE))
+    products = np.zeros((_padded(q), _padded(q)))
+    for first in range(0, m, TILE):
+        width = min(TILE, m - first)
+        for j in range(q):
+            for i in range(width):
+                tile[j, i] = block[j, first + i]
+        _add_products(tile, width, products)
+    for j in range(q):
+        for k in range(j, q):
+            upper[j, k] += products[j, k]

@@ -5,8 +5,8 @@ cache), never an ``n x p`` copy, so an estimator's working memory stays near a f
 length ``n``. ``logistic_pass`` gives the logistic score ``X'(y - mu)`` and information
 ``X' diag(mu (1 - mu)) X`` at ``beta`` in one pass; it, :func:`gram` and :func:`armwise_gram` run
 a compiled kernel per chunk (:mod:`~assimilate.estimators._pass_kernels`) that holds no lock while
-it works. The passes over a design given block by block (:func:`gram_of_blocks`) use the BLAS
-symmetric rank-k update on blocks held transposed (``(p, m)``, one variable per row).
+it works. A design given block by block (:func:`gram_of_blocks`) is written a block at a time,
+transposed (``(p, m)``, one variable per row), and its products are added by a compiled kernel.
 
 The rows are cut into chunks of whole blocks (about ``CHUNK_BYTES`` of the design each, boundaries
 set by ``(n, p)`` alone) that threads take in turn (:mod:`~assimilate.estimators._threads`); a
@@ -30,17 +30,14 @@ from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.linalg.blas import dsyrk
 
-from assimilate.estimators._pass_kernels import gram_chunk, logistic_chunk
+from assimilate.estimators._pass_kernels import add_block_products, gram_chunk, logistic_chunk
 from assimilate.estimators._threads import map_chunks, one_blas_thread
 
 FloatArray = NDArray[np.float64]
 T = TypeVar("T")
 # Writes the rows ``rows`` of a design, transposed, into ``out`` of shape (p, len(rows)).
 BlockWriter = Callable[[slice, FloatArray], object]
-# Adds ``columns columns'`` to an accumulator (see :func:`rank_updater`).
-RankUpdate = Callable[[FloatArray, FloatArray], None]
 # A 1 MiB block and its transposed copy stay in a core's L2 cache. Blocks this large also keep the
 # passes parallel: each numpy or BLAS call on a block releases the GIL while it runs, and every
 # call ends in taking it back. With 256 KiB blocks, two threads spent more time handing the GIL
@@ -114,32 +111,17 @@ def sum_in_order(parts: list[FloatArray]) -> FloatArray:
 
 
 def new_gram(n_columns: int) -> FloatArray:
-    """A zero accumulator for :func:`rank_update` (Fortran order, so BLAS updates it in place)."""
-    return np.zeros((n_columns, n_columns), order="F")
+    """A zero accumulator for :func:`rank_update`."""
+    return np.zeros((n_columns, n_columns))
 
 
 def rank_update(accumulator: FloatArray, columns: FloatArray) -> None:
-    """``accumulator += columns columns'`` (upper triangle) for a C-ordered block ``(p, m)``.
+    """``accumulator += columns columns'`` (upper triangle) for a block ``(p, m)`` of ``m`` units as columns.
 
-    ``columns`` holds ``m`` units as columns; its transpose is a Fortran-ordered ``(m, p)``
-    matrix, which BLAS ``dsyrk`` reads without a copy, each variable a contiguous run. The call
-    holds the GIL (scipy's BLAS wrappers do not release it): for a pass of one chunk.
+    A compiled loop (:func:`~assimilate.estimators._pass_kernels.add_block_products`) that holds
+    no lock while it works; its sums depend on the block alone.
     """
-    dsyrk(1.0, columns.T, beta=1.0, c=accumulator, trans=1, lower=0, overwrite_c=1)
-
-
-def released_rank_update(accumulator: FloatArray, columns: FloatArray) -> None:
-    """:func:`rank_update` through numpy (``dsyrk`` too, with the GIL released), then one addition."""
-    accumulator += np.matmul(columns, columns.T)
-
-
-def rank_updater(n_rows: int, n_columns: int) -> RankUpdate:
-    """The rank update of a pass: :func:`rank_update` when it has one chunk, else the released one.
-
-    Decided by the shape alone, so the bits do not depend on the thread count; a one-chunk pass
-    accumulates exactly as a serial pass always has.
-    """
-    return rank_update if n_rows <= chunk_size(n_columns) else released_rank_update
+    add_block_products(columns, accumulator)
 
 
 def symmetric(upper: FloatArray) -> FloatArray:
@@ -207,7 +189,6 @@ def gram_of_blocks(
     write: BlockWriter, n_rows: int, n_columns: int, weights: FloatArray | None = None
 ) -> FloatArray:
     """:func:`gram` of a design given block by block through ``write`` (called from the pass threads)."""
-    update = rank_updater(n_rows, n_columns)
 
     def work(chunk: slice) -> FloatArray:
         accumulator = new_gram(n_columns)
@@ -217,7 +198,7 @@ def gram_of_blocks(
             write(rows, block)
             if weights is not None:
                 block *= np.sqrt(weights[rows])
-            update(accumulator, block)
+            rank_update(accumulator, block)
         return accumulator
 
     return symmetric(sum_in_order(in_chunks(work, n_rows, n_columns)))

@@ -46,7 +46,7 @@ from assimilate.estimators.passes import (
     gram_of_blocks,
     in_chunks,
     new_gram,
-    rank_updater,
+    rank_update,
     sum_in_order,
     symmetric,
     transposed_writer,
@@ -99,7 +99,6 @@ def ols_hc3_pass(
         raise ValueError("the regression design is singular (collinear or constant columns)") from error
     beta = linalg.cho_solve(factor, moments[:p, p])
     gram_inv = linalg.cho_solve(factor, np.eye(p))
-    update = rank_updater(n, p)
 
     def meat_of(chunk: slice) -> FloatArray:  # one chunk's rows, on the pass threads
         meat = new_gram(p)
@@ -118,7 +117,7 @@ def ols_hc3_pass(
             if influence is not None:
                 np.multiply(projected[influence_of], residuals, out=influence[rows])
             block *= residuals
-            update(meat, block)
+            rank_update(meat, block)
         return meat
 
     meat = sum_in_order(in_chunks(meat_of, n, p))

@@ -107,3 +107,15 @@ def test_a_chunk_kernel_reads_only_its_own_rows() -> None:
     assert np.isfinite(score).all()
     assert (probabilities[:300] == -1.0).all() and (probabilities[700:] == -1.0).all()
     assert (probabilities[300:700] == 0.5).all()
+
+
+@pytest.mark.parametrize("q", [1, 3, 9, 13])
+@pytest.mark.parametrize("m", [1, TILE - 1, 3 * TILE + 5])
+def test_a_block_written_into_part_of_a_buffer_adds_its_products(q: int, m: int) -> None:
+    buffer = np.random.default_rng(q * m).standard_normal((q, 4 * TILE))
+    block = buffer[:, :m]  # rows 4 * TILE apart, as gram_of_blocks and the HC3 meat hand them over
+    accumulator = passes.new_gram(q)
+    accumulator[:] = 1.0
+    passes.rank_update(accumulator, block)
+    passes.rank_update(accumulator, block)
+    assert_close(np.triu(accumulator), np.triu(1.0 + 2.0 * block @ block.T))
