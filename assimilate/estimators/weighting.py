@@ -40,12 +40,14 @@ from scipy import linalg
 from assimilate._validation import check_choice
 from assimilate.estimators._inputs import arm_counts, batch_arrays, sampling_weights
 from assimilate.estimators._threads import one_blas_thread
+from assimilate.estimators._weighting_kernels import hajek_scores, hajek_sums, subtract_correction
 from assimilate.estimators.design_matrix import DesignMatrix
 from assimilate.estimators.models import PropensityModel, PropensityPolicy, fit_propensity
-from assimilate.estimators.passes import times, transpose_times
+from assimilate.estimators.passes import in_chunks, sum_in_order, times, transpose_times
 from assimilate.estimators.result import ESTIMANDS, EffectEstimate, Estimand
 
 FloatArray = NDArray[np.float64]
+_NO_WEIGHTS = np.empty(0)  # a kernel's "no sampling weights"
 Side = Literal["both", "upper", "lower"]
 SIDE_OF: dict[str, Side] = {"ATE": "both", "ATT": "upper", "ATC": "lower"}
 """Which propensity bound(s) an estimand needs: a control with a tiny score is harmless to the ATT
@@ -81,7 +83,6 @@ def bounded_scores(
     return raw, keep, 0
 
 
-@one_blas_thread
 def ipw_influence(
     X: FloatArray, d: NDArray[np.int64], y: FloatArray, propensity: PropensityModel
 ) -> tuple[float, FloatArray]:
@@ -93,41 +94,49 @@ def ipw_influence(
     influence of ``mu_a`` is ``(psi_a - A_ab' H^-1 x (d - e)) / A_aa``, with ``H = E[e (1-e) x x']``
     and ``A_ab`` the derivative of ``psi_a`` in ``beta``; clipped scores have zero derivative.
     With the model's sampling weights ``s`` every equation is multiplied by ``s_i`` (and ``H`` is
-    the weighted information the model holds).
+    the weighted information the model holds). Three passes over the rows, each a compiled loop
+    per chunk (:mod:`~assimilate.estimators._weighting_kernels`).
     """
-    keep = propensity.keep
-    trimmed = not bool(keep.all())
-    treated = d.astype(np.float64)
-    control = 1.0 - treated
-    e = np.where(keep, propensity.used_scores, 0.5) if trimmed else propensity.used_scores
-    # (d - 1) + e is e for treated units and -(1 - e) for controls, both exactly.
-    inverse = treated - 1.0
-    inverse += e
-    np.abs(inverse, out=inverse)
-    np.divide(keep if trimmed else 1.0, inverse, out=inverse)  # 1/e, 1/(1-e), 0 if trimmed
-    s = propensity.weights
-    weight = inverse if s is None else inverse * s  # the final weight: sampling x inverse propensity
-    total1, total0 = float(weight @ treated), float(weight @ control)
+    n, p = X.shape
+    d = np.asarray(d, dtype=np.int64)
+    y, raw, used = (np.asarray(v, dtype=np.float64) for v in (y, propensity.scores, propensity.used_scores))
+    keep = np.asarray(propensity.keep, dtype=np.bool_)
+    sampling = _NO_WEIGHTS if propensity.weights is None else np.asarray(propensity.weights, dtype=np.float64)
+    inverse, weight = np.empty(n), np.empty(n)  # 1/e or 1/(1-e) (0 if trimmed); times s
+    totals = sum_in_order(
+        in_chunks(
+            lambda rows: hajek_sums(d, y, used, keep, sampling, rows.start, rows.stop, inverse, weight), n, p
+        )
+    )
+    total1, total0 = float(totals[0]), float(totals[1])
     if total1 == 0 or total0 == 0:
         raise ValueError("after trimming, one arm has no units: IPW is undefined")
-    psi = weight * y
-    mu1, mu0 = float(psi @ treated) / total1, float(psi @ control) / total0
-    np.subtract(y, mu1 * treated + mu0 * control, out=psi)
-    psi *= weight  # psi_1 on treated units, psi_0 on controls
-    n = len(y)
-    a11, a00 = total1 / n, total0 / n
-    raw = propensity.scores
-    # d psi_a / d beta = x psi de/d(eta) / e_a (negated for controls); clipped scores do not move.
-    derivative = raw * (1.0 - raw)
-    derivative *= (propensity.used_scores == raw) & keep
-    derivative *= psi
-    derivative *= inverse
-    derivative *= treated / a11 + control / a00
+    mu1, mu0 = float(totals[2]) / total1, float(totals[3]) / total0
+    means = np.array([mu1, mu0, n / total1, n / total0])
+    influence, score = np.empty(n), np.empty(n)
+
+    def scores(rows: slice) -> FloatArray:
+        return hajek_scores(
+            X,
+            d,
+            y,
+            raw,
+            used,
+            keep,
+            sampling,
+            inverse,
+            weight,
+            means,
+            rows.start,
+            rows.stop,
+            influence,
+            score,
+        )
+
     # The two correction columns enter only as correction_1 / a11 - correction_0 / a00: one solve.
-    direction = linalg.solve(propensity.information, transpose_times(X, derivative), assume_a="pos")
-    influence = psi * (treated / a11 - control / a00)
-    score = treated - raw if s is None else s * (treated - raw)  # the propensity model's own equation
-    influence -= score * times(X, direction)
+    derivative = sum_in_order(in_chunks(scores, n, p))
+    direction = linalg.solve(propensity.information, derivative, assume_a="pos")
+    in_chunks(lambda rows: subtract_correction(X, direction, score, rows.start, rows.stop, influence), n, p)
     return mu1 - mu0, influence
 
 

@@ -7,6 +7,8 @@ chunking are tested in test_parallel_passes.py.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from numpy.typing import NDArray
@@ -119,3 +121,37 @@ def test_a_block_written_into_part_of_a_buffer_adds_its_products(q: int, m: int)
     passes.rank_update(accumulator, block)
     passes.rank_update(accumulator, block)
     assert_close(np.triu(accumulator), np.triu(1.0 + 2.0 * block @ block.T))
+
+
+def at_offset(array: NDArray[Any], offset: int) -> NDArray[Any]:
+    """A copy of ``array`` starting ``offset`` elements into a fresh buffer (its alignment moves)."""
+    buffer = np.empty(array.size + 8, dtype=array.dtype)
+    copy = buffer[offset : offset + array.size].reshape(array.shape)
+    copy[...] = array
+    return copy
+
+
+def test_the_bits_do_not_depend_on_where_the_arrays_lie_in_memory() -> None:
+    # A compiled loop that is vectorized or not after a run-time check of its arrays' addresses
+    # would sum in a different order for another allocation of the same values.
+    rng = np.random.default_rng(5)
+    n = 3 * TILE + 17
+    X, y, w = design(n, 7, 5), rng.binomial(1, 0.4, n).astype(np.float64), rng.random(n)
+    beta, arm = 0.3 * rng.standard_normal(7), rng.random(n) < 0.4
+    answers = set()
+    for offset in range(8):
+        Xo, yo, wo, armo = (at_offset(a, (offset + k) % 8) for k, a in enumerate((X, y, w, arm)))
+        probabilities = at_offset(np.zeros(n), (offset + 5) % 8)
+        score, information = passes.logistic_pass(Xo, yo, beta, probabilities, wo)
+        parts = [
+            score,
+            information,
+            probabilities,
+            passes.gram(Xo, wo),
+            *passes.armwise_gram(Xo, yo, armo, wo),
+        ]
+        block = at_offset(np.ascontiguousarray(X[:300].T), offset)
+        accumulator = passes.new_gram(7)
+        passes.rank_update(accumulator, block)
+        answers.add(b"".join(part.tobytes() for part in [*parts, accumulator]))
+    assert len(answers) == 1
