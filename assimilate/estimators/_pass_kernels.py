@@ -18,12 +18,20 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from assimilate._jit import REORDER, jit
 
 FloatArray = NDArray[np.float64]
 TILE = 256  # rows per tile: a tile of 9 to 16 variables (18 to 32 KiB) stays in L1
+NO_COLUMNS = np.empty((0, 0))  # gram_chunk: no column to append
+NO_GROUPS = np.empty(0, dtype=np.bool_)  # gram_chunk: one group (the array is not read)
+_NO_WEIGHTS = np.empty(0)
+
+
+def kernel_weights(weights: ArrayLike | None) -> FloatArray:
+    """Row weights as the kernels take them: float64, or an empty array for "every weight is one"."""
+    return _NO_WEIGHTS if weights is None else np.asarray(weights, dtype=np.float64)
 
 
 @jit(fastmath=REORDER, nogil=True)

@@ -31,7 +31,14 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from assimilate.estimators._pass_kernels import add_block_products, gram_chunk, logistic_chunk
+from assimilate.estimators._pass_kernels import (
+    NO_COLUMNS,
+    NO_GROUPS,
+    add_block_products,
+    gram_chunk,
+    kernel_weights,
+    logistic_chunk,
+)
 from assimilate.estimators._threads import map_chunks, one_blas_thread
 
 FloatArray = NDArray[np.float64]
@@ -45,9 +52,6 @@ BlockWriter = Callable[[slice, FloatArray], object]
 BLOCK_BYTES = 1 << 20
 MAX_BLOCK_ROWS = 1 << 15  # a vector of a block's rows (probabilities, residuals) stays at 256 KiB
 CHUNK_BYTES = 1 << 22  # a thread's unit of work: about 4 MiB of the design, a whole number of blocks
-_NONE = np.empty(0)  # a kernel's "no weights"
-_NO_COLUMNS = np.empty((0, 0))
-_NO_GROUPS = np.empty(0, dtype=np.bool_)
 ROWWISE_ROWS = 1 << 14  # elementwise work (rowwise): a few vectors of 16k rows stay in a core's L2
 
 
@@ -176,10 +180,10 @@ def gram(X: FloatArray, weights: FloatArray | None = None) -> FloatArray:
     ndarray, shape (p, p)
     """
     n, p = X.shape
-    weights = _NONE if weights is None else np.asarray(weights, dtype=np.float64)
+    weights = kernel_weights(weights)
 
     def work(chunk: slice) -> FloatArray:
-        return gram_chunk(X, _NO_COLUMNS, _NO_GROUPS, False, weights, chunk.start, chunk.stop)
+        return gram_chunk(X, NO_COLUMNS, NO_GROUPS, False, weights, chunk.start, chunk.stop)
 
     return symmetric(sum_in_order(in_chunks(work, n, p))[0])
 
@@ -215,11 +219,16 @@ def armwise_gram(
     -------
     (ndarray, ndarray)
         Each ``(p + 1, p + 1)``: ``[[X'X, X'y], [y'X, y'y]]`` of one arm (control first).
+
+    Notes
+    -----
+    Each row's products are added to its own arm's sums only: no arm's Gram matrix is the
+    difference of two sums.
     """
     n, p = X.shape
     y = np.asarray(y, dtype=np.float64)
     arm = np.asarray(arm, dtype=np.bool_)
-    weights = _NONE if weights is None else np.asarray(weights, dtype=np.float64)
+    weights = kernel_weights(weights)
 
     def work(chunk: slice) -> FloatArray:
         return gram_chunk(X, y[:, None], arm, True, weights, chunk.start, chunk.stop)
@@ -284,7 +293,7 @@ def _logistic_chunks(
     n, p = X.shape
     y = np.asarray(y, dtype=np.float64)
     beta = np.asarray(beta, dtype=np.float64)
-    weights = _NONE if weights is None else np.asarray(weights, dtype=np.float64)
+    weights = kernel_weights(weights)
 
     def work(chunk: slice) -> tuple[FloatArray, FloatArray]:
         return logistic_chunk(X, y, beta, weights, chunk.start, chunk.stop, probabilities, information)

@@ -39,6 +39,7 @@ from scipy import linalg
 
 from assimilate._validation import check_choice
 from assimilate.estimators._inputs import arm_counts, batch_arrays, sampling_weights
+from assimilate.estimators._pass_kernels import kernel_weights
 from assimilate.estimators._threads import one_blas_thread
 from assimilate.estimators._weighting_kernels import hajek_scores, hajek_sums, subtract_correction
 from assimilate.estimators.design_matrix import DesignMatrix
@@ -47,7 +48,6 @@ from assimilate.estimators.passes import in_chunks, sum_in_order, times, transpo
 from assimilate.estimators.result import ESTIMANDS, EffectEstimate, Estimand
 
 FloatArray = NDArray[np.float64]
-_NO_WEIGHTS = np.empty(0)  # a kernel's "no sampling weights"
 Side = Literal["both", "upper", "lower"]
 SIDE_OF: dict[str, Side] = {"ATE": "both", "ATT": "upper", "ATC": "lower"}
 """Which propensity bound(s) an estimand needs: a control with a tiny score is harmless to the ATT
@@ -101,7 +101,7 @@ def ipw_influence(
     d = np.asarray(d, dtype=np.int64)
     y, raw, used = (np.asarray(v, dtype=np.float64) for v in (y, propensity.scores, propensity.used_scores))
     keep = np.asarray(propensity.keep, dtype=np.bool_)
-    sampling = _NO_WEIGHTS if propensity.weights is None else np.asarray(propensity.weights, dtype=np.float64)
+    sampling = kernel_weights(propensity.weights)
     inverse, weight = np.empty(n), np.empty(n)  # 1/e or 1/(1-e) (0 if trimmed); times s
     totals = sum_in_order(
         in_chunks(
