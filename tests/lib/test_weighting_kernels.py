@@ -20,6 +20,7 @@ from assimilate.estimators._threads import parallel_passes
 from assimilate.estimators.models import PropensityModel, fit_propensity
 from assimilate.estimators.weighting import ipw_influence
 from assimilate.simulate import OUTREACH_COVARIATES, simulate_outreach_batch
+from tests.lib.test_pass_kernels import at_offset
 
 FloatArray = NDArray[np.float64]
 CLOSE = 1e-12
@@ -71,13 +72,6 @@ def test_the_kernels_give_the_whole_vector_answer(policy: Any, weighted: bool) -
     assert estimate == pytest.approx(want_estimate, rel=CLOSE, abs=CLOSE)
     scale = float(np.abs(want_influence).max())
     np.testing.assert_allclose(influence, want_influence, rtol=CLOSE, atol=CLOSE * scale)
-
-
-def at_offset(array: NDArray[Any], offset: int) -> NDArray[Any]:
-    buffer = np.empty(array.size + 8, dtype=array.dtype)
-    copy = buffer[offset : offset + array.size].reshape(array.shape)
-    copy[...] = array
-    return copy
 
 
 def test_the_bits_do_not_depend_on_the_thread_count_or_where_the_arrays_lie() -> None:
