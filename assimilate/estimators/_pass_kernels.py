@@ -8,7 +8,10 @@ the GIL for its whole chunk: threads that run the chunks of a pass (:mod:`~assim
 share no lock while they work, where numpy's calls on blocks took the GIL back after each one.
 
 The order in which a chunk's sums are formed depends on the chunk's rows alone, so a pass that
-adds the chunks' results in chunk order gives the same bits on any number of threads.
+adds the chunks' results in chunk order gives the same bits on any number of threads. Nor does it
+depend on where the arrays lie: every sum runs over a tile the kernel allocated or in a loop that
+only reads (a loop that also stores is vectorized or not after a run-time check of its arrays'
+addresses, and the order of its sums would follow).
 Sums may be reassociated (the dot products are vectorized), never computed with approximate
 reciprocals or with the assumption that no value is infinite or NaN.
 """
