@@ -123,3 +123,17 @@ def _no_stale_defs_state_storage() -> Iterator[None]:
 
     with set_defs_state_storage(None):
         yield
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_stale_defs_state_storage_in_module() -> Iterator[None]:
+    """The same for a module's own fixtures: they are set up before any test's autouse fixture.
+
+    Found: a module-scoped fixture that runs the pipeline (the adversarial corpus, the benchmark's
+    work counts) met a dead reference left by an earlier module, in one run of the whole suite in
+    two (which one depends on when the garbage collector runs).
+    """
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    with set_defs_state_storage(None):
+        yield
