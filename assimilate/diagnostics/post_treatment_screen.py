@@ -63,11 +63,13 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
+from pandas.api.types import is_numeric_dtype
 
 from assimilate._validation import check_alpha
 from assimilate.diagnostics._arm_tests import arm_test, randomized_clusters
 from assimilate.diagnostics.calibration import stating_rate
 from assimilate.diagnostics.verdict import Verdict
+from assimilate.estimators import passes
 from assimilate.estimators._threads import one_blas_thread
 
 ScreenStatus = Literal["pass", "warn", "error", "undefined"]
@@ -134,31 +136,45 @@ class PostTreatmentScreen:
 class _Design:
     """All standardized columns of a batch and their Gram matrix: least squares on any subset.
 
-    Residuals are ``c - M b`` with ``b`` zero off the subset, so no subset of ``M`` is copied.
+    Residuals are ``c - M b`` with ``b`` zero off the subset, so no subset of ``M`` is copied, and
+    the residuals on several subsets come from the same passes over ``M``: three in all.
     """
 
     def __init__(self, blocks: Mapping[str, Array]) -> None:
         self.matrix = np.column_stack(list(blocks.values()))
-        self.gram = self.matrix.T @ self.matrix
+        self.gram = passes.gram(self.matrix)
         self.index: dict[str, NDArray[np.intp]] = {}
         start = 0
         for name, block in blocks.items():
             self.index[name] = np.arange(start, start + block.shape[1])
             start += block.shape[1]
 
-    def residuals(self, names: Sequence[str], c: Array, cross: Array) -> tuple[Array, int]:
-        """Residuals of centered ``c`` on the named blocks (``cross = M' c``) and the rank used."""
-        subset = np.concatenate([self.index[name] for name in names] or [np.zeros(0, np.intp)])
+    def residuals(self, subsets: Sequence[Sequence[str]], c: Array) -> list[tuple[Array, int]]:
+        """Residuals of centered ``c`` on each subset of named blocks, and the rank each used."""
+        columns = [
+            np.concatenate([self.index[name] for name in names] or [np.zeros(0, np.intp)])
+            for names in subsets
+        ]
+        inverses = [self._inverse(subset) for subset in columns]
+        coefficients = np.zeros((self.matrix.shape[1], len(subsets)))
+        cross = passes.transpose_times(self.matrix, c)
+        for j, (subset, (inverse, _)) in enumerate(zip(columns, inverses, strict=True)):
+            coefficients[subset, j] = inverse @ cross[subset]
+        residual = passes.times(self.matrix, -coefficients)
+        residual += c[:, None]
+        refined = passes.transpose_times(self.matrix, residual)  # one refinement step
+        for j, (subset, (inverse, _)) in enumerate(zip(columns, inverses, strict=True)):
+            coefficients[subset, j] = inverse @ refined[subset, j]
+        residual -= passes.times(self.matrix, coefficients)
+        return [(residual[:, j], rank) for j, (_, rank) in enumerate(inverses)]
+
+    def _inverse(self, subset: NDArray[np.intp]) -> tuple[Array, int]:
+        """The pseudo-inverse of the subset's Gram matrix (eigenvalues below 1e-10 of the top dropped)."""
         if len(subset) == 0:
-            return c, 0
+            return np.zeros((0, 0)), 0
         values, vectors = np.linalg.eigh(self.gram[np.ix_(subset, subset)])
         keep = values > 1e-10 * max(values.max(), 1e-300)
-        inverse = (vectors[:, keep] / values[keep]) @ vectors[:, keep].T
-        coefficients = np.zeros(self.matrix.shape[1])
-        coefficients[subset] = inverse @ cross[subset]
-        residual = c - self.matrix @ coefficients
-        coefficients[subset] = inverse @ (self.matrix.T @ residual)[subset]  # one refinement step
-        return residual - self.matrix @ coefficients, int(keep.sum())
+        return (vectors[:, keep] / values[keep]) @ vectors[:, keep].T, int(keep.sum())
 
 
 def _standardized(columns: list[Array], n: int) -> Array:
@@ -212,7 +228,13 @@ def _complete_rows(
     missing = [c for c in (*numeric, *labels) if c not in frame]
     if missing:
         raise ValueError(f"frame lacks the columns {missing}")
-    values = frame[numeric].apply(pd.to_numeric, errors="coerce").astype(np.float64)
+    values = pd.DataFrame(
+        {
+            c: frame[c] if is_numeric_dtype(frame[c]) else pd.to_numeric(frame[c], errors="coerce")
+            for c in numeric
+        },
+        index=frame.index,
+    ).astype(np.float64)
     ok = np.isfinite(values.to_numpy()).all(axis=1) & values[treatment].isin([0.0, 1.0]).to_numpy()
     for column in labels:
         ok &= frame[column].notna().to_numpy()
@@ -376,13 +398,12 @@ def _screen_column(
     found: list[tuple[int, float, ScreenRow]] = []
     for level, raw in usable.items():
         c = raw - raw.mean()
-        cross = design.matrix.T @ c
-        x = design.residuals(others, c, cross)
-        dx = design.residuals(["treatment", *others], c, cross)
-        ydx = design.residuals(["outcome", "interaction", "treatment", *others], c, cross)
+        x, dx, ydx, y = design.residuals(
+            [others, ["treatment", *others], ["outcome", "interaction", "treatment", *others], ["outcome"]], c
+        )
         collinear = x[0] @ x[0] < RESIDUAL_FLOOR * (c @ c)  # the other model columns fix it
         p_y, pv_y = (None, 1.0) if collinear else _partial(ydx, dx, settings["warn_bound"])
-        alone, pv_alone = _partial(design.residuals(["outcome"], c, cross), (c, 0), settings["warn_bound"])
+        alone, pv_alone = _partial(y, (c, 0), settings["warn_bound"])
         p_d, pv_d = (None, 1.0) if collinear else _partial(dx, x, settings["warn_bound"])
         values: dict[str, Any] = {
             "level": level,

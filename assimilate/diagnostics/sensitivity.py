@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 from scipy import stats
 
 from assimilate._validation import check_alpha
+from assimilate.estimators import passes
 
 
 def partial_r2(t_statistic: float, dof: int) -> float:
@@ -149,17 +150,16 @@ class SensitivityReport:
 
 
 class _CrossProducts:
-    """Residual sums of squares of any column on any others, from one pass over the rows.
+    """Residual sums of squares of any column on any others, from the columns' Gram matrix.
 
-    The columns are scaled to unit norm before their cross-products are taken, so the small
-    solves stay well conditioned; each benchmark then costs a k x k solve, not a refit on n rows.
+    The Gram matrix is scaled to unit diagonal (columns of unit norm), so the small solves stay
+    well conditioned; each benchmark then costs a k x k solve, not a refit on n rows.
     """
 
-    def __init__(self, columns: NDArray[np.float64]) -> None:
-        norms = np.sqrt(np.einsum("ij,ij->j", columns, columns))
+    def __init__(self, gram: NDArray[np.float64]) -> None:
+        norms = np.sqrt(np.diag(gram))
         self.scale = np.where(norms > 0, norms, 1.0)
-        scaled = columns / self.scale
-        self.gram = scaled.T @ scaled
+        self.gram = gram / np.outer(self.scale, self.scale)
 
     def residual_ss(self, target: int, predictors: list[int]) -> float:
         gram = self.gram
@@ -218,20 +218,24 @@ def sensitivity_analysis(
     encoded = encode_covariates(data, covariates, categories=categories)
     d = data[treatment].to_numpy(dtype=float)
     y = data[outcome].to_numpy(dtype=float)
-    design = np.column_stack([d, encoded.values])
+    columns = np.column_stack([d, encoded.values, y])  # one pass over them gives every cross-product
+    design = columns[:, :-1]
     n, k = design.shape
     dof = n - k
     if dof < 3:
         raise ValueError(f"too few units for a sensitivity analysis: {n} rows for {k} coefficients")
-    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-    resid = y - design @ coef
-    gram_inv = np.linalg.pinv(design.T @ design)
+    gram = passes.gram(columns)
+    gram_inv = np.linalg.pinv(gram[:k, :k])
+    coef = gram_inv @ gram[:k, k]
+    resid = y - passes.times(design, coef)
+    coef += gram_inv @ passes.transpose_times(design, resid)  # one refinement step: least squares' accuracy
+    resid = y - passes.times(design, coef)
     se = math.sqrt(float(resid @ resid) / dof * gram_inv[0, 0])
     estimate = float(coef[0])
     t_stat = estimate / se
     t_crit = float(stats.t.ppf(1 - alpha / 2, dof - 1))
     benchmarks = []
-    products = _CrossProducts(np.column_stack([design, y]))  # columns: d, covariates..., y
+    products = _CrossProducts(gram)  # columns: d, covariates..., y
     covariate_columns = list(range(1, k))
     for name in covariates if benchmark_covariates is None else benchmark_covariates:
         group = [

@@ -154,10 +154,10 @@ def times(X: FloatArray, b: FloatArray) -> FloatArray:
 
 @one_blas_thread
 def transpose_times(X: FloatArray, v: FloatArray) -> FloatArray:
-    """``X' v`` for a vector ``v``, block by block."""
+    """``X' v`` for a vector or a narrow matrix ``v``, block by block."""
 
     def work(chunk: slice) -> FloatArray:
-        total = np.zeros(X.shape[1])
+        total = np.zeros((X.shape[1], *v.shape[1:]))
         for rows in blocks_of(chunk, X.shape[1]):
             total += X[rows].T @ v[rows]
         return total

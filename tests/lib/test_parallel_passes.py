@@ -113,6 +113,7 @@ def test_each_pass_gives_the_same_bits_on_every_thread_count(n: int) -> None:
             passes.times(X, beta),
             passes.times(X, B),
             passes.transpose_times(X, v),
+            passes.transpose_times(X, np.column_stack([v, w])),
             score,
             information,
             probabilities,
@@ -125,9 +126,10 @@ def test_each_pass_gives_the_same_bits_on_every_thread_count(n: int) -> None:
         for got, first in zip(answers[count], answers[1], strict=True):
             np.testing.assert_array_equal(got, first)
     mu = 1.0 / (1.0 + np.exp(-(X @ beta)))
-    gram_w, information, probabilities = answers[3][1], answers[3][8], answers[3][9]
+    gram_w, information, probabilities = answers[3][1], answers[3][9], answers[3][10]
     np.testing.assert_allclose(gram_w, X.T @ (w[:, None] * X), rtol=PASS, atol=PASS * n)
     np.testing.assert_allclose(probabilities, mu, rtol=PASS)
+    np.testing.assert_allclose(answers[3][7], X.T @ np.column_stack([v, w]), rtol=PASS, atol=PASS * n)
     np.testing.assert_allclose(information, X.T @ ((mu * (1 - mu))[:, None] * X), rtol=PASS, atol=PASS * n)
     Z = np.column_stack([X, v])
     np.testing.assert_allclose(answers[3][2], Z[~arm].T @ Z[~arm], rtol=1e-11, atol=1e-10 * n)
