@@ -316,6 +316,14 @@ def select_rows(
     if keys is None:
         order = f"{PARTITION_COLUMN}, rowid" if PARTITION_COLUMN in columns else "rowid"
         return connection.execute(f"SELECT * FROM {target} ORDER BY {order}").df()
+    if len(set(keys)) == 1 and len(columns) > 1:  # one partition: its key added here, not read per row
+        (key,) = set(keys)
+        sql = (
+            f"SELECT * EXCLUDE ({PARTITION_COLUMN}) FROM {target} WHERE {PARTITION_COLUMN} = ? ORDER BY rowid"
+        )
+        frame = connection.execute(sql, [key]).df()
+        frame.insert(list(columns).index(PARTITION_COLUMN), PARTITION_COLUMN, key)
+        return frame
     sql = (
         f"SELECT * FROM {target} WHERE {PARTITION_COLUMN} IN (SELECT unnest(?::VARCHAR[])) "
         f"ORDER BY {PARTITION_COLUMN}, rowid"

@@ -159,3 +159,21 @@ def test_resource_creates_the_folder_and_passes_the_timeout(tmp_path: Path) -> N
     store.replace_partition("s", "rows", "k", batch(1))
     assert len(resource.get().read_table("s", "rows")) == 5
     assert WarehouseResource().path == "data/warehouse.duckdb"
+
+
+def test_one_partition_reads_as_the_general_query_reads_it(store: Warehouse) -> None:
+    first = pd.DataFrame({"unit": ["a", None, "c"], "x": [1.5, float("nan"), -2.0], "n": [3, 1, 2]})
+    store.replace_partition_tables("s", "2025-01-01", {"rows": first})
+    store.replace_partition_tables("s", "2025-02-01", {"rows": first.iloc[::-1]})
+    store.replace_partition_tables("s", "2025-01-01", {"rows": first.assign(extra=["p", "q", "r"])})
+    store.replace_partition_tables("s", "2025-03-01", {"bare": pd.DataFrame()})  # the key column alone
+    for key in ["2025-01-01", "2025-02-01", "2025-04-01"]:
+        one = store.read_table("s", "rows", partition_key=key)
+        general = store.read_table("s", "rows", partition_keys=[key, "no such batch"])
+        pd.testing.assert_frame_equal(one, general)
+        assert list(one.columns) == ["partition_key", "unit", "x", "n", "extra"]
+    assert store.read_table("s", "rows", partition_key="2025-02-01")["n"].tolist() == [2, 1, 3]
+    pd.testing.assert_frame_equal(
+        store.read_table("s", "bare", partition_key="2025-03-01"),
+        store.read_table("s", "bare", partition_keys=["2025-03-01", "x"]),
+    )
