@@ -26,11 +26,17 @@ from contextlib import contextmanager
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 IDENTIFIER_PATTERN = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
 PARTITION_COLUMN = "partition_key"
 _INCOMING = "__assimilate_incoming"
+# From this many rows a frame with text columns is handed to DuckDB as an Arrow table: DuckDB reads
+# a pandas text column one Python object at a time, Arrow converts it in one C++ pass (a million
+# short strings: about 0.15 s less per column). Smaller frames are not worth the conversion.
+ARROW_ROWS = 10_000
 _VALUES = "__assimilate_values"
 # Each database connection's catalog name (fixed for its life: nothing here runs USE).
 _CATALOGS: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, str] = weakref.WeakKeyDictionary()
@@ -134,7 +140,9 @@ def checked_frame(schema: str, table: str, frame: pd.DataFrame) -> pd.DataFrame:
     categories = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
     if categories:
         frame = frame.astype(dict.fromkeys(categories, "string"))
-    return frame.reset_index(drop=True)
+    if frame.index.equals(pd.RangeIndex(len(frame))):
+        return frame  # no copy of a million rows to renumber them as they are numbered
+    return frame.reset_index(drop=True)  # and contiguous again: DuckDB cannot scan a reversed column
 
 
 def note_cursor(cursor: duckdb.DuckDBPyConnection, connection: duckdb.DuckDBPyConnection) -> None:
@@ -229,15 +237,33 @@ def _register(connection: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> dic
     """
     if not len(frame.columns):
         return {}
-    connection.register(_INCOMING, frame)
-    view = connection.view(_INCOMING)
-    types = {str(name): str(kind) for name, kind in zip(view.columns, view.types, strict=True)}
+    types = _registered_types(connection, frame)
+    if len(frame) >= ARROW_ROWS and any(dtype == np.dtype(object) for dtype in frame.dtypes):
+        as_arrow = _arrow_table(frame)
+        if as_arrow is not None and _registered_types(connection, as_arrow) != types:
+            _registered_types(connection, frame)  # arrow read a column otherwise: keep pandas' reading
     for column, kind in types.items():
         if kind != '"NULL"' and _STORABLE.fullmatch(kind) is None and _TEMPORAL.fullmatch(kind) is None:
             raise ValueError(
                 f"column {column!r}: values of type {kind} cannot be stored; store them as text (JSON)"
             )
     return {column: "VARCHAR" if kind == '"NULL"' else kind for column, kind in types.items()}
+
+
+def _registered_types(
+    connection: duckdb.DuckDBPyConnection, frame: pd.DataFrame | pa.Table
+) -> dict[str, str]:
+    connection.register(_INCOMING, frame)
+    view = connection.view(_INCOMING)
+    return {str(name): str(kind) for name, kind in zip(view.columns, view.types, strict=True)}
+
+
+def _arrow_table(frame: pd.DataFrame) -> pa.Table | None:
+    """The frame as an Arrow table, or None when Arrow cannot convert one of its columns."""
+    try:
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return None
 
 
 def _create(connection: duckdb.DuckDBPyConnection, target: str, columns: Mapping[str, str]) -> None:

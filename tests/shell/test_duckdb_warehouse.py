@@ -14,6 +14,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from resources import duckdb_tables
 from resources.warehouse import Warehouse, WarehouseError, WarehouseLockedError, WarehouseResource
 from tests.backend_support import batch, without_key
 
@@ -177,3 +178,52 @@ def test_one_partition_reads_as_the_general_query_reads_it(store: Warehouse) -> 
         store.read_table("s", "bare", partition_key="2025-03-01"),
         store.read_table("s", "bare", partition_keys=["2025-03-01", "x"]),
     )
+
+
+def _large_frames() -> dict[str, tuple[pd.DataFrame, str]]:
+    """Frames of ``ARROW_ROWS`` rows, and the reading DuckDB should be given (Arrow or pandas)."""
+    n = duckdb_tables.ARROW_ROWS
+    text = pd.DataFrame(
+        {
+            "unit": [f"u{i}" for i in range(n)],
+            "sometimes": [None if i % 7 == 0 else f"é{i}" for i in range(n)],
+            "never": [None] * n,
+            "x": [i / 3 for i in range(n)],
+            "flag": [i % 2 == 0 for i in range(n)],
+            "day": pd.date_range("2025-01-01", periods=n, freq="h"),
+        }
+    )
+    mixed = text.assign(mixed=[i if i % 2 else str(i) for i in range(n)])  # Arrow cannot convert it
+    return {"text": (text, "Table"), "mixed": (mixed, "DataFrame")}
+
+
+@pytest.mark.parametrize("name", ["text", "mixed"])
+def test_a_large_frame_with_text_stores_the_same_types_and_values_through_arrow(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frame, reading = _large_frames()[name]
+    registered: list[str] = []
+    register = duckdb_tables._registered_types
+
+    def spying(connection: Any, given: Any) -> dict[str, str]:
+        registered.append(type(given).__name__)
+        return register(connection, given)
+
+    monkeypatch.setattr(duckdb_tables, "_registered_types", spying)
+
+    def stored(path: Path) -> tuple[list[tuple[Any, ...]], pd.DataFrame]:
+        store = Warehouse(path)
+        store.replace_partition_tables("s", "2025-01-01", {"rows": frame})
+        store.replace_partition_tables("s", "2025-01-01", {"rows": frame})  # the replacing path too
+        with duckdb.connect(str(path), read_only=True) as connection:
+            types = connection.execute("DESCRIBE s.rows").fetchall()
+        return types, store.read_table("s", "rows", partition_key="2025-01-01")
+
+    through_arrow = stored(tmp_path / "arrow.duckdb")
+    assert registered[-1] == reading
+    monkeypatch.setattr(duckdb_tables, "ARROW_ROWS", len(frame) + 1)
+    through_pandas = stored(tmp_path / "pandas.duckdb")
+    assert registered[-1] == "DataFrame"
+    assert through_arrow[0] == through_pandas[0]
+    pd.testing.assert_frame_equal(through_arrow[1], through_pandas[1])
+    assert through_arrow[1]["sometimes"].isna().sum() == len(range(0, len(frame), 7))
