@@ -154,7 +154,7 @@ def type_batch(
     missing_columns = tuple(c for c in required_columns(study) if c not in raw.columns)
     present = [str(c) for c in raw.columns if c != EXTRA_FIELDS]
     return TypedBatch(
-        pd.DataFrame(typed, index=raw.index),
+        pd.DataFrame(typed, index=raw.index, copy=False),  # the typed columns, not a consolidated copy
         _problem_table(problems),
         missing_columns,
         missing_columns_reason(study, missing_columns, present),

@@ -38,7 +38,7 @@ from resources.warehouse import Warehouse
 def delivered_columns(raw: pd.DataFrame) -> pd.DataFrame:
     """Each text column as int64 or float64 where every cell round-trips; other columns unchanged."""
     typed = {name: _narrowest(raw[name]) for name in raw.columns}
-    return pd.DataFrame(typed, index=raw.index) if typed else raw
+    return pd.DataFrame(typed, index=raw.index, copy=False) if typed else raw  # no consolidated copy
 
 
 def _narrowest(values: pd.Series) -> pd.Series:

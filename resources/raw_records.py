@@ -115,7 +115,9 @@ def read_batch_file(path: Path, *, batch: str, content: bytes | None = None) -> 
     duplicated = sorted(set(frame.columns[frame.columns.duplicated()]))
     if duplicated:
         raise BatchFileError(f"{where}: duplicate column names {duplicated}")
-    return delivered_columns(frame.reset_index(drop=True))
+    return delivered_columns(
+        frame if frame.index.equals(pd.RangeIndex(len(frame))) else frame.reset_index(drop=True)
+    )
 
 
 def _parquet_columns(frame: pd.DataFrame) -> pd.DataFrame:
@@ -129,7 +131,7 @@ def _parquet_columns(frame: pd.DataFrame) -> pd.DataFrame:
             columns[str(name)] = values.astype(np.int64)
         else:
             columns[str(name)] = values.astype(object).where(values.notna(), "").astype(str)
-    return pd.DataFrame(columns, index=frame.index)
+    return pd.DataFrame(columns, index=frame.index, copy=False)  # the columns, not a consolidated copy
 
 
 _LONG_ROW = re.compile(r"expected \d+ fields, saw (\d+)")
