@@ -140,8 +140,10 @@ def split_valid_rows(raw: pd.DataFrame, study: StudyConfig, *, typed: TypedBatch
             )
         )
     quarantine = _quarantine_table(raw, pd.concat(problems, ignore_index=True))
-    valid = candidates.loc[~candidates.index.isin(quarantine["row_index"])]
-    return SplitBatch(valid.reset_index(names="row_index"), quarantine, ())
+    if len(quarantine):
+        candidates = candidates.loc[~candidates.index.isin(quarantine["row_index"])]
+    candidates.insert(0, "row_index", candidates.index.to_numpy(np.int64))  # a column, no copy of the rest
+    return SplitBatch(candidates.set_axis(pd.RangeIndex(len(candidates)), copy=False), quarantine, ())
 
 
 def _quarantine_table(raw: pd.DataFrame, problems: pd.DataFrame) -> pd.DataFrame:
