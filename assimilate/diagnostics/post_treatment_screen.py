@@ -228,21 +228,22 @@ def _complete_rows(
     missing = [c for c in (*numeric, *labels) if c not in frame]
     if missing:
         raise ValueError(f"frame lacks the columns {missing}")
-    values = pd.DataFrame(
-        {
-            c: frame[c] if is_numeric_dtype(frame[c]) else pd.to_numeric(frame[c], errors="coerce")
-            for c in numeric
-        },
-        index=frame.index,
-    ).astype(np.float64)
-    ok = np.isfinite(values.to_numpy()).all(axis=1) & values[treatment].isin([0.0, 1.0]).to_numpy()
+    columns: dict[str, Any] = {
+        c: (frame[c] if is_numeric_dtype(frame[c]) else pd.to_numeric(frame[c], errors="coerce"))
+        .astype(np.float64)
+        .to_numpy()
+        for c in numeric
+    }
+    ok = np.logical_and.reduce([np.isfinite(v) for v in columns.values()]) & np.isin(
+        columns[treatment], [0.0, 1.0]
+    )
     for column in labels:
         ok &= frame[column].notna().to_numpy()
-    parts = [values, frame[list(categorical)].astype(str)]
+    columns |= {c: frame[c].astype(str) for c in categorical}
     if cluster is not None and cluster not in categorical:
-        parts.append(frame[[cluster]])
-    complete: pd.DataFrame = pd.concat(parts, axis=1).loc[ok]
-    return complete
+        columns[cluster] = frame[cluster]
+    complete = pd.DataFrame(columns, index=frame.index, copy=False)  # the columns, not a consolidated copy
+    return complete if ok.all() else complete.loc[ok]
 
 
 @one_blas_thread
@@ -335,7 +336,9 @@ def post_treatment_screen(
     for column in model:
         if column in categorical:
             levels = data[column].value_counts().index  # the most frequent level is the baseline
-            responses[column] = {str(v): (data[column] == v).to_numpy(np.float64) for v in sorted(levels)}
+            codes, distinct = pd.factorize(data[column])  # each level's rows from codes: no text compared
+            code = {value: k for k, value in enumerate(distinct)}
+            responses[column] = {str(v): (codes == code[v]).astype(np.float64) for v in sorted(levels)}
             blocks[f"c:{column}"] = _standardized([responses[column][str(v)] for v in levels[1:]], n)
         else:
             responses[column] = {"": data[column].to_numpy(np.float64)}
