@@ -19,24 +19,25 @@ ValueError: identifier 'x; DROP TABLE y' is not allowed: must match ^[A-Za-z_][A
 
 from __future__ import annotations
 
-import re
 import weakref
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import duckdb
-import numpy as np
 import pandas as pd
-import pyarrow as pa
 
-IDENTIFIER_PATTERN = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
-PARTITION_COLUMN = "partition_key"
-_INCOMING = "__assimilate_incoming"
-# From this many rows a frame with text columns is handed to DuckDB as an Arrow table: DuckDB reads
-# a pandas text column one Python object at a time, Arrow converts it in one C++ pass (a million
-# short strings: about 0.15 s less per column). Smaller frames are not worth the conversion.
-ARROW_ROWS = 10_000
+from resources.duckdb_frames import (
+    FLOAT_TYPES,
+    INCOMING,
+    INTEGER_TYPES,
+    PARTITION_COLUMN,
+    TEMPORAL_TYPE,
+    quote_identifier,
+    register_frame,
+)
+from resources.duckdb_frames import checked_frame as checked_frame  # the same interface as postgres_tables
+
 _VALUES = "__assimilate_values"
 # Each database connection's catalog name (fixed for its life: nothing here runs USE).
 _CATALOGS: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, str] = weakref.WeakKeyDictionary()
@@ -44,30 +45,6 @@ _CATALOGS: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, str] = weakref.W
 _DATABASES: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection] = (
     weakref.WeakKeyDictionary()
 )
-_INTEGER = {
-    "TINYINT",
-    "SMALLINT",
-    "INTEGER",
-    "BIGINT",
-    "HUGEINT",
-    "UTINYINT",
-    "USMALLINT",
-    "UINTEGER",
-    "UBIGINT",
-}
-_FLOAT = {"FLOAT", "DOUBLE"}
-_TEMPORAL = re.compile(r"TIMESTAMP(_S|_MS|_NS| WITH TIME ZONE)?")
-_STORABLE = re.compile(
-    r"BOOLEAN|VARCHAR|DATE|TIME|INTERVAL|BLOB|UUID|DECIMAL\(\d+,\d+\)|" + "|".join(_INTEGER | _FLOAT)
-)
-
-
-def quote_identifier(name: object, *, what: str = "identifier") -> str:
-    """``name`` double-quoted for SQL, after checking it against the safe identifier pattern."""
-    if not isinstance(name, str) or re.fullmatch(IDENTIFIER_PATTERN, name) is None:
-        shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:57] + "..."
-        raise ValueError(f"{what} {shown} is not allowed: must match ^{IDENTIFIER_PATTERN}$")
-    return f'"{name}"'
 
 
 def replace_whole(
@@ -77,7 +54,7 @@ def replace_whole(
     target = qualified_name(connection, schema, table)
     run_sql(connection, f"DROP TABLE IF EXISTS {target}")
     if len(frame.columns):  # a frame without columns leaves no table (reads back the same)
-        _create(connection, target, _register(connection, frame))
+        _create(connection, target, register_frame(connection, frame))
         _insert(connection, target, list(frame.columns), None)
 
 
@@ -91,7 +68,7 @@ def replace_partition_rows(
 ) -> None:
     """Replace one partition's rows by ``frame``; ``stored`` is the table's columns (None: no table yet)."""
     target = qualified_name(connection, schema, table)
-    incoming = _register(connection, frame)
+    incoming = register_frame(connection, frame)
     if stored is None:
         _create(connection, target, {PARTITION_COLUMN: "VARCHAR", **incoming})
     else:
@@ -115,34 +92,6 @@ def run_sql(
 ) -> list[Any]:
     """Execute and fetch everything (DuckDB 2 refuses new work while a result is unfinished)."""
     return connection.execute(sql, params).fetchall()
-
-
-def checked_frame(schema: str, table: str, frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame to store, after checking the table and column names (categoricals become text)."""
-    where = f"{schema}.{table}"
-    quote_identifier(table, what="table")
-    if not isinstance(frame, pd.DataFrame):
-        raise ValueError(f"{where}: frame must be a pandas DataFrame, got {type(frame).__name__}")
-    if isinstance(frame.columns, pd.MultiIndex):
-        raise ValueError(f"{where}: frame columns must be flat names, not a MultiIndex")
-    seen: dict[str, object] = {}
-    for column in frame.columns:
-        quote_identifier(column, what=f"{where}: column")
-        if str(column).lower() in seen:
-            raise ValueError(
-                f"{where}: columns {seen[str(column).lower()]!r} and {column!r} differ only in case"
-            )
-        seen[str(column).lower()] = column
-    if len(frame) and not len(frame.columns):
-        raise ValueError(f"{where}: a frame with {len(frame)} rows has no columns")
-    if PARTITION_COLUMN in seen:
-        raise ValueError(f"{where}: column {PARTITION_COLUMN!r} is reserved for the partition key")
-    categories = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
-    if categories:
-        frame = frame.astype(dict.fromkeys(categories, "string"))
-    if frame.index.equals(pd.RangeIndex(len(frame))):
-        return frame  # no copy of a million rows to renumber them as they are numbered
-    return frame.reset_index(drop=True)  # and contiguous again: DuckDB cannot scan a reversed column
 
 
 def note_cursor(cursor: duckdb.DuckDBPyConnection, connection: duckdb.DuckDBPyConnection) -> None:
@@ -229,43 +178,6 @@ def require_partitioned(schema: str, table: str, columns: Mapping[str, str]) -> 
         raise ValueError(f"{schema}.{table}: not a partitioned table (it has no {PARTITION_COLUMN} column)")
 
 
-def _register(connection: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> dict[str, str]:
-    """Register the frame for SQL and return its column types (an all-NULL column is VARCHAR).
-
-    It stays registered until the next frame replaces it or the block's cursor closes (unregistering
-    costs ~0.2 ms a table); the types are the bound view's, as DESCRIBE names them, without a query.
-    """
-    if not len(frame.columns):
-        return {}
-    types = _registered_types(connection, frame)
-    if len(frame) >= ARROW_ROWS and any(dtype == np.dtype(object) for dtype in frame.dtypes):
-        as_arrow = _arrow_table(frame)
-        if as_arrow is not None and _registered_types(connection, as_arrow) != types:
-            _registered_types(connection, frame)  # arrow read a column otherwise: keep pandas' reading
-    for column, kind in types.items():
-        if kind != '"NULL"' and _STORABLE.fullmatch(kind) is None and _TEMPORAL.fullmatch(kind) is None:
-            raise ValueError(
-                f"column {column!r}: values of type {kind} cannot be stored; store them as text (JSON)"
-            )
-    return {column: "VARCHAR" if kind == '"NULL"' else kind for column, kind in types.items()}
-
-
-def _registered_types(
-    connection: duckdb.DuckDBPyConnection, frame: pd.DataFrame | pa.Table
-) -> dict[str, str]:
-    connection.register(_INCOMING, frame)
-    view = connection.view(_INCOMING)
-    return {str(name): str(kind) for name, kind in zip(view.columns, view.types, strict=True)}
-
-
-def _arrow_table(frame: pd.DataFrame) -> pa.Table | None:
-    """The frame as an Arrow table, or None when Arrow cannot convert one of its columns."""
-    try:
-        return pa.Table.from_pandas(frame, preserve_index=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        return None
-
-
 def _create(connection: duckdb.DuckDBPyConnection, target: str, columns: Mapping[str, str]) -> None:
     body = ", ".join(f"{quote_identifier(name, what='column')} {kind}" for name, kind in columns.items())
     run_sql(connection, f"CREATE TABLE {target} ({body})")
@@ -278,13 +190,13 @@ def _insert(
     if partition_key is None:
         run_sql(
             connection,
-            f"INSERT INTO {target} ({', '.join(names)}) SELECT {', '.join(names)} FROM {_INCOMING}",
+            f"INSERT INTO {target} ({', '.join(names)}) SELECT {', '.join(names)} FROM {INCOMING}",
         )
         return
     selected = ", ".join(["?", *names])
     run_sql(
         connection,
-        f"INSERT INTO {target} ({', '.join([PARTITION_COLUMN, *names])}) SELECT {selected} FROM {_INCOMING}",
+        f"INSERT INTO {target} ({', '.join([PARTITION_COLUMN, *names])}) SELECT {selected} FROM {INCOMING}",
         [partition_key],
     )
 
@@ -309,7 +221,7 @@ def _evolve(
             continue
         if _all_null(connection, target, quoted, incoming=False):
             run_sql(connection, f"ALTER TABLE {target} ALTER COLUMN {quoted} TYPE {new}")
-        elif {old, new} <= _INTEGER | _FLOAT:
+        elif {old, new} <= INTEGER_TYPES | FLOAT_TYPES:
             run_sql(connection, f"ALTER TABLE {target} ALTER COLUMN {quoted} TYPE DOUBLE")
         else:
             raise ValueError(
@@ -320,15 +232,15 @@ def _evolve(
 
 def _compatible(old: str, new: str) -> bool:
     """New values insert into the stored type without loss."""
-    if old == "DOUBLE" and new in _INTEGER | _FLOAT:
+    if old == "DOUBLE" and new in INTEGER_TYPES | FLOAT_TYPES:
         return True
     if old == "BIGINT" and new in {"TINYINT", "SMALLINT", "INTEGER", "UTINYINT", "USMALLINT", "UINTEGER"}:
         return True
-    return _TEMPORAL.fullmatch(old) is not None and _TEMPORAL.fullmatch(new) is not None
+    return TEMPORAL_TYPE.fullmatch(old) is not None and TEMPORAL_TYPE.fullmatch(new) is not None
 
 
 def _all_null(connection: duckdb.DuckDBPyConnection, target: str, quoted: str, *, incoming: bool) -> bool:
-    source = _INCOMING if incoming else target
+    source = INCOMING if incoming else target
     return int(run_sql(connection, f"SELECT count({quoted}) FROM {source}")[0][0]) == 0
 
 

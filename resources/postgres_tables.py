@@ -22,12 +22,12 @@ import pandas as pd
 from psycopg2.extensions import connection as Connection  # noqa: N812
 from psycopg2.extras import execute_values
 
+from resources.duckdb_frames import checked_frame as _checked_frame
 from resources.duckdb_tables import (
     PARTITION_COLUMN,
     quote_identifier,
     require_partitioned,
 )
-from resources.duckdb_tables import checked_frame as _checked_frame
 from resources.postgres_values import (
     NUMBER_TYPES,
     OID_TYPES,

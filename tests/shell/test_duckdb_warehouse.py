@@ -14,7 +14,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from resources import duckdb_tables
+from resources import duckdb_frames
 from resources.warehouse import Warehouse, WarehouseError, WarehouseLockedError, WarehouseResource
 from tests.backend_support import batch, without_key
 
@@ -182,7 +182,7 @@ def test_one_partition_reads_as_the_general_query_reads_it(store: Warehouse) -> 
 
 def _large_frames() -> dict[str, tuple[pd.DataFrame, str]]:
     """Frames of ``ARROW_ROWS`` rows, and the reading DuckDB should be given (Arrow or pandas)."""
-    n = duckdb_tables.ARROW_ROWS
+    n = duckdb_frames.ARROW_ROWS
     text = pd.DataFrame(
         {
             "unit": [f"u{i}" for i in range(n)],
@@ -203,13 +203,13 @@ def test_a_large_frame_with_text_stores_the_same_types_and_values_through_arrow(
 ) -> None:
     frame, reading = _large_frames()[name]
     registered: list[str] = []
-    register = duckdb_tables._registered_types
+    register = duckdb_frames._registered_types
 
     def spying(connection: Any, given: Any) -> dict[str, str]:
         registered.append(type(given).__name__)
         return register(connection, given)
 
-    monkeypatch.setattr(duckdb_tables, "_registered_types", spying)
+    monkeypatch.setattr(duckdb_frames, "_registered_types", spying)
 
     def stored(path: Path) -> tuple[list[tuple[Any, ...]], pd.DataFrame]:
         store = Warehouse(path)
@@ -221,7 +221,7 @@ def test_a_large_frame_with_text_stores_the_same_types_and_values_through_arrow(
 
     through_arrow = stored(tmp_path / "arrow.duckdb")
     assert registered[-1] == reading
-    monkeypatch.setattr(duckdb_tables, "ARROW_ROWS", len(frame) + 1)
+    monkeypatch.setattr(duckdb_frames, "ARROW_ROWS", len(frame) + 1)
     through_pandas = stored(tmp_path / "pandas.duckdb")
     assert registered[-1] == "DataFrame"
     assert through_arrow[0] == through_pandas[0]

@@ -1,0 +1,117 @@
+"""A pandas frame on its way into DuckDB: its names checked, registered for SQL, its column types.
+
+``resources/duckdb_tables.py`` writes what is registered here. Every identifier is checked against
+``^[A-Za-z_][A-Za-z0-9_]{0,62}$`` before it is double-quoted; a large frame with text columns is
+handed over as an Arrow table when Arrow reads each column as DuckDB reads it from pandas.
+"""
+
+from __future__ import annotations
+
+import re
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa  # type: ignore[import-untyped]
+
+IDENTIFIER_PATTERN = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
+PARTITION_COLUMN = "partition_key"
+INCOMING = "__assimilate_incoming"
+# From this many rows a frame with text columns is handed to DuckDB as an Arrow table: DuckDB reads
+# a pandas text column one Python object at a time, Arrow converts it in one C++ pass (a million
+# short strings: about 0.15 s less per column). Smaller frames are not worth the conversion.
+ARROW_ROWS = 10_000
+INTEGER_TYPES = {
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+}
+FLOAT_TYPES = {"FLOAT", "DOUBLE"}
+TEMPORAL_TYPE = re.compile(r"TIMESTAMP(_S|_MS|_NS| WITH TIME ZONE)?")
+STORABLE_TYPE = re.compile(
+    r"BOOLEAN|VARCHAR|DATE|TIME|INTERVAL|BLOB|UUID|DECIMAL\(\d+,\d+\)|"
+    + "|".join(INTEGER_TYPES | FLOAT_TYPES)
+)
+
+
+def quote_identifier(name: object, *, what: str = "identifier") -> str:
+    """``name`` double-quoted for SQL, after checking it against the safe identifier pattern."""
+    if not isinstance(name, str) or re.fullmatch(IDENTIFIER_PATTERN, name) is None:
+        shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:57] + "..."
+        raise ValueError(f"{what} {shown} is not allowed: must match ^{IDENTIFIER_PATTERN}$")
+    return f'"{name}"'
+
+
+def checked_frame(schema: str, table: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame to store, after checking the table and column names (categoricals become text)."""
+    where = f"{schema}.{table}"
+    quote_identifier(table, what="table")
+    if not isinstance(frame, pd.DataFrame):
+        raise ValueError(f"{where}: frame must be a pandas DataFrame, got {type(frame).__name__}")
+    if isinstance(frame.columns, pd.MultiIndex):
+        raise ValueError(f"{where}: frame columns must be flat names, not a MultiIndex")
+    seen: dict[str, object] = {}
+    for column in frame.columns:
+        quote_identifier(column, what=f"{where}: column")
+        if str(column).lower() in seen:
+            raise ValueError(
+                f"{where}: columns {seen[str(column).lower()]!r} and {column!r} differ only in case"
+            )
+        seen[str(column).lower()] = column
+    if len(frame) and not len(frame.columns):
+        raise ValueError(f"{where}: a frame with {len(frame)} rows has no columns")
+    if PARTITION_COLUMN in seen:
+        raise ValueError(f"{where}: column {PARTITION_COLUMN!r} is reserved for the partition key")
+    categories = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    if categories:
+        frame = frame.astype(dict.fromkeys(categories, "string"))
+    if frame.index.equals(pd.RangeIndex(len(frame))):
+        return frame  # no copy of a million rows to renumber them as they are numbered
+    return frame.reset_index(drop=True)  # and contiguous again: DuckDB cannot scan a reversed column
+
+
+def register_frame(connection: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> dict[str, str]:
+    """Register the frame for SQL and return its column types (an all-NULL column is VARCHAR).
+
+    It stays registered until the next frame replaces it or the block's cursor closes (unregistering
+    costs ~0.2 ms a table); the types are the bound view's, as DESCRIBE names them, without a query.
+    """
+    if not len(frame.columns):
+        return {}
+    types = _registered_types(connection, frame)
+    if len(frame) >= ARROW_ROWS and any(dtype == np.dtype(object) for dtype in frame.dtypes):
+        as_arrow = _arrow_table(frame)
+        if as_arrow is not None and _registered_types(connection, as_arrow) != types:
+            _registered_types(connection, frame)  # arrow read a column otherwise: keep pandas' reading
+    for column, kind in types.items():
+        if (
+            kind != '"NULL"'
+            and STORABLE_TYPE.fullmatch(kind) is None
+            and TEMPORAL_TYPE.fullmatch(kind) is None
+        ):
+            raise ValueError(
+                f"column {column!r}: values of type {kind} cannot be stored; store them as text (JSON)"
+            )
+    return {column: "VARCHAR" if kind == '"NULL"' else kind for column, kind in types.items()}
+
+
+def _registered_types(
+    connection: duckdb.DuckDBPyConnection, frame: pd.DataFrame | pa.Table
+) -> dict[str, str]:
+    connection.register(INCOMING, frame)
+    view = connection.view(INCOMING)
+    return {str(name): str(kind) for name, kind in zip(view.columns, view.types, strict=True)}
+
+
+def _arrow_table(frame: pd.DataFrame) -> pa.Table | None:
+    """The frame as an Arrow table, or None when Arrow cannot convert one of its columns."""
+    try:
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return None
