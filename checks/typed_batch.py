@@ -58,7 +58,7 @@ FIRST_TREATED = "first treated batch must be a date (YYYY-MM-DD), or empty or ne
 
 _BOOLEANS = {"true": 1.0, "false": 0.0}
 _NAN_WORDS = {"nan", "+nan", "-nan"}
-_ASCII_SPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what str.strip() and the regex take in ASCII
+_ASCII_SPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what str.strip() takes in ASCII
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,11 @@ import pyarrow as pa  # type: ignore[import-untyped]
 IDENTIFIER_PATTERN = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
 PARTITION_COLUMN = "partition_key"
 INCOMING = "__assimilate_incoming"
-# From this many rows a frame with text columns is handed to DuckDB as an Arrow table: DuckDB reads
-# a pandas text column one Python object at a time, Arrow converts it in one C++ pass (a million
-# short strings: about 0.15 s less per column). Smaller frames are not worth the conversion.
-ARROW_ROWS = 10_000
+# From this many rows a frame with text columns is handed to DuckDB as an Arrow table. Measured on
+# a frame of 8 numeric and 2 text columns: 30% less time at 1e6 rows (0.68 s against 0.97 s), 20%
+# at 4e5, even at 3e5, and 5% to 15% more below (the conversion and a second binding cost more
+# than DuckDB's reading of the text from pandas saves).
+ARROW_ROWS = 300_000
 INTEGER_TYPES = {
     "TINYINT",
     "SMALLINT",
@@ -79,7 +80,9 @@ def checked_frame(schema: str, table: str, frame: pd.DataFrame) -> pd.DataFrame:
 def register_frame(connection: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> dict[str, str]:
     """Register the frame for SQL and return its column types (an all-NULL column is VARCHAR).
 
-    It stays registered until the next frame replaces it or the block's cursor closes (unregistering
+    A frame of ``ARROW_ROWS`` rows or more with text columns is registered as an Arrow table when
+    Arrow reads every column as DuckDB reads it from pandas (the same types), else as it is. It
+    stays registered until the next frame replaces it or the block's cursor closes (unregistering
     costs ~0.2 ms a table); the types are the bound view's, as DESCRIBE names them, without a query.
     """
     if not len(frame.columns):

@@ -215,7 +215,8 @@ def test_the_batch_is_a_bound_parameter_never_text_in_the_query(
 def test_a_failing_source_is_an_error_naming_the_batch_never_the_secret(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    warehouse = WarehouseResource(path=str(tmp_path / "warehouse.duckdb"))
+    # Nothing listens on port 1: the source's database is waited for as long as a warehouse's lock.
+    warehouse = WarehouseResource(path=str(tmp_path / "warehouse.duckdb"), lock_timeout_s=1.0)
     secret = "postgresql://analyst:s3cret-pass@127.0.0.1:1/events"
     monkeypatch.setenv("EVENTS_URL", secret)
     source = SqlSource.model_validate(

@@ -180,9 +180,8 @@ def test_one_partition_reads_as_the_general_query_reads_it(store: Warehouse) -> 
     )
 
 
-def _large_frames() -> dict[str, tuple[pd.DataFrame, str]]:
-    """Frames of ``ARROW_ROWS`` rows, and the reading DuckDB should be given (Arrow or pandas)."""
-    n = duckdb_frames.ARROW_ROWS
+def _large_frames(n: int) -> dict[str, tuple[pd.DataFrame, str]]:
+    """Frames of ``n`` rows, and the reading DuckDB should be given from ``n`` rows (Arrow or pandas)."""
     text = pd.DataFrame(
         {
             "unit": [f"u{i}" for i in range(n)],
@@ -201,7 +200,8 @@ def _large_frames() -> dict[str, tuple[pd.DataFrame, str]]:
 def test_a_large_frame_with_text_stores_the_same_types_and_values_through_arrow(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    frame, reading = _large_frames()[name]
+    monkeypatch.setattr(duckdb_frames, "ARROW_ROWS", 2_000)  # the rule at a size a test writes quickly
+    frame, reading = _large_frames(2_000)[name]
     registered: list[str] = []
     register = duckdb_frames._registered_types
 
