@@ -7,8 +7,7 @@ checks, as three assets did: covariate_table -> propensity_model, outcome_model 
 A run of some of the three (a subset) stores and reports only those.
 """
 
-import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
@@ -20,6 +19,7 @@ from assets.common import (
     described,
     is_withdrawn,
     key,
+    marking_exclusions,
     verdict_table,
     withdrawn_results,
 )
@@ -36,8 +36,6 @@ from checks.results import (
     Verdicts,
     check_results,
     check_spec,
-    gate_failures,
-    mark_excluded,
     naming_batch,
     not_assessed,
     severity,
@@ -92,7 +90,7 @@ def build_estimation(
         can_subset=True,  # a check that was not assessed is left unreported (skipped, never passed)
         **step,
     )
-    @_tagging_exclusions
+    @marking_exclusions
     @each_batch
     def estimation(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, reports: ReportsResource
@@ -111,7 +109,7 @@ def build_estimation(
         _store(store, study, fit, verdicts, selected, withdrawn=gone, overlap=history.get(OVERLAP_TABLE))
         for name in selected:
             if name == "batch_effect" and withdrawn:
-                yield from _withdrawn(keys[name], verdicts[name])
+                yield from withdrawn_results(keys[name], list(verdicts[name]))
                 continue
             metadata = METADATA[name](study, fit, reports, batch, figures=context.draws_figures)
             yield dg.MaterializeResult(
@@ -268,22 +266,3 @@ def _store(
         gone = withdrawn and asset == "batch_effect"
         tables[verdict_table(asset)] = pd.DataFrame() if gone else verdict_rows(asset, verdicts[asset])
     store.replace_partition_tables(study.name, fit.batch, tables)
-
-
-def _withdrawn(asset_key: dg.AssetKey, verdicts: Verdicts) -> Iterator[dg.MaterializeResult]:
-    for result in withdrawn_results(asset_key, list(verdicts)):
-        yield dg.MaterializeResult(asset_key=asset_key, metadata=result.metadata)
-
-
-def _tagging_exclusions(body: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
-    """Tag the run with the ERROR checks that failed in the step (as ``assets.common.checked_asset``)."""
-
-    @functools.wraps(body)
-    def step(*args: Any, **kwargs: Any) -> Iterator[Any]:
-        events = []
-        for event in body(*args, **kwargs):
-            events.append(event)
-            yield event
-        mark_excluded(dg.AssetExecutionContext.get(), gate_failures(events))
-
-    return step

@@ -149,8 +149,12 @@ def load_raw(store: Warehouse, study: StudyConfig, batch: str) -> pd.DataFrame:
     if stored_json is None or stored_json != stored_json:  # none, or stored by an earlier version
         return _load_records(store, study, batch)
     names, stored = json.loads(files["columns_json"].iloc[0]), json.loads(stored_json)
-    rows = store.read_table(study.name, "raw_rows", partition_key=batch)
-    return columns_from_table(rows, names, stored) if len(rows) else pd.DataFrame(columns=names)
+    return batch_from_rows(store.read_table(study.name, "raw_rows", partition_key=batch), names, stored)
+
+
+def batch_from_rows(rows: pd.DataFrame, names: Sequence[str], stored: Sequence[str]) -> pd.DataFrame:
+    """The delivered batch from its ``raw_rows`` (as stored, or as read back): what ``load_raw`` gives."""
+    return columns_from_table(rows, names, stored) if len(rows) else pd.DataFrame(columns=list(names))
 
 
 def _load_records(store: Warehouse, study: StudyConfig, batch: str) -> pd.DataFrame:

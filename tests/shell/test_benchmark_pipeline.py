@@ -226,7 +226,7 @@ def test_memory_benchmark_smoke_measures_both_subprocesses_and_agrees() -> None:
     assert target["ratio_to_reference"] == pytest.approx(pipeline["peak_mib"] / 1024 / 4.0)
     # each step's largest sampled RSS, within the run's peak
     names = [str(item["tool"]) for item in steps]
-    assert {"raw_batch", "covariate_table", "estimation", "effect_posterior"} <= set(names)
+    assert {"intake", "estimation", "effect_posterior"} <= set(names)
     assert all(50 < item["peak_mib"] <= pipeline["peak_mib"] for item in steps), steps
 
 
