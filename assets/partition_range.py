@@ -110,7 +110,7 @@ def each_batch(body: Callable[..., Any]) -> Callable[..., Iterator[StepEvent]]:
 
 
 def _holding_the_warehouse(step: Callable[..., Iterator[StepEvent]]) -> Callable[..., Iterator[StepEvent]]:
-    """The step with one leased warehouse connection (DuckDB) for all its batches, held while no one waits."""
+    """The step with one leased warehouse connection (DuckDB) for all its batches, let go when idle."""
 
     @functools.wraps(step)
     def leased(context: dg.AssetExecutionContext, **resources: Any) -> Iterator[StepEvent]:

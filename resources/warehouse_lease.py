@@ -1,4 +1,4 @@
-"""One DuckDB connection per step, let go while another process waits: the warehouse's connection lease.
+"""One DuckDB connection per step, let go while the step computes: the warehouse's connection lease.
 
 Opening a DuckDB connection and closing it (which checkpoints) costs ~25 ms; a step that reads and
 writes a batch's tables a few times over a range of batches pays it several times a batch. Inside
@@ -14,19 +14,19 @@ connections from one read-write connection, opened on first use:
   transaction: one snapshot for the block, and a write in it fails as on a read-only connection.
   Under the lease every connect to the file goes through it: DuckDB refuses a read-only and a
   read-write connection to one file in one process at the same time;
-* the connection stays open for the whole step while no other process waits for the file, so a
-  step opens it once and checkpoints once, at its end. A process waits through
-  :func:`open_waiting`, which touches a marker file beside the warehouse (``<file>.waiting``) at
-  each attempt the lock refuses (the daemon's sensors wait 5 s, runs 60 s). While the marker was
-  touched in the last ``WAITER_RECENT_S``, the lease lets go of the file's lock whenever the step
-  pauses: a small daemon thread closes the connection ``LEASE_IDLE_S`` after its last block ended,
-  never while a block uses it, and the next block reopens it (through the warehouse's backoff);
-  and a step that uses the warehouse without pause (fast batches) closes it when no block uses it
-  once it has been open ``LEASE_MAX_HOLD_S``, and reopens it ``LEASE_GAP_S`` later at the
-  earliest, so the process retrying with backoff gets in (a run waits up to 60 s). An error that
-  breaks the connection (its probe fails) drops it at once;
-* a process that opens the file without :func:`open_waiting` (a DuckDB shell) gets in when the
-  step ends, or while one of ours waits too.
+* the connection is closed (releasing the file's lock, which the daemon's sensors and other runs
+  wait for) ``LEASE_IDLE_S`` after its last block ends, by a small daemon thread, so it is not held
+  while the step computes; never while a block uses it. The next block reopens it (through the
+  warehouse's backoff). An error that breaks it (its probe fails) drops it the same way;
+* a step that uses the warehouse without pause (fast batches) lets go of it too while another
+  process waits for the file: a connection open for ``LEASE_MAX_HOLD_S`` is closed when no block
+  uses it, and reopened ``LEASE_GAP_S`` later at the earliest, so the process retrying with
+  backoff gets in (a run waits up to 60 s). A process waits through :func:`open_waiting`, which
+  touches a marker file beside the warehouse (``<file>.waiting``) at each attempt the lock refuses;
+  a lease whose marker was touched in the last ``WAITER_RECENT_S`` lets go, any other holds on
+  (closing and reopening costs a checkpoint and the gap: ~8% of a backfill with no one waiting).
+  A process that opens the file without :func:`open_waiting` (a DuckDB shell) gets in when the
+  step pauses or ends;
 
 PostgreSQL connections are not leased (``lease_connection`` is a no-op there): a session setting
 (a read-only snapshot) would have to be undone before every later write, and PostgreSQL's
@@ -47,9 +47,8 @@ import duckdb
 
 from resources.duckdb_tables import is_lock_error, note_cursor
 
-# While another process waits: how long an unused leased connection stays open, longer than the gap
-# between a step's reads and writes of one batch, far shorter than the backoff (up to 60 s) other
-# processes wait for the lock. Also how often an idle lease looks at the marker.
+# How long an unused leased connection stays open: longer than the gap between a step's reads and
+# writes of one batch, far shorter than the backoff (up to 60 s) other processes wait for the lock.
 LEASE_IDLE_S = 0.2
 # A connection in use without pause is let go after this long, for at least LEASE_GAP_S: another
 # process retrying about once a second finds the file free with probability ~GAP / (HOLD + GAP) per
@@ -162,10 +161,8 @@ class WarehouseLease:
                 idle = time.monotonic() - self._last_used
                 if idle < LEASE_IDLE_S:
                     self._changed.wait(LEASE_IDLE_S - idle)
-                elif _someone_waits(self.key):
-                    self._close()
-                else:  # no one waits: hold on, and look at the marker again
-                    self._changed.wait(LEASE_IDLE_S)
+                    continue
+                self._close()
 
     def _end(self) -> None:
         with self._changed:
@@ -220,7 +217,7 @@ def lease_for(path: str | Path) -> WarehouseLease | None:
 
 @contextmanager
 def lease_connection(warehouse: Any) -> Iterator[WarehouseLease | None]:
-    """Share one read-write connection to ``warehouse``'s DuckDB file, let go while another process waits.
+    """Share one read-write connection to ``warehouse``'s DuckDB file, released when idle.
 
     Every ``Warehouse`` of that file in this process uses it until the block ends; nested blocks on
     one file share one lease. Yields the lease, or None for a warehouse whose connections are not

@@ -14,6 +14,8 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy import special, stats
 
+from assimilate._jit import jit
+
 Array = NDArray[np.float64]
 
 
@@ -32,8 +34,7 @@ def arm_test(
         return "Kolmogorov-Smirnov D of cluster means", float(result.statistic), float(result.pvalue)
     treated, control = values[d == 1], values[d == 0]
     if numeric:
-        result = stats.ks_2samp(treated, control)
-        return "Kolmogorov-Smirnov D", float(result.statistic), float(result.pvalue)
+        return ("Kolmogorov-Smirnov D", *ks_two_sample(treated, control))
     top = values.max()
     a, b = int((treated == top).sum()), int((control == top).sum())  # the 2x2 table [[a, n1-a], [b, n0-b]]
     n1, n0 = len(treated), len(control)
@@ -45,6 +46,52 @@ def arm_test(
     p_value = min(1.0, float(pmf[pmf <= observed * (1 + 1e-7)].sum()))  # two-sided, as scipy's fisher_exact
     odds = (a * (n0 - b)) / ((n1 - a) * b) if (n1 - a) * b > 0 else math.inf
     return "Fisher exact odds ratio", float(odds), p_value
+
+
+# scipy's ks_2samp is exact up to this many values in the larger sample, asymptotic above.
+KS_EXACT_N = 10_000
+
+
+def ks_two_sample(treated: Array, control: Array) -> tuple[float, float]:
+    """``scipy.stats.ks_2samp(treated, control)``'s two-sided statistic and p-value, bit for bit.
+
+    Above ``KS_EXACT_N`` values scipy evaluates both empirical distribution functions at every
+    pooled value by binary search (two searches of n values); the same differences come from one
+    walk through the two sorted samples, about three times faster at 1e6 rows, and the p-value from
+    the same asymptotic distribution (``kstwo``). Smaller samples, and any NaN, go to scipy itself.
+    """
+    n1, n0 = len(treated), len(control)
+    if max(n1, n0) <= KS_EXACT_N or min(n1, n0) == 0 or np.isnan(treated).any() or np.isnan(control).any():
+        result = stats.ks_2samp(treated, control)
+        return float(result.statistic), float(result.pvalue)
+    highest, lowest = _ecdf_difference_extremes(np.sort(treated), np.sort(control))
+    below = min(max(-lowest, 0.0), 1.0)  # scipy's clip of the largest negative difference
+    statistic = below if below > highest else highest
+    m, n = max(float(n1), float(n0)), min(float(n1), float(n0))
+    p_value = stats.kstwo.sf(statistic, np.round(m * n / (m + n)))
+    return float(statistic), float(np.clip(p_value, 0, 1))
+
+
+@jit()
+def _ecdf_difference_extremes(a: Array, b: Array) -> tuple[float, float]:
+    """The largest and smallest ``F_a(x) - F_b(x)`` over the pooled values of sorted ``a`` and ``b``.
+
+    At each distinct pooled value ``x``, the counts of ``a`` and of ``b`` at or below ``x``
+    divided by their sizes: the differences scipy forms with ``searchsorted(side="right")``.
+    """
+    n1, n2 = a.shape[0], b.shape[0]
+    i, j = 0, 0
+    highest, lowest = -np.inf, np.inf
+    while i < n1 or j < n2:
+        x = a[i] if j >= n2 or (i < n1 and a[i] <= b[j]) else b[j]
+        while i < n1 and a[i] <= x:
+            i += 1
+        while j < n2 and b[j] <= x:
+            j += 1
+        difference = i / n1 - j / n2
+        highest = max(highest, difference)
+        lowest = min(lowest, difference)
+    return highest, lowest
 
 
 def log_choose(n: float, k: Array | float) -> Array:
