@@ -20,13 +20,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from resources.warehouse import WAREHOUSE_URL_ENV
+from resources.postgres_warehouse import PostgresWarehouse
+from resources.warehouse import WAREHOUSE_URL_ENV, Warehouse
 from tests.postgres_support import fresh_database
+
+
+def warehouse_of_param(request: pytest.FixtureRequest, tmp_path: Path) -> Warehouse:
+    """The warehouse a ``params=["duckdb", "postgres"]`` fixture asks for: a file, or a fresh database."""
+    if request.param == "duckdb":
+        return Warehouse(tmp_path / "warehouse.duckdb", lock_timeout_s=30)
+    return PostgresWarehouse(request.getfixturevalue("postgres_warehouse_url"), lock_timeout_s=30)
 
 
 def on_postgres(request: pytest.FixtureRequest) -> bool:

@@ -15,18 +15,16 @@ import pytest
 
 from checks.covariates import validate_batch
 from checks.results import verdict_rows
-from resources.postgres_warehouse import PostgresWarehouse
 from resources.raw_columns import batch_from_rows, load_raw, raw_rows_table, stored_names
 from resources.raw_records import read_landed_file
 from resources.warehouse import Warehouse
+from tests.backend_support import warehouse_of_param
 from tests.reliability.corpus import CASES, corpus_study, day
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Warehouse:
-    if request.param == "duckdb":
-        return Warehouse(tmp_path / "warehouse.duckdb", lock_timeout_s=30)
-    return PostgresWarehouse(request.getfixturevalue("postgres_warehouse_url"), lock_timeout_s=30)
+    return warehouse_of_param(request, tmp_path)
 
 
 def test_every_corpus_file_validates_alike_read_once_or_read_back(store: Warehouse, tmp_path: Path) -> None:

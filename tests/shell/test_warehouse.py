@@ -24,16 +24,14 @@ import pytest
 from resources.duckdb_tables import quote_identifier
 from resources.postgres_warehouse import PostgresWarehouse
 from resources.warehouse import Warehouse, WarehouseError, open_warehouse
-from tests.backend_support import batch, without_key
+from tests.backend_support import batch, warehouse_of_param, without_key
 
 SPAWN = mp.get_context("spawn")  # a fresh interpreter: no connection or DuckDB state inherited
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Warehouse:
-    if request.param == "duckdb":
-        return Warehouse(tmp_path / "warehouse.duckdb", lock_timeout_s=30)
-    return PostgresWarehouse(request.getfixturevalue("postgres_warehouse_url"), lock_timeout_s=30)
+    return warehouse_of_param(request, tmp_path)
 
 
 def where(store: Warehouse) -> tuple[str, str | None]:
