@@ -2,9 +2,12 @@
 
 A real ``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1, a real ``dagster-daemon``
 whose run workers use the Dask executor (``ASSIMILATE_DASK_SCHEDULER``), twelve monthly batches
-landed at once. Both workers run steps; the second is SIGKILLed in the middle of one, which Dask
-runs again on the first. The warehouse and the posterior then equal an in-process sequential run of
+landed at once. A worker is SIGKILLed in the middle of a step, which Dask runs again on the other
+one, so both run steps. The warehouse and the posterior then equal an in-process sequential run of
 the same files: no batch lost, none doubled.
+
+The kill takes whichever worker is inside a step: runs of one study go one at a time, and Dask
+sends a step where its predecessor's result lives, so one worker may run every step until then.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from tests.backend_support import use_another_warehouse
 from tests.pipeline_support import ab_batch
 
 MONTHS = [f"2025-{m:02d}" for m in range(1, 13)]
+ROWS = 5_000  # enough for a step to last while the test looks for a worker inside one
 UNFINISHED = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -63,7 +67,7 @@ def land_months(landing: Path) -> None:
     landing.mkdir(parents=True, exist_ok=True)
     for seed, month in enumerate(MONTHS, start=1):
         hidden = landing / f".{month}.tmp"
-        ab_batch(seed).to_csv(hidden, index=False)
+        ab_batch(seed, n=ROWS).to_csv(hidden, index=False)
         hidden.replace(landing / f"{month}.csv")
 
 
@@ -205,19 +209,20 @@ def running_step(instance: dg.DagsterInstance, pid: int) -> tuple[str, str] | No
 
 
 def kill_mid_step(
-    instance: dg.DagsterInstance, worker: subprocess.Popen[bytes], after_runs: int
-) -> tuple[str, str]:
-    """SIGKILL ``worker`` while it runs a step, once ``after_runs`` runs have succeeded; that step."""
+    instance: dg.DagsterInstance, workers: list[subprocess.Popen[bytes]], after_runs: int
+) -> tuple[str, str, int]:
+    """SIGKILL the worker running a step once ``after_runs`` runs have succeeded: (run, step, its index)."""
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         done = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS]))
-        step = running_step(instance, worker.pid) if len(done) >= after_runs else None
-        if step is not None:
-            os.kill(worker.pid, signal.SIGKILL)
-            worker.wait(timeout=30)
-            return step
-        time.sleep(0.5)
-    raise AssertionError("the worker to kill never ran a step after the first runs")
+        for index, worker in enumerate(workers if len(done) >= after_runs else []):
+            step = running_step(instance, worker.pid)
+            if step is not None:
+                os.kill(worker.pid, signal.SIGKILL)
+                worker.wait(timeout=30)
+                return *step, index
+        time.sleep(0.1)
+    raise AssertionError("no worker was inside a step after the first runs")
 
 
 def assert_same_history(found: dict[str, pd.DataFrame], expected: dict[str, pd.DataFrame]) -> None:
@@ -259,7 +264,8 @@ def test_a_landed_history_runs_on_two_dask_workers_and_equals_a_sequential_run(
 ) -> None:
     data, instance, workers, logs = cluster
     land_months(data / "landing" / "ab_dask")
-    killed_run, killed_step = kill_mid_step(instance, workers[1], after_runs=2)
+    killed_run, killed_step, killed = kill_mid_step(instance, workers, after_runs=2)
+    survivor = workers[1 - killed]
     wait_for_runs(instance, data, len(MONTHS), seconds=900)
     failed = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
     assert not failed, [(r.run_id, (logs / "daemon.log").read_text()[-2000:]) for r in failed]
@@ -270,7 +276,7 @@ def test_a_landed_history_runs_on_two_dask_workers_and_equals_a_sequential_run(
         for run, step, pid in step_starts(instance, list(instance.get_runs()))
         if (run, step) == (killed_run, killed_step)
     ]
-    assert rerun == [workers[1].pid, workers[0].pid], "the killed step ran again on the other worker"
+    assert rerun == [workers[killed].pid, survivor.pid], "the killed step ran again on the other worker"
     try:
         found = tables(data)
     except WarehouseError as error:
