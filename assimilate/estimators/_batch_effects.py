@@ -93,7 +93,7 @@ def estimate_batch(
     estimates: dict[str, EffectEstimate] = {}
     errors: dict[str, str] = {}
     primary_fit: InfluenceContributions | None = None
-    arrays = _CheckedArrays(valid, plan, weights)
+    arrays = _CheckedArrays(valid, plan, weights, design)
     for method in plan.estimators:
         row: dict[str, Any] = {"method": method, "is_primary": method == plan.primary_estimator}
         try:
@@ -153,9 +153,14 @@ class _CheckedArrays:
     """
 
     def __init__(
-        self, valid: pd.DataFrame, plan: AnalysisPlan, weights: NDArray[np.float64] | None = None
+        self,
+        valid: pd.DataFrame,
+        plan: AnalysisPlan,
+        weights: NDArray[np.float64] | None = None,
+        design: DesignMatrix | None = None,
     ) -> None:
         self.valid, self.plan, self.weights = valid, plan, weights
+        self.design = design  # the nuisance models' design (the plan's levels), not encoded twice
         self._built: dict[bool, BatchArrays | ValueError] = {}
 
     def __call__(self, *, declared_levels: bool) -> BatchArrays:
@@ -169,6 +174,7 @@ class _CheckedArrays:
                     outcome=self.plan.outcome,
                     covariates=self.plan.model_columns,
                     categories=self.plan.categorical if declared else None,
+                    design=self.design if declared == bool(self.plan.categorical) else None,
                 )
             except ValueError as error:
                 self._built[declared] = error

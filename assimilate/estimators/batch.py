@@ -352,18 +352,18 @@ def _balance(
     plan: AnalysisPlan, valid: pd.DataFrame, model: PropensityModel, weights: np.ndarray | None = None
 ) -> BalanceComparison:
     """The max |SMD| after weighting by the fitted propensity (times the sampling weights), over the units it keeps."""
-    kept = valid.reset_index(drop=True).assign(used_propensity=model.used_scores)
-    kept = kept.assign(sampling_weight=1.0 if weights is None else weights)
-    kept = kept[kept["used_propensity"].notna()]
+    kept = ~np.isnan(model.used_scores)  # a trimming policy's dropped units have no used score
+    # These columns only, and not copied: a 1e7-row frame is gigabytes.
+    covariates = pd.DataFrame({column: valid[column] for column in plan.model_columns}, copy=False)
     return weighted_balance(
-        kept[list(plan.model_columns)],
-        kept[plan.treatment],
-        propensity=kept["used_propensity"],
+        covariates if kept.all() else covariates[kept],
+        valid[plan.treatment].to_numpy()[kept],
+        propensity=model.used_scores[kept],
         threshold=plan.thresholds.max_abs_smd,
         rule=plan.thresholds.gate_rule,
         alpha=plan.thresholds.balance_alpha,
         estimand=unit_estimand(plan),
-        sample_weights=None if weights is None else kept["sampling_weight"],
+        sample_weights=None if weights is None else weights[kept],
     )
 
 

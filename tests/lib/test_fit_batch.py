@@ -268,6 +268,33 @@ def test_each_nuisance_model_is_fitted_once_per_batch(
     assert calls == {"propensity": 1, "outcome": 1}
 
 
+@pytest.mark.parametrize(
+    ("settings", "encodings"),
+    [({}, 1), ({"categorical": {"region": ["north", "south", "east"]}}, 2)],
+    ids=["levels_seen", "levels_declared"],
+)
+def test_the_design_is_encoded_once_per_set_of_levels(
+    monkeypatch: pytest.MonkeyPatch, settings: dict[str, Any], encodings: int
+) -> None:
+    """The nuisance models' design serves IPW and AIPW too; the regressions encode the levels seen
+    when the plan declares others (a declared level absent from a batch would make them singular)."""
+    calls: list[tuple[str, ...]] = []
+    for name in ("batch", "_inputs"):  # fit_batch's own encoding, and every estimator's
+        module = importlib.import_module(f"assimilate.estimators.{name}")
+        encode = module.encode_covariates
+
+        def counted(
+            data: pd.DataFrame, columns: Any, *args: Any, _encode: Any = encode, **kwargs: Any
+        ) -> Any:
+            calls.append(tuple(columns))
+            return _encode(data, columns, *args, **kwargs)
+
+        monkeypatch.setattr(module, "encode_covariates", counted)
+    fit = fit_batch(batch_frame(), make_plan(**settings), batch="b", rng=np.random.default_rng(0))
+    assert set(fit.estimates) == set(UNIT)
+    assert len([columns for columns in calls if columns]) == encodings  # difference_in_means: no covariates
+
+
 def test_cross_fitting_fits_on_each_folds_complement_and_once_in_sample(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
