@@ -30,7 +30,7 @@ from assimilate.report import (
     figure_to_png,
 )
 from assimilate.report.confounding import sensitivity_contour_of
-from assimilate.report.from_tables import memo_inputs
+from assimilate.report.from_tables import latest_row_columns, memo_inputs
 from assimilate.report.instrument import with_stored_diagnostics
 from checks.calibration import stored_audit
 from resources.graphviz import render_png
@@ -57,7 +57,12 @@ def read_report_tables(store: Warehouse, study: StudyConfig) -> StoredTables:
         steps = reader.read_table(study.name, "posterior_steps")
         admitted = steps.loc[~steps["excluded"].astype(bool), "batch"] if not steps.empty else steps
         latest_rows = (
-            reader.read_table(study.name, "covariates", partition_key=str(admitted.iloc[-1]))
+            reader.read_table(
+                study.name,
+                "covariates",
+                partition_key=str(admitted.iloc[-1]),
+                columns=latest_row_columns(study),  # not the unit ids: gigabytes at 1e7 rows
+            )
             if len(admitted)
             else None
         )

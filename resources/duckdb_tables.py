@@ -178,6 +178,30 @@ def require_partitioned(schema: str, table: str, columns: Mapping[str, str]) -> 
         raise ValueError(f"{schema}.{table}: not a partitioned table (it has no {PARTITION_COLUMN} column)")
 
 
+def keys_to_read(partition_key: str | None, partition_keys: Collection[str] | None) -> list[str] | None:
+    """The partitions a read asks for (None: all), from one key or a collection of them."""
+    if partition_key is not None and partition_keys is not None:
+        raise ValueError("give partition_key or partition_keys, not both")
+    keys = [partition_key] if partition_key is not None else partition_keys
+    if keys is not None and (isinstance(keys, str) or not all(isinstance(k, str) for k in keys)):
+        raise ValueError("partition_keys must be a collection of strings")
+    return None if keys is None else list(keys)
+
+
+def chosen_columns(
+    schema: str, table: str, stored: Mapping[str, str], columns: Sequence[str] | None
+) -> Mapping[str, str]:
+    """The stored types of ``columns`` (all: None), in their order; a ValueError names those not stored."""
+    if columns is None:
+        return stored
+    if isinstance(columns, str):
+        raise ValueError("columns must be a sequence of column names, not one string")
+    missing = [c for c in columns if c not in stored]
+    if missing:
+        raise ValueError(f"{schema}.{table} has no column(s) {missing}; it has {list(stored)}")
+    return {column: stored[column] for column in dict.fromkeys(columns)}
+
+
 def _create(connection: duckdb.DuckDBPyConnection, target: str, columns: Mapping[str, str]) -> None:
     body = ", ".join(f"{quote_identifier(name, what='column')} {kind}" for name, kind in columns.items())
     run_sql(connection, f"CREATE TABLE {target} ({body})")
@@ -250,20 +274,22 @@ def select_rows(
     columns: Mapping[str, str],
     keys: Collection[str] | None,
 ) -> pd.DataFrame:
-    """The table's rows (of ``keys`` only, unless None) in (partition, insertion) order."""
+    """The table's ``columns`` (rows of ``keys`` only, unless None) in (partition, insertion) order."""
+    names = ", ".join(quote_identifier(c, what="column") for c in columns)
     if keys is None:
         order = f"{PARTITION_COLUMN}, rowid" if PARTITION_COLUMN in columns else "rowid"
-        return connection.execute(f"SELECT * FROM {target} ORDER BY {order}").df()
-    if len(set(keys)) == 1 and len(columns) > 1:  # one partition: its key added here, not read per row
+        return connection.execute(f"SELECT {names} FROM {target} ORDER BY {order}").df()
+    others = [c for c in columns if c != PARTITION_COLUMN]
+    if len(set(keys)) == 1 and others:  # one partition: its key added here, not read per row
         (key,) = set(keys)
-        sql = (
-            f"SELECT * EXCLUDE ({PARTITION_COLUMN}) FROM {target} WHERE {PARTITION_COLUMN} = ? ORDER BY rowid"
-        )
+        listed = ", ".join(quote_identifier(c, what="column") for c in others)
+        sql = f"SELECT {listed} FROM {target} WHERE {PARTITION_COLUMN} = ? ORDER BY rowid"
         frame = connection.execute(sql, [key]).df()
-        frame.insert(list(columns).index(PARTITION_COLUMN), PARTITION_COLUMN, key)
+        if PARTITION_COLUMN in columns:
+            frame.insert(list(columns).index(PARTITION_COLUMN), PARTITION_COLUMN, key)
         return frame
     sql = (
-        f"SELECT * FROM {target} WHERE {PARTITION_COLUMN} IN (SELECT unnest(?::VARCHAR[])) "
+        f"SELECT {names} FROM {target} WHERE {PARTITION_COLUMN} IN (SELECT unnest(?::VARCHAR[])) "
         f"ORDER BY {PARTITION_COLUMN}, rowid"
     )
     return connection.execute(sql, [sorted(set(keys))]).df()

@@ -73,6 +73,12 @@ def latest_admitted(result: AssimilationResult) -> str | None:
     return admitted[-1] if admitted else None
 
 
+def latest_row_columns(plan: AnalysisPlan) -> tuple[str, ...]:
+    """The columns of a batch's stored rows that :func:`baseline` and :func:`sensitivity` read."""
+    model = plan.model_columns if plan.design.kind == "observational" else ()
+    return tuple(dict.fromkeys((plan.treatment, plan.outcome, *model)))
+
+
 def baseline(rows: pd.DataFrame | None, plan: AnalysisPlan, batch: str | None) -> Baseline | None:
     """The control units' mean outcome in ``rows`` (one batch's stored rows), or None without controls."""
     if batch is None or rows is None or rows.empty or not {plan.treatment, plan.outcome} <= set(rows.columns):

@@ -32,7 +32,7 @@ from assimilate.report.confounding import (
     sensitivity_contour_of,
     sensitivity_section,
 )
-from assimilate.report.from_tables import memo_inputs
+from assimilate.report.from_tables import latest_row_columns, memo_inputs
 
 pytestmark = pytest.mark.library
 
@@ -195,6 +195,13 @@ def test_the_memo_embeds_the_contour_and_its_plan_feeds_the_section() -> None:
         plan, result, study="demo", effects=pd.DataFrame(), verdicts=pd.DataFrame(), latest_rows=rows
     )
     assert inputs.sensitivity is not None and inputs.sensitivity.batch == "m2"
+    stored = rows.assign(visitor=[f"v{i}" for i in range(len(rows))], unused=1.0)  # as the warehouse has them
+    read = stored[list(latest_row_columns(plan))]  # what the report reads back: no unit ids
+    assert list(read.columns) == ["treated", "order_value", "x", "w", "group"]
+    again = memo_inputs(
+        plan, result, study="demo", effects=pd.DataFrame(), verdicts=pd.DataFrame(), latest_rows=read
+    )
+    assert (again.sensitivity, again.baseline) == (inputs.sensitivity, inputs.baseline)
     _, t_stat, dof = _ols(rows.rename(columns={"treated": "d", "order_value": "y"}))
     assert inputs.sensitivity.analysis.robustness_value == pytest.approx(robustness_value(t_stat, dof))  # type: ignore[union-attr]
     figure = sensitivity_contour_of(inputs)
@@ -208,8 +215,11 @@ def test_the_memo_embeds_the_contour_and_its_plan_feeds_the_section() -> None:
     assert "no sensitivity analysis is included" not in markdown
     html = decision_memo_html(inputs, figures=figures)
     assert html.count('<img src="data:image/png;base64,') == 1
+    randomized_plan = plan.model_copy(
+        update={"design": plan.design.model_copy(update={"kind": "randomized"})}
+    )
     randomized = memo_inputs(
-        plan.model_copy(update={"design": plan.design.model_copy(update={"kind": "randomized"})}),
+        randomized_plan,
         result,
         study="demo",
         effects=pd.DataFrame(),
@@ -217,3 +227,4 @@ def test_the_memo_embeds_the_contour_and_its_plan_feeds_the_section() -> None:
         latest_rows=rows,
     )
     assert randomized.sensitivity is None and sensitivity_contour_of(randomized) is None
+    assert latest_row_columns(randomized_plan) == ("treated", "order_value")  # the baseline's columns only

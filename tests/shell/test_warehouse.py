@@ -273,6 +273,23 @@ def test_rejection_message_is_short_for_long_names() -> None:
     assert len(str(raised.value)) < 200
 
 
+def test_a_read_of_some_columns_equals_those_columns_of_the_whole_read(store: Warehouse) -> None:
+    for key in ("a", "b", "c"):
+        store.replace_partition("s", "rows", key, batch(ord(key)))
+    some = ["treated", "x"]  # two of the stored columns, in another order
+    reads: list[dict[str, Any]] = [{}, {"partition_key": "b"}, {"partition_keys": ["c", "a"]}]
+    for read in reads:
+        whole = store.read_table("s", "rows", **read)
+        for columns in (some, [*some, "partition_key"], ["partition_key"], ["partition_key", *some]):
+            part = store.read_table("s", "rows", columns=columns, **read)
+            pd.testing.assert_frame_equal(part, whole[columns])
+    with pytest.raises(ValueError, match=r"s\.rows has no column\(s\) \['absent'\]"):
+        store.read_table("s", "rows", columns=[some[0], "absent"])
+    with pytest.raises(ValueError, match="not one string"):
+        store.read_table("s", "rows", columns=some[0])
+    assert store.read_table("s", "missing", columns=["anything"]).empty
+
+
 def test_sql_keywords_work_as_quoted_names_and_values_are_bound(store: Warehouse) -> None:
     hostile_key = '2025\'); DROP TABLE "select"; --'
     frame = pd.DataFrame({"order": [1, 2], "from": ["'; DELETE FROM x; --", "100% ?"]})
