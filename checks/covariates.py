@@ -127,10 +127,11 @@ def split_valid_rows(raw: pd.DataFrame, study: StudyConfig, *, typed: TypedBatch
         )
     schema = covariate_schema(study)
     candidates = typed.frame.loc[~typed.frame.index.isin(typed.problems["row_index"]), list(schema.columns)]
-    candidates = candidates.astype({study.treatment: "int64"})  # every remaining treatment is 0 or 1
+    # Every remaining treatment is 0 or 1. Neither this nor pandera copies the other columns.
+    candidates = candidates.astype({study.treatment: "int64"}, copy=False)
     problems = [typed.problems]
     try:
-        schema.validate(candidates, lazy=True)
+        schema.validate(candidates, lazy=True, inplace=True)
     except pa.errors.SchemaErrors as errors:
         cases = errors.failure_cases.dropna(subset=["index"])
         rules = cases["check"].astype(str).replace({"not_nullable": "value must not be missing"})

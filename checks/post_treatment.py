@@ -69,7 +69,8 @@ def screen_batch(study: StudyConfig, typed: pd.DataFrame) -> PostTreatmentScreen
     needed = [study.outcome, study.treatment, *study.model_columns]
     if any(column not in typed for column in [*needed, *([cluster] if cluster else [])]):
         return None  # the data-quality check names the missing column
-    frame = typed[list(dict.fromkeys([*needed, *([cluster] if cluster else [])]))].copy()
+    columns = dict.fromkeys([*needed, *([cluster] if cluster else [])])
+    frame = pd.DataFrame({c: typed[c] for c in columns}, copy=False)  # the typed arrays, not a copy
     for column, levels in study.categorical.items():  # unknown levels are quarantined: leave them out
         frame[column] = frame[column].where(frame[column].isin(levels))
     randomized = study.design.kind == "randomized" and not study.single_subject

@@ -106,11 +106,22 @@ def _batch_definition() -> Any:
     return source.add_dataframe_asset("batch").add_batch_definition_whole_dataframe("all")
 
 
+def _release_batches(definition: Any) -> None:
+    """Drop the GX engine's references to the validated frame: the engine keeps its last batch,
+    which would hold a 1e7-row batch's gigabytes through the run's later steps."""
+    manager = definition.data_asset.datasource.get_execution_engine().batch_manager
+    manager.reset_batch_cache()
+    manager.batch_data_cache.clear()
+
+
 def run_quality_suite(typed: pd.DataFrame, study: StudyConfig, *, batch: str) -> QualityResult:
     """Validate a batch, as ``type_batch`` typed it, against the study's file-level suite."""
     definition = _batch_definition()  # first: a suite needs an active context
     suite = _suite(study, set(typed.columns))
-    result = definition.get_batch(batch_parameters={"dataframe": typed}).validate(suite)
+    try:
+        result = definition.get_batch(batch_parameters={"dataframe": typed}).validate(suite)
+    finally:
+        _release_batches(definition)
     rows = []
     for item in result.results:
         rows.append(

@@ -228,10 +228,10 @@ def _complete_rows(
     missing = [c for c in (*numeric, *labels) if c not in frame]
     if missing:
         raise ValueError(f"frame lacks the columns {missing}")
-    columns: dict[str, Any] = {
-        c: (frame[c] if is_numeric_dtype(frame[c]) else pd.to_numeric(frame[c], errors="coerce"))
-        .astype(np.float64)
-        .to_numpy()
+    columns: dict[str, Any] = {  # float64 columns as they are, not copied
+        c: (frame[c] if is_numeric_dtype(frame[c]) else pd.to_numeric(frame[c], errors="coerce")).to_numpy(
+            dtype=np.float64, na_value=np.nan
+        )
         for c in numeric
     }
     ok = np.logical_and.reduce([np.isfinite(v) for v in columns.values()]) & np.isin(
@@ -326,24 +326,7 @@ def post_treatment_screen(
             "post_treatment_screen_warn", threshold=warn_bound, rule=warn_rule, reason=why
         )
         return PostTreatmentScreen((), error, warn, 0, n, MappingProxyType(settings))
-    responses: dict[str, dict[str, Array]] = {}
-    y = data[outcome].to_numpy(np.float64)
-    blocks = {
-        "outcome": _outcome_basis(y),
-        "interaction": _standardized([d * y], n),
-        "treatment": _standardized([d], n),
-    }
-    for column in model:
-        if column in categorical:
-            levels = data[column].value_counts().index  # the most frequent level is the baseline
-            codes, distinct = pd.factorize(data[column])  # each level's rows from codes: no text compared
-            code = {value: k for k, value in enumerate(distinct)}
-            responses[column] = {str(v): (codes == code[v]).astype(np.float64) for v in sorted(levels)}
-            blocks[f"c:{column}"] = _standardized([responses[column][str(v)] for v in levels[1:]], n)
-        else:
-            responses[column] = {"": data[column].to_numpy(np.float64)}
-            blocks[f"c:{column}"] = _standardized([responses[column][""]], n)
-    design = _Design(blocks)
+    design, responses = _batch_design(data, data[outcome].to_numpy(np.float64), d, model, categorical)
     clusters = randomized_clusters(data, cluster, d) if randomized else None
     tests = len(model) * (4 if randomized else 3)
     rows = tuple(
@@ -368,6 +351,34 @@ def post_treatment_screen(
     return PostTreatmentScreen(
         rows, error, stating_rate(warn, warn_alpha), tests, n, MappingProxyType(settings)
     )
+
+
+def _batch_design(
+    data: pd.DataFrame, y: Array, d: Array, model: Sequence[str], categorical: Sequence[str]
+) -> tuple[_Design, dict[str, dict[str, Array]]]:
+    """The design of the outcome basis, the treatment and the model columns; each column's responses.
+
+    A categorical column's responses are a 0/1 column per level. The standardized blocks live only here: once in the design's matrix they are dropped, before
+    the screen's passes (at 1e7 rows they are gigabytes).
+    """
+    n = len(y)
+    responses: dict[str, dict[str, Array]] = {}
+    blocks = {
+        "outcome": _outcome_basis(y),
+        "interaction": _standardized([d * y], n),
+        "treatment": _standardized([d], n),
+    }
+    for column in model:
+        if column in categorical:
+            levels = data[column].value_counts().index  # the most frequent level is the baseline
+            codes, distinct = pd.factorize(data[column])  # each level's rows from codes: no text compared
+            code = {value: k for k, value in enumerate(distinct)}
+            responses[column] = {str(v): (codes == code[v]).astype(np.float64) for v in sorted(levels)}
+            blocks[f"c:{column}"] = _standardized([responses[column][str(v)] for v in levels[1:]], n)
+        else:
+            responses[column] = {"": data[column].to_numpy(np.float64)}
+            blocks[f"c:{column}"] = _standardized([responses[column][""]], n)
+    return _Design(blocks), responses
 
 
 def _verdict(name: str, rows: tuple[ScreenRow, ...], status: str, rule: str, otherwise: str) -> Verdict:

@@ -9,8 +9,10 @@ bad row costs its row and only the quarantined share excludes the batch, once.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -341,3 +343,13 @@ def test_the_raw_rows_keep_extra_fields_beyond_the_header(tmp_path: Path) -> Non
     raw = landed(tmp_path, text(rows))
     record = text_frame(raw).iloc[1]
     assert json.loads(record[EXTRA_FIELDS]) == ["a,b"] and record["unit_id"] == "u15-1"
+
+
+def test_the_quality_suite_keeps_no_reference_to_the_batch(tmp_path: Path) -> None:
+    """GX's engine keeps the batch it validated: released, a 1e7-row batch is not carried into later steps."""
+    frame = type_batch(landed(tmp_path, csv(good_frame(16))), STUDY).frame
+    alive = weakref.ref(frame)
+    assert run_quality_suite(frame, STUDY, batch="b").verdict.passed
+    del frame
+    gc.collect()
+    assert alive() is None
