@@ -358,8 +358,9 @@ def _batch_design(
 ) -> tuple[_Design, dict[str, dict[str, Array]]]:
     """The design of the outcome basis, the treatment and the model columns; each column's responses.
 
-    A categorical column's responses are a 0/1 column per level. The standardized blocks live only here: once in the design's matrix they are dropped, before
-    the screen's passes (at 1e7 rows they are gigabytes).
+    A categorical column's responses are a 0/1 column per level. The standardized blocks live only
+    here: once in the design's matrix they are dropped, before the screen's passes (at 1e7 rows they
+    are gigabytes).
     """
     n = len(y)
     responses: dict[str, dict[str, Array]] = {}
