@@ -8,6 +8,7 @@ handed over as an Arrow table when Arrow reads each column as DuckDB reads it fr
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 import duckdb
 import numpy as np
@@ -47,6 +48,11 @@ def quote_identifier(name: object, *, what: str = "identifier") -> str:
         shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:57] + "..."
         raise ValueError(f"{what} {shown} is not allowed: must match ^{IDENTIFIER_PATTERN}$")
     return f'"{name}"'
+
+
+def column_list(columns: Iterable[str]) -> str:
+    """``columns`` checked and double-quoted, comma-separated: a SELECT's list."""
+    return ", ".join(quote_identifier(c, what="column") for c in columns)
 
 
 def checked_frame(schema: str, table: str, frame: pd.DataFrame) -> pd.DataFrame:

@@ -33,6 +33,7 @@ from resources.duckdb_frames import (
     INTEGER_TYPES,
     PARTITION_COLUMN,
     TEMPORAL_TYPE,
+    column_list,
     quote_identifier,
     register_frame,
 )
@@ -275,15 +276,14 @@ def select_rows(
     keys: Collection[str] | None,
 ) -> pd.DataFrame:
     """The table's ``columns`` (rows of ``keys`` only, unless None) in (partition, insertion) order."""
-    names = ", ".join(quote_identifier(c, what="column") for c in columns)
+    names = column_list(columns)
     if keys is None:
         order = f"{PARTITION_COLUMN}, rowid" if PARTITION_COLUMN in columns else "rowid"
         return connection.execute(f"SELECT {names} FROM {target} ORDER BY {order}").df()
     others = [c for c in columns if c != PARTITION_COLUMN]
     if len(set(keys)) == 1 and others:  # one partition: its key added here, not read per row
         (key,) = set(keys)
-        listed = ", ".join(quote_identifier(c, what="column") for c in others)
-        sql = f"SELECT {listed} FROM {target} WHERE {PARTITION_COLUMN} = ? ORDER BY rowid"
+        sql = f"SELECT {column_list(others)} FROM {target} WHERE {PARTITION_COLUMN} = ? ORDER BY rowid"
         frame = connection.execute(sql, [key]).df()
         if PARTITION_COLUMN in columns:
             frame.insert(list(columns).index(PARTITION_COLUMN), PARTITION_COLUMN, key)

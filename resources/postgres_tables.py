@@ -23,6 +23,7 @@ from psycopg2.extensions import connection as Connection  # noqa: N812
 from psycopg2.extras import execute_values
 
 from resources.duckdb_frames import checked_frame as _checked_frame
+from resources.duckdb_frames import column_list
 from resources.duckdb_tables import (
     PARTITION_COLUMN,
     quote_identifier,
@@ -193,7 +194,7 @@ def select_rows(
     connection: Connection, target: str, columns: Mapping[str, str], keys: Collection[str] | None
 ) -> pd.DataFrame:
     """The table's rows (of ``keys`` only, unless None) in (partition, insertion) order."""
-    names = ", ".join(quote_identifier(c, what="column") for c in columns)
+    names = column_list(columns)
     order = f"{PARTITION_COLUMN}, {ROW_COLUMN}" if PARTITION_COLUMN in columns else ROW_COLUMN
     if keys is None:
         rows = run_sql(connection, f"SELECT {names} FROM {target} ORDER BY {order}")
