@@ -100,7 +100,7 @@ def build_estimation(
         with store.reading() as reader:
             withdrawn = is_withdrawn(reader, study, batch)
             valid = reader.read_table(study.name, "covariates", partition_key=batch)
-            history = _read_history(reader, study, batch, valid)
+        history = _read_history(store, study, batch, valid)  # this step's tables: after its held writes
         fit = _fit(study, valid, history, batch)
         found, check_metadata = batch_verdicts(study, history, valid, fit, batch)
         verdicts = _verdicts(study, {**fit.verdicts, **found}, batch)

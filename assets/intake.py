@@ -115,10 +115,9 @@ def covariate_table(
 ) -> Events:
     """Validate the batch's rows (read back from the warehouse when raw_batch did not run) and store."""
     store = warehouse.get()
-    if delivered is None:
-        with store.reading() as reader:
-            withdrawn = is_withdrawn(reader, study, batch)
-            delivered = pd.DataFrame() if withdrawn else load_raw(reader, study, batch)
+    if delivered is None:  # not read by raw_batch here, or withdrawn by it (its writes may be held)
+        withdrawn = is_withdrawn(store, study, batch)
+        delivered = pd.DataFrame() if withdrawn else load_raw(store, study, batch)
         if withdrawn:
             withdraw(store, study, batch, COVARIATE_TABLES)
             yield from withdrawn_results(asset_key, list(PROPERTIES))

@@ -13,6 +13,11 @@ batch, and reports what it yields the way Dagster 1.13 allows in a range step:
   materializations so each targets its own batch's (an ``AssetCheckResult`` carries no partition:
   Dagster gives it one only in a one-partition step).
 
+The batches' partition writes are held and written together, each table once for the range
+(``resources/deferred_writes.py``: a read of a held table writes it first), and all are written
+before the step reports its first materialization; a batch that raises leaves the batches before
+it written, as a run per batch would.
+
 What a range step cannot record as a run per batch does: a data version per partition (Dagster
 tags every partition of a step's output with one), and Dagster's record of the batches done
 before a batch that raises (the warehouse keeps their rows; a re-run replaces them).
@@ -32,7 +37,8 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 
-from resources.warehouse import WarehouseResource
+from resources.deferred_writes import deferring_writes
+from resources.warehouse import Warehouse, WarehouseResource
 from resources.warehouse_lease import lease_connection
 
 SINGLE_RUN = dg.BackfillPolicy.single_run()
@@ -88,23 +94,26 @@ def each_batch(body: Callable[..., Any]) -> Callable[..., Iterator[StepEvent]]:
 
     @functools.wraps(body)
     def step(context: dg.AssetExecutionContext, **resources: Any) -> Iterator[StepEvent]:
-        batches = [context.partition_key] if context.has_partition_key else context.partition_keys
+        if context.has_partition_key:
+            yield from _events(body(BatchContext(context, context.partition_key), **resources))
+            return
+        batches = context.partition_keys
         checks: list[tuple[str, dg.AssetCheckResult]] = []
-        for batch in batches:
-            batch_context = BatchContext(context, batch, last=batch == batches[-1])
-            for event in _events(body(batch_context, **resources)):
-                if context.has_partition_key:
-                    yield event
-                elif isinstance(event, dg.AssetCheckResult):
-                    checks.append((batch, event))
-                elif event.metadata:
-                    context.add_asset_metadata(
-                        dict(event.metadata), asset_key=event.asset_key, partition_key=batch
-                    )
-        if not context.has_partition_key:
-            for asset_key in _dependency_order(context):
-                yield dg.MaterializeResult(asset_key=asset_key)  # one output per asset of a multi-asset
-            yield from _check_events(context, checks)
+        # The batches' table writes are held and written together, before any materialization is
+        # reported (resources/deferred_writes.py); a batch that fails leaves the ones before it written.
+        with deferring_writes(_opened(resources.get("warehouse"))):
+            for batch in batches:
+                batch_context = BatchContext(context, batch, last=batch == batches[-1])
+                for event in _events(body(batch_context, **resources)):
+                    if isinstance(event, dg.AssetCheckResult):
+                        checks.append((batch, event))
+                    elif event.metadata:
+                        context.add_asset_metadata(
+                            dict(event.metadata), asset_key=event.asset_key, partition_key=batch
+                        )
+        for asset_key in _dependency_order(context):
+            yield dg.MaterializeResult(asset_key=asset_key)  # one output per asset of a multi-asset
+        yield from _check_events(context, checks)
 
     return _holding_the_warehouse(step)
 
@@ -114,11 +123,14 @@ def _holding_the_warehouse(step: Callable[..., Iterator[StepEvent]]) -> Callable
 
     @functools.wraps(step)
     def leased(context: dg.AssetExecutionContext, **resources: Any) -> Iterator[StepEvent]:
-        warehouse = resources.get("warehouse")
-        with lease_connection(warehouse.open() if isinstance(warehouse, WarehouseResource) else None):
+        with lease_connection(_opened(resources.get("warehouse"))):
             yield from step(context, **resources)
 
     return leased
+
+
+def _opened(warehouse: object) -> Warehouse | None:
+    return warehouse.open() if isinstance(warehouse, WarehouseResource) else None
 
 
 def _dependency_order(context: dg.AssetExecutionContext) -> list[dg.AssetKey]:

@@ -32,8 +32,10 @@ from resources.duckdb_frames import (
     INCOMING,
     INTEGER_TYPES,
     PARTITION_COLUMN,
+    PARTITION_ROWS,
     TEMPORAL_TYPE,
     column_list,
+    partitions_filter,
     quote_identifier,
     register_frame,
 )
@@ -63,21 +65,25 @@ def replace_partition_rows(
     connection: duckdb.DuckDBPyConnection,
     schema: str,
     table: str,
-    partition_key: str,
+    partition_keys: Sequence[str],
     frame: pd.DataFrame,
     stored: dict[str, str] | None,
 ) -> None:
-    """Replace one partition's rows by ``frame``; ``stored`` is the table's columns (None: no table yet)."""
+    """Replace partitions' rows by ``frame``: one partition's, or several (each row's partition in
+    ``PARTITION_ROWS``); ``stored`` is the table's columns (None: no table yet)."""
     target = qualified_name(connection, schema, table)
     incoming = register_frame(connection, frame)
+    by_row = incoming.pop(PARTITION_ROWS, None) is not None
     if stored is None:
         _create(connection, target, {PARTITION_COLUMN: "VARCHAR", **incoming})
     else:
         require_partitioned(schema, table, stored)
-        run_sql(connection, f"DELETE FROM {target} WHERE {PARTITION_COLUMN} = ?", [partition_key])
+        run_sql(connection, *partitions_filter(f"DELETE FROM {target}", partition_keys))
         _evolve(connection, schema, table, target, stored, incoming)
-    if len(frame.columns):
-        _insert(connection, target, list(frame.columns), partition_key)
+    if incoming:
+        _insert(
+            connection, target, list(incoming), PARTITION_ROWS if by_row else partition_keys[0], by_row=by_row
+        )
 
 
 def is_lock_error(error: Exception) -> bool:
@@ -209,20 +215,27 @@ def _create(connection: duckdb.DuckDBPyConnection, target: str, columns: Mapping
 
 
 def _insert(
-    connection: duckdb.DuckDBPyConnection, target: str, columns: list[str], partition_key: str | None
+    connection: duckdb.DuckDBPyConnection,
+    target: str,
+    columns: list[str],
+    partition: str | None,
+    *,
+    by_row: bool = False,
 ) -> None:
+    """Insert the registered frame's ``columns`` with their partition: ``partition`` (a key, or with
+    ``by_row`` the frame's column of each row's key), none when None."""
     names = [quote_identifier(c, what="column") for c in columns]
-    if partition_key is None:
+    if partition is None:
         run_sql(
             connection,
             f"INSERT INTO {target} ({', '.join(names)}) SELECT {', '.join(names)} FROM {INCOMING}",
         )
         return
-    selected = ", ".join(["?", *names])
+    selected = ", ".join([quote_identifier(partition, what="column") if by_row else "?", *names])
     run_sql(
         connection,
         f"INSERT INTO {target} ({', '.join([PARTITION_COLUMN, *names])}) SELECT {selected} FROM {INCOMING}",
-        [partition_key],
+        [] if by_row else [partition],
     )
 
 

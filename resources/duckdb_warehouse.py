@@ -19,7 +19,6 @@ one transaction, so a re-run gives identical rows and a crash leaves the old one
 from __future__ import annotations
 
 import copy
-import uuid
 import weakref
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -30,13 +29,13 @@ import duckdb
 import pandas as pd
 
 from resources import duckdb_tables
-from resources.duckdb_tables import PARTITION_COLUMN, database_of, is_lock_error, quote_identifier
+from resources.deferred_writes import held_writes, write_held_first
+from resources.duckdb_tables import database_of, is_lock_error, quote_identifier
+from resources.partition_writes import delete_partition_rows, write_tables
+from resources.warehouse_identity import IDENTITY_QUERY, IDENTITY_SCHEMA, IDENTITY_TABLE, ensure_identity
 from resources.warehouse_lease import lease_for, open_waiting
 from resources.warehouse_waiting import Backoff, WarehouseError
 
-# Written at a warehouse's first write; a study may not take this schema's name.
-IDENTITY_SCHEMA = "assimilate_meta"
-IDENTITY_TABLE = "identity"
 # Open databases whose identity row is committed: a leased connection writes it once, not per write.
 _IDENTIFIED: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
 
@@ -133,6 +132,7 @@ class Warehouse:
         """
         if self._held is not None:
             raise WarehouseError(f"{self!r}: exclusive() does not nest")
+        write_held_first(self, None, None)  # everything this process holds, before the lock
         with self._transaction() as connection, self._holding(connection) as held:
             yield held
 
@@ -170,7 +170,7 @@ class Warehouse:
             database = database_of(connection)
             try:
                 if database not in _IDENTIFIED:
-                    self._ensure_identity(connection)
+                    ensure_identity(connection, self._tables.run_sql)
                 yield connection
             except BaseException:
                 connection.rollback()
@@ -207,40 +207,48 @@ class Warehouse:
         partition_key: str | None = None,
         partition_tables: Mapping[str, pd.DataFrame] | None = None,
     ) -> None:
-        """Replace whole tables and one partition of other tables together, in one transaction."""
+        """Replace whole tables and one partition of other tables together, in one transaction.
+
+        Inside ``deferring_writes()`` a write of partitions only is held (resources/deferred_writes.py).
+        """
         if partition_tables and (not isinstance(partition_key, str) or not partition_key):
             raise ValueError(f"partition_key must be a non-empty string, got {partition_key!r}")
         quote_identifier(schema, what="schema")
+        held = held_writes(self) if partition_tables and not whole_tables and self._held is None else None
+        if held is not None and partition_tables:
+            checked = {t: self._tables.checked_frame(schema, t, f) for t, f in partition_tables.items()}
+            held.hold(self, schema, str(partition_key), checked)
+            return
+        parts = {table: [(str(partition_key), frame)] for table, frame in (partition_tables or {}).items()}
+        self.replace_partitions(schema, parts, whole_tables=whole_tables)
+
+    def replace_partitions(
+        self,
+        schema: str,
+        tables: Mapping[str, Sequence[tuple[str, pd.DataFrame]]],
+        *,
+        whole_tables: Mapping[str, pd.DataFrame] | None = None,
+    ) -> None:
+        """Replace partitions of several tables (table -> [(partition, frame), ...]) in one transaction.
+
+        The result is that of writing each partition in turn; a table's consecutive frames with the
+        same columns and types are written as one (one DELETE and one INSERT). ``whole_tables`` are
+        replaced whole first.
+        """
+        quote_identifier(schema, what="schema")
         sql = self._tables
-        whole = {
-            table: sql.checked_frame(schema, table, frame) for table, frame in (whole_tables or {}).items()
-        }
-        parts = {
-            table: sql.checked_frame(schema, table, frame)
-            for table, frame in (partition_tables or {}).items()
-        }
+        whole = {t: sql.checked_frame(schema, t, f) for t, f in (whole_tables or {}).items()}
+        parts = {t: [(k, sql.checked_frame(schema, t, f)) for k, f in p] for t, p in tables.items()}
+        write_held_first(self, schema, [*whole, *parts])
         with self._transaction() as connection:
-            sql.create_schema(connection, schema)
-            for table, frame in whole.items():
-                sql.replace_whole(connection, schema, table, frame)
-            stored = sql.tables_columns(connection, schema, parts) if parts else {}
-            for table, frame in parts.items():
-                columns = stored.get(table.lower())
-                sql.replace_partition_rows(connection, schema, table, str(partition_key), frame, columns)
+            write_tables(connection, sql, schema, whole, parts)
 
     def delete_partition(self, schema: str, table: str, partition_key: str) -> int:
         """Delete one partition's rows; returns how many were deleted (0 if the table is missing)."""
-        if not self.table_exists(schema, table):
+        if not self.table_exists(schema, table):  # which writes its held rows first
             return 0
-        sql = self._tables
         with self._transaction() as connection:
-            columns = sql.table_columns(connection, schema, table) or {}
-            sql.require_partitioned(schema, table, columns)
-            target = sql.qualified_name(connection, schema, table)
-            rows = sql.run_sql(
-                connection, f"DELETE FROM {target} WHERE {PARTITION_COLUMN} = ?", [partition_key]
-            )
-        return int(rows[0][0]) if rows else 0
+            return delete_partition_rows(connection, self._tables, schema, table, partition_key)
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -250,17 +258,17 @@ class Warehouse:
         A deleted warehouse comes back with another id, so a reader that remembers the id can
         tell a rebuilt (or swapped) warehouse from the one it knew.
         """
-        if not self._stored():
+        if not self._stored() or not self.table_exists(IDENTITY_SCHEMA, IDENTITY_TABLE):
             return None
-        if self.table_exists(IDENTITY_SCHEMA, IDENTITY_TABLE):
-            rows = self.execute_read(f"SELECT warehouse_id FROM {IDENTITY_SCHEMA}.{IDENTITY_TABLE} LIMIT 1")
-            return None if rows.empty else str(rows.iloc[0, 0])
-        return None
+        with self.connect(read_only=True) as connection:
+            rows = self._tables.read_query(connection, IDENTITY_QUERY, [])
+        return None if rows.empty else str(rows.iloc[0, 0])
 
     def table_exists(self, schema: str, table: str) -> bool:
         """Whether ``schema.table`` exists (False when the file does not exist yet)."""
         quote_identifier(schema, what="schema")
         quote_identifier(table, what="table")
+        write_held_first(self, schema, [table], in_snapshot=self._held is not None)
         if not self._stored():
             return False
         with self.connect(read_only=True) as connection:
@@ -282,6 +290,7 @@ class Warehouse:
         keys = duckdb_tables.keys_to_read(partition_key, partition_keys)
         quote_identifier(schema, what="schema")
         quote_identifier(table, what="table")
+        write_held_first(self, schema, [table], in_snapshot=self._held is not None)
         if not self._stored():
             return pd.DataFrame()
         with self.connect(read_only=True) as connection:
@@ -315,6 +324,7 @@ class Warehouse:
         ``{values}`` stands for a one-column relation (``value``) of ``values`` as text, however many.
         ``params`` are named (``$name``). None when the table does not exist. Valid SQL on both backends.
         """
+        write_held_first(self, schema, [table], in_snapshot=self._held is not None)
         if not self._stored():
             return None
         bound = dict(params or {})
@@ -331,19 +341,8 @@ class Warehouse:
 
         The SQL is in the backend's dialect (DuckDB's or PostgreSQL's); ``?`` placeholders work on both.
         """
+        write_held_first(self, None, None, in_snapshot=self._held is not None)
         if not self._stored():
             raise WarehouseError(f"warehouse {self.path} does not exist yet: nothing has been written")
         with self.connect(read_only=True) as connection:
             return self._tables.read_query(connection, sql, params)  # type: ignore[no-any-return]
-
-    def _ensure_identity(self, connection: Any) -> None:
-        table, run_sql = f"{IDENTITY_SCHEMA}.{IDENTITY_TABLE}", self._tables.run_sql
-        run_sql(connection, f"CREATE SCHEMA IF NOT EXISTS {IDENTITY_SCHEMA}")
-        run_sql(
-            connection, f"CREATE TABLE IF NOT EXISTS {table} (warehouse_id VARCHAR, created_at TIMESTAMPTZ)"
-        )
-        run_sql(
-            connection,
-            f"INSERT INTO {table} SELECT ?, now() WHERE NOT EXISTS (SELECT 1 FROM {table})",
-            [uuid.uuid4().hex],
-        )

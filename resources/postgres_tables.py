@@ -22,8 +22,8 @@ import pandas as pd
 from psycopg2.extensions import connection as Connection  # noqa: N812
 from psycopg2.extras import execute_values
 
+from resources.duckdb_frames import PARTITION_ROWS, column_list, partitions_filter
 from resources.duckdb_frames import checked_frame as _checked_frame
-from resources.duckdb_frames import column_list
 from resources.duckdb_tables import (
     PARTITION_COLUMN,
     quote_identifier,
@@ -172,22 +172,28 @@ def replace_partition_rows(
     connection: Connection,
     schema: str,
     table: str,
-    partition_key: str,
+    partition_keys: Sequence[str],
     frame: pd.DataFrame,
     stored: dict[str, str] | None,
 ) -> None:
-    """Replace one partition's rows by ``frame``; ``stored`` is the table's columns (None: no table yet)."""
+    """Replace partitions' rows by ``frame``: one partition's, or several (each row's partition in
+    ``PARTITION_ROWS``); ``stored`` is the table's columns (None: no table yet)."""
     target = qualified_name(connection, schema, table)
+    if PARTITION_ROWS in frame.columns:
+        row_keys = frame[PARTITION_ROWS].tolist()
+        frame = frame.drop(columns=[PARTITION_ROWS])
+    else:
+        row_keys = [partition_keys[0]] * len(frame)
     incoming = frame_types(frame)
     if stored is None:
         _create(connection, target, {PARTITION_COLUMN: "VARCHAR", **incoming})
     else:
         require_partitioned(schema, table, stored)
-        run_sql(connection, f"DELETE FROM {target} WHERE {PARTITION_COLUMN} = ?", [partition_key])
+        run_sql(connection, *partitions_filter(f"DELETE FROM {target}", partition_keys))
         names = _evolve(connection, schema, table, target, stored, incoming, frame)
         frame, incoming = frame.rename(columns=names), {names[c]: k for c, k in incoming.items()}
     if len(frame.columns):
-        _insert(connection, target, frame, incoming, partition_key)
+        _insert(connection, target, frame, incoming, row_keys)
 
 
 def select_rows(
@@ -246,15 +252,15 @@ def _insert(
     target: str,
     frame: pd.DataFrame,
     types: Mapping[str, str],
-    partition_key: str | None,
+    row_keys: list[str] | None,
 ) -> None:
+    """Insert the frame's rows (with each row's partition key, unless ``row_keys`` is None)."""
     if not len(frame):
         return
     columns = [bind_values(frame[name], types[str(name)]) for name in frame.columns]
-    if partition_key is not None:
-        columns.insert(0, [partition_key] * len(frame))
     names = [quote_identifier(c, what="column") for c in frame.columns]
-    if partition_key is not None:
+    if row_keys is not None:
+        columns.insert(0, row_keys)
         names.insert(0, PARTITION_COLUMN)
     with connection.cursor() as cursor:
         # One statement per 1,000 rows; the identity column numbers them in this order.

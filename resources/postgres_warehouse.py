@@ -31,6 +31,7 @@ from psycopg2.extensions import connection as Connection  # noqa: N812
 
 from resources import postgres_tables
 from resources.duckdb_warehouse import Warehouse
+from resources.warehouse_identity import ensure_identity
 from resources.warehouse_waiting import WarehouseError, WarehouseLockedError
 
 SCHEMES = ("postgresql", "postgres", "postgresql+psycopg2")
@@ -165,7 +166,7 @@ class PostgresWarehouse(Warehouse):
         with self.connect() as connection:
             try:
                 postgres_tables.run_sql(connection, "SELECT pg_advisory_xact_lock(?)", [WRITER_LOCK])
-                self._ensure_identity(connection)
+                ensure_identity(connection, postgres_tables.run_sql)
                 yield connection
             except BaseException:
                 connection.rollback()

@@ -302,6 +302,8 @@ def test_sql_keywords_work_as_quoted_names_and_values_are_bound(store: Warehouse
 def test_frame_problems_are_named(store: Warehouse) -> None:
     with pytest.raises(ValueError, match="'partition_key' is reserved"):
         store.replace_partition("s", "t", "k", pd.DataFrame({"partition_key": ["x"]}))
+    with pytest.raises(ValueError, match="'assimilate_partition_of_row' is reserved"):
+        store.replace_partition("s", "t", "k", pd.DataFrame({"assimilate_partition_of_row": ["x"]}))
     with pytest.raises(ValueError, match="differ only in case"):
         store.replace_partition("s", "t", "k", pd.DataFrame([[1, 2]], columns=["Value", "value"]))
     with pytest.raises(ValueError, match="partition_key must be a non-empty string"):
