@@ -41,6 +41,8 @@ ASSETS = ("raw_batch", "covariate_table")
 RAW_TABLES = ["raw_files", "raw_rows", verdict_table("raw_batch")]
 COVARIATE_TABLES = ["covariates", "quarantine", verdict_table("covariate_table")]
 Events = Iterator[dg.MaterializeResult | dg.AssetCheckResult]
+# Only the twins: a range of 1,000 daily batches would read the whole table 1,000 times.
+_TWINS_SQL = "SELECT partition_key FROM {table} WHERE sha256 = $sha256 AND partition_key <> $batch"
 
 
 def build_intake(study: StudyConfig, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -190,8 +192,6 @@ def _same_content_elsewhere(
     warehouse: WarehouseResource, study: StudyConfig, batch: str, sha256: str
 ) -> list[str]:
     """Other batches whose stored file has this content (the same delivery landed twice)."""
-    files = warehouse.get().read_table(study.name, "raw_files")
-    if files.empty:
-        return []
-    same = files[(files["sha256"] == sha256) & (files["partition_key"] != batch)]
-    return sorted(same["partition_key"].astype(str))
+    params = {"sha256": sha256, "batch": batch}
+    same = warehouse.get().read_query_on(study.name, "raw_files", _TWINS_SQL, params)
+    return [] if same is None else sorted(same["partition_key"].astype(str))

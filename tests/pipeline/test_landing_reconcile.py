@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from orchestration.reconcile import LOST_AFTER_S, MAX_ATTEMPTS, Attempt, ReconcileState, RunStatus, plan
-from orchestration.runner import execute_request, tick_landing_sensor
+from orchestration.runner import execute_request, run_landed_batches, tick_landing_sensor
 from orchestration.sensors import LandingCursor
 from resources.landing_files import file_sha256
 from tests.backend_support import duckdb_only  # noqa: F401 (a fixture)
@@ -277,3 +277,22 @@ def test_the_same_file_landed_for_two_periods_is_refused_naming_both(project: Pr
     assert "the same file" in verdicts.at[P2, "reason"] and P1 in verdicts.at[P2, "reason"]
     steps = project.steps("ab_checkout").set_index("batch")
     assert not steps.at[P1, "excluded"] and steps.at[P2, "excluded"]
+
+
+def test_the_same_file_landed_twice_in_one_range_is_refused_naming_both(project: Project) -> None:
+    """In one range step the first batch's file row is held (DECISIONS 51) when the second is read."""
+    landing = project.landing("ab_checkout")
+    first = write_batch(landing, "2025-01", ab_batch(1))
+    shutil.copyfile(first, landing / "2025-02.csv")
+    runs = run_landed_batches(
+        project.defs, project.instance, project.studies, cursors=project.cursors, backfill=True
+    )
+    assert all(r.success for r in runs)
+    tags = [r.dagster_run.tags for r in runs]
+    assert {
+        "dagster/asset_partition_range_start": P1,
+        "dagster/asset_partition_range_end": P2,
+    }.items() <= tags[0].items()
+    verdicts = project.warehouse.read_table("ab_checkout", "verdicts_raw_batch").set_index("partition_key")
+    assert (verdicts.at[P1, "status"], verdicts.at[P2, "status"]) == ("pass", "fail")
+    assert "the same file" in verdicts.at[P2, "reason"] and P1 in verdicts.at[P2, "reason"]
