@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import graphlib
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -115,16 +116,25 @@ def each_batch(body: Callable[..., Any]) -> Callable[..., Iterator[StepEvent]]:
             yield dg.MaterializeResult(asset_key=asset_key)  # one output per asset of a multi-asset
         yield from _check_events(context, checks)
 
-    return _holding_the_warehouse(step)
+    return holding_the_warehouse(step)
 
 
-def _holding_the_warehouse(step: Callable[..., Iterator[StepEvent]]) -> Callable[..., Iterator[StepEvent]]:
-    """The step with one leased warehouse connection (DuckDB) for all its batches, let go when idle."""
+def holding_the_warehouse(step: Callable[..., Any]) -> Callable[..., Any]:
+    """The step with one leased warehouse connection (DuckDB) for all it reads and writes, let go
+    when idle (resources/warehouse_lease.py): a step that opened the file per read paid ~20 ms each."""
+    if inspect.isgeneratorfunction(step):
+
+        @functools.wraps(step)
+        def leased_events(*args: Any, **resources: Any) -> Iterator[Any]:
+            with lease_connection(_opened(resources.get("warehouse"))):
+                yield from step(*args, **resources)
+
+        return leased_events
 
     @functools.wraps(step)
-    def leased(context: dg.AssetExecutionContext, **resources: Any) -> Iterator[StepEvent]:
+    def leased(*args: Any, **resources: Any) -> Any:
         with lease_connection(_opened(resources.get("warehouse"))):
-            yield from step(context, **resources)
+            return step(*args, **resources)
 
     return leased
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from assets.common import WRITE_POOL, checked_asset, code_version, described, frame_to_records_md, key
-from assets.partition_range import SINGLE_RUN, last_batch
+from assets.partition_range import SINGLE_RUN, holding_the_warehouse, last_batch
 from assets.posterior_state import CORRELATION_TABLE, PosteriorInputs, fusion_metadata, store_posterior
 from assimilate.diagnostics import TrendTest, innovation_diagnostics, trend_test_of
 from assimilate.result import AssimilationResult
@@ -156,6 +156,7 @@ def build_effect_posterior(study: StudyConfig, upstream: dg.AssetKey) -> dg.Asse
             study, f"{study.name}: posterior of the effect after every period ({study.backend.kind} filter)."
         ),
     )
+    @holding_the_warehouse
     def effect_posterior(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:

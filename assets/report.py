@@ -16,7 +16,7 @@ import pandas as pd
 from assets.common import code_version, described, frame_to_records_md, key, plot_metadata, read_verdicts
 from assets.did_report import placebo_batches, with_event_study
 from assets.guardrail_report import guardrail_posterior_keys, read_guardrail_posteriors
-from assets.partition_range import SINGLE_RUN
+from assets.partition_range import SINGLE_RUN, holding_the_warehouse
 from assets.segments import who_benefits_of
 from assimilate.admission import stored_always_valid
 from assimilate.design import to_dot
@@ -136,6 +136,7 @@ def build_posterior_report(
             f"{study.name}: decision memo, trajectory, fan chart and causal graph (files under data/reports).",
         ),
     )
+    @holding_the_warehouse
     def posterior_report(warehouse: WarehouseResource, reports: ReportsResource) -> dg.MaterializeResult:
         """The posterior read back from its stored steps (no filter runs), written as memo and figures."""
         stored = read_report_tables(warehouse.get(), study)

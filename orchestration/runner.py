@@ -24,6 +24,7 @@ from orchestration.jobs import study_job_name
 from orchestration.sensors import landing_sensor_name
 from resources.guardrails import derive_guardrail_studies
 from resources.study import StudyConfig
+from resources.warehouse import Warehouse, WarehouseResource, lease_connection
 
 # Runs driven from here log warnings and errors only; every event is still stored in the instance.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -118,6 +119,21 @@ def run_landed_batches(
     warehouse and posterior as a run per batch. If that run fails before the posterior, a
     posterior-only run follows, so the posterior always reflects what landed.
     """
+    # One warehouse connection for the ticks and the runs of this process (each open costs ~20 ms),
+    # let go when idle or when another process waits (resources/warehouse_lease.py).
+    with lease_connection(_warehouse_of(defs)):
+        return _run_landed_batches(defs, instance, studies, cursors, progress, backfill, max_batches)
+
+
+def _run_landed_batches(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    studies: list[StudyConfig],
+    cursors: dict[str, str | None] | None,
+    progress: Callable[[int], Any] | None,
+    backfill: bool,
+    max_batches: int | None,
+) -> list[dg.ExecuteInProcessResult]:
     cursors = cursors if cursors is not None else {}
     plan: list[Planned] = []
     for study in studies:
@@ -155,6 +171,11 @@ def run_landed_batches(
     if bar is not None:
         bar.close()
     return results
+
+
+def _warehouse_of(defs: dg.Definitions) -> Warehouse | None:
+    resource = (defs.resources or {}).get("warehouse")
+    return resource.open() if isinstance(resource, WarehouseResource) else None
 
 
 def _posterior_missed(
