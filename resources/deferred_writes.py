@@ -2,8 +2,8 @@
 
 A step over a range of batches (assets/partition_range.py) replaces each batch's partition of a
 dozen tables. Written batch by batch, each table costs a frame's registration, a DELETE and an
-INSERT per batch (~3-5 ms for a 1e4-row batch, whatever its size below that); held and written
-together, a table costs them once per range. Inside ``with deferring_writes(store):`` every
+INSERT per batch, whatever the batch's size (about 90 ms of a 1e3-row daily batch's 270 ms went to
+them); held and written together, a table costs them once per range (docs/DECISIONS.md 51). Inside ``with deferring_writes(store):`` every
 ``Warehouse`` of the same database used by this thread (a step runs in one) holds its partition
 writes (``replace_partition_tables``) instead of making them, and writes what it holds:
 
@@ -36,9 +36,9 @@ import pandas as pd
 if TYPE_CHECKING:
     from resources.duckdb_warehouse import Warehouse
 
-# Held rows (all tables) beyond which they are written at once. A table's write costs about the same
-# up to ~1e4 rows; 2e5 rows are ~20 batches of 1e4 rows (intake holds two rows per row: raw and
-# typed), a few tens of MB, and a write of that size costs its rows, not its statements.
+# Held rows (all tables) beyond which they are written at once, so a range of large batches is not
+# held in memory: 2e5 rows are ten batches of 1e4 rows in intake (a raw and a typed row for each),
+# tens of MB, and a write that size costs its rows far more than its statements.
 FLUSH_ROWS = 200_000
 
 # database -> the writes held for it, per thread: two steps in one process (a Dask worker's
