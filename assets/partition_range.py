@@ -39,7 +39,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 )
 
 from resources.deferred_writes import deferring_writes
-from resources.warehouse import Warehouse, WarehouseResource
+from resources.warehouse import warehouse_of
 from resources.warehouse_lease import lease_connection
 
 SINGLE_RUN = dg.BackfillPolicy.single_run()
@@ -102,7 +102,7 @@ def each_batch(body: Callable[..., Any]) -> Callable[..., Iterator[StepEvent]]:
         checks: list[tuple[str, dg.AssetCheckResult]] = []
         # The batches' table writes are held and written together, before any materialization is
         # reported (resources/deferred_writes.py); a batch that fails leaves the ones before it written.
-        with deferring_writes(_opened(resources.get("warehouse"))):
+        with deferring_writes(warehouse_of(resources.get("warehouse"))):
             for batch in batches:
                 batch_context = BatchContext(context, batch, last=batch == batches[-1])
                 for event in _events(body(batch_context, **resources)):
@@ -126,21 +126,17 @@ def holding_the_warehouse(step: Callable[..., Any]) -> Callable[..., Any]:
 
         @functools.wraps(step)
         def leased_events(*args: Any, **resources: Any) -> Iterator[Any]:
-            with lease_connection(_opened(resources.get("warehouse"))):
+            with lease_connection(warehouse_of(resources.get("warehouse"))):
                 yield from step(*args, **resources)
 
         return leased_events
 
     @functools.wraps(step)
     def leased(*args: Any, **resources: Any) -> Any:
-        with lease_connection(_opened(resources.get("warehouse"))):
+        with lease_connection(warehouse_of(resources.get("warehouse"))):
             return step(*args, **resources)
 
     return leased
-
-
-def _opened(warehouse: object) -> Warehouse | None:
-    return warehouse.open() if isinstance(warehouse, WarehouseResource) else None
 
 
 def _dependency_order(context: dg.AssetExecutionContext) -> list[dg.AssetKey]:

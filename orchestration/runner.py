@@ -24,7 +24,7 @@ from orchestration.jobs import study_job_name
 from orchestration.sensors import landing_sensor_name
 from resources.guardrails import derive_guardrail_studies
 from resources.study import StudyConfig
-from resources.warehouse import Warehouse, WarehouseResource, lease_connection
+from resources.warehouse import lease_connection, warehouse_of
 
 # Runs driven from here log warnings and errors only; every event is still stored in the instance.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -121,7 +121,7 @@ def run_landed_batches(
     """
     # One warehouse connection for the ticks and the runs of this process (each open costs ~20 ms),
     # let go when idle or when another process waits (resources/warehouse_lease.py).
-    with lease_connection(_warehouse_of(defs)):
+    with lease_connection(warehouse_of((defs.resources or {}).get("warehouse"))):
         return _run_landed_batches(defs, instance, studies, cursors, progress, backfill, max_batches)
 
 
@@ -171,11 +171,6 @@ def _run_landed_batches(
     if bar is not None:
         bar.close()
     return results
-
-
-def _warehouse_of(defs: dg.Definitions) -> Warehouse | None:
-    resource = (defs.resources or {}).get("warehouse")
-    return resource.open() if isinstance(resource, WarehouseResource) else None
 
 
 def _posterior_missed(

@@ -132,7 +132,7 @@ class Warehouse:
         """
         if self._held is not None:
             raise WarehouseError(f"{self!r}: exclusive() does not nest")
-        write_held_first(self, None, None)  # everything this process holds, before the lock
+        write_held_first(self, None, None)  # everything this thread holds, before the lock
         with self._transaction() as connection, self._holding(connection) as held:
             yield held
 

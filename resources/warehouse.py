@@ -36,6 +36,7 @@ __all__ = [
     "WarehouseResource",
     "lease_connection",
     "open_warehouse",
+    "warehouse_of",
 ]
 
 # postgresql://user@host:port/db (the password in it, or in PGPASSWORD): the warehouse is that database.
@@ -47,6 +48,11 @@ def open_warehouse(path: str | Path, url: str | None = None, *, lock_timeout_s: 
     if url:
         return PostgresWarehouse(url, lock_timeout_s=lock_timeout_s)
     return Warehouse(path, lock_timeout_s=lock_timeout_s)
+
+
+def warehouse_of(resource: object) -> Warehouse | None:
+    """The warehouse a ``WarehouseResource`` names (nothing created), or None for anything else."""
+    return resource.open() if isinstance(resource, WarehouseResource) else None
 
 
 class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
