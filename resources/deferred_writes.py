@@ -7,8 +7,10 @@ them); held and written together, a table costs them once per range (docs/DECISI
 ``Warehouse`` of the same database used by this thread (a step runs in one) holds its partition
 writes (``replace_partition_tables``) instead of making them, and writes what it holds:
 
-* before a read of a table it holds rows for (that table's rows only), so a read never misses a
-  write made before it; such a read inside ``reading()`` is refused (``HeldRowsError``): its
+* before a read of a table it holds rows for (that table's rows, and those of the schema's other
+  tables a read or write has needed before, in one transaction: a step that reads two of its own
+  tables at every batch pays one commit a batch, not two), so a read never misses a write made
+  before it; such a read inside ``reading()`` is refused (``HeldRowsError``): its
   snapshot would be older than the write, so the read goes outside the block;
 * before any other write to such a table, any read of arbitrary SQL (``execute_read``) and any
   ``exclusive()`` block (everything it holds);
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
 # tens of MB, and a write that size costs its rows far more than its statements.
 FLUSH_ROWS = 200_000
 
+_Held = tuple[int, str, str, str, pd.DataFrame]  # order made, schema, table, partition, frame
+
 # database -> the writes held for it, per thread: two steps in one process (a Dask worker's
 # threads) each write their own before they report, whatever the other does.
 _DEFERRALS = threading.local()
@@ -51,48 +55,73 @@ class HeldRowsError(RuntimeError):
 
 
 class HeldWrites:
-    """The partition writes held for one database, in the order they were made."""
+    """The partition writes held for one database, by table, in the order they were made."""
 
     def __init__(self) -> None:
-        self._held: list[tuple[str, str, str, pd.DataFrame]] = []  # schema, table, partition, frame
+        # (schema, table) in lower case -> its held partitions: (order made, schema, table, partition, frame)
+        self._held: dict[tuple[str, str], list[_Held]] = {}
+        self._partitions: set[tuple[str, str, str]] = set()  # (schema, table, partition), lower case
+        self._made = 0
         self._rows = 0
+        # schema (lower case) -> the tables a read or a write has needed written: the next time one
+        # is needed, all of them are written in one transaction (a step that reads two of its own
+        # tables at every batch pays one commit a batch, not two)
+        self._needed: dict[str, set[str]] = {}
 
     def hold(
         self, store: Warehouse, schema: str, partition_key: str, checked: Mapping[str, pd.DataFrame]
     ) -> None:
         """Hold one partition of some tables (``checked``: their frames, checked by the writer)."""
-        again = [t for t in checked if self._holds_partition(schema, t, partition_key)]
+        name = schema.lower()
+        again = [t for t in checked if (name, t.lower(), partition_key) in self._partitions]
         if again:  # the earlier rows first: a later write replaces them as it would have
             self.write(store, schema, again)
         for table, frame in checked.items():
-            self._held.append((schema, table, partition_key, frame))
+            self._held.setdefault((name, table.lower()), []).append(
+                (self._made, schema, table, partition_key, frame)
+            )
+            self._partitions.add((name, table.lower(), partition_key))
+            self._made += 1
             self._rows += len(frame)
         if self._rows > FLUSH_ROWS:
             self.write(store)
 
     def holds(self, schema: str | None, tables: list[str] | None) -> bool:
         """Whether rows of ``schema``'s ``tables`` are held (of any table when None)."""
-        return any(_matches(h, schema, tables) for h in self._held)
+        return bool(self._chosen(schema, tables))
 
     def write(self, store: Warehouse, schema: str | None = None, tables: list[str] | None = None) -> None:
-        """Write the held rows (of ``schema``'s ``tables`` only, when given), each schema in one transaction."""
-        taken = [h for h in self._held if _matches(h, schema, tables)]
-        self._held = [h for h in self._held if not _matches(h, schema, tables)]
-        self._rows -= sum(len(frame) for *_, frame in taken)
-        for name in dict.fromkeys(s for s, *_ in taken):
-            _write_together(store, name, [h for h in taken if h[0] == name])
+        """Write the held rows (of ``schema``'s ``tables`` only, when given), each schema in one transaction.
 
-    def _holds_partition(self, schema: str, table: str, partition_key: str) -> bool:
-        return any(h[:3] == (schema, table, partition_key) for h in self._held)
+        Given tables are remembered as needed; the schema's other needed tables are written with them.
+        """
+        if schema is not None and tables is not None:
+            needed = self._needed.setdefault(schema.lower(), set())
+            needed.update(t.lower() for t in tables)
+            tables = sorted(needed)
+        taken: list[_Held] = []
+        for key in self._chosen(schema, tables):
+            for entry in self._held.pop(key):
+                taken.append(entry)
+                self._partitions.discard((*key, entry[3]))
+                self._rows -= len(entry[4])
+        taken.sort(key=lambda entry: entry[0])
+        for name in dict.fromkeys(entry[1].lower() for entry in taken):
+            _write_together(store, [entry[1:] for entry in taken if entry[1].lower() == name])
+
+    def _chosen(self, schema: str | None, tables: list[str] | None) -> list[tuple[str, str]]:
+        """The held tables among ``schema``'s ``tables`` (every held one of the schema, or of all, for None)."""
+        if schema is None:
+            return list(self._held)
+        if tables is None:
+            return [key for key in self._held if key[0] == schema.lower()]
+        wanted = dict.fromkeys((schema.lower(), t.lower()) for t in tables)
+        return [key for key in wanted if key in self._held]
 
 
-def _matches(held: tuple[str, str, str, pd.DataFrame], schema: str | None, tables: list[str] | None) -> bool:
-    if schema is not None and held[0].lower() != schema.lower():
-        return False
-    return tables is None or held[1].lower() in {t.lower() for t in tables}
-
-
-def _write_together(store: Warehouse, schema: str, held: list[tuple[str, str, str, pd.DataFrame]]) -> None:
+def _write_together(store: Warehouse, held: list[tuple[str, str, str, pd.DataFrame]]) -> None:
+    """Write one schema's held partitions (schema, table, partition, frame; in the order made)."""
+    schema = held[0][0]
     tables: dict[str, list[tuple[str, pd.DataFrame]]] = {}
     for _, table, partition_key, frame in held:
         tables.setdefault(table, []).append((partition_key, frame))

@@ -58,7 +58,7 @@ def replace_whole(
     run_sql(connection, f"DROP TABLE IF EXISTS {target}")
     if len(frame.columns):  # a frame without columns leaves no table (reads back the same)
         _create(connection, target, register_frame(connection, frame))
-        _insert(connection, target, list(frame.columns), None)
+        _insert(connection, target, list(frame.columns))
 
 
 def replace_partition_rows(
@@ -73,7 +73,7 @@ def replace_partition_rows(
     ``PARTITION_ROWS``); ``stored`` is the table's columns (None: no table yet)."""
     target = qualified_name(connection, schema, table)
     incoming = register_frame(connection, frame)
-    by_row = incoming.pop(PARTITION_ROWS, None) is not None
+    key_per_row = incoming.pop(PARTITION_ROWS, None) is not None
     if stored is None:
         _create(connection, target, {PARTITION_COLUMN: "VARCHAR", **incoming})
     else:
@@ -81,9 +81,7 @@ def replace_partition_rows(
         run_sql(connection, *partitions_filter(f"DELETE FROM {target}", partition_keys))
         _evolve(connection, schema, table, target, stored, incoming)
     if incoming:
-        _insert(
-            connection, target, list(incoming), PARTITION_ROWS if by_row else partition_keys[0], by_row=by_row
-        )
+        _insert(connection, target, list(incoming), partition_key=partition_keys[0], key_per_row=key_per_row)
 
 
 def is_lock_error(error: Exception) -> bool:
@@ -218,24 +216,25 @@ def _insert(
     connection: duckdb.DuckDBPyConnection,
     target: str,
     columns: list[str],
-    partition: str | None,
     *,
-    by_row: bool = False,
+    partition_key: str | None = None,
+    key_per_row: bool = False,
 ) -> None:
-    """Insert the registered frame's ``columns`` with their partition: ``partition`` (a key, or with
-    ``by_row`` the frame's column of each row's key), none when None."""
+    """Insert the registered frame's ``columns`` with their partition: ``partition_key`` for every
+    row, or with ``key_per_row`` each row's key from the frame's ``PARTITION_ROWS``; neither: none."""
     names = [quote_identifier(c, what="column") for c in columns]
-    if partition is None:
+    if not key_per_row and partition_key is None:
         run_sql(
             connection,
             f"INSERT INTO {target} ({', '.join(names)}) SELECT {', '.join(names)} FROM {INCOMING}",
         )
         return
-    selected = ", ".join([quote_identifier(partition, what="column") if by_row else "?", *names])
+    key = quote_identifier(PARTITION_ROWS, what="column") if key_per_row else "?"
     run_sql(
         connection,
-        f"INSERT INTO {target} ({', '.join([PARTITION_COLUMN, *names])}) SELECT {selected} FROM {INCOMING}",
-        [] if by_row else [partition],
+        f"INSERT INTO {target} ({', '.join([PARTITION_COLUMN, *names])}) "
+        f"SELECT {', '.join([key, *names])} FROM {INCOMING}",
+        [] if key_per_row else [partition_key],
     )
 
 

@@ -54,11 +54,16 @@ def partition_groups(frames: Sequence[tuple[str, pd.DataFrame]]) -> Iterator[tup
     would type each of them. A partition written again starts a run: its rows replace the earlier.
     """
     run: list[tuple[str, pd.DataFrame]] = []
+    run_signature: tuple[tuple[str, str, str], ...] = ()
+    run_keys: set[str] = set()
     for key, frame in frames:
-        if run and (_signature(run[-1][1]) != _signature(frame) or key in {k for k, _ in run}):
+        signature = _signature(frame)
+        if run and (signature != run_signature or key in run_keys):
             yield _joined(run)
-            run = []
+            run, run_keys = [], set()
         run.append((key, frame))
+        run_signature = signature
+        run_keys.add(key)
     if run:
         yield _joined(run)
 

@@ -101,6 +101,29 @@ def test_a_held_write_is_written_before_a_read_of_its_table(store: Warehouse) ->
         assert not held.holds("s", None)
 
 
+def test_tables_reads_have_needed_are_written_together_the_next_time(
+    store: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step that reads two of its tables at every batch: from the second batch on, one write a batch."""
+    writes: list[list[str]] = []
+    replace_partitions = type(store).replace_partitions
+
+    def counted(self: Warehouse, schema: str, tables: dict[str, object], **kwargs: object) -> None:
+        writes.append(sorted(tables))
+        replace_partitions(self, schema, tables, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(type(store), "replace_partitions", counted)
+    with deferring_writes(store) as held:
+        assert held is not None
+        for i, key in enumerate(["2025-01", "2025-02", "2025-03"], start=1):
+            store.replace_partition_tables("s", key, {"a": frame(2, i), "b": frame(1, i), "c": frame(1, i)})
+            assert len(store.read_table("s", "a")) == 2 * i
+            assert len(store.read_table("s", "b")) == i
+        assert held.holds("s", ["c"]) and not held.holds("s", ["a", "b"])
+    assert writes == [["a"], ["b"], ["a", "b"], ["a", "b"], ["c"]]
+    assert len(store.read_table("s", "c")) == 3
+
+
 def test_a_read_inside_reading_of_a_held_table_is_refused(store: Warehouse) -> None:
     store.replace_partition("s", "a", "2025-01", frame(1, 1))
     with deferring_writes(store):
