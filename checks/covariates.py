@@ -140,6 +140,10 @@ def split_valid_rows(raw: pd.DataFrame, study: StudyConfig, *, typed: TypedBatch
                 {"row_index": cases["index"].astype(np.int64), "column": cases["column"], "rule": rules}
             )
         )
+    finally:
+        # pandera caches an accessor on the frame that refers back to it: a cycle, so the batch's
+        # columns (gigabytes at 1e7 rows) would stay until the cyclic collector runs, into the next step.
+        candidates.__dict__.pop("pandera", None)
     quarantine = _quarantine_table(raw, pd.concat(problems, ignore_index=True))
     if len(quarantine):
         candidates = candidates.loc[~candidates.index.isin(quarantine["row_index"])]

@@ -295,7 +295,9 @@ def select_rows(
     others = [c for c in columns if c != PARTITION_COLUMN]
     if len(set(keys)) == 1 and others:  # one partition: its key added here, not read per row
         (key,) = set(keys)
-        sql = f"SELECT {column_list(others)} FROM {target} WHERE {PARTITION_COLUMN} = ? ORDER BY rowid"
+        # In insertion order without a sort: DuckDB keeps a scan's order (preserve_insertion_order,
+        # on by default), and a sort would hold a 1e7-row partition twice while it is read.
+        sql = f"SELECT {column_list(others)} FROM {target} WHERE {PARTITION_COLUMN} = ?"
         frame = connection.execute(sql, [key]).df()
         if PARTITION_COLUMN in columns:
             frame.insert(list(columns).index(PARTITION_COLUMN), PARTITION_COLUMN, key)

@@ -353,3 +353,20 @@ def test_the_quality_suite_keeps_no_reference_to_the_batch(tmp_path: Path) -> No
     del frame
     gc.collect()
     assert alive() is None
+
+
+def test_a_validated_batch_is_freed_without_the_cyclic_collector(tmp_path: Path) -> None:
+    """pandera's accessor refers back to the frame it validated: left as a cycle, a 1e7-row batch's
+    columns stay until the cyclic collector runs, well into the next step."""
+    raw = landed(tmp_path, csv(good_frame(1237)))
+    gc.collect()
+    gc.disable()
+    try:
+        split = split_valid_rows(raw, STUDY)
+        rows = len(split.valid)
+        assert split.quarantine.empty and rows > 100
+        del split
+        lingering = [o for o in gc.get_objects() if isinstance(o, pd.DataFrame) and len(o) == rows]
+        assert [id(f) for f in lingering] == [id(raw)]
+    finally:
+        gc.enable()

@@ -118,6 +118,21 @@ def test_replace_partition_is_idempotent_and_keeps_partition_then_frame_order(st
     )
 
 
+def test_a_large_partition_reads_back_in_the_order_it_was_written(store: Warehouse) -> None:
+    """A partition of several of DuckDB's row groups (122,880 rows each), scanned in parallel and
+    read without a sort, between other partitions' rows and after a delete, comes back in order."""
+    rows = 300_000 if not isinstance(store, PostgresWarehouse) else 20_000
+    order = np.random.default_rng(3).permutation(rows)
+    frame = pd.DataFrame({"row": order, "x": order * 0.5, "unit": [f"u{i}" for i in order]})
+    store.replace_partition("s", "big", "a", frame.iloc[: rows // 3])
+    store.replace_partition("s", "big", "b", frame)
+    store.replace_partition("s", "big", "c", frame.iloc[rows // 3 :].reset_index(drop=True))
+    store.replace_partition("s", "big", "a", frame.iloc[:10])  # a delete, then rows after b's
+    for key, expected in (("b", frame), ("c", frame.iloc[rows // 3 :].reset_index(drop=True))):
+        back = reopened(store).read_table("s", "big", partition_key=key)
+        pd.testing.assert_frame_equal(without_key(back), expected, check_dtype=False)
+
+
 def test_read_filters_delete_and_replace_table(store: Warehouse) -> None:
     assert store.read_table("s", "absent").empty
     assert not store.table_exists("s", "rows") and store.identity() is None and not store.exists()
