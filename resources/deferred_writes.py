@@ -60,7 +60,6 @@ class HeldWrites:
     def __init__(self) -> None:
         # (schema, table) in lower case -> its held partitions: (order made, schema, table, partition, frame)
         self._held: dict[tuple[str, str], list[_Held]] = {}
-        self._partitions: set[tuple[str, str, str]] = set()  # (schema, table, partition), lower case
         self._made = 0
         self._rows = 0
         # schema (lower case) -> the tables a read or a write has needed written: the next time one
@@ -73,14 +72,15 @@ class HeldWrites:
     ) -> None:
         """Hold one partition of some tables (``checked``: their frames, checked by the writer)."""
         name = schema.lower()
-        again = [t for t in checked if (name, t.lower(), partition_key) in self._partitions]
+        again = [
+            t for t in checked if any(e[3] == partition_key for e in self._held.get((name, t.lower()), []))
+        ]
         if again:  # the earlier rows first: a later write replaces them as it would have
             self.write(store, schema, again)
         for table, frame in checked.items():
             self._held.setdefault((name, table.lower()), []).append(
                 (self._made, schema, table, partition_key, frame)
             )
-            self._partitions.add((name, table.lower(), partition_key))
             self._made += 1
             self._rows += len(frame)
         if self._rows > FLUSH_ROWS:
@@ -101,10 +101,8 @@ class HeldWrites:
             tables = sorted(needed)
         taken: list[_Held] = []
         for key in self._chosen(schema, tables):
-            for entry in self._held.pop(key):
-                taken.append(entry)
-                self._partitions.discard((*key, entry[3]))
-                self._rows -= len(entry[4])
+            taken += self._held.pop(key)
+        self._rows -= sum(len(entry[4]) for entry in taken)
         taken.sort(key=lambda entry: entry[0])
         for name in dict.fromkeys(entry[1].lower() for entry in taken):
             _write_together(store, [entry[1:] for entry in taken if entry[1].lower() == name])
