@@ -157,9 +157,25 @@ def step_peaks(home: Path, samples: tuple[tuple[float, int], ...]) -> list[tuple
     for s in sorted(stats, key=lambda s: s.start_time or 0.0):
         if s.start_time is None or s.end_time is None:
             continue
-        inside = [rss for when, rss in samples if s.start_time <= when <= s.end_time]
-        found.append((s.step_key.split("__")[-1], float(s.end_time - s.start_time), max(inside, default=0)))
+        found.append(
+            (
+                s.step_key.split("__")[-1],
+                float(s.end_time - s.start_time),
+                _peak_within(samples, s.start_time, s.end_time),
+            )
+        )
     return found
+
+
+def _peak_within(samples: tuple[tuple[float, int], ...], start: float, end: float) -> int:
+    """The largest RSS sampled from ``start`` to ``end``; for a step shorter than the sampling interval,
+    the larger of the samples just before and just after it, the nearest the sampler saw it."""
+    inside = [rss for when, rss in samples if start <= when <= end]
+    if inside:
+        return max(inside)
+    before = [rss for when, rss in samples if when < start][-1:]
+    after = [rss for when, rss in samples if when > end][:1]
+    return max(before + after, default=0)
 
 
 def child_command(kind: str, data: Path, home: Path) -> list[str]:

@@ -186,7 +186,9 @@ def returning_units_verdict(
     else:
         earlier = influence[influence["partition_key"] < batch] if not influence.empty else influence
         labels = sorted(set(earlier["partition_key"])) if not earlier.empty else []
-        rows = pd.concat([earlier, this_batch.assign(partition_key=batch)], ignore_index=True)
+        current = this_batch.assign(partition_key=batch).reset_index(drop=True)
+        # pandas warns on (and will change) the dtypes of a concat with an empty frame: skip it
+        rows = pd.concat([earlier, current], ignore_index=True) if not earlier.empty else current
         shared = shared_unit_covariance(unit_batches(rows, [*labels, batch]), labels=[*labels, batch])
         share, ratio = float(shared.returning_share[-1]), standard_error_ratio(shared)
         returning, units = int(shared.n_returning[-1]), int(shared.n_units[-1])

@@ -17,7 +17,7 @@ from assimilate.estimators import models
 from assimilate.estimators.design_matrix import encode_covariates
 from benchmarks.call_counts import COUNTED_CALLS, CallCounter, counting_calls, work_rows
 from benchmarks.cli import cli_rows, slowest_imports
-from benchmarks.memory import measure_child, memory_rows, write_outreach_file
+from benchmarks.memory import _peak_within, measure_child, memory_rows, write_outreach_file
 from benchmarks.notebook import checked_rows, library_path
 from benchmarks.pipeline import pipeline_rows, retention_study
 
@@ -213,6 +213,14 @@ def _well_formed(rows: list[dict[str, Any]]) -> None:
         assert 0 < item["min_s"] <= item["median_s"] <= item["max_s"], item
         assert math.isfinite(float(item["ratio_to_reference"])) and float(item["ratio_to_reference"]) > 0
         assert not str(item["agreement"]).startswith("NO"), item
+
+
+def test_a_step_shorter_than_the_sampling_interval_takes_the_samples_around_it() -> None:
+    samples = ((0.0, 100), (0.2, 300), (0.4, 200), (0.6, 150))
+    assert _peak_within(samples, 0.1, 0.5) == 300  # samples inside: their largest
+    assert _peak_within(samples, 0.45, 0.55) == 200  # none inside: the larger of its neighbours
+    assert _peak_within(samples, 0.7, 0.8) == 150  # after the last sample: the last
+    assert _peak_within((), 0.0, 1.0) == 0
 
 
 def test_memory_benchmark_smoke_measures_both_subprocesses_and_agrees() -> None:
