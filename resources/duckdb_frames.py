@@ -1,8 +1,9 @@
-"""A pandas frame on its way into DuckDB: its names checked, registered for SQL, its column types.
+"""A pandas frame on its way into DuckDB and back: its names checked, registered for SQL, its types.
 
 ``resources/duckdb_tables.py`` writes what is registered here. Every identifier is checked against
 ``^[A-Za-z_][A-Za-z0-9_]{0,62}$`` before it is double-quoted; a large frame with text columns is
-handed over as an Arrow table when Arrow reads each column as DuckDB reads it from pandas.
+handed over as an Arrow table when Arrow reads each column as DuckDB reads it from pandas, and a
+large read comes back through Arrow when its column types convert as DuckDB's ``df()`` converts them.
 """
 
 from __future__ import annotations
@@ -135,3 +136,39 @@ def _arrow_table(frame: pd.DataFrame) -> pa.Table | None:
         return pa.Table.from_pandas(frame, preserve_index=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         return None
+
+
+# The types whose column a frame from Arrow gives as DuckDB's df() does (a test holds them equal):
+# not HUGEINT or DECIMAL (Python decimals from Arrow), DATE (dates), nor zoned timestamps.
+ARROW_READ_TYPES = (INTEGER_TYPES - {"HUGEINT"}) | FLOAT_TYPES | {"BOOLEAN", "VARCHAR", "TIMESTAMP"}
+_NULLABLE = {
+    pa.int8(): pd.Int8Dtype(),
+    pa.int16(): pd.Int16Dtype(),
+    pa.int32(): pd.Int32Dtype(),
+    pa.int64(): pd.Int64Dtype(),
+    pa.uint8(): pd.UInt8Dtype(),
+    pa.uint16(): pd.UInt16Dtype(),
+    pa.uint32(): pd.UInt32Dtype(),
+    pa.uint64(): pd.UInt64Dtype(),
+    pa.bool_(): pd.BooleanDtype(),
+}
+
+
+def frame_from_arrow(table: pa.Table) -> pd.DataFrame:
+    """``table`` as the frame DuckDB's ``df()`` gives, built without holding the rows twice.
+
+    pandas copies the column arrays ``df()`` hands it into blocks, so a 1e7-row read peaks at twice
+    its size; here each column becomes its own block and Arrow frees its buffers as they are
+    converted (``split_blocks``, ``self_destruct``). Integer and boolean columns with a NULL become
+    pandas' nullable types, as in ``df()``; without one they stay numpy's.
+    """
+    nullable = [column for column in table.column_names if _needs_nullable(table.column(column))]
+    converted = {name: table.column(name).to_pandas(types_mapper=_NULLABLE.get) for name in nullable}
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    for name, values in converted.items():  # in place of the float (object) column Arrow made
+        frame[name] = values
+    return frame
+
+
+def _needs_nullable(column: pa.ChunkedArray) -> bool:
+    return column.null_count > 0 and column.type in _NULLABLE

@@ -28,6 +28,7 @@ import duckdb
 import pandas as pd
 
 from resources.duckdb_frames import (
+    ARROW_READ_TYPES,
     FLOAT_TYPES,
     INCOMING,
     INTEGER_TYPES,
@@ -35,6 +36,7 @@ from resources.duckdb_frames import (
     PARTITION_ROWS,
     TEMPORAL_TYPE,
     column_list,
+    frame_from_arrow,
     partitions_filter,
     quote_identifier,
     register_frame,
@@ -298,7 +300,10 @@ def select_rows(
         # In insertion order without a sort: DuckDB keeps a scan's order (preserve_insertion_order,
         # on by default), and a sort would hold a 1e7-row partition twice while it is read.
         sql = f"SELECT {column_list(others)} FROM {target} WHERE {PARTITION_COLUMN} = ?"
-        frame = connection.execute(sql, [key]).df()
+        if all(columns[c] in ARROW_READ_TYPES for c in others):
+            frame = frame_from_arrow(connection.sql(sql, params=[key]).to_arrow_table())
+        else:
+            frame = connection.execute(sql, [key]).df()
         if PARTITION_COLUMN in columns:
             frame.insert(list(columns).index(PARTITION_COLUMN), PARTITION_COLUMN, key)
         return frame

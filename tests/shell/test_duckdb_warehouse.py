@@ -180,6 +180,44 @@ def test_one_partition_reads_as_the_general_query_reads_it(store: Warehouse) -> 
     )
 
 
+ALL_TYPES = [*sorted(duckdb_frames.ARROW_READ_TYPES), "HUGEINT", "DECIMAL(18,3)", "DATE"]
+
+
+@pytest.mark.parametrize("with_null", [False, True])
+def test_every_column_type_reads_one_partition_as_the_general_query_reads_it(
+    store: Warehouse, with_null: bool
+) -> None:
+    columns = {f"c_{t.split('(')[0].lower()}": t for t in ALL_TYPES}
+    value = {
+        "BOOLEAN": "true",
+        "VARCHAR": "'é1'",
+        "TIMESTAMP": "'2025-01-02 03:04:05.123456'",
+        "DATE": "'2025-01-02'",
+    }
+    rows = [
+        [value.get(t, "7") for t in ALL_TYPES],
+        ["NULL" if with_null else value.get(t, "3") for t in ALL_TYPES],
+    ]
+    with duckdb.connect(str(store.path)) as connection:
+        connection.execute("CREATE SCHEMA s")
+        declared = ", ".join(f"{name} {t}" for name, t in columns.items())
+        connection.execute(f"CREATE TABLE s.rows (partition_key VARCHAR, {declared})")
+        for key in ["2025-01-01", "2025-02-01"]:
+            for cells in rows:
+                connection.execute(f"INSERT INTO s.rows VALUES ('{key}', {', '.join(cells)})")
+    one = store.read_table("s", "rows", partition_key="2025-01-01")
+    general = store.read_table("s", "rows", partition_keys=["2025-01-01", "no such batch"])
+    pd.testing.assert_frame_equal(one, general)
+    assert one["c_bigint"].dtype == ("Int64" if with_null else "int64")
+    # a column of the types Arrow reads: the same frame as the general read, empty or not
+    kept = [c for c, t in columns.items() if t in duckdb_frames.ARROW_READ_TYPES]
+    for key in ["2025-02-01", "2025-04-01"]:
+        pd.testing.assert_frame_equal(
+            store.read_table("s", "rows", partition_key=key, columns=kept),
+            store.read_table("s", "rows", partition_keys=[key, "x"], columns=kept),
+        )
+
+
 def _large_frames(n: int) -> dict[str, tuple[pd.DataFrame, str]]:
     """Frames of ``n`` rows, and the reading DuckDB should be given from ``n`` rows (Arrow or pandas)."""
     text = pd.DataFrame(
