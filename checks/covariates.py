@@ -126,7 +126,12 @@ def split_valid_rows(raw: pd.DataFrame, study: StudyConfig, *, typed: TypedBatch
             _empty_valid(study), _empty_quarantine(), typed.missing_columns, typed.missing_reason
         )
     schema = covariate_schema(study)
-    candidates = typed.frame.loc[~typed.frame.index.isin(typed.problems["row_index"]), list(schema.columns)]
+    readable = ~typed.frame.index.isin(typed.problems["row_index"])
+    candidates = (  # without a reading problem, the typed columns themselves: .loc would copy them
+        pd.DataFrame({c: typed.frame[c] for c in schema.columns}, copy=False)
+        if readable.all()
+        else typed.frame.loc[readable, list(schema.columns)]
+    )
     # Every remaining treatment is 0 or 1. Neither this nor pandera copies the other columns.
     candidates = candidates.astype({study.treatment: "int64"}, copy=False)
     problems = [typed.problems]

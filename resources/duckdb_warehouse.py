@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import weakref
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ import duckdb
 import pandas as pd
 
 from resources import duckdb_tables
+from resources.arrow_memory import release_arrow_memory
 from resources.deferred_writes import held_writes, write_held_first
 from resources.duckdb_tables import database_of, is_lock_error, quote_identifier
 from resources.partition_writes import delete_partition_rows, write_tables
@@ -102,15 +103,16 @@ class Warehouse:
             yield self._held
             return
         lease = lease_for(self.path)
-        if lease is not None:  # inside lease_connection(): a cursor of the one leased connection
-            with lease.connection(lambda: self._open_file(read_only=False), read_only=read_only) as cursor:
-                yield cursor
-            return
-        connection = self._open_file(read_only=read_only)
+        opened = (  # inside lease_connection(): a cursor of the process's one leased connection
+            lease.connection(lambda: self._open_file(read_only=False), read_only=read_only)
+            if lease is not None
+            else closing(self._open_file(read_only=read_only))
+        )
         try:
-            yield connection
-        finally:
-            connection.close()
+            with opened as connection:
+                yield connection
+        finally:  # the Arrow tables its reads converted and its inserts registered are freed by now
+            release_arrow_memory()
 
     def _open_file(self, *, read_only: bool) -> duckdb.DuckDBPyConnection:
         return self._backoff.attempt(

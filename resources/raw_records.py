@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from resources.arrow_memory import release_arrow_memory
 from resources.raw_columns import as_text, delivered_columns, joined_chunks, stored_names
 
 # The raw column that keeps a row's values beyond the header's last column (a JSON list).
@@ -103,6 +104,7 @@ def read_batch_file(path: Path, *, batch: str, content: bytes | None = None) -> 
             frame = _read_csv(data, where)
         elif suffix == ".parquet":
             frame = _parquet_columns(pd.read_parquet(io.BytesIO(data)))
+            release_arrow_memory()  # the decoded file's buffers: gigabytes at 1e7 rows
         else:
             raise BatchFileError(f"{where}: unsupported format {suffix!r}")
     except UnicodeDecodeError as error:
