@@ -57,6 +57,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -67,16 +68,21 @@ from pandas.api.types import is_numeric_dtype
 
 from assimilate._validation import check_alpha
 from assimilate.diagnostics._arm_tests import arm_test, randomized_clusters
+from assimilate.diagnostics._screen_design import (
+    BlockDesign,
+    Column,
+    ResidualSums,
+    equals,
+    outcome_basis,
+    plain,
+    product,
+)
 from assimilate.diagnostics.calibration import stating_rate
 from assimilate.diagnostics.verdict import Verdict
-from assimilate.estimators import passes
 from assimilate.estimators._threads import one_blas_thread
 
 ScreenStatus = Literal["pass", "warn", "error", "undefined"]
 ColumnKind = Literal["numeric", "binary", "categorical"]
-N_KNOTS = 8
-MASS_SHARE = 0.01  # a value of the outcome held by >= 1% of the units (and >= 10) is a point mass
-MAX_MASSES = 10
 MIN_GROUP = 10  # a column is screened when >= 10 units differ from its most common value
 RESIDUAL_FLOOR = 1e-9  # share of c's variance left below which nothing more can explain it
 SEVERITY = {"undefined": 0, "pass": 1, "warn": 2, "error": 3}
@@ -133,86 +139,37 @@ class PostTreatmentScreen:
         return pd.DataFrame([asdict(r) for r in self.rows], columns=list(ScreenRow.__dataclass_fields__))
 
 
-class _Design:
-    """All standardized columns of a batch and their Gram matrix: least squares on any subset.
+# The subsets each response is regressed on: the others, the treatment and the others, the full
+# model, the outcome basis alone, and none (the centered response itself).
+OTHERS, TREATMENT, FULL, OUTCOME, NONE = range(5)
 
-    Residuals are ``c - M b`` with ``b`` zero off the subset, so no subset of ``M`` is copied, and
-    the residuals on several subsets come from the same passes over ``M``: three in all.
+
+def _partial(sums: ResidualSums, full: int, reduced: int, bound: float) -> tuple[float | None, float]:
+    """Adjusted partial R² of the added block and the one-sided p-value of ``H0: P <= bound``.
+
+    With ``a = e_full²`` and ``b = e_reduced²`` per row, ``P = 1 - ratio (n - 1 - k0) / (n - 1 - k1)``
+    for ``ratio = mean(a) / mean(b)``, and the delta method's standard error is
+    ``sd(a - ratio b) / sqrt(n) / mean(b)``, from the sums of ``a²``, ``ab`` and ``b²``. Not
+    defined (None) when the reduced model leaves less than ``RESIDUAL_FLOOR`` of ``c``'s variance:
+    what is left is rounding, and no block can explain it.
     """
-
-    def __init__(self, blocks: Mapping[str, Array]) -> None:
-        self.matrix = np.column_stack(list(blocks.values()))
-        self.gram = passes.gram(self.matrix)
-        self.index: dict[str, NDArray[np.intp]] = {}
-        start = 0
-        for name, block in blocks.items():
-            self.index[name] = np.arange(start, start + block.shape[1])
-            start += block.shape[1]
-
-    def residuals(self, subsets: Sequence[Sequence[str]], c: Array) -> list[tuple[Array, int]]:
-        """Residuals of centered ``c`` on each subset of named blocks, and the rank each used."""
-        columns = [
-            np.concatenate([self.index[name] for name in names] or [np.zeros(0, np.intp)])
-            for names in subsets
-        ]
-        inverses = [self._inverse(subset) for subset in columns]
-        coefficients = np.zeros((self.matrix.shape[1], len(subsets)))
-        cross = passes.transpose_times(self.matrix, c)
-        for j, (subset, (inverse, _)) in enumerate(zip(columns, inverses, strict=True)):
-            coefficients[subset, j] = inverse @ cross[subset]
-        residual = passes.times(self.matrix, -coefficients)
-        residual += c[:, None]
-        refined = passes.transpose_times(self.matrix, residual)  # one refinement step
-        for j, (subset, (inverse, _)) in enumerate(zip(columns, inverses, strict=True)):
-            coefficients[subset, j] = inverse @ refined[subset, j]
-        residual -= passes.times(self.matrix, coefficients)
-        return [(residual[:, j], rank) for j, (_, rank) in enumerate(inverses)]
-
-    def _inverse(self, subset: NDArray[np.intp]) -> tuple[Array, int]:
-        """The pseudo-inverse of the subset's Gram matrix (eigenvalues below 1e-10 of the top dropped)."""
-        if len(subset) == 0:
-            return np.zeros((0, 0)), 0
-        values, vectors = np.linalg.eigh(self.gram[np.ix_(subset, subset)])
-        keep = values > 1e-10 * max(values.max(), 1e-300)
-        return (vectors[:, keep] / values[keep]) @ vectors[:, keep].T, int(keep.sum())
-
-
-def _standardized(columns: list[Array], n: int) -> Array:
-    """Centered columns scaled to unit SD; constant columns dropped."""
-    kept = [(c - c.mean()) / c.std() for c in columns if c.std() > 1e-12 * (1.0 + abs(c.mean()))]
-    return np.column_stack(kept) if kept else np.zeros((n, 0))
-
-
-def _outcome_basis(y: Array) -> Array:
-    """``[y, hinges at quantile knots, point-mass indicators]``, standardized."""
-    values, counts = np.unique(y, return_counts=True)
-    columns = [y]
-    if len(values) > 2:
-        knots = np.unique(np.quantile(y, np.arange(1, N_KNOTS + 1) / (N_KNOTS + 1)))
-        columns += [np.maximum(y - k, 0.0) for k in knots if values[0] < k < values[-1]]
-        floor = max(10.0, MASS_SHARE * len(y))
-        heavy = np.argsort(-counts, kind="stable")[:MAX_MASSES]
-        columns += [(y == values[i]).astype(np.float64) for i in heavy if counts[i] >= floor]
-    return _standardized(columns, len(y))
-
-
-def _partial(full: tuple[Array, int], reduced: tuple[Array, int], bound: float) -> tuple[float | None, float]:
-    """Adjusted partial R² of the added block and the one-sided p-value of ``H0: P <= bound``."""
-    (e1, k1), (e0, k0) = full, reduced
-    n, a, b = len(e1), e1**2, e0**2
-    if b.mean() <= 0.0:
+    n, (k1, k0) = sums.n, (sums.ranks[full], sums.ranks[reduced])
+    a, b = sums.squares[full] / n, sums.squares[reduced] / n
+    if sums.squares[reduced] <= RESIDUAL_FLOOR * sums.squares[NONE]:  # the reduced model fixes c already
         return None, 1.0
-    ratio = float(a.mean() / b.mean())
+    ratio = float(a / b)
     partial = 1.0 - ratio * (n - 1 - k0) / (n - 1 - k1)
-    se = float(np.std(a - ratio * b) / math.sqrt(n) / b.mean())
+    moments = sums.products[np.ix_([full, reduced], [full, reduced])] / n
+    variance = moments[0, 0] - 2.0 * ratio * moments[0, 1] + ratio**2 * moments[1, 1] - (a - ratio * b) ** 2
+    se = math.sqrt(max(float(variance), 0.0)) / math.sqrt(n) / float(b)
     if se == 0.0:
         return partial, 0.0 if partial > bound else 1.0
     return partial, 0.5 * math.erfc((partial - bound) / se / math.sqrt(2.0))  # normal upper tail
 
 
-def _r2(residual: tuple[Array, int], c: Array) -> float:
-    (e, k), n = residual, len(c)
-    return float(1.0 - (e @ e / (n - 1 - k)) / (c @ c / (n - 1)))
+def _r2(sums: ResidualSums, subset: int) -> float:
+    n, k = sums.n, sums.ranks[subset]
+    return float(1.0 - (sums.squares[subset] / (n - 1 - k)) / (sums.squares[NONE] / (n - 1)))
 
 
 def _complete_rows(
@@ -326,16 +283,18 @@ def post_treatment_screen(
             "post_treatment_screen_warn", threshold=warn_bound, rule=warn_rule, reason=why
         )
         return PostTreatmentScreen((), error, warn, 0, n, MappingProxyType(settings))
-    design, responses = _batch_design(data, data[outcome].to_numpy(np.float64), d, model, categorical)
+    blocks, kinds, responses = _batch_columns(data, data[outcome].to_numpy(np.float64), d, model, categorical)
+    screened = [(column, level) for column in model for level in responses[column]]
+    design = BlockDesign(blocks, n, [responses[column][level] for column, level in screened])
+    jobs = [(i, _subsets(column, model)) for i, (column, _) in enumerate(screened)]
+    sums = dict(zip(screened, design.residual_sums(jobs), strict=True))
     clusters = randomized_clusters(data, cluster, d) if randomized else None
     tests = len(model) * (4 if randomized else 3)
     rows = tuple(
         _screen_column(
             column,
-            responses[column],
-            _kind(responses[column], categorical=column in categorical),
-            design,
-            [f"c:{c}" for c in model if c != column],
+            kinds[column],
+            {level: (values, sums[column, level]) for level, values in responses[column].items()},
             d,
             tests=tests,
             settings=settings,
@@ -353,33 +312,45 @@ def post_treatment_screen(
     )
 
 
-def _batch_design(
+def _batch_columns(
     data: pd.DataFrame, y: Array, d: Array, model: Sequence[str], categorical: Sequence[str]
-) -> tuple[_Design, dict[str, dict[str, Array]]]:
-    """The design of the outcome basis, the treatment and the model columns; each column's responses.
+) -> tuple[dict[str, list[Column]], dict[str, ColumnKind], dict[str, dict[str, Column]]]:
+    """The design's blocks, each model column's kind, and its responses that vary.
 
-    A categorical column's responses are a 0/1 column per level. The standardized blocks live only
-    here: once in the design's matrix they are dropped, before the screen's passes (at 1e7 rows they
-    are gigabytes).
+    The blocks: the outcome basis, the treatment, their product and the model columns. A response
+    is the column, or a 0/1 column per level of a categorical one. Columns are computed from the batch's arrays when written (``_screen_design``): at 1e7 rows the
+    standardized design would be gigabytes.
     """
     n = len(y)
-    responses: dict[str, dict[str, Array]] = {}
-    blocks = {
-        "outcome": _outcome_basis(y),
-        "interaction": _standardized([d * y], n),
-        "treatment": _standardized([d], n),
+    blocks: dict[str, list[Column]] = {
+        "outcome": outcome_basis(y),
+        "interaction": [partial(product, d, y)],
+        "treatment": [partial(plain, d)],
     }
+    kinds: dict[str, ColumnKind] = {}
+    responses: dict[str, dict[str, Column]] = {}
     for column in model:
         if column in categorical:
-            levels = data[column].value_counts().index  # the most frequent level is the baseline
+            counts = data[column].value_counts()  # the most frequent level is the baseline
             codes, distinct = pd.factorize(data[column])  # each level's rows from codes: no text compared
-            code = {value: k for k, value in enumerate(distinct)}
-            responses[column] = {str(v): (codes == code[v]).astype(np.float64) for v in sorted(levels)}
-            blocks[f"c:{column}"] = _standardized([responses[column][str(v)] for v in levels[1:]], n)
+            level = {value: partial(equals, codes, k) for k, value in enumerate(distinct)}
+            blocks[f"c:{column}"] = [level[v] for v in counts.index[1:]]
+            kinds[column] = "categorical"
+            varying = [v for v in sorted(counts.index) if min(counts[v], n - counts[v]) >= MIN_GROUP]
+            responses[column] = {str(v): level[v] for v in varying}
         else:
-            responses[column] = {"": data[column].to_numpy(np.float64)}
-            blocks[f"c:{column}"] = _standardized([responses[column][""]], n)
-    return _Design(blocks), responses
+            values = data[column].to_numpy(np.float64)
+            blocks[f"c:{column}"] = [partial(plain, values)]
+            unique, repeats = np.unique(values, return_counts=True)
+            kinds[column] = "binary" if len(unique) <= 2 else "numeric"
+            responses[column] = {"": partial(plain, values)} if n - repeats.max() >= MIN_GROUP else {}
+    return blocks, kinds, responses
+
+
+def _subsets(column: str, model: Sequence[str]) -> list[list[str]]:
+    """The blocks of OTHERS, TREATMENT, FULL, OUTCOME and NONE for ``column``."""
+    others = [f"c:{c}" for c in model if c != column]
+    return [others, ["treatment", *others], ["outcome", "interaction", "treatment", *others], ["outcome"], []]
 
 
 def _verdict(name: str, rows: tuple[ScreenRow, ...], status: str, rule: str, otherwise: str) -> Verdict:
@@ -396,10 +367,8 @@ def _verdict(name: str, rows: tuple[ScreenRow, ...], status: str, rule: str, oth
 
 def _screen_column(
     column: str,
-    responses: dict[str, Array],
     kind: ColumnKind,
-    design: _Design,
-    others: list[str],
+    levels: dict[str, tuple[Column, ResidualSums]],
     d: Array,
     *,
     tests: int,
@@ -407,22 +376,17 @@ def _screen_column(
     clusters: NDArray[np.int64] | None = None,
 ) -> ScreenRow:
     """One column's row; a categorical column reports its level with the most severe finding."""
-    n = len(d)
-    usable = {level: c for level, c in responses.items() if _varies(c)}
-    factor = tests * max(len(usable), 1)  # Bonferroni over the batch's tests and the column's levels
+    n, bound = len(d), settings["warn_bound"]
+    factor = tests * max(len(levels), 1)  # Bonferroni over the batch's tests and the column's levels
     found: list[tuple[int, float, ScreenRow]] = []
-    for level, raw in usable.items():
-        c = raw - raw.mean()
-        x, dx, ydx, y = design.residuals(
-            [others, ["treatment", *others], ["outcome", "interaction", "treatment", *others], ["outcome"]], c
-        )
-        collinear = x[0] @ x[0] < RESIDUAL_FLOOR * (c @ c)  # the other model columns fix it
-        p_y, pv_y = (None, 1.0) if collinear else _partial(ydx, dx, settings["warn_bound"])
-        alone, pv_alone = _partial(y, (c, 0), settings["warn_bound"])
-        p_d, pv_d = (None, 1.0) if collinear else _partial(dx, x, settings["warn_bound"])
+    for level, (response, sums) in levels.items():
+        collinear = sums.squares[OTHERS] < RESIDUAL_FLOOR * sums.squares[NONE]  # the other columns fix it
+        p_y, pv_y = (None, 1.0) if collinear else _partial(sums, FULL, TREATMENT, bound)
+        alone, pv_alone = _partial(sums, OUTCOME, NONE, bound)
+        p_d, pv_d = (None, 1.0) if collinear else _partial(sums, TREATMENT, OTHERS, bound)
         values: dict[str, Any] = {
             "level": level,
-            "outcome_r2": _r2(ydx, c),
+            "outcome_r2": _r2(sums, FULL),
             "outcome_alone_r2": alone,
             "outcome_partial_r2": p_y,
             "outcome_p_adjusted": min(1.0, factor * pv_y),
@@ -431,6 +395,7 @@ def _screen_column(
             "treatment_p_adjusted": min(1.0, factor * pv_d),
         }
         if settings["randomized"]:
+            raw = response(slice(0, n))
             name, statistic, p_arm = arm_test(raw, d, numeric=kind == "numeric", clusters=clusters)
             values |= {
                 "arm_test": name,
@@ -447,17 +412,6 @@ def _screen_column(
         why = f"fewer than {MIN_GROUP} units differ from its most common value"
         return ScreenRow(column, kind, n, "undefined", f"{column!r}: not screened: {why}")
     return max(found, key=lambda item: item[:2])[2]
-
-
-def _kind(responses: Mapping[str, Array], *, categorical: bool) -> ColumnKind:
-    if categorical:
-        return "categorical"
-    return "binary" if len(np.unique(responses[""])) <= 2 else "numeric"
-
-
-def _varies(values: Array) -> bool:
-    _, counts = np.unique(values, return_counts=True)
-    return bool(len(values) - counts.max() >= MIN_GROUP)
 
 
 def _judge(
