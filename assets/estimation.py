@@ -255,7 +255,7 @@ def _store(
     (checks/returning_units.py): none (an empty partition) where the check did not ask.
     """
     tables: dict[str, pd.DataFrame] = {}
-    for name, frame in fit.tables(batch_rules=study.batch_rules_hash).items():
+    for name, frame in fit.tables(batch_rules=study.batch_rules_hash, copy=False).items():
         asset, table = STORED[name]
         if asset in selected:
             tables[table] = pd.DataFrame() if withdrawn and asset == "batch_effect" else frame

@@ -58,33 +58,47 @@ def _binary(name: str, values: ArrayLike) -> NDArray[np.bool_]:
     return np.asarray(array == 1.0, dtype=np.bool_)
 
 
-def covariate_matrix(
-    covariates: pd.DataFrame | ArrayLike, names: Sequence[str] | None
-) -> tuple[FloatArray, list[str]]:
-    """Numeric matrix of the covariates; categorical columns become one 0/1 column per level."""
+@dataclass(frozen=True)
+class CovariateColumns:
+    """Covariates split into columns once (:func:`covariate_columns`), for several balance tables."""
+
+    columns: list[NDArray[Any]]
+    labels: list[str]
+    n_rows: int
+
+
+def covariate_columns(
+    covariates: pd.DataFrame | ArrayLike | CovariateColumns, names: Sequence[str] | None
+) -> CovariateColumns:
+    """The covariates column by column, their labels and the number of rows.
+
+    A numeric column is the frame's own array (float64: not copied); a categorical column becomes
+    one 0/1 column per level (booleans, a byte a row). No matrix is built: at 1e7 rows one is 0.7 GB,
+    and each column is read arm by arm (:func:`_arm_moments`).
+    """
+    if isinstance(covariates, CovariateColumns):
+        return covariates
     if isinstance(covariates, pd.DataFrame):
-        parts: list[tuple[str, NDArray[Any], int | None]] = []  # label, values, level code (None: numeric)
+        columns: list[NDArray[Any]] = []
+        labels: list[str] = []
         for column in covariates.columns:
             series = covariates[column]
             if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
-                parts.append((str(column), series.to_numpy(dtype=np.float64), None))
+                columns.append(series.to_numpy(dtype=np.float64))
+                labels.append(str(column))
             else:
                 codes, levels = pd.factorize(series.astype(str))
                 order = sorted(range(len(levels)), key=lambda code: str(levels[code]))
-                parts.extend((f"{column}[{levels[code]}]", codes, code) for code in order)
-        # Filled column by column, each column contiguous: no second copy of the matrix (a 1e7-row
-        # one is 0.7 GB), and each arm's rows of a column are read fast (_arm_moments).
-        matrix = np.empty((len(covariates), len(parts)), order="F")
-        for j, (_, values, code) in enumerate(parts):
-            matrix[:, j] = values if code is None else values == code
-        return matrix, [label for label, _, _ in parts]
+                columns += [codes == code for code in order]
+                labels += [f"{column}[{levels[code]}]" for code in order]
+        return CovariateColumns(columns, labels, len(covariates))
     matrix = np.asarray(covariates, dtype=np.float64)
     if matrix.ndim == 1:
         matrix = matrix[:, None]
     labels = list(names) if names is not None else [f"x{j}" for j in range(matrix.shape[1])]
     if len(labels) != matrix.shape[1]:
         raise ValueError(f"names has {len(labels)} entries for {matrix.shape[1]} covariates")
-    return matrix, labels
+    return CovariateColumns([matrix[:, j] for j in range(matrix.shape[1])], labels, matrix.shape[0])
 
 
 @dataclass(frozen=True)
@@ -145,24 +159,25 @@ def _weighted_moments(x: FloatArray, w: FloatArray) -> tuple[FloatArray, FloatAr
     return mean, var, mean_var
 
 
-def _arm_moments(x: FloatArray, d: NDArray[np.bool_], w: FloatArray) -> FloatArray:
+def _arm_moments(columns: list[NDArray[Any]], d: NDArray[np.bool_], w: FloatArray) -> FloatArray:
     """Each covariate's arm variances (unweighted), then the treated's and the controls' weighted moments.
 
     A column of the (8, p) result per covariate, in the order of :func:`_weighted_moments`. Column
-    by column, so no copy of the whole matrix is made per arm (a 1e7-row one is 0.7 GB).
+    by column, so no copy of all the covariates is made per arm.
     """
     w1, w0 = w[d], w[~d]
     rows = []
-    for j in range(x.shape[1]):
-        x1, x0 = x[d, j], x[~d, j]
+    for column in columns:
+        values = np.asarray(column, dtype=np.float64)
+        x1, x0 = values[d], values[~d]
         rows.append(
             (np.var(x1, ddof=1), np.var(x0, ddof=1), *_weighted_moments(x1, w1), *_weighted_moments(x0, w0))
         )
-    return np.array(rows, dtype=np.float64).reshape(x.shape[1], 8).T
+    return np.array(rows, dtype=np.float64).reshape(len(columns), 8).T
 
 
 def balance_table(
-    covariates: pd.DataFrame | ArrayLike,
+    covariates: pd.DataFrame | ArrayLike | CovariateColumns,
     treatment: ArrayLike,
     *,
     weights: ArrayLike | None = None,
@@ -176,7 +191,7 @@ def balance_table(
 
     Parameters
     ----------
-    covariates : DataFrame or array_like
+    covariates : DataFrame, array_like or CovariateColumns
         Covariates (categoricals: one row per level).
     treatment : array_like
         0/1 treatment.
@@ -205,10 +220,11 @@ def balance_table(
     check_positive("threshold", threshold)
     check_rule(rule)
     check_alpha(alpha)
-    x, labels = covariate_matrix(covariates, names)
+    split = covariate_columns(covariates, names)
+    columns, labels, n_rows = split.columns, split.labels, split.n_rows
     d = _binary("treatment", treatment)
-    if len(d) != x.shape[0]:
-        raise ValueError(f"treatment has {len(d)} entries for {x.shape[0]} rows of covariates")
+    if len(d) != n_rows:
+        raise ValueError(f"treatment has {len(d)} entries for {n_rows} rows of covariates")
     w = np.ones(len(d)) if weights is None else np.asarray(weights, dtype=np.float64)
     if w.shape != d.shape or not np.isfinite(w).all() or (w < 0).any() or w.sum() == 0:
         raise ValueError("weights must be finite, non-negative, not all zero, one per unit")
@@ -228,7 +244,7 @@ def balance_table(
         )
         verdict = verdict if stated is None else stating_rate(verdict, stated)
         return BalanceReport(table, denominator, weighted, threshold, verdict, rule, stated)
-    table = _smd_table(x, d, w, labels, denominator)
+    table = _smd_table(columns, d, w, labels, denominator)
     smd = table["smd"].to_numpy()
     if rule == "fixed":
         worst = float(np.max(np.abs(smd))) if len(smd) else 0.0
@@ -250,9 +266,13 @@ _NUMBER_COLUMNS = ("mean_treated", "mean_control", "smd", "variance_ratio", "smd
 
 
 def _smd_table(
-    x: FloatArray, d: NDArray[np.bool_], w: FloatArray, labels: list[str], denominator: Denominator
+    columns: list[NDArray[Any]],
+    d: NDArray[np.bool_],
+    w: FloatArray,
+    labels: list[str],
+    denominator: Denominator,
 ) -> pd.DataFrame:
-    var1_raw, var0_raw, mean1, var1, mean_var1, mean0, var0, mean_var0 = _arm_moments(x, d, w)
+    var1_raw, var0_raw, mean1, var1, mean_var1, mean0, var0, mean_var0 = _arm_moments(columns, d, w)
     scale = {
         "pooled": np.sqrt((var1_raw + var0_raw) / 2),
         "treated": np.sqrt(var1_raw),
@@ -398,14 +418,13 @@ def weighted_balance(
         weights = weights * survey
     if denominator is None:
         denominator = _DENOMINATOR_OF[estimand]
-    x, labels = covariate_matrix(covariates, names)  # once for both tables
+    split = covariate_columns(covariates, names)  # once for both tables
     options: dict[str, Any] = {
         "threshold": threshold,
-        "names": labels,
         "rule": rule,
         "alpha": alpha,
         "denominator": denominator,
     }
-    before = balance_table(x, d, weights=sample_weights, **options)
-    after = balance_table(x, d, weights=weights, **options)
+    before = balance_table(split, d, weights=sample_weights, **options)
+    after = balance_table(split, d, weights=weights, **options)
     return BalanceComparison(before, after, estimand)

@@ -48,6 +48,7 @@ from scipy import special, stats
 from assimilate._validation import check_alpha, check_choice
 from assimilate.diagnostics.calibration import GateRule, check_rule, stating_rate
 from assimilate.diagnostics.verdict import Verdict
+from assimilate.estimators import passes
 
 FloatArray = NDArray[np.float64]
 OverlapEstimand = Literal["ATE", "ATT", "ATC"]
@@ -285,11 +286,14 @@ class _Calibration:
 
 
 def _checked_design(design: ArrayLike, e: FloatArray, d: FloatArray) -> FloatArray:
-    x = np.asarray(design, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] != e.size or not np.isfinite(x).all():
+    x = np.ascontiguousarray(design, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] != e.size:
+        raise ValueError(f"design must be a finite (n, p) matrix with n = {e.size} rows")
+    largest = max(float(x.max()), -float(x.min()))  # NaN if any is: no (n, p) temporary
+    if not np.isfinite(largest):
         raise ValueError(f"design must be a finite (n, p) matrix with n = {e.size} rows")
     score = np.abs(x.T @ (d - e)).max() if x.shape[1] else 0.0
-    if score > 1e-6 * e.size * max(1.0, float(np.abs(x).max())):
+    if score > 1e-6 * e.size * max(1.0, largest):
         raise ValueError(
             "propensity is not the maximum-likelihood logistic fit on design (its score X'(d - e) is "
             f"{score:.3g}, not 0): pass the unclipped fitted scores, or no design for known propensities"
@@ -339,7 +343,7 @@ def _fit_noise(e: FloatArray, x: FloatArray) -> tuple[FloatArray, FloatArray, Fl
     """Weights ``e (1 - e)``, ``I^-1``, each fitted linear predictor's variance, and the bias-corrected one."""
     w = e * (1 - e)
     try:
-        inverse = np.linalg.inv((x * w[:, None]).T @ x)
+        inverse = np.linalg.inv(passes.gram(x, w))  # one pass, no weighted copy of x
     except np.linalg.LinAlgError as error:
         raise ValueError(f"design is singular at these scores: {error}") from error
     variance = np.einsum("ij,jk,ik->i", x, inverse, x)  # var of each fitted linear predictor
@@ -381,7 +385,9 @@ def _fitted_tail_share(
     arm_distance, arm_sd = distance[judged], sd[judged]
     plain = float(np.mean(arm_distance > 0))
     noisy = float(np.mean(stats.norm.cdf(arm_distance / arm_sd)))
-    gradient = sign * (stats.norm.pdf(arm_distance / arm_sd) / arm_sd) @ x[judged] / m
+    density = np.zeros(e.size)  # zero outside the arm: no copy of the arm's rows of x
+    density[judged] = stats.norm.pdf(arm_distance / arm_sd) / arm_sd
+    gradient = sign * (density @ x) / m
     corrected = min(max(2 * plain - noisy, 0.0), 1.0)
     tail = (distance > 0).astype(np.float64)
     covariance = sign * (x.T @ (w * (tail - bound)))  # + for the treated (ATT), - for the controls

@@ -174,7 +174,9 @@ class _CheckedArrays:
                     outcome=self.plan.outcome,
                     covariates=self.plan.model_columns,
                     categories=self.plan.categorical if declared else None,
-                    design=self.design if declared == bool(self.plan.categorical) else None,
+                    design=self.design
+                    if declared == bool(self.plan.categorical) or _as_seen(self.design)
+                    else None,
                 )
             except ValueError as error:
                 self._built[declared] = error
@@ -182,6 +184,27 @@ class _CheckedArrays:
         if isinstance(built, ValueError):
             raise ValueError(str(built))
         return built
+
+
+def _as_seen(design: DesignMatrix | None) -> bool:
+    """Whether ``design``, encoded with the declared levels, serves the regressions on the levels seen.
+
+    It does when every declared level is seen: both designs then span the same columns, whichever
+    level is the reference, and a regression's estimate, standard errors and influence values
+    depend on that span alone (a 1e7-row design is 0.7 GB; they agree to rounding).
+    """
+    if design is None:
+        return False
+    for column, levels in design.categories.items():
+        seen = np.zeros(design.n_rows, dtype=np.int64)  # rows at a level other than the reference
+        for level in levels[1:]:
+            indicator = design.values[:, design.columns.index(f"{column}[{level}]")]
+            if not indicator.any():
+                return False
+            seen += indicator.astype(np.int64)
+        if seen.all():  # no row at the reference level
+            return False
+    return True
 
 
 def _estimate(

@@ -32,6 +32,7 @@ def influence_frame(valid: pd.DataFrame, unit_id: str, fit: InfluenceContributio
             "influence": fit.values,
         },
         columns=INFLUENCE_COLUMNS,
+        copy=False,  # the fit's arrays, not a consolidated copy (a 1e7-row table is 0.2 GB)
     )
 
 
@@ -61,7 +62,8 @@ def score_table(
             "propensity": model.scores,
             "used_propensity": model.used_scores,
             "kept": model.keep,
-        }
+        },
+        copy=False,  # the model's arrays, not a consolidated copy
     )
 
 
@@ -83,4 +85,4 @@ def predictions(valid: pd.DataFrame, model: OutcomeModel | None) -> pd.DataFrame
     """Each row's predicted outcome under control (mu0) and under treatment (mu1)."""
     if model is None:
         return pd.DataFrame(columns=[ROW_INDEX, "mu0", "mu1"])
-    return pd.DataFrame({ROW_INDEX: row_index(valid), "mu0": model.mu0, "mu1": model.mu1})
+    return pd.DataFrame({ROW_INDEX: row_index(valid), "mu0": model.mu0, "mu1": model.mu1}, copy=False)

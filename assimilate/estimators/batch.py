@@ -113,10 +113,14 @@ class BatchFit:
     verdicts: Mapping[str, Verdict]
     frames: Mapping[str, pd.DataFrame] = field(repr=False)
 
-    def tables(self, *, batch_rules: str = "") -> dict[str, pd.DataFrame]:
-        """The batch's tables (:data:`TABLES`), copies; ``batch_rules`` labels every effect row."""
-        tables = {name: frame.copy() for name, frame in self.frames.items()}
-        tables["effects"]["batch_rules"] = batch_rules
+    def tables(self, *, batch_rules: str = "", copy: bool = True) -> dict[str, pd.DataFrame]:
+        """The batch's tables (:data:`TABLES`); ``batch_rules`` labels every effect row.
+
+        Copies, unless ``copy`` is False: then the fit's own frames (to be written, not changed;
+        at 1e7 rows a copy of the per-row tables is most of a gigabyte), the effects still a copy.
+        """
+        tables = {name: frame.copy() if copy else frame for name, frame in self.frames.items()}
+        tables["effects"] = tables["effects"].assign(batch_rules=batch_rules)
         return tables
 
     def propensity_summary(self) -> dict[str, Any]:

@@ -237,6 +237,19 @@ def test_stored_tables_are_those_of_the_fitted_models() -> None:
     )
     tables["effects"].loc[0, "estimate"] = 99.0  # a copy: the fit stays as it was
     assert fit.tables()["effects"].loc[0, "estimate"] != 99.0
+    assert not np.shares_memory(
+        tables["influence"]["influence"].to_numpy(), fit.frames["influence"]["influence"]
+    )
+
+
+def test_tables_to_write_are_the_fits_own_per_row_frames_and_a_labelled_copy_of_the_effects() -> None:
+    fit = fit_batch(batch_frame(), make_plan(), batch="b", rng=np.random.default_rng(0))
+    tables = fit.tables(batch_rules="abc", copy=False)
+    for name in ("propensity_scores", "outcome_predictions", "influence"):
+        assert tables[name] is fit.frames[name]  # at 1e7 rows a copy is most of a gigabyte
+    assert set(tables["effects"]["batch_rules"]) == {"abc"}
+    assert fit.frames["effects"]["batch_rules"].isna().all()  # the fit's own effects are not labelled
+    pd.testing.assert_frame_equal(tables["effects"], fit.tables(batch_rules="abc")["effects"])
 
 
 def counting(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
@@ -270,14 +283,19 @@ def test_each_nuisance_model_is_fitted_once_per_batch(
 
 @pytest.mark.parametrize(
     ("settings", "encodings"),
-    [({}, 1), ({"categorical": {"region": ["north", "south", "east"]}}, 2)],
-    ids=["levels_seen", "levels_declared"],
+    [
+        ({}, 1),
+        ({"categorical": {"region": ["north", "south", "east"]}}, 1),
+        ({"categorical": {"region": ["east", "north", "south", "west"]}}, 2),
+    ],
+    ids=["levels_seen", "levels_declared", "declared_one_unseen"],
 )
 def test_the_design_is_encoded_once_per_set_of_levels(
     monkeypatch: pytest.MonkeyPatch, settings: dict[str, Any], encodings: int
 ) -> None:
     """The nuisance models' design serves IPW and AIPW too; the regressions encode the levels seen
-    when the plan declares others (a declared level absent from a batch would make them singular)."""
+    when a level the plan declares is absent from the batch (it would make them singular); with
+    every declared level seen, the nuisance models' design spans the same columns and serves them."""
     calls: list[tuple[str, ...]] = []
     for name in ("batch", "_inputs"):  # fit_batch's own encoding, and every estimator's
         module = importlib.import_module(f"assimilate.estimators.{name}")
@@ -291,7 +309,8 @@ def test_the_design_is_encoded_once_per_set_of_levels(
 
         monkeypatch.setattr(module, "encode_covariates", counted)
     fit = fit_batch(batch_frame(), make_plan(**settings), batch="b", rng=np.random.default_rng(0))
-    assert set(fit.estimates) == set(UNIT)
+    unseen = "west" in settings.get("categorical", {}).get("region", [])  # the propensity model is singular
+    assert set(fit.estimates) == (set(OLS) if unseen else set(UNIT))
     assert len([columns for columns in calls if columns]) == encodings  # difference_in_means: no covariates
 
 
