@@ -21,12 +21,16 @@ import io
 import json
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from resources.arrow_memory import release_arrow_memory
 from resources.raw_columns import as_text, delivered_columns, joined_chunks, stored_names
@@ -82,12 +86,14 @@ class LandedFile:
 def read_landed_file(path: Path, *, batch: str) -> LandedFile:
     """Read ``path`` once: its SHA-256 and size, and its rows as text (or why it cannot be read)."""
     content = path.read_bytes()  # the one read of the run: what is parsed is what was hashed
-    sha256 = hashlib.sha256(content).hexdigest()
+    sha256, size = hashlib.sha256(content).hexdigest(), len(content)
     try:
-        raw, error = read_batch_file(path, batch=batch, content=content), ""
+        decoded = _decoded(path, batch, content)
+        del content  # a 1e7-row Parquet file's bytes need not be held while its table becomes a frame
+        raw, error = _delivered(decoded, path, batch), ""
     except BatchFileError as problem:
         raw, error = pd.DataFrame(), str(problem)
-    return LandedFile(path.name, sha256, len(content), raw, error)
+    return LandedFile(path.name, sha256, size, raw, error)
 
 
 def read_batch_file(path: Path, *, batch: str, content: bytes | None = None) -> pd.DataFrame:
@@ -96,17 +102,15 @@ def read_batch_file(path: Path, *, batch: str, content: bytes | None = None) -> 
     ``content``: the file's bytes when the caller has read them (then what is parsed is what was
     hashed).
     """
+    return _delivered(_decoded(path, batch, path.read_bytes() if content is None else content), path, batch)
+
+
+@contextmanager
+def _reading(path: Path, batch: str) -> Iterator[None]:
+    """A reader's error as a :class:`BatchFileError` naming the batch and the file."""
     where = f"batch {batch}: file {path.name}"
-    suffix = path.suffix.lower()
     try:
-        data = path.read_bytes() if content is None else content
-        if suffix == ".csv":
-            frame = _read_csv(data, where)
-        elif suffix == ".parquet":
-            frame = _parquet_columns(pd.read_parquet(io.BytesIO(data)))
-            release_arrow_memory()  # the decoded file's buffers: gigabytes at 1e7 rows
-        else:
-            raise BatchFileError(f"{where}: unsupported format {suffix!r}")
+        yield
     except UnicodeDecodeError as error:
         raise BatchFileError(f"{where}: not UTF-8 text ({error.reason})") from error
     except BatchFileError:
@@ -114,9 +118,31 @@ def read_batch_file(path: Path, *, batch: str, content: bytes | None = None) -> 
     except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error, OSError, ValueError) as error:
         hint = " (a quote opens a field that never closes)" if "EOF inside string" in str(error) else ""
         raise BatchFileError(f"{where}: cannot be read as a table: {error}{hint}") from error
+
+
+def _decoded(path: Path, batch: str, content: bytes) -> pd.DataFrame | pa.Table:
+    """A CSV's cells as a frame, or a Parquet file's Arrow table (it keeps none of ``content``)."""
+    suffix = path.suffix.lower()
+    with _reading(path, batch):
+        if suffix == ".csv":
+            return _read_csv(content, f"batch {batch}: file {path.name}")
+        if suffix == ".parquet":
+            return pq.read_table(io.BytesIO(content))
+        raise BatchFileError(f"batch {batch}: file {path.name}: unsupported format {suffix!r}")
+
+
+def _delivered(decoded: pd.DataFrame | pa.Table, path: Path, batch: str) -> pd.DataFrame:
+    """The decoded file's columns as delivered; an Arrow table is converted and released column by column."""
+    with _reading(path, batch):
+        if isinstance(decoded, pa.Table):
+            frame = _parquet_columns(decoded.to_pandas(split_blocks=True, self_destruct=True))
+            del decoded
+            release_arrow_memory()  # the decoded file's buffers: gigabytes at 1e7 rows
+        else:
+            frame = decoded
     duplicated = sorted(set(frame.columns[frame.columns.duplicated()]))
     if duplicated:
-        raise BatchFileError(f"{where}: duplicate column names {duplicated}")
+        raise BatchFileError(f"batch {batch}: file {path.name}: duplicate column names {duplicated}")
     return delivered_columns(
         frame if frame.index.equals(pd.RangeIndex(len(frame))) else frame.reset_index(drop=True)
     )

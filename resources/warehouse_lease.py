@@ -60,6 +60,10 @@ LEASE_GAP_S = 0.1
 # by default); a touch this recent means someone still waits (or gave up in the last minute).
 WAITER_RECENT_S = 60.0
 WAITING_SUFFIX = ".waiting"
+# DuckDB's buffer pool may grow to 80% of the machine's memory: it kept a copy of what a step wrote
+# until the connection closed (0.9 GiB for a 1e7-row batch's estimation tables) beside the frames,
+# which live in Python. Past the limit it drops written blocks and spills to its temporary folder.
+DUCKDB_MEMORY_LIMIT = "256MB"
 
 _LEASES: dict[str, WarehouseLease] = {}  # resolved file path -> its lease in this process
 _REGISTRY = threading.Lock()
@@ -181,7 +185,7 @@ def waiting_marker(path: str | Path) -> Path:
 def open_waiting(path: str | Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
     """``duckdb.connect``; when another process holds the file's lock, say so to its lease, then raise."""
     try:
-        return duckdb.connect(str(path), read_only=read_only)
+        return duckdb.connect(str(path), read_only=read_only, config={"memory_limit": DUCKDB_MEMORY_LIMIT})
     except duckdb.IOException as error:
         if is_lock_error(error):
             with contextlib.suppress(OSError):  # a read-only folder: in when the holder's step pauses
