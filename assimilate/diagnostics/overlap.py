@@ -37,6 +37,7 @@ Example
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -354,16 +355,22 @@ def _fit_noise(e: FloatArray, x: FloatArray) -> tuple[FloatArray, FloatArray, Fl
 
 def _fitted_share(e: FloatArray, x: FloatArray, eps: float) -> tuple[float, float]:
     """Share outside corrected for the fit's bias, and the variance (times n) the fit adds."""
-    n = e.size
+    n, p = x.shape
     _, inverse, variance, eta = _fit_noise(e, x)
     limit = float(special.logit(1 - eps))
-    sd = np.sqrt(variance)
-    plain = float(np.mean(np.abs(eta) > limit))
+
+    def sums(rows: slice) -> FloatArray:
+        """Over the rows: units outside, units expected outside under the fit's noise, the gradient."""
+        part, sd = eta[rows], np.sqrt(variance[rows])
+        upper, lower = (part - limit) / sd, (-limit - part) / sd
+        slope = (stats.norm.pdf(upper) - stats.norm.pdf(lower)) / sd
+        outside = np.count_nonzero(np.abs(part) > limit)
+        noisy = np.sum(stats.norm.cdf(upper) + stats.norm.cdf(lower))
+        return np.concatenate([[outside, noisy], slope @ x[rows]])
+
+    total = _row_sums(sums, n, p)
+    plain, noisy, gradient = float(total[0]) / n, float(total[1]) / n, total[2:] / n
     # Noise in the scores moves more units out than in where the density falls: remove that too.
-    noisy = float(np.mean(stats.norm.cdf((eta - limit) / sd) + stats.norm.cdf((-limit - eta) / sd)))
-    upper = stats.norm.pdf((eta - limit) / sd) / sd
-    lower = stats.norm.pdf((eta + limit) / sd) / sd
-    gradient = (upper - lower) @ x / n
     corrected = min(max(2 * plain - noisy, 0.0), 1.0)  # first order: a smooth density of scores
     return corrected, float(n * gradient @ inverse @ gradient)
 
@@ -377,19 +384,33 @@ def _fitted_tail_share(
     the propensity is fitted on, so the arm's share and the coefficients covary,
     ``Cov = ± g' I^-1 sum_i x_i e_i (1 - e_i) (a_i - bound) / m`` (``a_i``: unit i in the tail).
     """
-    m = int(judged.sum())
+    (n, p), m = x.shape, int(judged.sum())
     w, inverse, variance, eta = _fit_noise(e, x)
     sign = 1.0 if upper else -1.0
-    distance = sign * eta - float(special.logit(1 - eps))
-    sd = np.sqrt(variance)
-    arm_distance, arm_sd = distance[judged], sd[judged]
-    plain = float(np.mean(arm_distance > 0))
-    noisy = float(np.mean(stats.norm.cdf(arm_distance / arm_sd)))
-    density = np.zeros(e.size)  # zero outside the arm: no copy of the arm's rows of x
-    density[judged] = stats.norm.pdf(arm_distance / arm_sd) / arm_sd
-    gradient = sign * (density @ x) / m
+    limit = float(special.logit(1 - eps))
+
+    def sums(rows: slice) -> FloatArray:
+        """Over the rows: the arm's units in the tail, expected there, the gradient, the covariance."""
+        distance, arm = sign * eta[rows] - limit, judged[rows]
+        z = distance[arm] / np.sqrt(variance[rows][arm])
+        density = np.zeros(len(distance))  # zero outside the arm
+        density[arm] = stats.norm.pdf(z) / np.sqrt(variance[rows][arm])
+        tail = (distance > 0).astype(np.float64)
+        moments = [np.count_nonzero(distance[arm] > 0), np.sum(stats.norm.cdf(z))]
+        return np.concatenate([moments, density @ x[rows], x[rows].T @ (w[rows] * (tail - bound))])
+
+    total = _row_sums(sums, n, p)
+    plain, noisy = float(total[0]) / m, float(total[1]) / m
+    gradient = sign * total[2 : 2 + p] / m
+    covariance = sign * total[2 + p :]  # + for the treated (ATT), - for the controls
     corrected = min(max(2 * plain - noisy, 0.0), 1.0)
-    tail = (distance > 0).astype(np.float64)
-    covariance = sign * (x.T @ (w * (tail - bound)))  # + for the treated (ATT), - for the controls
     fit_part = float(m * gradient @ inverse @ gradient)
     return corrected, fit_part + 2.0 * float(gradient @ inverse @ covariance)
+
+
+def _row_sums(sums: Callable[[slice], FloatArray], n: int, p: int) -> FloatArray:
+    """``sums`` over all rows, a chunk at a time, added in chunk order (the same on any thread count).
+
+    Each temporary is a chunk's: whole-batch ones are 80 MB each at 1e7 rows.
+    """
+    return passes.sum_in_order(passes.in_chunks(sums, n, p))

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pa_parquet
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -142,3 +144,33 @@ def test_a_warehouse_holds_json_records_and_columns_side_by_side_and_reads_both(
     pd.testing.assert_frame_equal(old, pd.DataFrame({"a": ["1", "2"]}, dtype=str))
     pd.testing.assert_frame_equal(load_raw(store, study, "2025-02-01"), new)  # type: ignore[arg-type]
     assert load_raw(store, study, "2025-03-01").empty  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("index", [None, pd.Index(np.arange(3000) * 7, name="k")], ids=["range", "stored"])
+def test_a_parquet_file_with_an_id_column_reads_as_the_whole_table_converts(
+    tmp_path: Path, index: Any
+) -> None:
+    """Ids are converted apart, without sharing equal strings; the frame is the whole table's."""
+    rng = np.random.default_rng(3)
+    n = 3000
+    frame = pd.DataFrame(
+        {
+            "account_id": [f"acct-{i:06d}" for i in range(n)],
+            "tickets": rng.integers(0, 9, n),
+            "region": rng.choice(["EU", "APAC", None], n),
+            "usage": rng.standard_normal(n),
+            "code": [f"c{i}" if i % 2 else None for i in range(n)],  # half distinct, with nulls
+        },
+        index=index,
+    )
+    path = tmp_path / "batch.parquet"
+    frame.to_parquet(path)
+    read = raw_records.read_batch_file(path, batch="b")
+    table = pa_parquet.read_table(path)
+    expected = raw_records._parquet_columns(table.to_pandas()).reset_index(drop=True)
+    pd.testing.assert_frame_equal(read, raw_records.delivered_columns(expected))
+    parts = raw_records._ParquetParts.of(table)
+    assert [shared for _, shared in parts.tables] == [True, False]
+    assert parts.tables[1][0].column_names == ["account_id"]  # "code": half distinct, not more
+    regions = read["region"][read["region"] == "EU"]
+    assert regions.iloc[0] is regions.iloc[1]  # equal strings still share one object outside the ids
