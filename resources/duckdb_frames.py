@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa  # type: ignore[import-untyped]
 
+from resources.arrow_memory import ArrowParts
+
 IDENTIFIER_PATTERN = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
 PARTITION_COLUMN = "partition_key"
 # The column of a frame that carries several partitions (resources/partition_writes.py): each row's key.
@@ -164,7 +166,7 @@ def frame_from_arrow(table: pa.Table) -> pd.DataFrame:
     """
     nullable = [column for column in table.column_names if _needs_nullable(table.column(column))]
     converted = {name: table.column(name).to_pandas(types_mapper=_NULLABLE.get) for name in nullable}
-    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    frame = ArrowParts.of(table).to_pandas()  # ids apart: see resources/arrow_memory.py
     for name, values in converted.items():  # in place of the float (object) column Arrow made
         frame[name] = values
     return frame

@@ -30,15 +30,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from resources.arrow_memory import release_arrow_memory
+from resources.arrow_memory import ArrowParts, release_arrow_memory
 from resources.raw_columns import as_text, delivered_columns, joined_chunks, stored_names
 
-# A Parquet text column is converted without sharing equal strings when more than half of its
-# first DISTINCT_SAMPLE values are distinct (_ParquetParts).
-DISTINCT_SAMPLE = 100_000
 # The raw column that keeps a row's values beyond the header's last column (a JSON list).
 EXTRA_FIELDS = "(extra fields)"
 
@@ -124,21 +120,21 @@ def _reading(path: Path, batch: str) -> Iterator[None]:
         raise BatchFileError(f"{where}: cannot be read as a table: {error}{hint}") from error
 
 
-def _decoded(path: Path, batch: str, content: bytes) -> pd.DataFrame | _ParquetParts:
+def _decoded(path: Path, batch: str, content: bytes) -> pd.DataFrame | ArrowParts:
     """A CSV's cells as a frame, or a Parquet file's Arrow table in parts (keeping none of ``content``)."""
     suffix = path.suffix.lower()
     with _reading(path, batch):
         if suffix == ".csv":
             return _read_csv(content, f"batch {batch}: file {path.name}")
         if suffix == ".parquet":
-            return _ParquetParts.of(pq.read_table(pa.BufferReader(content)))  # a BytesIO would keep the bytes
+            return ArrowParts.of(pq.read_table(pa.BufferReader(content)))  # a BytesIO would keep the bytes
         raise BatchFileError(f"batch {batch}: file {path.name}: unsupported format {suffix!r}")
 
 
-def _delivered(decoded: pd.DataFrame | _ParquetParts, path: Path, batch: str) -> pd.DataFrame:
+def _delivered(decoded: pd.DataFrame | ArrowParts, path: Path, batch: str) -> pd.DataFrame:
     """The decoded file's columns as delivered; Arrow's buffers are released as they are converted."""
     with _reading(path, batch):
-        if isinstance(decoded, _ParquetParts):
+        if isinstance(decoded, ArrowParts):
             converted = decoded.to_pandas()
             release_arrow_memory()  # the decoded file's buffers: gigabytes at 1e7 rows
             frame = _parquet_columns(converted)
@@ -150,47 +146,6 @@ def _delivered(decoded: pd.DataFrame | _ParquetParts, path: Path, batch: str) ->
     return delivered_columns(
         frame if frame.index.equals(pd.RangeIndex(len(frame))) else frame.reset_index(drop=True)
     )
-
-
-@dataclass(frozen=True)
-class _ParquetParts:
-    """A Parquet file's table in parts, each converted with or without sharing equal strings.
-
-    Equal strings become one Python object, except in a text column whose first values are mostly
-    distinct (an id): for 1e7 distinct ids pyarrow's table of the strings seen added 1.2 GB to the
-    conversion's peak, to share nothing. The whole table is not kept beside its parts, so each
-    part's buffers are freed as it is converted.
-    """
-
-    tables: list[tuple[pa.Table, bool]]  # (part, share equal strings)
-    order: list[str]  # the file's column names
-
-    @classmethod
-    def of(cls, table: pa.Table) -> _ParquetParts:
-        distinct = [i for i in range(table.num_columns) if _mostly_distinct(table.column(i))]
-        if not distinct or len(set(table.column_names)) < table.num_columns:
-            return cls([(table, True)], table.column_names)
-        rest = [i for i in range(table.num_columns) if i not in distinct]
-        return cls([(table.select(rest), True), (table.select(distinct), False)], table.column_names)
-
-    def to_pandas(self) -> pd.DataFrame:
-        """``table.to_pandas()`` (a stored index dropped when in parts); the parts are used up."""
-        if len(self.tables) == 1:
-            return self.tables[0][0].to_pandas(split_blocks=True, self_destruct=True)
-        columns: dict[str, pd.Series] = {}
-        for table, shared in self.tables:
-            part = table.to_pandas(split_blocks=True, self_destruct=True, deduplicate_objects=shared)
-            part.index = pd.RangeIndex(len(part))  # a stored index is dropped, as read_batch_file drops it
-            columns |= {str(name): part[name] for name in part.columns}
-        return pd.DataFrame({name: columns[name] for name in self.order if name in columns}, copy=False)
-
-
-def _mostly_distinct(column: pa.ChunkedArray) -> bool:
-    """Text whose first ``DISTINCT_SAMPLE`` values are more than half distinct."""
-    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-        return False
-    sample = column.slice(0, DISTINCT_SAMPLE)
-    return len(sample) > 0 and pc.count_distinct(sample).as_py() > len(sample) // 2
 
 
 def _parquet_columns(frame: pd.DataFrame) -> pd.DataFrame:

@@ -265,3 +265,23 @@ def test_a_large_frame_with_text_stores_the_same_types_and_values_through_arrow(
     assert through_arrow[0] == through_pandas[0]
     pd.testing.assert_frame_equal(through_arrow[1], through_pandas[1])
     assert through_arrow[1]["sometimes"].isna().sum() == len(range(0, len(frame), 7))
+
+
+def test_a_partition_with_an_id_column_reads_as_the_general_query_reads_it(store: Warehouse) -> None:
+    """The id column is converted apart (resources/arrow_memory.ArrowParts); the frame is df()'s."""
+    n = 3_000
+    frame = pd.DataFrame(
+        {
+            "unit": [f"u{i}" for i in range(n)],
+            "region": [["EU", "APAC", None][i % 3] for i in range(n)],
+            "visits": pd.array([None if i % 5 == 0 else i for i in range(n)], dtype="Int64"),
+            "x": [i / 3 for i in range(n)],
+        }
+    )
+    store.replace_partition_tables("s", "2025-01-01", {"rows": frame})
+    one = store.read_table("s", "rows", partition_key="2025-01-01")
+    general = store.read_table("s", "rows", partition_keys=["2025-01-01", "no such batch"])
+    pd.testing.assert_frame_equal(one, general)
+    assert list(one.columns[-4:]) == ["unit", "region", "visits", "x"]
+    europe = one["region"][one["region"] == "EU"]
+    assert europe.iloc[0] is europe.iloc[1]  # equal strings still share one object outside the ids

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from resources import raw_records
+from resources.arrow_memory import ArrowParts
 from resources.raw_columns import (
     columns_from_table,
     delivered_columns,
@@ -169,7 +170,7 @@ def test_a_parquet_file_with_an_id_column_reads_as_the_whole_table_converts(
     table = pa_parquet.read_table(path)
     expected = raw_records._parquet_columns(table.to_pandas()).reset_index(drop=True)
     pd.testing.assert_frame_equal(read, raw_records.delivered_columns(expected))
-    parts = raw_records._ParquetParts.of(table)
+    parts = ArrowParts.of(table)
     assert [shared for _, shared in parts.tables] == [True, False]
     assert parts.tables[1][0].column_names == ["account_id"]  # "code": half distinct, not more
     regions = read["region"][read["region"] == "EU"]
