@@ -87,7 +87,14 @@ def covariate_columns(
                 columns.append(series.to_numpy(dtype=np.float64))
                 labels.append(str(column))
             else:
-                codes, levels = pd.factorize(series.astype(str))
+                # Text as it is, with a hash table sized for a few levels (at 1e7 rows its copy as str
+                # and a table sized for every row added 0.24 GB); other values by their text, as
+                # hashing would take 1 and True, or None and NaN, for one level.
+                codes, distinct = pd.factorize(series.to_numpy(), use_na_sentinel=False, size_hint=64)
+                levels = list(distinct)
+                if not all(isinstance(level, str) for level in levels):
+                    codes, by_text = pd.factorize(series.astype(str))
+                    levels = list(by_text)
                 order = sorted(range(len(levels)), key=lambda code: str(levels[code]))
                 columns += [codes == code for code in order]
                 labels += [f"{column}[{levels[code]}]" for code in order]

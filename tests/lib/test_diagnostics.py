@@ -17,6 +17,7 @@ from assimilate.diagnostics import (
     sample_ratio_mismatch,
     weighted_balance,
 )
+from assimilate.diagnostics.balance import covariate_columns
 
 
 def test_smd_and_variance_ratio_match_hand_computation() -> None:
@@ -138,3 +139,21 @@ def test_srm_is_undefined_below_the_minimum_sample() -> None:
 def test_invalid_arguments_are_named(call: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         call()  # type: ignore[operator]
+
+
+def test_categorical_covariate_levels_are_the_texts_of_its_values() -> None:
+    """A text column's levels are its values; mixed values are levels by their text, as str() writes
+    them (1 and True, None and NaN would each be one value to a hash table)."""
+    frame = pd.DataFrame(
+        {
+            "r": ["b", "a", None, 1, "1", np.nan, "a", True, "True"],
+            "t": ["y", "x", "y", "y", "x", "x", "y", "x", "y"],
+        }
+    )
+    split = covariate_columns(frame, None)
+    assert split.labels == [f"r[{v}]" for v in ["1", "None", "True", "a", "b", "nan"]] + ["t[x]", "t[y]"]
+    texts = frame["r"].astype(str)
+    for label, column in zip(split.labels, split.columns, strict=True):
+        source, level = label[0], label[2:-1]
+        expected = texts == level if source == "r" else frame["t"] == level
+        np.testing.assert_array_equal(column, expected.to_numpy())
