@@ -62,8 +62,8 @@ class Centered:
     scale: float = 1.0
 
 
-def centered(column: Column, n: int, *, standardize: bool) -> Centered | None:
-    """``column`` centered (and scaled to unit SD with ``standardize``); None when it is constant.
+def standardized(column: Column, n: int) -> Centered | None:
+    """``column`` centered and scaled to unit SD; None when it is constant.
 
     The mean and SD are numpy's over the whole column, so each written value equals that of the
     column standardized whole, bit for bit.
@@ -72,7 +72,7 @@ def centered(column: Column, n: int, *, standardize: bool) -> Centered | None:
     mean, sd = float(values.mean()), float(values.std())
     if sd <= 1e-12 * (1.0 + abs(mean)):
         return None
-    return Centered(column, mean, sd if standardize else 1.0)
+    return Centered(column, mean, sd)
 
 
 def outcome_basis(y: Array) -> list[Column]:
@@ -121,7 +121,7 @@ class BlockDesign:
         self.index: dict[str, NDArray[np.intp]] = {}
         self.columns: list[Centered] = []
         for name, columns in blocks.items():
-            kept = [c for c in (centered(column, n, standardize=True) for column in columns) if c]
+            kept = [c for c in (standardized(column, n) for column in columns) if c]
             self.index[name] = np.arange(len(self.columns), len(self.columns) + len(kept))
             self.columns += kept
         self.p = len(self.columns)
