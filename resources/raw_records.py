@@ -105,10 +105,15 @@ def read_batch_file(path: Path, *, batch: str, content: bytes | None = None) -> 
     return _delivered(_decoded(path, batch, path.read_bytes() if content is None else content), path, batch)
 
 
+def _where(path: Path, batch: str) -> str:
+    """What an error names: the batch and the file."""
+    return f"batch {batch}: file {path.name}"
+
+
 @contextmanager
 def _reading(path: Path, batch: str) -> Iterator[None]:
     """A reader's error as a :class:`BatchFileError` naming the batch and the file."""
-    where = f"batch {batch}: file {path.name}"
+    where = _where(path, batch)
     try:
         yield
     except UnicodeDecodeError as error:
@@ -125,10 +130,10 @@ def _decoded(path: Path, batch: str, content: bytes) -> pd.DataFrame | ArrowPart
     suffix = path.suffix.lower()
     with _reading(path, batch):
         if suffix == ".csv":
-            return _read_csv(content, f"batch {batch}: file {path.name}")
+            return _read_csv(content, _where(path, batch))
         if suffix == ".parquet":
             return ArrowParts.of(pq.read_table(pa.BufferReader(content)))  # a BytesIO would keep the bytes
-        raise BatchFileError(f"batch {batch}: file {path.name}: unsupported format {suffix!r}")
+        raise BatchFileError(f"{_where(path, batch)}: unsupported format {suffix!r}")
 
 
 def _delivered(decoded: pd.DataFrame | ArrowParts, path: Path, batch: str) -> pd.DataFrame:
@@ -142,7 +147,7 @@ def _delivered(decoded: pd.DataFrame | ArrowParts, path: Path, batch: str) -> pd
             frame = decoded
     duplicated = sorted(set(frame.columns[frame.columns.duplicated()]))
     if duplicated:
-        raise BatchFileError(f"batch {batch}: file {path.name}: duplicate column names {duplicated}")
+        raise BatchFileError(f"{_where(path, batch)}: duplicate column names {duplicated}")
     return delivered_columns(
         frame if frame.index.equals(pd.RangeIndex(len(frame))) else frame.reset_index(drop=True)
     )
