@@ -1,4 +1,5 @@
-"""Work per landed batch: how often the pipeline fits each nuisance model and runs the filter.
+"""Work per landed batch: how often the pipeline fits each nuisance model and runs the filter, and
+where a landed batch's time goes.
 
 ``counting_calls()`` wraps the library functions named in ``COUNTED_CALLS`` for the duration of a
 ``with`` block, in this process, wherever they are bound (every loaded module's name for the
@@ -11,6 +12,11 @@ repeated work is the share of it beyond one call per batch (or per update).
     with counting_calls() as counter:
         run_landed_batches(...)
     rows = work_rows("landed batch", 10_000, batches=3, updates=3, counter=counter, batch_seconds=1.8)
+
+``TIMED_PARTS`` names the parts of a batch's time that are not Dagster's (the file read, the checks
+of its rows, ``fit_batch``, the warehouse's reads and writes, the figures); ``counting_calls(
+TIMED_PARTS)`` times them with one depth for all, so a part called inside another is charged to the
+outer one and the parts never add up to more than the wall time. ``part_rows`` adds the rest.
 """
 
 from __future__ import annotations
@@ -47,29 +53,72 @@ COUNTED_CALLS: dict[str, tuple[Per, tuple[str, ...]]] = {
     ),
 }
 
+# Part of a landed batch's time -> the functions ("module:function", or "module:Class.method")
+# doing it. What is left is Dagster's (steps, events, check results), the filter and the files.
+TIMED_PARTS: dict[str, tuple[Per, tuple[str, ...]]] = {
+    "read and hash the landed file": ("batch", ("resources.batch_sources:read_batch",)),
+    "type and check its rows (schema, post-treatment, SRM)": ("batch", ("checks.covariates:validate_batch",)),
+    "fit_batch (the library's estimate)": ("batch", ("assimilate.estimators.batch:fit_batch",)),
+    "checks against the earlier batches": (
+        "batch",
+        ("assets.estimation:_read_history", "assets.estimation:batch_verdicts"),
+    ),
+    "warehouse writes": ("batch", ("resources.duckdb_warehouse:Warehouse.replace_partitions",)),
+    "warehouse reads (the others)": (
+        "batch",
+        (
+            "resources.duckdb_warehouse:Warehouse.read_table",
+            "resources.duckdb_warehouse:Warehouse.execute_read",
+            "resources.duckdb_warehouse:Warehouse.read_query_on",
+        ),
+    ),
+    "figures (matplotlib, Graphviz)": (
+        "batch",
+        (
+            "assimilate.report.plots:fan_chart",
+            "assimilate.report.plots:love_plot",
+            "assimilate.report.plots:overlap_plot",
+            "assimilate.report.plots:figure_to_png",
+            "assimilate.report.confounding:sensitivity_contour",
+            "resources.graphviz:render_png",
+        ),
+    ),
+    "the memo's statistics (sensitivity to a confounder)": (
+        "batch",
+        ("assimilate.report.from_tables:memo_inputs",),
+    ),
+}
+THE_REST = "the rest: Dagster's steps and events, the filter, writing the memo"
+
 
 @dataclass
 class CallCounter:
-    """Outermost calls and the seconds spent in them, per kind of work."""
+    """Outermost calls and the seconds spent in them, per kind of work.
+
+    ``one_depth``: a call inside a call of any counted kind is part of the outer one (parts of a
+    batch's time), not only inside one of its own kind (work counted per kind).
+    """
 
     calls: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    one_depth: bool = False
     _depth: dict[str, int] = field(default_factory=dict)
 
     def wrap(self, kind: str, function: Callable[..., Any]) -> Callable[..., Any]:
-        for table in (self.calls, self._depth):
-            table.setdefault(kind, 0)
+        self.calls.setdefault(kind, 0)
         self.seconds.setdefault(kind, 0.0)
+        depth = "" if self.one_depth else kind
+        self._depth.setdefault(depth, 0)
 
         @functools.wraps(function)
         def counted(*args: Any, **kwargs: Any) -> Any:
-            outermost = self._depth[kind] == 0
-            self._depth[kind] += 1
+            outermost = self._depth[depth] == 0
+            self._depth[depth] += 1
             start = time.perf_counter()
             try:
                 return function(*args, **kwargs)
             finally:
-                self._depth[kind] -= 1
+                self._depth[depth] -= 1
                 if outermost:
                     self.calls[kind] += 1
                     self.seconds[kind] += time.perf_counter() - start
@@ -78,15 +127,26 @@ class CallCounter:
 
 
 def resolve(name: str) -> Callable[..., Any]:
-    """``"package.module:function"`` -> the function; a clear error when it is not there."""
-    module_name, _, attribute = name.partition(":")
-    function = getattr(importlib.import_module(module_name), attribute, None)
+    """``"package.module:function"`` (or ``:Class.method``) -> the function; a clear error when it
+    is not there."""
+    owner, attribute = _owner(name)
+    function = owner.__dict__.get(attribute) if isinstance(owner, type) else getattr(owner, attribute, None)
     if not callable(function):
         raise LookupError(
-            f"benchmarks/call_counts.py COUNTED_CALLS: {module_name} has no function {attribute!r}; "
-            "update the list to the library's current name"
+            f"benchmarks/call_counts.py: {name.partition(':')[0]} has no function "
+            f"{name.partition(':')[2]!r}; update the list to the library's current name"
         )
     return function
+
+
+def _owner(name: str) -> tuple[Any, str]:
+    """The module (or class) holding ``name``'s function, and the function's name in it."""
+    module_name, _, path = name.partition(":")
+    owner: Any = importlib.import_module(module_name)
+    *classes, attribute = path.split(".")
+    for part in classes:
+        owner = getattr(owner, part, None)
+    return owner, attribute
 
 
 def _rebind(replacements: dict[int, Any]) -> None:
@@ -101,22 +161,33 @@ def _rebind(replacements: dict[int, Any]) -> None:
                 namespace[name] = replacement
 
 
+def _set_methods(functions: dict[str, Callable[..., Any]]) -> None:
+    """Set each ``"module:Class.method"`` of ``functions`` on its class (a method has no module name)."""
+    for name, function in functions.items():
+        owner, attribute = _owner(name)
+        if isinstance(owner, type):
+            setattr(owner, attribute, function)
+
+
 @contextmanager
 def counting_calls(
-    counted: dict[str, tuple[Per, tuple[str, ...]]] = COUNTED_CALLS,
+    counted: dict[str, tuple[Per, tuple[str, ...]]] = COUNTED_CALLS, *, one_depth: bool = False
 ) -> Iterator[CallCounter]:
-    """Count the calls of ``counted``'s functions made inside the block, in this process."""
-    counter = CallCounter()
+    """Count the calls of ``counted``'s functions made inside the block, in this process
+    (``one_depth``: see :class:`CallCounter`)."""
+    counter = CallCounter(one_depth=one_depth)
     originals = {name: resolve(name) for _, names in counted.values() for name in names}
     wrappers = {}
     for kind, (_, names) in counted.items():
         for name in names:
             wrappers[name] = counter.wrap(kind, originals[name])
     _rebind({id(originals[name]): wrappers[name] for name in originals})
+    _set_methods(wrappers)
     try:
         yield counter
     finally:
         _rebind({id(wrappers[name]): originals[name] for name in originals})
+        _set_methods(originals)
 
 
 def work_rows(
@@ -166,3 +237,48 @@ def print_work(rows: list[dict[str, Any]]) -> None:
         repeated = sum(r["repeated_seconds_per_batch"] for r in group)
         share = repeated / first["batch_seconds"] if first["batch_seconds"] > 0 else float("nan")
         print(f"  repeated work: {repeated:.3f} s per batch ({share:.0%} of the batch's time)", flush=True)
+
+
+def part_rows(
+    path: str,
+    n_rows: int,
+    *,
+    batches: int,
+    counter: CallCounter,
+    batch_seconds: float,
+    library_seconds: float,
+) -> list[dict[str, Any]]:
+    """Seconds per batch of each of ``TIMED_PARTS`` (timed with ``one_depth``), and the rest."""
+    seconds = {kind: counter.seconds.get(kind, 0.0) / batches for kind in TIMED_PARTS}
+    seconds[THE_REST] = batch_seconds - sum(seconds.values())
+    return [
+        {
+            "path": path,
+            "size": n_rows,
+            "batches": batches,
+            "part": part,
+            "seconds_per_batch": value,
+            "share": value / batch_seconds,
+            "batch_seconds": batch_seconds,
+            "library_seconds": library_seconds,
+        }
+        for part, value in seconds.items()
+    ]
+
+
+def print_parts(rows: list[dict[str, Any]]) -> None:
+    """Where a landed batch's time goes, one table per path, beside the library path's time."""
+    for path in dict.fromkeys(r["path"] for r in rows):
+        group = [r for r in rows if r["path"] == path]
+        first = group[0]
+        print(
+            f"\nwhere a landed batch's time goes: {path}; {first['batch_seconds']:.3f} s per batch, "
+            f"the library path {first['library_seconds']:.3f} s"
+        )
+        print(f"  {'part':<68} {'s per batch':>12} {'share':>6} {'x library':>10}")
+        for r in group:
+            print(
+                f"  {r['part']:<68} {r['seconds_per_batch']:>12.3f} {r['share']:>6.0%} "
+                f"{r['seconds_per_batch'] / r['library_seconds']:>10.2f}",
+                flush=True,
+            )

@@ -49,7 +49,7 @@ from assimilate.admission import observations
 from assimilate.filter_settings import FilterSettings
 from assimilate.incremental import full_filter
 from assimilate.simulate import simulate_outreach_batch
-from benchmarks.call_counts import counting_calls, print_work, work_rows
+from benchmarks.call_counts import TIMED_PARTS, counting_calls, part_rows, print_parts, print_work, work_rows
 from benchmarks.notebook import library_path, retention_study_data
 from orchestration.definitions import build_definitions
 from orchestration.instance import prepare_dagster_home
@@ -190,22 +190,33 @@ def step_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
     }
 
 
-def _ticks(
-    setup: Setup, n_rows: int, months: range
-) -> tuple[list[float], list[dict[str, float]], list[Path]]:
-    """Land one file per month and tick after each: wall time per tick and per step."""
-    times, steps, paths = [], [], []
+@dataclass
+class Ticks:
+    """Landed batches run one tick each: wall time per tick, to the posterior, per step."""
+
+    times: list[float] = field(default_factory=list)
+    to_posterior: list[float] = field(default_factory=list)  # tick start -> the posterior stored
+    steps: list[dict[str, float]] = field(default_factory=list)
+    paths: list[Path] = field(default_factory=list)
+
+
+def _ticks(setup: Setup, n_rows: int, months: range) -> Ticks:
+    """Land one file per month and tick after each: wall time per tick, to the posterior, per step."""
+    ticks = Ticks()
+    posterior = dg.AssetKey([setup.study.name, "effect_posterior"])
     for month in months:
         frame = simulate_outreach_batch(n_rows, rng=np.random.default_rng(month))
-        paths.append(setup.land(f"{2025 + (month - 1) // 12}-{(month - 1) % 12 + 1:02d}", frame))
+        ticks.paths.append(setup.land(f"{2025 + (month - 1) // 12}-{(month - 1) % 12 + 1:02d}", frame))
         defs = setup.defs  # the daemon's reload of the code location, outside the timing
-        start = time.perf_counter()
+        started, start = time.time(), time.perf_counter()
         results = run_landed_batches(defs, setup.instance, [setup.study], cursors=setup.cursors)
-        times.append(time.perf_counter() - start)
+        ticks.times.append(time.perf_counter() - start)
         if [r.success for r in results] != [True]:
-            raise RuntimeError(f"the run of {paths[-1].name} failed")
-        steps.append(step_seconds(setup.instance, results[0].run_id))
-    return times, steps, paths
+            raise RuntimeError(f"the run of {ticks.paths[-1].name} failed")
+        stored = setup.instance.fetch_materializations(posterior, limit=1).records[0]
+        ticks.to_posterior.append(stored.timestamp - started)  # the event's time: the instance's clock
+        ticks.steps.append(step_seconds(setup.instance, results[0].run_id))
+    return ticks
 
 
 def landed_batch_rows(
@@ -215,13 +226,16 @@ def landed_batch_rows(
     earlier: int = 3,
     instances: Sequence[Instance] = ("ephemeral", "sqlite"),
     work: list[dict[str, Any]] | None = None,
+    parts: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """(a) one landed file -> sensor -> run -> posterior, appended after ``earlier`` small batches.
 
     On each of ``instances`` (the ephemeral one always runs: the library reference is timed on its
     files). The library reference is benchmarks/notebook.py's ``library_path`` on the same files:
-    read, check, ``fit_batch``, one filter step. ``work``, when given, receives the work rows of
-    the measured batches (ephemeral instance).
+    read, check, ``fit_batch``, one filter step. Each run is timed whole (the memo and its figures
+    come after the posterior) and to the posterior's materialization. ``work`` and ``parts``, when
+    given, receive the work rows and the parts of the time of the measured batches (ephemeral
+    instance).
     """
     study = retention_study()
     bench = "landed batch -> posterior"
@@ -229,23 +243,34 @@ def landed_batch_rows(
     timed: dict[str, list[float]] = {}
     for instance in dict.fromkeys(("ephemeral", *instances)):
         with fresh_setup(study, instance) as setup:
-            first, _, _ = _ticks(setup, 2_000, range(1, earlier + 1))
+            first = _ticks(setup, 2_000, range(1, earlier + 1))
             updates = posterior_updates(setup)
-            with counting_calls() as counter:
-                times, steps, paths = _ticks(setup, n_rows, range(earlier + 1, earlier + 1 + repeats))
+            with counting_calls() as counter, counting_calls(TIMED_PARTS, one_depth=True) as timer:
+                ticks = _ticks(setup, n_rows, range(earlier + 1, earlier + 1 + repeats))
+            times, steps = ticks.times, ticks.steps
+            measured = f"{bench}, {n_rows} rows, {instance} instance"
+            if instance == "ephemeral":
+                timed["library"] = [_seconds(library_path, path, study) for path in ticks.paths]
+                cold = first.times[0]
             if work is not None and instance == "ephemeral":
                 work += work_rows(
-                    f"{bench}, {n_rows} rows, {instance} instance",
+                    measured,
                     n_rows,
                     batches=repeats,
                     updates=posterior_updates(setup) - updates,
                     counter=counter,
                     batch_seconds=statistics.median(times),
                 )
+            if parts is not None and instance == "ephemeral":
+                parts += part_rows(
+                    measured,
+                    n_rows,
+                    batches=repeats,
+                    counter=timer,
+                    batch_seconds=sum(times) / repeats,  # the parts are sums over the batches too
+                    library_seconds=statistics.median(timed["library"]),
+                )
             agreement = posterior_agreement(setup)
-            if instance == "ephemeral":
-                timed["library"] = [_seconds(library_path, path, study) for path in paths]
-                cold = first[0]
         if instance == "ephemeral":
             rows.append(
                 row(
@@ -258,8 +283,18 @@ def landed_batch_rows(
                 )
             )
         label = f"dagster + duckdb, {instance} instance"
-        timed[label] = times
+        timed[label], timed[f"{label}: posterior stored"] = times, ticks.to_posterior
         rows.append(row(bench, label, n_rows, times, statistics.median(times) / TARGET_LANDED_S, agreement))
+        rows.append(
+            row(
+                bench,
+                f"{label}: posterior stored",
+                n_rows,
+                ticks.to_posterior,
+                statistics.median(ticks.to_posterior) / TARGET_LANDED_S,
+                "-",
+            )
+        )
         total = statistics.median(times)
         for name in steps[0]:
             per_step = [s.get(name, NA) for s in steps]
@@ -417,21 +452,24 @@ def run_in_processes(setup: Setup, processes: int) -> list[bool]:
         return list(pool.map(_run_request, requests))
 
 
-def pipeline_rows(smoke: bool, *, work: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def pipeline_rows(
+    smoke: bool, *, work: list[dict[str, Any]] | None = None, parts: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """Both pipeline benchmarks; smoke: a 1e4-row batch and a 6-batch history.
 
-    ``work``, when given, receives the work per landed batch of every in-process path.
+    ``work``, when given, receives the work per landed batch of every in-process path; ``parts``
+    where the landed batches' time goes.
     """
     if smoke:
         # No worker processes in the smoke run: it proves the paths work, not their speed.
         return [
-            *landed_batch_rows(10_000, work=work),
+            *landed_batch_rows(10_000, work=work, parts=parts),
             *history_rows(6, 10_000, modes=("every_run", "backfill"), work=work),
             *history_rows(5, 500, cadence="daily", target_s=TARGET_DAILY_S, modes=("backfill",), work=work),
         ]
     return [
-        *landed_batch_rows(100_000, work=work),
-        *landed_batch_rows(LARGE_LANDED_ROWS, repeats=2, instances=("ephemeral",), work=work),
+        *landed_batch_rows(100_000, work=work, parts=parts),
+        *landed_batch_rows(LARGE_LANDED_ROWS, repeats=2, instances=("ephemeral",), work=work, parts=parts),
         *history_rows(120, 10_000, work=work),
         *daily_rows(1_000, work=work),
     ]
@@ -458,11 +496,15 @@ def main() -> None:
     n_landed, n_history, n_daily = (10_000, 6, 5) if args.smoke else (100_000, 120, 1_000)
     printed: set[tuple[str, str, int]] = set()
     work: list[dict[str, Any]] = []
+    parts: list[dict[str, Any]] = []
     if args.only in (None, "landed"):
-        _print(landed_batch_rows(n_landed, work=work), printed)
+        _print(landed_batch_rows(n_landed, work=work, parts=parts), printed)
     # issue 17: the same target at 1e6 rows, ephemeral instance only
     if args.only in (None, "landed", "landed_large") and not args.smoke:
-        _print(landed_batch_rows(LARGE_LANDED_ROWS, repeats=2, instances=("ephemeral",), work=work), printed)
+        large = landed_batch_rows(
+            LARGE_LANDED_ROWS, repeats=2, instances=("ephemeral",), work=work, parts=parts
+        )
+        _print(large, printed)
     # One path at a time, each printed as soon as it is measured (the library's row each time).
     for mode in HISTORY_MODES:
         if args.only in (None, mode):
@@ -470,6 +512,7 @@ def main() -> None:
     if args.only in (None, "daily"):
         _print(daily_rows(n_daily, work=work), printed)
     print_work(work)
+    print_parts(parts)
 
 
 def _print(rows: list[dict[str, Any]], printed: set[tuple[str, str, int]]) -> None:

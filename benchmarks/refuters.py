@@ -89,7 +89,7 @@ def pipeline_rows(n_rows: int, repeats: int) -> list[dict[str, Any]]:
     ):
         with fresh_setup(study, "ephemeral") as setup:
             _ticks(setup, n_rows, range(1, 3))  # earlier batches and a warm process
-            timings[label], _, _ = _ticks(setup, n_rows, range(3, 3 + repeats))
+            timings[label] = _ticks(setup, n_rows, range(3, 3 + repeats)).times
     reference = statistics.median(timings["without refuters (reference)"])
     return [
         row(f"{BENCH} (pipeline)", label, n_rows, times, statistics.median(times) / reference, "-")

@@ -20,7 +20,9 @@ import platform
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from benchmarks.call_counts import print_parts, print_work
 from benchmarks.cli import cli_rows
 from benchmarks.estimators import estimator_rows
 from benchmarks.filters import append_rows, filter_rows, first_call_rows
@@ -33,8 +35,15 @@ RESULTS = Path(__file__).resolve().parent / "results"
 PARTS = ("estimators", "filters", "pipeline", "refuters", "memory", "cli")
 
 
-def suite_rows(parts: tuple[str, ...], *, smoke: bool) -> list[Row]:
-    """The rows of the chosen parts, at smoke or full sizes."""
+def suite_rows(
+    parts: tuple[str, ...],
+    *,
+    smoke: bool,
+    work: list[dict[str, Any]] | None = None,
+    time_parts: list[dict[str, Any]] | None = None,
+) -> list[Row]:
+    """The rows of the chosen parts, at smoke or full sizes (``work`` and ``time_parts``: see
+    benchmarks/pipeline.py ``pipeline_rows``)."""
     rows: list[Row] = []
     if "estimators" in parts:
         rows += (
@@ -48,7 +57,7 @@ def suite_rows(parts: tuple[str, ...], *, smoke: bool) -> list[Row]:
         else:
             rows += filter_rows([1_000, 100_000, 1_000_000], 5, 3_000) + append_rows() + first_call_rows()
     if "pipeline" in parts:
-        rows += [_as_row(r) for r in pipeline_rows(smoke)]
+        rows += [_as_row(r) for r in pipeline_rows(smoke, work=work, parts=time_parts)]
     if "refuters" in parts:
         rows += [_as_row(r) for r in refuter_rows(smoke)]
     if "memory" in parts:  # issue 17: a 1e7-row batch through the pipeline within 4 GiB
@@ -85,8 +94,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", choices=PARTS, action="append", help="run only this part (repeatable)")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args(argv)
-    rows = suite_rows(tuple(args.only or PARTS), smoke=args.smoke)
+    work: list[dict[str, Any]] = []
+    time_parts: list[dict[str, Any]] = []
+    rows = suite_rows(tuple(args.only or PARTS), smoke=args.smoke, work=work, time_parts=time_parts)
     print_table(rows)
+    print_work(work)
+    print_parts(time_parts)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

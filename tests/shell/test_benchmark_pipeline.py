@@ -1,5 +1,6 @@
 """The pipeline benchmark runs at smoke size, its rows are well formed (no timing assert), and it
-counts the work per landed batch: model fits per batch and filter passes per posterior update."""
+counts the work per landed batch (model fits per batch, filter passes per posterior update) and
+where a landed batch's time goes."""
 
 from __future__ import annotations
 
@@ -15,11 +16,21 @@ import pytest
 from assimilate import estimators
 from assimilate.estimators import models
 from assimilate.estimators.design_matrix import encode_covariates
-from benchmarks.call_counts import COUNTED_CALLS, CallCounter, counting_calls, work_rows
+from benchmarks.call_counts import (
+    COUNTED_CALLS,
+    THE_REST,
+    TIMED_PARTS,
+    CallCounter,
+    counting_calls,
+    part_rows,
+    resolve,
+    work_rows,
+)
 from benchmarks.cli import cli_rows, slowest_imports
 from benchmarks.memory import _peak_within, measure_child, memory_rows, write_outreach_file
 from benchmarks.notebook import checked_rows, library_path
 from benchmarks.pipeline import pipeline_rows, retention_study
+from resources.duckdb_warehouse import Warehouse
 
 FIELDS = {
     "benchmark",
@@ -40,19 +51,21 @@ def _as_dict(item: object) -> dict[str, object]:
     return item if isinstance(item, dict) else dict(vars(item))
 
 
+Smoke = tuple[list[dict[str, object]], list[dict[str, Any]], list[dict[str, Any]]]
+
+
 @pytest.fixture(scope="module")
-def smoke() -> tuple[list[dict[str, object]], list[dict[str, Any]]]:
-    """One smoke run of the benchmark for the tests below: its rows and its work rows."""
+def smoke() -> Smoke:
+    """One smoke run of the benchmark for the tests below: its rows, work rows and parts of time."""
     work: list[dict[str, Any]] = []
-    rows = [_as_dict(item) for item in pipeline_rows(smoke=True, work=work)]
-    return rows, work
+    parts: list[dict[str, Any]] = []
+    rows = [_as_dict(item) for item in pipeline_rows(smoke=True, work=work, parts=parts)]
+    return rows, work, parts
 
 
 @pytest.mark.slow
-def test_pipeline_benchmark_smoke_rows_are_well_formed_and_agree(
-    smoke: tuple[list[dict[str, object]], list[dict[str, Any]]],
-) -> None:
-    rows, _ = smoke
+def test_pipeline_benchmark_smoke_rows_are_well_formed_and_agree(smoke: Smoke) -> None:
+    rows, _, _ = smoke
     assert rows
     for item in rows:
         assert set(item) >= FIELDS, item
@@ -68,13 +81,17 @@ def test_pipeline_benchmark_smoke_rows_are_well_formed_and_agree(
     assert len(checked) >= 4  # two instances for the landed batch, two in-process backfill paths
     references = [item for item in rows if item["agreement"] == "reference"]
     assert all(item["ratio_to_reference"] == 1.0 for item in references)
+    # each instance's run, whole and to the posterior's materialization (before the memo's step)
+    landed = {str(item["tool"]): item for item in rows if item["benchmark"] == "landed batch -> posterior"}
+    for instance in ("ephemeral", "sqlite"):
+        whole = landed[f"dagster + duckdb, {instance} instance"]
+        stored = landed[f"dagster + duckdb, {instance} instance: posterior stored"]
+        assert 0 < float(stored["median_s"]) < float(whole["median_s"])
 
 
 @pytest.mark.slow
-def test_the_benchmark_counts_the_work_of_every_in_process_path(
-    smoke: tuple[list[dict[str, object]], list[dict[str, Any]]],
-) -> None:
-    _, work = smoke
+def test_the_benchmark_counts_the_work_of_every_in_process_path(smoke: Smoke) -> None:
+    _, work, _ = smoke
     paths = {row["path"] for row in work}
     # the landed batch (ephemeral), the 6-batch history run per batch and as a backfill, the daily backfill
     assert len(paths) == 4 and len(work) == 4 * len(COUNTED_CALLS)
@@ -88,13 +105,60 @@ def test_the_benchmark_counts_the_work_of_every_in_process_path(
 
 
 @pytest.mark.slow
-def test_a_landed_batch_fits_each_model_once_and_filters_once_per_update(
-    smoke: tuple[list[dict[str, object]], list[dict[str, Any]]],
-) -> None:
+def test_a_landed_batch_fits_each_model_once_and_filters_once_per_update(smoke: Smoke) -> None:
     """Issue 12's target: propensity fits 3 -> 1, outcome fits 2 -> 1, filter passes 2 -> 1."""
-    _, work = smoke
+    _, work, _ = smoke
     counts = {(row["path"], row["kind"]): row["calls_per_unit"] for row in work}
     assert counts == dict.fromkeys(counts, 1.0)
+
+
+@pytest.mark.slow
+def test_the_parts_of_a_landed_batchs_time_are_each_seen_and_add_up_to_it(smoke: Smoke) -> None:
+    _, _, parts = smoke
+    assert [row["part"] for row in parts] == [*TIMED_PARTS, THE_REST]  # the ephemeral instance's batch
+    for row in parts:
+        assert row["seconds_per_batch"] > 0, row  # every part runs in a landed batch: none is misnamed
+    assert sum(row["seconds_per_batch"] for row in parts) == pytest.approx(parts[0]["batch_seconds"])
+    assert parts[0]["library_seconds"] > 0
+
+
+def test_every_timed_part_names_a_function_that_is_there() -> None:
+    for _, names in TIMED_PARTS.values():
+        for name in names:
+            assert callable(resolve(name)), name
+
+
+def test_with_one_depth_a_call_inside_another_part_is_charged_to_the_outer_one() -> None:
+    counter = CallCounter(one_depth=True)
+    write = counter.wrap("writes", lambda: 1)
+    figure = counter.wrap("figures", lambda: write() + 1)
+    assert figure() == 2 and write() == 1
+    assert counter.calls == {"writes": 1, "figures": 1}
+
+
+def test_a_timed_method_is_timed_through_every_instance_and_put_back(tmp_path: Path) -> None:
+    store = Warehouse(tmp_path / "warehouse.duckdb")
+    store.replace_table("study", "table", pd.DataFrame({"x": [1, 2]}))
+    original = Warehouse.__dict__["read_table"]
+    reads = {"reads": ("batch", ("resources.duckdb_warehouse:Warehouse.read_table",))}
+    with counting_calls(reads, one_depth=True) as counter:
+        assert store.read_table("study", "table")["x"].tolist() == [1, 2]
+    assert counter.calls == {"reads": 1} and counter.seconds["reads"] > 0
+    assert Warehouse.__dict__["read_table"] is original
+    store.read_table("study", "table")  # after the block: not timed
+    assert counter.calls == {"reads": 1}
+
+
+def test_part_rows_leave_the_rest_to_dagster_and_charge_each_part_per_batch() -> None:
+    counter = CallCounter(seconds={"warehouse writes": 0.6, "figures (matplotlib, Graphviz)": 0.3})
+    rows = {
+        r["part"]: r
+        for r in part_rows("p", 100, batches=3, counter=counter, batch_seconds=1.0, library_seconds=0.25)
+    }
+    assert rows["warehouse writes"]["seconds_per_batch"] == pytest.approx(0.2)
+    assert rows[THE_REST]["seconds_per_batch"] == pytest.approx(0.7)
+    assert rows[THE_REST]["share"] == pytest.approx(0.7)
+    assert sum(r["seconds_per_batch"] for r in rows.values()) == pytest.approx(1.0)
 
 
 def _propensity_inputs() -> tuple[estimators.DesignMatrix, np.ndarray]:
