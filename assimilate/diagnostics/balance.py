@@ -155,32 +155,40 @@ class BalanceReport:
         }
 
 
-def _weighted_moments(x: FloatArray, w: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Weighted mean, weighted variance and the sandwich variance of the weighted (Hajek) mean."""
+def _weighted_moments(
+    x: FloatArray, w: FloatArray, w_squared: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Weighted mean, weighted variance and the sandwich variance of the weighted (Hajek) mean.
+
+    ``w_squared`` is ``w**2``, made once per arm.
+    """
     total = w.sum()
     mean = (w @ x) / total
-    squares = (x - mean) ** 2
+    squares = x - mean
+    np.square(squares, out=squares)  # one temporary of the arm's length, not two
     var = (w @ squares) / total
     n = len(w)
-    mean_var = (w**2 @ squares) / total**2 * (n / (n - 1))
+    mean_var = (w_squared @ squares) / total**2 * (n / (n - 1))
     return mean, var, mean_var
 
 
 def _arm_moments(columns: list[NDArray[Any]], d: NDArray[np.bool_], w: FloatArray) -> FloatArray:
     """Each covariate's arm variances (unweighted), then the treated's and the controls' weighted moments.
 
-    A column of the (8, p) result per covariate, in the order of :func:`_weighted_moments`. Column
-    by column, so no copy of all the covariates is made per arm.
+    A column of the (8, p) result per covariate, in the order of :func:`_weighted_moments`. Arm by
+    arm and column by column, so only one arm's copy of one covariate is held at a time (a 1e7-row
+    batch's estimation peaked here with both arms' copies and their temporaries).
     """
-    w1, w0 = w[d], w[~d]
-    rows = []
-    for column in columns:
-        values = np.asarray(column, dtype=np.float64)
-        x1, x0 = values[d], values[~d]
-        rows.append(
-            (np.var(x1, ddof=1), np.var(x0, ddof=1), *_weighted_moments(x1, w1), *_weighted_moments(x0, w0))
-        )
-    return np.array(rows, dtype=np.float64).reshape(len(columns), 8).T
+    moments = np.empty((8, len(columns)), dtype=np.float64)
+    for arm, (variance_row, first_row) in ((d, (0, 2)), (~d, (1, 5))):
+        w_arm = w[arm]
+        w_squared = w_arm**2
+        for index, column in enumerate(columns):
+            x = np.asarray(column)[arm].astype(np.float64, copy=False)  # an indicator: the arm's rows only
+            moments[variance_row, index] = np.var(x, ddof=1)
+            moments[first_row : first_row + 3, index] = _weighted_moments(x, w_arm, w_squared)
+            del x
+    return moments
 
 
 def balance_table(
