@@ -99,7 +99,10 @@ def build_estimation(
         batch, store = context.partition_key, warehouse.get()
         with store.reading() as reader:
             withdrawn = is_withdrawn(reader, study, batch)
-            valid = reader.read_table(study.name, "covariates", partition_key=batch)
+            # the ids as Arrow text: a 1e7-row batch's are 0.65 GB as Python objects, held through the fit
+            valid = reader.read_table(
+                study.name, "covariates", partition_key=batch, arrow_text=[study.unit_id]
+            )
         history = _read_history(store, study, batch, valid)  # this step's tables: after its held writes
         fit = _fit(study, valid, history, batch)
         found, check_metadata = batch_verdicts(study, history, valid, fit, batch)

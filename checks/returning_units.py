@@ -40,6 +40,7 @@ from assimilate.admission import unit_batches
 from assimilate.design.plan import ONE_SUBJECT, AnalysisPlan
 from assimilate.diagnostics import Verdict
 from assimilate.filters import SharedUnits, shared_unit_covariance
+from resources.arrow_memory import ARROW_TEXT
 from resources.warehouse import Warehouse
 
 INFLUENCE_TABLE = "batch_influence"
@@ -90,7 +91,8 @@ def earlier_influence(reader: Warehouse, study: str, batch: str, units: pd.Serie
     a returning unit is never missed). Every stored row is read unless the probe and the earlier
     batches' stored answers show that no unit is in two batches (module docstring).
     """
-    batch_units = pd.Series(pd.unique(units.astype(str)))
+    # Arrow text as it is: its unique() costs 0.9 GB for 1e7 ids, and IN needs no distinct values
+    batch_units = units if units.dtype == ARROW_TEXT else pd.Series(pd.unique(units.astype(str)))
     met = reader.read_query_on(study, INFLUENCE_TABLE, _MET_SQL, {"batch": batch}, values=batch_units)
     if met is None:  # nothing stored yet
         return InfluenceHistory(DisjointHistory(()), meets_others=False)

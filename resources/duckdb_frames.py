@@ -9,7 +9,7 @@ partition's rows come back through Arrow when their types convert as DuckDB's ``
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import duckdb
@@ -156,8 +156,9 @@ _NULLABLE = {
 }
 
 
-def frame_from_arrow(table: pa.Table) -> pd.DataFrame:
-    """``table`` as the frame DuckDB's ``df()`` gives, built without holding the rows twice.
+def frame_from_arrow(table: pa.Table, *, arrow_text: Collection[str] = ()) -> pd.DataFrame:
+    """``table`` as the frame DuckDB's ``df()`` gives, built without holding the rows twice
+    (the text columns of ``arrow_text`` as ``ARROW_TEXT``: resources/arrow_memory.py).
 
     pandas copies the column arrays ``df()`` hands it into blocks, so a read holds much of its rows
     twice at its peak (0.93 GiB for a 2e6-row frame of 0.57); here each column becomes its own block and Arrow frees its buffers as they are
@@ -166,7 +167,7 @@ def frame_from_arrow(table: pa.Table) -> pd.DataFrame:
     """
     nullable = [column for column in table.column_names if _needs_nullable(table.column(column))]
     converted = {name: table.column(name).to_pandas(types_mapper=_NULLABLE.get) for name in nullable}
-    frame = ArrowParts.of(table).to_pandas()  # ids apart: see resources/arrow_memory.py
+    frame = ArrowParts.of(table, arrow_text=arrow_text).to_pandas()  # ids apart: resources/arrow_memory.py
     for name, values in converted.items():  # in place of the float (object) column Arrow made
         frame[name] = values
     return frame

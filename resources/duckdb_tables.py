@@ -27,6 +27,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from resources.arrow_memory import ARROW_TEXT, as_arrow_text
 from resources.duckdb_frames import (
     ARROW_READ_TYPES,
     FLOAT_TYPES,
@@ -288,12 +289,16 @@ def select_rows(
     target: str,
     columns: Mapping[str, str],
     keys: Collection[str] | None,
+    *,
+    arrow_text: Collection[str] = (),
 ) -> pd.DataFrame:
-    """The table's ``columns`` (rows of ``keys`` only, unless None) in (partition, insertion) order."""
+    """The table's ``columns`` (rows of ``keys`` only, unless None) in (partition, insertion) order;
+    the text columns of ``arrow_text`` as ``ARROW_TEXT`` (resources/arrow_memory.py)."""
     names = column_list(columns)
     if keys is None:
         order = f"{PARTITION_COLUMN}, rowid" if PARTITION_COLUMN in columns else "rowid"
-        return connection.execute(f"SELECT {names} FROM {target} ORDER BY {order}").df()
+        frame = connection.execute(f"SELECT {names} FROM {target} ORDER BY {order}").df()
+        return as_arrow_text(frame, arrow_text)
     others = [c for c in columns if c != PARTITION_COLUMN]
     if len(set(keys)) == 1 and others:  # one partition: its key added here, not read per row
         (key,) = set(keys)
@@ -301,9 +306,10 @@ def select_rows(
         # on by default), and a sort would hold a 1e7-row partition twice while it is read.
         sql = f"SELECT {column_list(others)} FROM {target} WHERE {PARTITION_COLUMN} = ?"
         if all(columns[c] in ARROW_READ_TYPES for c in others):
-            frame = frame_from_arrow(connection.sql(sql, params=[key]).to_arrow_table())
+            table = connection.sql(sql, params=[key]).to_arrow_table()
+            frame = frame_from_arrow(table, arrow_text=arrow_text)
         else:
-            frame = connection.execute(sql, [key]).df()
+            frame = as_arrow_text(connection.execute(sql, [key]).df(), arrow_text)
         if PARTITION_COLUMN in columns:
             frame.insert(list(columns).index(PARTITION_COLUMN), PARTITION_COLUMN, key)
         return frame
@@ -311,7 +317,7 @@ def select_rows(
         f"SELECT {names} FROM {target} WHERE {PARTITION_COLUMN} IN (SELECT unnest(?::VARCHAR[])) "
         f"ORDER BY {PARTITION_COLUMN}, rowid"
     )
-    return connection.execute(sql, [sorted(set(keys))]).df()
+    return as_arrow_text(connection.execute(sql, [sorted(set(keys))]).df(), arrow_text)
 
 
 def read_query(
@@ -329,7 +335,8 @@ def values_relation(
     if values is None:
         yield ""
         return
-    connection.register(_VALUES, pd.DataFrame({"value": values.astype(str).to_numpy()}))
+    text = values if values.dtype == ARROW_TEXT else values.astype(str).to_numpy()  # Arrow text: no objects
+    connection.register(_VALUES, pd.DataFrame({"value": text}))
     try:
         yield f"(SELECT value FROM {_VALUES})"
     finally:

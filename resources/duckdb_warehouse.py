@@ -233,9 +233,8 @@ class Warehouse:
     ) -> None:
         """Replace partitions of several tables (table -> [(partition, frame), ...]) in one transaction.
 
-        The result is that of writing each partition in turn; a table's consecutive frames with the
-        same columns and types are written as one (one DELETE and one INSERT). ``whole_tables`` are
-        replaced whole first.
+        The result is that of writing each partition in turn; a table's consecutive frames with the same
+        columns and types are written as one (one DELETE, one INSERT). ``whole_tables`` go whole, first.
         """
         quote_identifier(schema, what="schema")
         sql = self._tables
@@ -284,11 +283,12 @@ class Warehouse:
         partition_key: str | None = None,
         partition_keys: Collection[str] | None = None,
         columns: Sequence[str] | None = None,
+        arrow_text: Collection[str] = (),
     ) -> pd.DataFrame:
         """Rows of ``schema.table`` (optionally of some partitions); an empty frame if it is missing.
 
-        ``columns``: those columns only, in that order (a 1e7-row table's unit ids are gigabytes).
-        """
+        ``columns``: those columns only, in that order (a 1e7-row table's unit ids are gigabytes);
+        ``arrow_text``: those text columns as ``string[pyarrow]`` (resources/arrow_memory.py)."""
         keys = duckdb_tables.keys_to_read(partition_key, partition_keys)
         quote_identifier(schema, what="schema")
         quote_identifier(table, what="table")
@@ -303,7 +303,7 @@ class Warehouse:
                 self._tables.require_partitioned(schema, table, stored)
             target = self._tables.qualified_name(connection, schema, table)
             chosen = duckdb_tables.chosen_columns(schema, table, stored, columns)
-            return self._tables.select_rows(connection, target, chosen, keys)
+            return self._tables.select_rows(connection, target, chosen, keys, arrow_text=arrow_text)
 
     def _columns(self, connection: Any, schema: str, table: str) -> dict[str, str] | None:
         if self._catalog is None:

@@ -22,6 +22,7 @@ import pandas as pd
 from psycopg2.extensions import connection as Connection  # noqa: N812
 from psycopg2.extras import execute_values
 
+from resources.arrow_memory import as_arrow_text
 from resources.duckdb_frames import PARTITION_ROWS, column_list, partitions_filter
 from resources.duckdb_frames import checked_frame as _checked_frame
 from resources.duckdb_tables import (
@@ -197,9 +198,15 @@ def replace_partition_rows(
 
 
 def select_rows(
-    connection: Connection, target: str, columns: Mapping[str, str], keys: Collection[str] | None
+    connection: Connection,
+    target: str,
+    columns: Mapping[str, str],
+    keys: Collection[str] | None,
+    *,
+    arrow_text: Collection[str] = (),
 ) -> pd.DataFrame:
-    """The table's rows (of ``keys`` only, unless None) in (partition, insertion) order."""
+    """The table's rows (of ``keys`` only, unless None) in (partition, insertion) order; the text
+    columns of ``arrow_text`` as ``ARROW_TEXT`` (resources/arrow_memory.py)."""
     names = column_list(columns)
     order = f"{PARTITION_COLUMN}, {ROW_COLUMN}" if PARTITION_COLUMN in columns else ROW_COLUMN
     if keys is None:
@@ -207,7 +214,7 @@ def select_rows(
     else:
         sql = f"SELECT {names} FROM {target} WHERE {PARTITION_COLUMN} = ANY(?) ORDER BY {order}"
         rows = run_sql(connection, sql, [sorted(set(keys))])
-    return typed_frame(rows, dict(columns))
+    return as_arrow_text(typed_frame(rows, dict(columns)), arrow_text)
 
 
 @contextmanager

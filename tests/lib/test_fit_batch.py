@@ -195,6 +195,23 @@ def test_repeated_units_clustered_equal_the_old_path() -> None:
     assert set(error) == set(OLS) and all("u0" in text for text in error.values())
 
 
+@pytest.mark.parametrize("repeats", [0, 30])
+def test_arrow_backed_ids_give_the_same_fit_and_are_stored_without_python_objects(repeats: int) -> None:
+    """The pipeline reads unit ids as pandas' Arrow-backed text (no Python object per id)."""
+    plan = make_plan(duplicate_units="cluster")
+    valid = batch_frame(repeats=repeats)
+    arrow = valid.assign(unit=valid["unit"].astype(pd.StringDtype("pyarrow")))
+    fits = [fit_batch(frame, plan, batch="b", rng=np.random.default_rng(0)) for frame in (valid, arrow)]
+    for name, table in fits[0].tables().items():
+        other = fits[1].tables()[name]
+        if "unit_id" in table.columns:
+            assert other["unit_id"].dtype == pd.StringDtype("pyarrow"), name  # kept as Arrow text
+            assert other["unit_id"].tolist() == table["unit_id"].tolist(), name
+            table, other = table.drop(columns="unit_id"), other.drop(columns="unit_id")
+        pd.testing.assert_frame_equal(other, table, check_exact=True)
+    assert fits[0].verdicts == fits[1].verdicts
+
+
 def test_the_primary_influence_is_the_estimators_own() -> None:
     plan = make_plan(estimand="ATT")
     valid = batch_frame()

@@ -171,7 +171,7 @@ def test_a_parquet_file_with_an_id_column_reads_as_the_whole_table_converts(
     expected = raw_records._parquet_columns(table.to_pandas()).reset_index(drop=True)
     pd.testing.assert_frame_equal(read, raw_records.delivered_columns(expected))
     parts = ArrowParts.of(table)
-    assert [shared for _, shared in parts.tables] == [True, False]
+    assert [how for _, how in parts.tables] == ["shared", "apart"]
     assert parts.tables[1][0].column_names == ["account_id"]  # "code": half distinct, not more
     regions = read["region"][read["region"] == "EU"]
     assert regions.iloc[0] is regions.iloc[1]  # equal strings still share one object outside the ids

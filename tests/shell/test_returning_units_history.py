@@ -23,6 +23,7 @@ from checks.returning_units import (
     returning_units_verdict,
     stored_influence,
 )
+from resources.arrow_memory import ARROW_TEXT
 from resources.postgres_warehouse import PostgresWarehouse
 from resources.warehouse import Warehouse
 
@@ -101,6 +102,24 @@ def test_a_unit_with_two_rows_in_one_batch_does_not_return(store: Warehouse) -> 
     read, (verdict, metadata), (expected, expected_metadata) = both_ways(store, this, "2025-04-01")
     assert read == DisjointHistory(tuple(BATCHES))
     assert (verdict, metadata) == (expected, expected_metadata)
+
+
+def test_the_estimation_steps_arrow_backed_ids_give_the_same_reads_and_verdicts(store: Warehouse) -> None:
+    """The step reads its unit ids as Arrow text (resources/arrow_memory.py): nothing else changes."""
+    history = [fresh_units(i) for i in range(3)]
+    this_units = fresh_units(9)
+    this_units[:20] = history[1][:20]  # returning from February
+    store_history(store, history)
+    this = influence_rows(this_units, seed=9)
+    arrow = this.assign(unit_id=this["unit_id"].astype(ARROW_TEXT))
+    with store.reading() as reader:
+        as_objects = earlier_influence(reader, STUDY, "2025-04-01", this["unit_id"])
+        as_arrow = earlier_influence(reader, STUDY, "2025-04-01", arrow["unit_id"])
+    assert isinstance(as_arrow.influence, pd.DataFrame) and as_arrow.meets_others
+    pd.testing.assert_frame_equal(as_arrow.influence, as_objects.influence)
+    verdict, metadata = returning_units_verdict(as_arrow.influence, arrow, "2025-04-01")
+    assert (verdict, metadata) == returning_units_verdict(as_objects.influence, this, "2025-04-01")
+    assert metadata["returning_units"] == 20
 
 
 @pytest.mark.parametrize("where", ["this batch", "two earlier batches", "stored late", "no answer"])

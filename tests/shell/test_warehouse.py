@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from resources.arrow_memory import ARROW_TEXT
 from resources.duckdb_tables import quote_identifier
 from resources.postgres_warehouse import PostgresWarehouse
 from resources.warehouse import Warehouse, WarehouseError, open_warehouse
@@ -303,6 +304,25 @@ def test_a_read_of_some_columns_equals_those_columns_of_the_whole_read(store: Wa
     with pytest.raises(ValueError, match="not one string"):
         store.read_table("s", "rows", columns=some[0])
     assert store.read_table("s", "missing", columns=["anything"]).empty
+
+
+def test_arrow_text_reads_the_named_text_columns_as_arrow_backed_text_and_nothing_else(
+    store: Warehouse,
+) -> None:
+    """resources/arrow_memory.py: the estimation step reads its unit ids so (no Python object per id)."""
+    for key in ("a", "b"):
+        frame = batch(ord(key)).assign(unit=lambda f, k=key: [f"{k}{i}" for i in range(len(f))], note=None)
+        store.replace_partition("s", "rows", key, frame)
+    reads: list[dict[str, Any]] = [{}, {"partition_key": "b"}, {"partition_keys": ["b", "a"]}]
+    for read in reads:
+        plain = store.read_table("s", "rows", **read)
+        arrow = store.read_table("s", "rows", arrow_text=["unit", "x", "note", "absent"], **read)
+        assert arrow["unit"].dtype == arrow["note"].dtype == ARROW_TEXT, read  # text, and text all NULL
+        assert arrow["unit"].tolist() == plain["unit"].tolist() and arrow["note"].isna().all()
+        # not text (a number column) or not named: as the plain read gives them
+        pd.testing.assert_frame_equal(
+            arrow.drop(columns=["unit", "note"]), plain.drop(columns=["unit", "note"])
+        )
 
 
 def test_sql_keywords_work_as_quoted_names_and_values_are_bound(store: Warehouse) -> None:
