@@ -217,11 +217,16 @@ def work_rows(
     return rows
 
 
-def print_work(rows: list[dict[str, Any]]) -> None:
-    """The work tables, one per path: calls per batch or update, and the seconds repeats cost."""
+def _by_path(rows: list[dict[str, Any]]) -> Iterator[tuple[str, list[dict[str, Any]], dict[str, Any]]]:
+    """Each path's rows in their order, and its first row."""
     for path in dict.fromkeys(r["path"] for r in rows):
         group = [r for r in rows if r["path"] == path]
-        first = group[0]
+        yield path, group, group[0]
+
+
+def print_work(rows: list[dict[str, Any]]) -> None:
+    """The work tables, one per path: calls per batch or update, and the seconds repeats cost."""
+    for path, group, first in _by_path(rows):
         print(
             f"\nwork per landed batch: {path}; {first['batches']} batches of {first['size']} rows, "
             f"{first['posterior_updates']} posterior updates, {first['batch_seconds']:.3f} s per batch"
@@ -268,9 +273,7 @@ def part_rows(
 
 def print_parts(rows: list[dict[str, Any]]) -> None:
     """Where a landed batch's time goes, one table per path, beside the library path's time."""
-    for path in dict.fromkeys(r["path"] for r in rows):
-        group = [r for r in rows if r["path"] == path]
-        first = group[0]
+    for path, group, first in _by_path(rows):
         print(
             f"\nwhere a landed batch's time goes: {path}; {first['batch_seconds']:.3f} s per batch, "
             f"the library path {first['library_seconds']:.3f} s"
