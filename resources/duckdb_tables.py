@@ -295,12 +295,11 @@ def select_rows(
     """The table's ``columns`` (rows of ``keys`` only, unless None) in (partition, insertion) order;
     the text columns of ``arrow_text`` as ``ARROW_TEXT`` (resources/arrow_memory.py)."""
     names = column_list(columns)
+    others = [c for c in columns if c != PARTITION_COLUMN]
     if keys is None:
         order = f"{PARTITION_COLUMN}, rowid" if PARTITION_COLUMN in columns else "rowid"
         frame = connection.execute(f"SELECT {names} FROM {target} ORDER BY {order}").df()
-        return as_arrow_text(frame, arrow_text)
-    others = [c for c in columns if c != PARTITION_COLUMN]
-    if len(set(keys)) == 1 and others:  # one partition: its key added here, not read per row
+    elif len(set(keys)) == 1 and others:  # one partition: its key added here, not read per row
         (key,) = set(keys)
         # In insertion order without a sort: DuckDB keeps a scan's order (preserve_insertion_order,
         # on by default), and a sort would hold a 1e7-row partition twice while it is read.
@@ -309,15 +308,16 @@ def select_rows(
             table = connection.sql(sql, params=[key]).to_arrow_table()
             frame = frame_from_arrow(table, arrow_text=arrow_text)
         else:
-            frame = as_arrow_text(connection.execute(sql, [key]).df(), arrow_text)
+            frame = connection.execute(sql, [key]).df()
         if PARTITION_COLUMN in columns:
             frame.insert(list(columns).index(PARTITION_COLUMN), PARTITION_COLUMN, key)
-        return frame
-    sql = (
-        f"SELECT {names} FROM {target} WHERE {PARTITION_COLUMN} IN (SELECT unnest(?::VARCHAR[])) "
-        f"ORDER BY {PARTITION_COLUMN}, rowid"
-    )
-    return as_arrow_text(connection.execute(sql, [sorted(set(keys))]).df(), arrow_text)
+    else:
+        sql = (
+            f"SELECT {names} FROM {target} WHERE {PARTITION_COLUMN} IN (SELECT unnest(?::VARCHAR[])) "
+            f"ORDER BY {PARTITION_COLUMN}, rowid"
+        )
+        frame = connection.execute(sql, [sorted(set(keys))]).df()
+    return as_arrow_text(frame, arrow_text)  # what Arrow read is converted already
 
 
 def read_query(
